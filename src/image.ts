@@ -1,0 +1,45 @@
+/** Sample grids as grayscale PNG files (encoded by sharp). */
+import sharp from 'sharp';
+import { UserError } from './errors';
+import { writeAtomically } from './files';
+
+export const GRID_GAP = 2;
+const GAP_VALUE = 128;
+
+/** Columns and rows of a square-ish grid for n tiles. */
+export function gridLayout(n: number): { cols: number; rows: number } {
+  const cols = Math.ceil(Math.sqrt(n));
+  return { cols, rows: Math.ceil(n / cols) };
+}
+
+/** [-1, 1] → 0..255, clamped and rounded. */
+export function toByte(x: number): number {
+  return Math.round((Math.min(1, Math.max(-1, x)) + 1) * 127.5);
+}
+
+/** Lays n images of h×w (one after another in `images`) out in a grid of bytes with a gap between tiles. */
+export function gridPixels(images: Float32Array, n: number, h: number, w: number, gap = GRID_GAP) {
+  const { cols, rows } = gridLayout(n);
+  const width = cols * w + (cols - 1) * gap;
+  const height = rows * h + (rows - 1) * gap;
+  const pixels = new Uint8Array(width * height).fill(GAP_VALUE);
+  for (let k = 0; k < n; k++) {
+    const top = Math.floor(k / cols) * (h + gap);
+    const left = (k % cols) * (w + gap);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) pixels[(top + y) * width + left + x] = toByte(images[k * h * w + y * w + x]);
+    }
+  }
+  return { width, height, pixels };
+}
+
+export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number): Promise<{ width: number; height: number }> {
+  const { width, height, pixels } = gridPixels(images, n, h, w);
+  const png = await sharp(pixels, { raw: { width, height, channels: 1 } }).png().toBuffer();
+  try {
+    writeAtomically(file, png);
+  } catch (e) {
+    throw new UserError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return { width, height };
+}

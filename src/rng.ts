@@ -1,0 +1,95 @@
+/**
+ * Seeded random numbers (xoshiro128**), so shuffles, timesteps and noise are reproducible
+ * and the generator state can be saved in a checkpoint and restored exactly.
+ */
+export type RngState = [number, number, number, number];
+
+export class Rng {
+  private s: Uint32Array;
+
+  constructor(seed: number | RngState) {
+    this.s = new Uint32Array(4);
+    if (Array.isArray(seed)) {
+      this.s.set(seed);
+    } else {
+      // splitmix32 expands one integer seed into four well-mixed state words.
+      let x = seed >>> 0;
+      for (let i = 0; i < 4; i++) {
+        x = (x + 0x9e3779b9) >>> 0;
+        let z = x;
+        z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+        z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+        this.s[i] = (z ^ (z >>> 16)) >>> 0;
+      }
+    }
+    if (this.s.every((v) => v === 0)) this.s[0] = 1;
+  }
+
+  state(): RngState {
+    return [this.s[0], this.s[1], this.s[2], this.s[3]];
+  }
+
+  /** Uniform 32-bit unsigned integer. */
+  nextUint32(): number {
+    const s = this.s;
+    const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+    const t = s[1] << 9;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1). */
+  uniform(): number {
+    return this.nextUint32() / 4294967296;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.uniform() * n);
+  }
+
+  /** Standard normal (Box–Muller; the generator holds no spare, so its state is just s). */
+  normal(): number {
+    return this.normalPair()[0];
+  }
+
+  /** Fills `out` with standard normals, using both values of each Box–Muller pair. */
+  fillNormal(out: Float32Array): Float32Array {
+    for (let i = 0; i < out.length; i += 2) {
+      const [a, b] = this.normalPair();
+      out[i] = a;
+      if (i + 1 < out.length) out[i + 1] = b;
+    }
+    return out;
+  }
+
+  private normalPair(): [number, number] {
+    let u = this.uniform();
+    while (u === 0) u = this.uniform();
+    const r = Math.sqrt(-2 * Math.log(u));
+    const theta = 2 * Math.PI * this.uniform();
+    return [r * Math.cos(theta), r * Math.sin(theta)];
+  }
+
+  /** A random permutation of 0..n-1 (Fisher–Yates). */
+  permutation(n: number): Uint32Array {
+    const p = new Uint32Array(n);
+    for (let i = 0; i < n; i++) p[i] = i;
+    for (let i = n - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      const tmp = p[i];
+      p[i] = p[j];
+      p[j] = tmp;
+    }
+    return p;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
