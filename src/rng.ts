@@ -29,6 +29,11 @@ export class Rng {
     return [this.s[0], this.s[1], this.s[2], this.s[3]];
   }
 
+  /** Rewinds (or forwards) the generator to a state from state(). */
+  setState(state: RngState): void {
+    this.s.set(state);
+  }
+
   /** Uniform 32-bit unsigned integer. */
   nextUint32(): number {
     const s = this.s;

@@ -242,6 +242,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
         lossSum += loss * batches[i].length;
         seen += batches[i].length;
         progress.update(i + 1, payload(lossSum / seen));
+        await new Promise(setImmediate); // lets a pending Ctrl-C handler run
         if (hooks.shouldStop()) {
           interrupted = true;
           break;

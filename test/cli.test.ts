@@ -1,0 +1,140 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { BIN, ROOT, runCli, tempDir } from './helpers';
+
+const SMALL = ['--limit', '256', '--width', '64', '--batch-size', '64'];
+
+/** A bad-input failure: non-zero exit, one line on stderr, no stack trace. */
+function assertCleanFailure(r: ReturnType<typeof runCli>, pattern: RegExp): void {
+  assert.notEqual(r.status, 0, `expected failure, got: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n').filter((l) => /error/i.test(l));
+  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
+  assert.match(lines[0], /^(diffuse: )?error: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+}
+
+test('train one epoch, then sample 4 images into a valid 2x2 PNG grid', async () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  const train = runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stderr, /epoch 1\/1: loss \d+\.\d+, \d+ samples\/s/);
+  const out = path.join(dir, 'grid.png');
+  const sample = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--out', out]);
+  assert.equal(sample.status, 0, sample.stderr);
+  const meta = await sharp(out).metadata();
+  assert.equal(meta.format, 'png');
+  assert.equal(meta.width, 2 * 28 + 2);
+  assert.equal(meta.height, 2 * 28 + 2);
+  // The same seed gives the same grid.
+  const again = path.join(dir, 'again.png');
+  assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--out', again]).status, 0);
+  assert.deepEqual(fs.readFileSync(again), fs.readFileSync(out));
+  const other = path.join(dir, 'other.png');
+  assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--seed', '1', '--out', other]).status, 0);
+  assert.notDeepEqual(fs.readFileSync(other), fs.readFileSync(out));
+});
+
+test('--resume continues the epoch count; --sample-every writes grids', () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  const r = runCli(['train', '--epochs', '2', '--resume', '--out', dir, '--sample-every', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /epochs 2\.\.2/);
+  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  assert.equal(meta.training.epoch, 2);
+  assert.equal(meta.training.step, 8); // 256 images / 64 per batch, twice
+  assert.equal(meta.model.width, 64);
+  assert.ok(fs.existsSync(path.join(dir, 'samples-epoch-0002.png')));
+  const done = runCli(['train', '--epochs', '2', '--resume', '--out', dir]);
+  assert.equal(done.status, 0);
+  assert.match(done.stderr, /nothing to do/);
+});
+
+test('Ctrl-C finishes the step, saves a loadable checkpoint and exits 0', async () => {
+  const dir = tempDir();
+  const child = spawn(process.execPath, [BIN, 'train', '--epochs', '1000', ...SMALL, '--out', dir], { cwd: ROOT });
+  let stderr = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (/epoch 1\/1000/.test(stderr) && !child.killed) child.kill('SIGINT');
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /interrupted/);
+  const s = runCli(['sample', '--checkpoint', dir, '--n', '1', '--out', path.join(dir, 'g.png')]);
+  assert.equal(s.status, 0, s.stderr);
+});
+
+test('a non-finite loss stops training with a clear message and keeps the last good checkpoint', () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  const before = fs.readFileSync(path.join(dir, 'checkpoint.json'));
+  const r = runCli(['train', '--epochs', '3', '--resume', '--lr', '1e30', '--out', dir]);
+  assertCleanFailure(r, /loss became (NaN|Infinity)/);
+  assert.deepEqual(fs.readFileSync(path.join(dir, 'checkpoint.json')), before);
+  assert.equal(runCli(['sample', '--checkpoint', dir, '--n', '1', '--out', path.join(dir, 'g.png')]).status, 0);
+});
+
+test('bad options are refused with one clear line', () => {
+  assertCleanFailure(runCli(['train', '--epochs', '0']), /--epochs.*expected an integer of at least 1/);
+  assertCleanFailure(runCli(['train', '--epochs', 'ten']), /--epochs.*expected an integer/);
+  assertCleanFailure(runCli(['train', '--width', '7']), /--width.*multiple of 4/);
+  assertCleanFailure(runCli(['train', '--lr', '-1']), /--lr.*positive number/);
+  assertCleanFailure(runCli(['sample', '--n', '-3']), /--n.*expected an integer of at least 1/);
+  assertCleanFailure(runCli(['train', '--backend', 'gpu']), /--backend.*Allowed choices/);
+});
+
+test('missing and corrupt checkpoints, and another architecture, are refused without damage', () => {
+  const dir = tempDir();
+  assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--out', path.join(dir, 'g.png')]), /no checkpoint in/);
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]).status, 0);
+  const snapshot = () => fs.readdirSync(ckpt).sort().map((f) => [f, fs.readFileSync(path.join(ckpt, f)).toString('base64')]);
+  const before = snapshot();
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--width', '128', '--out', ckpt]), /has width 64; --width 128/);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--out', ckpt]), /already holds a checkpoint; pass --resume/);
+  assert.deepEqual(snapshot(), before);
+
+  const corrupt = path.join(dir, 'corrupt');
+  fs.mkdirSync(corrupt);
+  fs.writeFileSync(path.join(corrupt, 'checkpoint.json'), '{not json');
+  assertCleanFailure(runCli(['sample', '--checkpoint', corrupt, '--out', path.join(dir, 'g.png')]), /corrupt checkpoint/);
+});
+
+test('an output path that cannot be written is refused and an existing grid is not damaged', () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]).status, 0);
+  assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--out', path.join(dir, 'no', 'such', 'g.png')]), /cannot write .* does not exist/);
+  fs.writeFileSync(path.join(dir, 'file'), 'x');
+  assertCleanFailure(runCli(['train', '--epochs', '1', ...SMALL, '--out', path.join(dir, 'file', 'sub')]), /cannot create checkpoint directory/);
+  const grid = path.join(dir, 'grid.png');
+  fs.writeFileSync(grid, 'precious');
+  assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'missing'), '--out', grid]), /no checkpoint/);
+  assert.equal(fs.readFileSync(grid, 'utf8'), 'precious');
+});
+
+test('help lists every option with its default, and --version prints the version', () => {
+  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  assert.equal(runCli(['--version']).stdout.trim(), version);
+  const top = runCli(['--help']).stdout;
+  assert.match(top, /train/);
+  assert.match(top, /sample/);
+  const train = runCli(['train', '--help']).stdout;
+  for (const o of ['--epochs', '--batch-size', '--lr', '--width', '--timesteps', '--limit', '--seed', '--out', '--resume', '--sample-every', '--backend']) {
+    assert.match(train, new RegExp(o));
+  }
+  assert.match(train, /default: 1000/);
+  assert.match(train, /Examples:/);
+  const sample = runCli(['sample', '--help']).stdout;
+  for (const o of ['--checkpoint', '--n', '--out', '--seed', '--backend']) assert.match(sample, new RegExp(o));
+  assert.match(sample, /default: 64/);
+});

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DDPMScheduler, linearSchedule } from '../src/schedule';
+import { Rng } from '../src/rng';
+import { mean, variance } from './helpers';
+
+const s = new DDPMScheduler(linearSchedule(1000));
+
+test('linear betas run from 1e-4 to 0.02 in T steps', () => {
+  assert.equal(s.betas.length, 1000);
+  assert.ok(Math.abs(s.betas[0] - 1e-4) < 1e-12);
+  assert.ok(Math.abs(s.betas[999] - 0.02) < 1e-12);
+  assert.ok(Math.abs(s.betas[500] - (1e-4 + (0.02 - 1e-4) * (500 / 999))) < 1e-12);
+});
+
+test('alphasCumprod matches the closed form exp(Σ log(1 − β))', () => {
+  for (const t of [0, 1, 10, 500, 999]) {
+    let logSum = 0;
+    for (let k = 0; k <= t; k++) logSum += Math.log(1 - (1e-4 + ((0.02 - 1e-4) * k) / 999));
+    assert.ok(Math.abs(s.alphasCumprod[t] - Math.exp(logSum)) < 1e-12, `t=${t}`);
+  }
+  // ᾱ_T for the standard schedule is about 4.04e-5: x_T is essentially pure noise.
+  assert.ok(Math.abs(s.alphasCumprod[999] - 4.0358e-5) < 1e-8);
+  assert.equal(s.alphasCumprodPrev[0], 1);
+  assert.equal(s.alphasCumprodPrev[10], s.alphasCumprod[9]);
+});
+
+test('posterior variance is β_t(1 − ᾱ_{t−1})/(1 − ᾱ_t), zero at t = 0', () => {
+  assert.equal(s.posteriorVariance[0], 0);
+  const t = 300;
+  const expected = (s.betas[t] * (1 - s.alphasCumprod[t - 1])) / (1 - s.alphasCumprod[t]);
+  assert.ok(Math.abs(s.posteriorVariance[t] - expected) < 1e-15);
+  assert.ok(s.posteriorVariance[t] < s.betas[t]);
+});
+
+test('addNoise has mean √ᾱ_t·x0 and variance 1 − ᾱ_t over a large batch', () => {
+  const rng = new Rng(1);
+  const n = 200_000;
+  for (const t of [0, 250, 999]) {
+    const x0 = new Float32Array(n).fill(0.7);
+    const eps = rng.fillNormal(new Float32Array(n));
+    const xt = s.addNoise(x0, eps, new Int32Array(n).fill(t));
+    const a = s.alphasCumprod[t];
+    assert.ok(Math.abs(mean(xt) - Math.sqrt(a) * 0.7) < 0.01, `mean at t=${t}`);
+    assert.ok(Math.abs(variance(xt) - (1 - a)) < 0.01 * Math.max(1 - a, 0.01) + 1e-4, `variance at t=${t}`);
+  }
+});
+
+test('addNoise uses each example its own timestep', () => {
+  const x0 = new Float32Array([1, 1, 1, 1]);
+  const eps = new Float32Array([0, 0, 0, 0]);
+  const xt = s.addNoise(x0, eps, [0, 999]);
+  assert.ok(Math.abs(xt[0] - Math.sqrt(s.alphasCumprod[0])) < 1e-6);
+  assert.ok(Math.abs(xt[3] - Math.sqrt(s.alphasCumprod[999])) < 1e-6);
+});
+
+test('step with the true noise gives the posterior mean μ̃(x_t, x_0) plus σ_t·z', () => {
+  for (const t of [1, 100, 999]) {
+    const x0 = new Float32Array([0.3, -0.8, 1]);
+    const eps = new Float32Array([1.2, -0.4, 0.1]);
+    const xt = s.addNoise(x0, eps, [t]);
+    const z = new Float32Array([0.5, -1, 2]);
+    const out = s.step(eps, t, xt, z);
+    // Ho et al. eq. 7: μ̃ = √ᾱ_{t−1}β_t/(1−ᾱ_t)·x0 + √α_t(1−ᾱ_{t−1})/(1−ᾱ_t)·x_t
+    const c0 = (Math.sqrt(s.alphasCumprodPrev[t]) * s.betas[t]) / (1 - s.alphasCumprod[t]);
+    const ct = (Math.sqrt(s.alphas[t]) * (1 - s.alphasCumprodPrev[t])) / (1 - s.alphasCumprod[t]);
+    for (let i = 0; i < 3; i++) {
+      const expected = c0 * x0[i] + ct * xt[i] + Math.sqrt(s.posteriorVariance[t]) * z[i];
+      assert.ok(Math.abs(out[i] - expected) < 1e-5, `t=${t} i=${i}: ${out[i]} vs ${expected}`);
+    }
+  }
+});
+
+test('the last step (t = 0) adds no noise and recovers x0 from the true noise', () => {
+  const x0 = new Float32Array([0.25, -0.5]);
+  const eps = new Float32Array([0.9, 0.3]);
+  const xt = s.addNoise(x0, eps, [0]);
+  const out = s.step(eps, 0, xt, new Float32Array([100, 100]));
+  assert.ok(Math.abs(out[0] - 0.25) < 1e-5 && Math.abs(out[1] + 0.5) < 1e-5);
+});
