@@ -1,12 +1,15 @@
 /**
  * Backend selection. `tensorflow` is the native binding (@tensorflow/tfjs-node-gpu if it loads, else
  * @tensorflow/tfjs-node); neither is a dependency, because their install step downloads libtensorflow,
- * so they are looked for at run time. `auto` tries tensorflow, then wasm, then cpu.
+ * so they are looked for at run time. `blas` is tfjs's cpu backend with this project's native kernels
+ * (OpenBLAS), there when `npm ci` could build them. `auto` tries tensorflow, blas, wasm, then cpu.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from './errors';
+import { NATIVE_BUILD_HINT, nativeLoadError } from './native/addon';
+import { registerBlasBackend } from './native/blasBackend';
 
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['auto', 'tensorflow', 'blas', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 export const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
@@ -15,6 +18,8 @@ export const NATIVE_INSTALL_HINT = 'npm install @tensorflow/tfjs-node, or @tenso
 /** What selection needs from the outside world, injectable for tests. */
 export interface BackendEnv {
   load(pkg: string): void;
+  /** Registers the `blas` backend; false where the native addon is not built. */
+  registerBlas(): boolean;
   setBackend(name: string): Promise<boolean>;
   log(message: string): void;
 }
@@ -23,12 +28,13 @@ export const defaultBackendEnv: BackendEnv = {
   load: (pkg) => {
     require(pkg);
   },
+  registerBlas: () => registerBlasBackend(),
   setBackend: (name) => tf.setBackend(name),
   log: (message) => process.stderr.write(message + '\n'),
 };
 
 export interface SelectedBackend {
-  name: 'tensorflow' | 'wasm' | 'cpu';
+  name: 'tensorflow' | 'blas' | 'wasm' | 'cpu';
   /** The package that provided it. */
   package: string;
 }
@@ -66,6 +72,14 @@ export async function selectBackend(choice: BackendChoice, env: BackendEnv = def
       throw new UserError(`the native TensorFlow backend is not installed; install it with: ${NATIVE_INSTALL_HINT}`);
     }
   }
+  let blasMissing = false;
+  if (!selected && (choice === 'blas' || choice === 'auto')) {
+    if (env.registerBlas() && (await env.setBackend('blas'))) selected = { name: 'blas', package: 'build/Release/diffuse_native.node' };
+    blasMissing = selected === null;
+    if (!selected && choice === 'blas') {
+      throw new UserError(`the blas backend's native kernels are not built${reason()}; build them with: ${NATIVE_BUILD_HINT}`);
+    }
+  }
   for (const name of ['wasm', 'cpu'] as const) {
     if (selected) break;
     if (choice === name || choice === 'auto') {
@@ -74,7 +88,14 @@ export async function selectBackend(choice: BackendChoice, env: BackendEnv = def
     }
   }
   if (!selected) throw new UserError('no tfjs backend could be started');
-  const hint = nativeMissing ? `; native TensorFlow is not installed (${NATIVE_INSTALL_HINT})` : '';
-  env.log(`diffuse: backend ${selected.name}${hint}`);
+  const hints: string[] = [];
+  if (nativeMissing) hints.push(`native TensorFlow is not installed (${NATIVE_INSTALL_HINT})`);
+  if (blasMissing) hints.push(`the native BLAS kernels are not built (${NATIVE_BUILD_HINT})`);
+  env.log(`diffuse: backend ${selected.name}${hints.map((h) => `; ${h}`).join('')}`);
   return selected;
+}
+
+function reason(): string {
+  const error = nativeLoadError();
+  return error ? ` (${error})` : '';
 }

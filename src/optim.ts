@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { variableFrom } from './tensors';
+import { nativeAdamUpdate } from './native/blasBackend';
 
 export interface AdamConfig {
   lr: number;
@@ -37,6 +38,8 @@ export class Adam {
     const { lr, beta1, beta2, epsilon } = this.config;
     const correction1 = 1 - beta1 ** this.step;
     const correction2 = 1 - beta2 ** this.step;
+    const updates = [...this.params].filter(([name]) => grads[name]).map(([name, p]) => ({ p, g: grads[name], m: this.m.get(name)!, v: this.v.get(name)! }));
+    if (nativeAdamUpdate(updates, this.config, correction1, correction2)) return;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
         const g = grads[name];

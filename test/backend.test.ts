@@ -4,13 +4,14 @@ import { BackendEnv, selectBackend } from '../src/backend';
 import { UserError } from '../src/errors';
 
 /** A fake world: `installed` packages load, `working` backends start; calls are recorded. */
-function fakeEnv(installed: string[], working: string[]) {
+function fakeEnv(installed: string[], working: string[], blasBuilt = false) {
   const logs: string[] = [];
   const started: string[] = [];
   const env: BackendEnv = {
     load: (pkg) => {
       if (!installed.includes(pkg)) throw new Error(`Cannot find module '${pkg}'`);
     },
+    registerBlas: () => blasBuilt,
     setBackend: async (name) => {
       started.push(name);
       return working.includes(name);
@@ -30,11 +31,19 @@ test('auto prefers the native GPU binding, then the native CPU one', async () =>
   assert.deepEqual(await selectBackend('auto', w.env), { name: 'tensorflow', package: '@tensorflow/tfjs-node' });
 });
 
-test('auto falls back to wasm and says once how to install the native backend', async () => {
+test('auto takes the native BLAS kernels next, and says how to install the native TensorFlow', async () => {
+  const w = fakeEnv(PORTABLE, ['blas', 'wasm', 'cpu'], true);
+  assert.equal((await selectBackend('auto', w.env)).name, 'blas');
+  assert.deepEqual(w.started, ['blas']);
+  assert.equal(w.logs.length, 1);
+  assert.match(w.logs[0], /^diffuse: backend blas; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node/);
+});
+
+test('auto falls back to wasm and says once how to get both native backends', async () => {
   const w = fakeEnv(PORTABLE, ['wasm', 'cpu']);
   assert.equal((await selectBackend('auto', w.env)).name, 'wasm');
   assert.equal(w.logs.length, 1);
-  assert.match(w.logs[0], /backend wasm; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node/);
+  assert.match(w.logs[0], /backend wasm; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node.*; the native BLAS kernels are not built \(apt-get install -y libopenblas-dev/);
 });
 
 test('auto falls back to cpu when wasm cannot start', async () => {
@@ -48,6 +57,7 @@ test('an explicit backend is used alone, and a missing native one is a clear err
   assert.equal((await selectBackend('cpu', w.env)).name, 'cpu');
   assert.deepEqual(w.started, ['cpu']);
   await assert.rejects(selectBackend('tensorflow', w.env), (e: Error) => e instanceof UserError && /not installed; install it with: npm install/.test(e.message));
+  await assert.rejects(selectBackend('blas', w.env), (e: Error) => e instanceof UserError && /native kernels are not built.*npm run build:native/.test(e.message));
   const broken = fakeEnv(PORTABLE, ['cpu']);
   await assert.rejects(selectBackend('wasm', broken.env), /wasm backend could not be started/);
 });

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
 import { Denoiser, FcUnetConfig } from './denoiser';
-import { dense, gelu, layerNorm } from './layers';
+import { dense, geluLayerNorm } from './layers';
 import { variableFrom } from '../tensors';
 
 const DENSE_LAYERS = ['in', 'down1', 'down2', 'up1', 'up2', 'out'] as const;
@@ -83,7 +83,7 @@ export class FcUnet implements Denoiser {
 
   /** LayerNorm(GELU(x)) with the i-th norm's parameters. */
   private activate(x: tf.Tensor2D, i: number): tf.Tensor2D {
-    return layerNorm(gelu(x), this.v(`norm${i}/gamma`), this.v(`norm${i}/beta`));
+    return geluLayerNorm(x, this.v(`norm${i}/gamma`), this.v(`norm${i}/beta`));
   }
 
   predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {

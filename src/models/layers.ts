@@ -1,9 +1,10 @@
 /** The few layer functions the denoisers are built from, on tfjs tensors. */
 import * as tf from '@tensorflow/tfjs-core';
+import { GELU_LAYER_NORM, backendHasKernel } from './fusedOps';
 
-/** y = x·W + b (W is [in, out]). */
+/** y = x·W + b (W is [in, out]), as one fused kernel where the backend has one. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
-  return tf.add(tf.matMul(x, w), b);
+  return tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D;
 }
 
 /** Exact GELU, x·Φ(x) = ½x(1 + erf(x/√2)), as PyTorch's nn.GELU. */
@@ -20,4 +21,17 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D)
     const normalized = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, LAYER_NORM_EPSILON)));
     return tf.add(tf.mul(normalized, gamma), beta);
   });
+}
+
+/**
+ * LayerNorm(GELU(x))·γ + β, the FC U-net's activation: one fused kernel where the backend has it
+ * (`blas`), else the two functions above.
+ */
+export function geluLayerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D): tf.Tensor2D {
+  if (backendHasKernel(GELU_LAYER_NORM)) {
+    // The other two outputs (x̂, 1/σ) are kept for the gradient; the caller's tidy frees them.
+    const [y] = tf.engine().runKernel(GELU_LAYER_NORM, { x, gamma, beta }) as tf.Tensor[];
+    return y as tf.Tensor2D;
+  }
+  return layerNorm(gelu(x), gamma, beta);
 }

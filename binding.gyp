@@ -1,0 +1,12 @@
+{
+  "targets": [
+    {
+      "target_name": "diffuse_native",
+      "sources": ["native/diffuse_native.c"],
+      "include_dirs": ["/usr/include/x86_64-linux-gnu", "/usr/include/openblas"],
+      "libraries": ["-lopenblas", "-fopenmp"],
+      "cflags": ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-std=c11"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

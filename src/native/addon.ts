@@ -1,0 +1,71 @@
+/**
+ * The optional native addon (native/diffuse_native.c over OpenBLAS), built by `npm ci` where a C compiler
+ * and OpenBLAS are present. Everything works without it; it is what makes training fast on the CPU.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface NativeAddon {
+  /** c[m×n] = op(a)·op(b) (+ bias on every row), row-major; op transposes when the flag is set. */
+  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, bias?: Float32Array): void;
+  /** One Adam update of p, m, v in place (torch.optim.Adam's formula). */
+  adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number, beta2: number, eps: number, correction1: number, correction2: number): void;
+  /** y = LayerNorm(GELU(x))·γ + β over rows of `cols`; saves the normalized x̂ and each row's 1/σ. */
+  geluLayerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, rows: number, cols: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array): void;
+  /** Gradients of geluLayerNorm with respect to x, γ and β. */
+  geluLayerNormGrad(dy: Float32Array, x: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number, cols: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
+  /** out[c] = Σ_r x[r, c]. */
+  columnSums(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
+  /**
+   * out = a op b (op 0 add, 1 subtract, 2 multiply), b of out's length, 1, or a divisor of it that
+   * repeats (a broadcast row); with `swap`, b op a.
+   */
+  binary(op: 0 | 1 | 2, a: Float32Array, b: Float32Array, out: Float32Array, swap: boolean): void;
+}
+
+export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run build:native';
+
+/**
+ * OpenBLAS picks its kernels from the CPU model name and falls back to generic SSE3 ones ("Prescott")
+ * on CPUs it does not know, such as virtual machines reporting a plain "Intel Xeon Processor": 4-5x
+ * slower here. Where the user has not chosen, name the core type from the instruction sets the CPU has.
+ * And OpenMP threads that spin after each element-wise kernel would steal the cores from OpenBLAS's own.
+ * Both are read when the libraries load, so this runs before the addon is required.
+ */
+export function tuneNativeEnvironment(env: NodeJS.ProcessEnv = process.env, cpuinfo = readCpuFlags()): void {
+  if (!env.OPENBLAS_CORETYPE) {
+    if (cpuinfo.has('avx512f') && cpuinfo.has('avx512bw') && cpuinfo.has('avx512vl')) env.OPENBLAS_CORETYPE = 'SkylakeX';
+    else if (cpuinfo.has('avx2') && cpuinfo.has('fma')) env.OPENBLAS_CORETYPE = 'Haswell';
+  }
+  if (!env.OMP_WAIT_POLICY) env.OMP_WAIT_POLICY = 'PASSIVE';
+}
+
+function readCpuFlags(): Set<string> {
+  try {
+    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    return new Set(line ? line.split(':')[1].trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+let cached: NativeAddon | null | undefined;
+let loadError = '';
+
+/** The addon, or null where it was not built (the reason is in nativeLoadError()). */
+export function loadNativeAddon(): NativeAddon | null {
+  if (cached === undefined) {
+    try {
+      tuneNativeEnvironment();
+      cached = require(path.join(__dirname, '..', '..', '..', 'build', 'Release', 'diffuse_native.node')) as NativeAddon;
+    } catch (e) {
+      cached = null;
+      loadError = (e as Error).message.split('\n')[0];
+    }
+  }
+  return cached;
+}
+
+export function nativeLoadError(): string {
+  return loadError;
+}

@@ -1,0 +1,168 @@
+/**
+ * The `blas` backend: tfjs's own CPU backend with its matrix product replaced by OpenBLAS sgemm through
+ * the native addon. All other kernels are the cpu backend's, registered again under this name, so the
+ * plain `cpu` backend stays untouched as the reference the fast kernels are tested against.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { NativeAddon, loadNativeAddon } from './addon';
+import { GELU_LAYER_NORM, GELU_LAYER_NORM_GRAD, registerGeluLayerNormGradient } from '../models/fusedOps';
+
+export const BLAS_BACKEND = 'blas';
+
+type CpuData = { values?: unknown };
+
+/** The Float32Array behind a tensor on a CPU-style backend. */
+export function cpuValues(backend: MathBackendCPU, t: tf.TensorInfo): Float32Array {
+  return (backend.data.get(t.dataId) as CpuData).values as Float32Array;
+}
+
+/**
+ * BatchMatMul over sgemm, with tfjs's broadcasting of the leading (batch) dimensions; also
+ * _FusedMatMul when its only extra is a bias added to every row (no activation).
+ */
+function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined> & { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB, activation } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean; activation?: string };
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(args);
+    if (preluActivationWeights || (activation !== undefined && activation !== 'linear')) return fallback(args);
+    const backend = args.backend as MathBackendCPU;
+    const ra = a.shape.length, rb = b.shape.length;
+    const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+    const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+    const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+    const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+    if (k !== kb) throw new Error(`matMul: inner dimensions ${k} and ${kb} differ`);
+    if (bias && (bias.dtype !== 'float32' || tf.util.sizeFromShape(bias.shape) !== n || bias.shape.length > 1)) return fallback(args);
+    const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+    const batchShape = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
+    const batches = batchShape.reduce((x, y) => x * y, 1);
+    const sizeA = batchA.reduce((x, y) => x * y, 1), sizeB = batchB.reduce((x, y) => x * y, 1);
+    if ((sizeA !== batches && sizeA !== 1) || (sizeB !== batches && sizeB !== 1)) return fallback(args); // partial broadcasting
+    const av = cpuValues(backend, a), bv = cpuValues(backend, b);
+    const biasValues = bias ? cpuValues(backend, bias) : undefined;
+    const out = new Float32Array(batches * m * n);
+    for (let i = 0; i < batches; i++) {
+      const ai = sizeA === 1 ? 0 : i, bi = sizeB === 1 ? 0 : i;
+      native.sgemm(transposeA, transposeB, m, n, k, av.subarray(ai * m * k, (ai + 1) * m * k), bv.subarray(bi * k * n, (bi + 1) * k * n), out.subarray(i * m * n, (i + 1) * m * n), biasValues);
+    }
+    return backend.makeTensorInfo([...batchShape, m, n], 'float32', out);
+  };
+}
+
+/** LayerNorm(GELU(x)) as one native kernel; outputs y, and x̂ and 1/σ saved for the gradient. */
+function geluLayerNormKernel(native: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { x, gamma, beta } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
+    const cpu = backend as MathBackendCPU;
+    const cols = x.shape[x.shape.length - 1];
+    const rows = tf.util.sizeFromShape(x.shape) / cols;
+    const y = new Float32Array(rows * cols), xhat = new Float32Array(rows * cols), rstd = new Float32Array(rows);
+    native.geluLayerNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), rows, cols, y, xhat, rstd);
+    return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([rows], 'float32', rstd)];
+  };
+}
+
+function geluLayerNormGradKernel(native: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const { dy, x, xhat, gamma, rstd } = inputs as Record<string, tf.TensorInfo>;
+    const cpu = backend as MathBackendCPU;
+    const cols = x.shape[x.shape.length - 1];
+    const rows = tf.util.sizeFromShape(x.shape) / cols;
+    const dx = new Float32Array(rows * cols), dgamma = new Float32Array(cols), dbeta = new Float32Array(cols);
+    native.geluLayerNormGrad(cpuValues(cpu, dy), cpuValues(cpu, x), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), rows, cols, dx, dgamma, dbeta);
+    return [cpu.makeTensorInfo(x.shape, 'float32', dx), cpu.makeTensorInfo([cols], 'float32', dgamma), cpu.makeTensorInfo([cols], 'float32', dbeta)];
+  };
+}
+
+/**
+ * Sum over all axes but the last (the gradient of a bias added to every row) through native column
+ * sums; other reductions go to the cpu kernel.
+ */
+function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const axes = tf.util.parseAxisParam(axis, x.shape);
+    const rank = x.shape.length;
+    const leading = axes.length === rank - 1 && [...axes].sort((p, q) => p - q).every((ax, i) => ax === i);
+    if (x.dtype !== 'float32' || rank < 2 || !leading) return fallback(args);
+    const cpu = args.backend as MathBackendCPU;
+    const cols = x.shape[rank - 1];
+    const out = new Float32Array(cols);
+    native.columnSums(cpuValues(cpu, x), tf.util.sizeFromShape(x.shape) / cols, cols, out);
+    return cpu.makeTensorInfo(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32', out);
+  };
+}
+
+/**
+ * Add, Sub and Mul where one operand has the output's shape and the other the same shape, a single
+ * value, or the output's trailing dimensions (a bias row); other broadcasts go to the cpu kernel.
+ */
+function binaryKernel(native: NativeAddon, op: 0 | 1 | 2, fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(args);
+    const outShape = tf.broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const full = (t: tf.TensorInfo) => t.shape.length === outShape.length && t.shape.every((d, i) => d === outShape[i]);
+    const broadcastable = (t: tf.TensorInfo) => {
+      const size = tf.util.sizeFromShape(t.shape);
+      if (size === 1) return true;
+      const trailing = t.shape.slice(t.shape.findIndex((d) => d !== 1)); // leading 1s broadcast too
+      return trailing.length <= outShape.length && trailing.every((d, i) => d === outShape[outShape.length - trailing.length + i]);
+    };
+    const swap = !full(a);
+    const [big, small] = swap ? [b, a] : [a, b];
+    if (!full(big) || !broadcastable(small)) return fallback(args);
+    const cpu = args.backend as MathBackendCPU;
+    const out = new Float32Array(tf.util.sizeFromShape(outShape));
+    native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap);
+    return cpu.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+let registered = false;
+
+/** Registers the `blas` backend once; false where the native addon is missing. */
+export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon()): boolean {
+  if (registered) return true;
+  if (!native) return false;
+  tf.registerBackend(BLAS_BACKEND, () => new MathBackendCPU(), 0);
+  const replacements: Record<string, (fallback: tf.KernelFunc) => tf.KernelFunc> = {
+    [tf.BatchMatMul]: (f) => batchMatMulKernel(native, f),
+    [tf._FusedMatMul]: (f) => batchMatMulKernel(native, f),
+    [tf.Sum]: (f) => sumKernel(native, f),
+    [tf.Add]: (f) => binaryKernel(native, 0, f),
+    [tf.Sub]: (f) => binaryKernel(native, 1, f),
+    [tf.Multiply]: (f) => binaryKernel(native, 2, f),
+  };
+  for (const config of tf.getKernelsForBackend('cpu')) {
+    const replace = replacements[config.kernelName];
+    tf.registerKernel({ ...config, backendName: BLAS_BACKEND, kernelFunc: replace ? replace(config.kernelFunc) : config.kernelFunc });
+  }
+  tf.registerKernel({ kernelName: GELU_LAYER_NORM, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormKernel(native) });
+  tf.registerKernel({ kernelName: GELU_LAYER_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormGradKernel(native) });
+  registerGeluLayerNormGradient();
+  registered = true;
+  return true;
+}
+
+/**
+ * Adam's update as one native pass over each parameter, in place, where the active backend is `blas`;
+ * false elsewhere (the caller then uses tfjs ops). In place is safe: a variable's storage is its own.
+ */
+export function nativeAdamUpdate(
+  updates: { p: tf.Variable; g: tf.Tensor; m: tf.Variable; v: tf.Variable }[],
+  config: { lr: number; beta1: number; beta2: number; epsilon: number },
+  correction1: number,
+  correction2: number,
+): boolean {
+  const native = loadNativeAddon();
+  if (!registered || !native || tf.getBackend() !== BLAS_BACKEND) return false;
+  const backend = tf.backend() as MathBackendCPU;
+  for (const { p, g, m, v } of updates) {
+    native.adam(cpuValues(backend, p), cpuValues(backend, g), cpuValues(backend, m), cpuValues(backend, v), config.lr, config.beta1, config.beta2, config.epsilon, correction1, correction2);
+  }
+  return true;
+}

@@ -1,0 +1,179 @@
+/**
+ * Every kernel of the `blas` backend against tfjs's own cpu kernels, on random inputs of several
+ * shapes (odd sizes included), to float32 tolerance; then whole training steps on both paths.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
+import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
+import { Adam, adamConfig } from '../src/optim';
+import { Rng } from '../src/rng';
+import { Trainer } from '../src/train';
+import { fcUnetConfig } from '../src/models/fcUnet';
+import { linearSchedule } from '../src/schedule';
+import { loadMnist } from '../src/data/mnist';
+
+const available = registerBlasBackend();
+const skip = available ? false : 'native kernels not built (apt-get install -y libopenblas-dev && npm run build:native)';
+
+before(async () => {
+  await tf.ready();
+});
+
+function random(shape: number[], seed: number): { shape: number[]; values: Float32Array } {
+  const rng = new Rng(seed);
+  return { shape, values: rng.fillNormal(new Float32Array(shape.reduce((a, b) => a * b, 1))) };
+}
+
+/** Runs f on fresh copies of the inputs on a backend and returns the outputs' values. */
+function on(backend: string, inputs: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[]): { shape: number[]; values: Float32Array }[] {
+  tf.setBackend(backend);
+  return tf.tidy(() => {
+    const out = f(...inputs.map((i) => tf.tensor(i.values, i.shape)));
+    return (Array.isArray(out) ? out : [out]).map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+  });
+}
+
+function assertClose(actual: { shape: number[]; values: Float32Array }[], expected: { shape: number[]; values: Float32Array }[], what: string, tol = 2e-4): void {
+  assert.equal(actual.length, expected.length, what);
+  actual.forEach((a, i) => {
+    assert.deepEqual(a.shape, expected[i].shape, `${what}: shape of output ${i}`);
+    for (let j = 0; j < a.values.length; j++) {
+      const e = expected[i].values[j];
+      if (!(Math.abs(a.values[j] - e) <= tol * Math.max(1, Math.abs(e)))) {
+        assert.fail(`${what}: output ${i}[${j}] = ${a.values[j]}, reference ${e}`);
+      }
+    }
+  });
+}
+
+function compare(what: string, inputs: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[], tol?: number): void {
+  const expected = on('cpu', inputs, f);
+  const actual = on(BLAS_BACKEND, inputs, f);
+  assertClose(actual, expected, what, tol);
+}
+
+test('matMul matches the cpu kernel for all transposes, odd sizes and batches', { skip }, () => {
+  let seed = 0;
+  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [17, 33, 9], [128, 785, 64]]) {
+    for (const ta of [false, true]) {
+      for (const tb of [false, true]) {
+        const a = random(ta ? [k, m] : [m, k], ++seed), b = random(tb ? [n, k] : [k, n], ++seed);
+        compare(`matMul ${m}x${k}x${n} ta=${ta} tb=${tb}`, [a, b], (x, y) => tf.matMul(x, y, ta, tb));
+      }
+    }
+  }
+  compare('batched matMul', [random([2, 3, 4], 1), random([2, 4, 5], 2)], (x, y) => tf.matMul(x, y));
+  compare('broadcast batch', [random([1, 3, 4], 3), random([3, 4, 5], 4)], (x, y) => tf.matMul(x, y));
+  compare('3-D times 2-D', [random([2, 3, 4], 5), random([4, 5], 6)], (x, y) => tf.matMul(x, y));
+});
+
+test('fused matMul with a bias matches, and with an activation falls back correctly', { skip }, () => {
+  for (const [m, k, n] of [[5, 3, 7], [128, 33, 65]]) {
+    const inputs = [random([m, k], m), random([k, n], k), random([n], n)];
+    compare(`fused ${m}x${k}x${n}`, inputs, (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias }));
+    compare(`fused relu ${m}x${k}x${n}`, inputs, (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, activation: 'relu' }));
+    compare(`fused transposed ${m}x${k}x${n}`, [random([k, m], 1), random([n, k], 2), random([n], 3)], (a, b, bias) =>
+      tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, transposeA: true, transposeB: true }));
+    // Its gradient (bias gradient = column sums) through the same kernels.
+    compare(`fused gradient ${m}x${k}x${n}`, inputs, (a, b, bias) =>
+      tf.grads((x: tf.Tensor, w: tf.Tensor, c: tf.Tensor) => tf.sum(tf.square(tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: c }))))([a, b, bias]));
+  }
+});
+
+test('sum over leading axes matches; other reductions fall back', { skip }, () => {
+  compare('sum axis 0', [random([7, 13], 1)], (x) => tf.sum(x, 0));
+  compare('sum axis 0 keepDims', [random([130, 3], 2)], (x) => tf.sum(x, 0, true));
+  compare('sum axes 0,1', [random([2, 3, 5], 3)], (x) => tf.sum(x, [0, 1]));
+  compare('sum axis 1', [random([7, 13], 4)], (x) => tf.sum(x, 1));
+  compare('sum all', [random([7, 13], 5)], (x) => tf.sum(x));
+});
+
+test('add, sub and mul match for equal shapes, scalars and rows on either side', { skip }, () => {
+  const cases: [string, number[], number[]][] = [
+    ['equal', [5, 7], [5, 7]],
+    ['scalar right', [5, 7], []],
+    ['scalar left', [], [5, 7]],
+    ['row right', [129, 9], [9]],
+    ['row left', [9], [129, 9]],
+    ['[1, n] row', [4, 3], [1, 3]],
+    ['column (fallback)', [4, 3], [4, 1]],
+    ['3-D with row', [2, 3, 5], [5]],
+  ];
+  for (const [name, sa, sb] of cases) {
+    const inputs = [random(sa, 1), random(sb, 2)];
+    compare(`add ${name}`, inputs, (a, b) => tf.add(a, b));
+    compare(`sub ${name}`, inputs, (a, b) => tf.sub(a, b));
+    compare(`mul ${name}`, inputs, (a, b) => tf.mul(a, b));
+  }
+});
+
+test('the fused GELU + LayerNorm and its gradients match the composed ops', { skip }, () => {
+  for (const [rows, cols] of [[1, 4], [3, 17], [128, 512]]) {
+    const inputs = [random([rows, cols], rows), random([cols], cols), random([cols], cols + 1), random([rows, cols], 7)];
+    const expected = on('cpu', inputs, (x, g, b, dy) => {
+      const f = (x2: tf.Tensor, g2: tf.Tensor, b2: tf.Tensor) => tf.sum(tf.mul(layerNorm(gelu(x2 as tf.Tensor2D), g2 as tf.Tensor1D, b2 as tf.Tensor1D), dy));
+      return [layerNorm(gelu(x as tf.Tensor2D), g as tf.Tensor1D, b as tf.Tensor1D), ...tf.grads(f)([x, g, b])];
+    });
+    const actual = on(BLAS_BACKEND, inputs, (x, g, b, dy) => {
+      const f = (x2: tf.Tensor, g2: tf.Tensor, b2: tf.Tensor) => tf.sum(tf.mul(geluLayerNorm(x2 as tf.Tensor2D, g2 as tf.Tensor1D, b2 as tf.Tensor1D), dy));
+      return [geluLayerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D), ...tf.grads(f)([x, g, b])];
+    });
+    assertClose(actual, expected, `geluLayerNorm ${rows}x${cols}`, 5e-4);
+  }
+});
+
+test('the native Adam update matches the tfjs-op Adam', { skip }, () => {
+  const run = (backend: string) => {
+    tf.setBackend(backend);
+    const params = new Map([
+      ['w', tf.variable(tf.tensor(random([33, 17], 1).values, [33, 17]))],
+      ['b', tf.variable(tf.tensor(random([17], 2).values, [17]))],
+    ]);
+    const adam = new Adam(adamConfig(1e-2), params);
+    for (let step = 0; step < 3; step++) {
+      tf.tidy(() => adam.apply({ w: tf.tensor(random([33, 17], 10 + step).values, [33, 17]), b: tf.tensor(random([17], 20 + step).values, [17]) }));
+    }
+    const out = [...params.values(), ...adam.m.values(), ...adam.v.values()].map((v) => ({ shape: v.shape, values: v.dataSync() as Float32Array }));
+    adam.dispose();
+    params.forEach((v) => v.dispose());
+    return out;
+  };
+  assertClose(run(BLAS_BACKEND), run('cpu'), 'adam', 1e-5);
+});
+
+function trainer(seed: number): Trainer {
+  return new Trainer({
+    model: fcUnetConfig(64),
+    schedule: linearSchedule(1000),
+    data: { dataset: 'mnist', limit: 0, count: 0 },
+    training: { epoch: 0, step: 0, batchSize: 32, optimizer: { kind: 'adam', ...adamConfig(1e-3) }, seed, rng: new Rng(seed + 1).state(), loss: null },
+  });
+}
+
+test('training on the fast path and the plain path from one seed gives the same losses', { skip }, async () => {
+  const data = loadMnist('train', 256);
+  const losses = async (backend: string) => {
+    await tf.setBackend(backend);
+    const t = trainer(5);
+    const out = Array.from({ length: 8 }, (_, i) => t.trainStep(data, Array.from({ length: 32 }, (_, j) => 32 * i + j)));
+    t.dispose();
+    return out;
+  };
+  const fast = await losses(BLAS_BACKEND);
+  const plain = await losses('cpu');
+  fast.forEach((l, i) => assert.ok(Math.abs(l - plain[i]) < 1e-4 * plain[i], `step ${i}: ${l} vs ${plain[i]}`));
+});
+
+test('memory stays flat over training steps on the fast path', { skip }, async () => {
+  await tf.setBackend(BLAS_BACKEND);
+  const data = loadMnist('train', 256);
+  const t = trainer(1);
+  t.trainStep(data, [0, 1, 2]);
+  const { numTensors, numBytes } = tf.memory();
+  for (let i = 0; i < 10; i++) t.trainStep(data, [3 * i, 3 * i + 1, 3 * i + 2]);
+  assert.equal(tf.memory().numTensors, numTensors);
+  assert.equal(tf.memory().numBytes, numBytes);
+  t.dispose();
+});
