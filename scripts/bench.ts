@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: training throughput, sampling time and peak memory of the seed model (w = 2048,
+ * batch 128, Adam) on each available backend, beside the PyTorch reference in the same run.
+ * Each measurement runs in its own process so its peak RSS is its own.
+ *
+ *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
+ *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { BackendChoice, selectBackend } from '../src/backend';
+import { fcUnetConfig } from '../src/models/fcUnet';
+import { adamConfig } from '../src/optim';
+import { Rng } from '../src/rng';
+import { generate, predictNoise } from '../src/sample';
+import { linearSchedule } from '../src/schedule';
+import { Trainer } from '../src/train';
+import { loadMnist } from '../src/data/mnist';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const REFERENCE = path.resolve(ROOT, '..', 'shared', 'reference', 'torch_fc_ddpm.py');
+
+interface Result {
+  backend: string;
+  trainSamplesPerSecond: number;
+  sampleSeconds: number;
+  /** True where sampling time is extrapolated from a part of the 1000 steps. */
+  sampleEstimated: boolean;
+  peakRssMb: number;
+}
+
+/** Child: measure one backend. */
+async function measure(backend: string, trainSteps: number, sampleSteps: number): Promise<Result> {
+  await selectBackend(backend as BackendChoice, { ...require('../src/backend').defaultBackendEnv, log: () => {} });
+  const trainer = new Trainer({
+    model: fcUnetConfig(2048),
+    schedule: linearSchedule(1000),
+    data: { dataset: 'mnist', limit: 0, count: 0 },
+    training: { epoch: 0, step: 0, batchSize: 128, optimizer: { kind: 'adam', ...adamConfig(1e-4) }, seed: 0, rng: new Rng(1).state(), loss: null },
+  });
+  const data = loadMnist('train', 128 * (trainSteps + 3));
+  const batch = (i: number) => Array.from({ length: 128 }, (_, j) => 128 * i + j);
+  for (let i = 0; i < 3; i++) trainer.trainStep(data, batch(i)); // warm-up
+  let started = process.hrtime.bigint();
+  for (let i = 0; i < trainSteps; i++) trainer.trainStep(data, batch(3 + i));
+  const trainSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+
+  // Sampling: the full 1000 steps where affordable, else the first `sampleSteps` reverse steps, scaled.
+  started = process.hrtime.bigint();
+  if (sampleSteps >= 1000) {
+    generate(trainer.model, trainer.scheduler, { n: 64, rng: new Rng(0) });
+  } else {
+    const rng = new Rng(0);
+    let x = rng.fillNormal(new Float32Array(64 * 784));
+    const z = new Float32Array(64 * 784);
+    for (let t = 999; t > 999 - sampleSteps; t--) {
+      x = trainer.scheduler.step(predictNoise(trainer.model, x, 64, t, 1000), t, x, rng.fillNormal(z), x);
+    }
+  }
+  const sampleSeconds = (Number(process.hrtime.bigint() - started) / 1e9) * (1000 / Math.min(1000, sampleSteps));
+  trainer.dispose();
+  return {
+    backend: tf.getBackend(),
+    trainSamplesPerSecond: (trainSteps * 128) / trainSeconds,
+    sampleSeconds,
+    sampleEstimated: sampleSteps < 1000,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+function python(): string | null {
+  for (const candidate of ['/usr/bin/python3', 'python3']) {
+    if (spawnSync(candidate, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) return candidate;
+  }
+  return null;
+}
+
+/** The PyTorch reference's own bench, with its peak RSS. */
+function torchBench(py: string, extraEnv: Record<string, string>, label: string): Result | null {
+  const code = `import resource, runpy, sys; sys.argv = ['ref', 'bench']; runpy.run_path(${JSON.stringify(REFERENCE)}, run_name='__main__'); print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)`;
+  const r = spawnSync(py, ['-c', code], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
+  const train = /train (\d+) samples\/s/.exec(r.stdout);
+  const sample = /~ ([\d.]+) s/.exec(r.stdout);
+  const rss = /maxrss (\d+)/.exec(r.stdout);
+  if (!train || !sample) {
+    console.error(`torch reference failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
+    return null;
+  }
+  return { backend: label, trainSamplesPerSecond: +train[1], sampleSeconds: +sample[1], sampleEstimated: true, peakRssMb: rss ? +rss[1] / 1024 : NaN };
+}
+
+function runChild(backend: string): Result | null {
+  const plan: Record<string, [number, number]> = { blas: [20, 1000], wasm: [3, 50], cpu: [2, 20], tensorflow: [20, 1000] };
+  const [trainSteps, sampleSteps] = plan[backend] ?? [5, 100];
+  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps)], { encoding: 'utf8' });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+  if (r.status !== 0 || !line) {
+    console.error(`backend ${backend}: not measured (${r.stderr.trim().split('\n').pop()})`);
+    return null;
+  }
+  return JSON.parse(line) as Result;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args[0] === '--child') {
+    console.log(JSON.stringify(await measure(args[1], +args[2], +args[3])));
+    return;
+  }
+  const backendsArg = args.indexOf('--backends');
+  const backends = backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
+  const results: Result[] = [];
+  for (const b of backends) {
+    const r = runChild(b);
+    if (!r || (b !== r.backend)) continue;
+    results.push(r);
+    console.log(`train_samples_per_s backend=${r.backend} ${r.trainSamplesPerSecond.toFixed(0)}`);
+    console.log(`sample_64x1000_s backend=${r.backend} ${r.sampleSeconds.toFixed(1)}${r.sampleEstimated ? ' (extrapolated)' : ''}`);
+    console.log(`peak_rss_mb backend=${r.backend} ${r.peakRssMb.toFixed(0)}`);
+  }
+  const references: Result[] = [];
+  const py = args.includes('--no-torch') ? null : python();
+  if (py && fs.existsSync(REFERENCE)) {
+    const plain = torchBench(py, {}, 'torch');
+    // The same OpenBLAS kernel choice as ours (see src/native/addon.ts), so the comparison is fair.
+    const coretype = process.env.OPENBLAS_CORETYPE ?? tunedCoretype();
+    const tuned = coretype ? torchBench(py, { OPENBLAS_CORETYPE: coretype }, `torch-${coretype}`) : null;
+    for (const r of [plain, tuned]) {
+      if (!r) continue;
+      references.push(r);
+      console.log(`train_samples_per_s backend=${r.backend} ${r.trainSamplesPerSecond.toFixed(0)}`);
+      console.log(`sample_64x1000_s backend=${r.backend} ${r.sampleSeconds.toFixed(1)}`);
+      console.log(`peak_rss_mb backend=${r.backend} ${r.peakRssMb.toFixed(0)}`);
+    }
+    for (const ours of results) {
+      for (const ref of references) {
+        console.log(`ratio_train backend=${ours.backend} vs=${ref.backend} ${(ours.trainSamplesPerSecond / ref.trainSamplesPerSecond).toFixed(2)}`);
+        console.log(`ratio_sample_time backend=${ours.backend} vs=${ref.backend} ${(ours.sampleSeconds / ref.sampleSeconds).toFixed(2)}`);
+      }
+    }
+  } else {
+    console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
+  }
+  const rows = [...results, ...references];
+  console.log('\n| backend | train samples/s | sample 64 x 1000 steps | peak RSS |');
+  console.log('|---|---:|---:|---:|');
+  for (const r of rows) {
+    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB |`);
+  }
+}
+
+function tunedCoretype(): string | undefined {
+  const env: NodeJS.ProcessEnv = {};
+  require('../src/native/addon').tuneNativeEnvironment(env);
+  return env.OPENBLAS_CORETYPE;
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
