@@ -4,6 +4,7 @@
  * element-wise kernels (GELU + LayerNorm forward and backward, Adam) split over the cores with OpenMP.
  * Every function works on Float32Arrays in place; shapes are checked on the JS side.
  */
+#include <malloc.h>
 #include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
@@ -318,6 +319,12 @@ static napi_value binary(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
+  /*
+   * Keep freed tensor buffers (up to 32 MiB each) in malloc's heap instead of returning them to the
+   * system: otherwise every training step maps fresh pages for its tensors and pays a page fault per 4 KiB.
+   */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   napi_property_descriptor props[] = {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_default, NULL},
       {"adam", NULL, adam, NULL, NULL, NULL, napi_default, NULL},

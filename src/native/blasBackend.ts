@@ -12,6 +12,62 @@ export const BLAS_BACKEND = 'blas';
 
 type CpuData = { values?: unknown };
 
+/**
+ * The cpu backend, plus a pool of the float32 buffers that this backend's own kernels allocate: a
+ * training step frees and allocates the same sizes again and again, and fresh buffers cost a page
+ * fault per 4 KiB and garbage-collection pauses. Only buffers from `allocate` that never left the
+ * backend (readSync/read hand the array itself to the caller) go back to the pool.
+ */
+export class BlasBackend extends MathBackendCPU {
+  private readonly pool = new Map<number, Float32Array[]>();
+  private readonly owned = new WeakSet<Float32Array>();
+  private readonly exposed = new WeakSet<object>();
+  private pooledBytes = 0;
+  static readonly MAX_POOLED_BYTES = 512 << 20;
+
+  allocate(length: number): Float32Array {
+    const buffer = this.pool.get(length)?.pop();
+    if (buffer) {
+      this.pooledBytes -= buffer.byteLength;
+      return buffer;
+    }
+    const fresh = new Float32Array(length);
+    this.owned.add(fresh);
+    return fresh;
+  }
+
+  override readSync(dataId: object): tf.backend_util.BackendValues {
+    const values = super.readSync(dataId);
+    this.exposed.add(values as object);
+    return values;
+  }
+
+  override async read(dataId: object): Promise<tf.backend_util.BackendValues> {
+    const values = await super.read(dataId);
+    this.exposed.add(values as object);
+    return values;
+  }
+
+  override disposeData(dataId: object, force = false): boolean {
+    const values = this.data.has(dataId) ? (this.data.get(dataId) as CpuData).values : undefined;
+    const disposed = super.disposeData(dataId, force);
+    if (disposed && values instanceof Float32Array && this.owned.has(values) && !this.exposed.has(values)) {
+      if (this.pooledBytes + values.byteLength <= BlasBackend.MAX_POOLED_BYTES) {
+        const list = this.pool.get(values.length) ?? [];
+        list.push(values);
+        this.pool.set(values.length, list);
+        this.pooledBytes += values.byteLength;
+      }
+    }
+    return disposed;
+  }
+
+  override dispose(): void {
+    this.pool.clear();
+    super.dispose();
+  }
+}
+
 /** The Float32Array behind a tensor on a CPU-style backend. */
 export function cpuValues(backend: MathBackendCPU, t: tf.TensorInfo): Float32Array {
   return (backend.data.get(t.dataId) as CpuData).values as Float32Array;
@@ -42,7 +98,7 @@ function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Ker
     if ((sizeA !== batches && sizeA !== 1) || (sizeB !== batches && sizeB !== 1)) return fallback(args); // partial broadcasting
     const av = cpuValues(backend, a), bv = cpuValues(backend, b);
     const biasValues = bias ? cpuValues(backend, bias) : undefined;
-    const out = new Float32Array(batches * m * n);
+    const out = (backend as BlasBackend).allocate(batches * m * n);
     for (let i = 0; i < batches; i++) {
       const ai = sizeA === 1 ? 0 : i, bi = sizeB === 1 ? 0 : i;
       native.sgemm(transposeA, transposeB, m, n, k, av.subarray(ai * m * k, (ai + 1) * m * k), bv.subarray(bi * k * n, (bi + 1) * k * n), out.subarray(i * m * n, (i + 1) * m * n), biasValues);
@@ -58,7 +114,8 @@ function geluLayerNormKernel(native: NativeAddon): tf.KernelFunc {
     const cpu = backend as MathBackendCPU;
     const cols = x.shape[x.shape.length - 1];
     const rows = tf.util.sizeFromShape(x.shape) / cols;
-    const y = new Float32Array(rows * cols), xhat = new Float32Array(rows * cols), rstd = new Float32Array(rows);
+    const pool = cpu as BlasBackend;
+    const y = pool.allocate(rows * cols), xhat = pool.allocate(rows * cols), rstd = pool.allocate(rows);
     native.geluLayerNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), rows, cols, y, xhat, rstd);
     return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([rows], 'float32', rstd)];
   };
@@ -70,7 +127,8 @@ function geluLayerNormGradKernel(native: NativeAddon): tf.KernelFunc {
     const cpu = backend as MathBackendCPU;
     const cols = x.shape[x.shape.length - 1];
     const rows = tf.util.sizeFromShape(x.shape) / cols;
-    const dx = new Float32Array(rows * cols), dgamma = new Float32Array(cols), dbeta = new Float32Array(cols);
+    const pool = cpu as BlasBackend;
+    const dx = pool.allocate(rows * cols), dgamma = pool.allocate(cols), dbeta = pool.allocate(cols);
     native.geluLayerNormGrad(cpuValues(cpu, dy), cpuValues(cpu, x), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), rows, cols, dx, dgamma, dbeta);
     return [cpu.makeTensorInfo(x.shape, 'float32', dx), cpu.makeTensorInfo([cols], 'float32', dgamma), cpu.makeTensorInfo([cols], 'float32', dbeta)];
   };
@@ -90,7 +148,7 @@ function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc 
     if (x.dtype !== 'float32' || rank < 2 || !leading) return fallback(args);
     const cpu = args.backend as MathBackendCPU;
     const cols = x.shape[rank - 1];
-    const out = new Float32Array(cols);
+    const out = (cpu as BlasBackend).allocate(cols);
     native.columnSums(cpuValues(cpu, x), tf.util.sizeFromShape(x.shape) / cols, cols, out);
     return cpu.makeTensorInfo(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32', out);
   };
@@ -116,7 +174,7 @@ function binaryKernel(native: NativeAddon, op: 0 | 1 | 2, fallback: tf.KernelFun
     const [big, small] = swap ? [b, a] : [a, b];
     if (!full(big) || !broadcastable(small)) return fallback(args);
     const cpu = args.backend as MathBackendCPU;
-    const out = new Float32Array(tf.util.sizeFromShape(outShape));
+    const out = (cpu as BlasBackend).allocate(tf.util.sizeFromShape(outShape));
     native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap);
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
@@ -128,7 +186,7 @@ let registered = false;
 export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon()): boolean {
   if (registered) return true;
   if (!native) return false;
-  tf.registerBackend(BLAS_BACKEND, () => new MathBackendCPU(), 0);
+  tf.registerBackend(BLAS_BACKEND, () => new BlasBackend(), 0);
   const replacements: Record<string, (fallback: tf.KernelFunc) => tf.KernelFunc> = {
     [tf.BatchMatMul]: (f) => batchMatMulKernel(native, f),
     [tf._FusedMatMul]: (f) => batchMatMulKernel(native, f),
