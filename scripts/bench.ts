@@ -40,11 +40,11 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number)
     data: { dataset: 'mnist', limit: 0, count: 0 },
     training: { epoch: 0, step: 0, batchSize: 128, optimizer: { kind: 'adam', ...adamConfig(1e-4) }, seed: 0, rng: new Rng(1).state(), loss: null },
   });
-  const data = loadMnist('train', 128 * (trainSteps + 3));
+  const data = loadMnist('train', 128 * (trainSteps + 5));
   const batch = (i: number) => Array.from({ length: 128 }, (_, j) => 128 * i + j);
-  for (let i = 0; i < 3; i++) trainer.trainStep(data, batch(i)); // warm-up
+  for (let i = 0; i < 5; i++) trainer.trainStep(data, batch(i)); // warm-up
   let started = process.hrtime.bigint();
-  for (let i = 0; i < trainSteps; i++) trainer.trainStep(data, batch(3 + i));
+  for (let i = 0; i < trainSteps; i++) trainer.trainStep(data, batch(5 + i));
   const trainSeconds = Number(process.hrtime.bigint() - started) / 1e9;
 
   // Sampling: the full 1000 steps where affordable, else the first `sampleSteps` reverse steps, scaled.
@@ -92,7 +92,7 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
 }
 
 function runChild(backend: string): Result | null {
-  const plan: Record<string, [number, number]> = { blas: [20, 1000], wasm: [3, 50], cpu: [2, 20], tensorflow: [20, 1000] };
+  const plan: Record<string, [number, number]> = { blas: [60, 1000], wasm: [3, 50], cpu: [2, 20], tensorflow: [60, 1000] };
   const [trainSteps, sampleSteps] = plan[backend] ?? [5, 100];
   const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps)], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
@@ -140,7 +140,7 @@ async function main(): Promise<void> {
         console.log(`ratio_sample_time backend=${ours.backend} vs=${ref.backend} ${(ours.sampleSeconds / ref.sampleSeconds).toFixed(2)}`);
       }
     }
-  } else {
+  } else if (!args.includes('--no-torch')) {
     console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
   }
   const rows = [...results, ...references];

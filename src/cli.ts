@@ -9,7 +9,7 @@ import { createProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
 import { DDPMScheduler } from './schedule';
-import { loadModel, runTraining } from './train';
+import { TrainOptions, loadModel, runTraining } from './train';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
 
@@ -90,10 +90,21 @@ export function buildProgram(): Command {
       };
       process.on('SIGINT', onSigint);
       try {
-        const result = await runTraining(
-          { ...opts, out: opts.out, explicit } as Parameters<typeof runTraining>[0],
-          { log, shouldStop: () => stopRequested },
-        );
+        const options: TrainOptions = {
+          epochs: opts.epochs,
+          batchSize: opts.batchSize,
+          lr: opts.lr,
+          width: opts.width,
+          timesteps: opts.timesteps,
+          limit: opts.limit,
+          seed: opts.seed,
+          out: opts.out,
+          resume: opts.resume,
+          overwrite: opts.overwrite,
+          sampleEvery: opts.sampleEvery,
+          explicit,
+        };
+        const result = await runTraining(options, { log, shouldStop: () => stopRequested });
         log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}`);
       } finally {
         process.off('SIGINT', onSigint);

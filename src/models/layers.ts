@@ -2,9 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { GELU_LAYER_NORM, backendHasKernel } from './fusedOps';
 
-/** y = x·W + b (W is [in, out]), as one fused kernel where the backend has one. */
+/** y = x·W + b (W is [in, out]). Not tf.fused.matMul: its gradient also computes the input gradient, wasted on the first layer. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
-  return tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D;
+  return tf.add(tf.matMul(x, w), b);
 }
 
 /** Exact GELU, x·Φ(x) = ½x(1 + erf(x/√2)), as PyTorch's nn.GELU. */

@@ -29,8 +29,8 @@ export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run 
  * OpenBLAS picks its kernels from the CPU model name and falls back to generic SSE3 ones ("Prescott")
  * on CPUs it does not know, such as virtual machines reporting a plain "Intel Xeon Processor": 4-5x
  * slower here. Where the user has not chosen, name the core type from the instruction sets the CPU has.
- * And OpenMP threads that spin after each element-wise kernel would steal the cores from OpenBLAS's own.
- * Both are read when the libraries load, so this runs before the addon is required.
+ * And threads of either library that spin after their work would steal the two cores from the other's.
+ * These are read when the libraries load, so this runs before the addon is required.
  */
 export function tuneNativeEnvironment(env: NodeJS.ProcessEnv = process.env, cpuinfo = readCpuFlags()): void {
   if (!env.OPENBLAS_CORETYPE) {
@@ -38,6 +38,8 @@ export function tuneNativeEnvironment(env: NodeJS.ProcessEnv = process.env, cpui
     else if (cpuinfo.has('avx2') && cpuinfo.has('fma')) env.OPENBLAS_CORETYPE = 'Haswell';
   }
   if (!env.OMP_WAIT_POLICY) env.OMP_WAIT_POLICY = 'PASSIVE';
+  // OpenBLAS's workers otherwise spin ~0.1 s after each product, starving the OpenMP threads of Adam.
+  if (!env.OPENBLAS_THREAD_TIMEOUT) env.OPENBLAS_THREAD_TIMEOUT = '4';
 }
 
 function readCpuFlags(): Set<string> {

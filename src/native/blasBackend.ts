@@ -25,6 +25,13 @@ export class BlasBackend extends MathBackendCPU {
   private pooledBytes = 0;
   static readonly MAX_POOLED_BYTES = 512 << 20;
 
+  constructor() {
+    super();
+    // The cpu backend greets its first use in Node with advice to install tfjs-node; diffuse's own
+    // backend message already says what runs and how to get the native binding.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+
   allocate(length: number): Float32Array {
     const buffer = this.pool.get(length)?.pop();
     if (buffer) {
