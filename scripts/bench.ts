@@ -11,12 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendChoice, selectBackend } from '../src/backend';
-import { fcUnetConfig } from '../src/models/fcUnet';
-import { adamConfig } from '../src/optim';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/sample';
-import { linearSchedule } from '../src/schedule';
-import { Trainer } from '../src/train';
+import { Trainer, newRunMeta } from '../src/train';
 import { loadMnist } from '../src/data/mnist';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -34,12 +31,7 @@ interface Result {
 /** Child: measure one backend. */
 async function measure(backend: string, trainSteps: number, sampleSteps: number): Promise<Result> {
   await selectBackend(backend as BackendChoice, { ...require('../src/backend').defaultBackendEnv, log: () => {} });
-  const trainer = new Trainer({
-    model: fcUnetConfig(2048),
-    schedule: linearSchedule(1000),
-    data: { dataset: 'mnist', limit: 0, count: 0 },
-    training: { epoch: 0, step: 0, batchSize: 128, optimizer: { kind: 'adam', ...adamConfig(1e-4) }, seed: 0, rng: new Rng(1).state(), loss: null },
-  });
+  const trainer = new Trainer(newRunMeta({ width: 2048, timesteps: 1000, limit: 0, batchSize: 128, lr: 1e-4, seed: 0 }));
   const data = loadMnist('train', 128 * (trainSteps + 5));
   const batch = (i: number) => Array.from({ length: 128 }, (_, j) => 128 * i + j);
   for (let i = 0; i < 5; i++) trainer.trainStep(data, batch(i)); // warm-up

@@ -157,12 +157,13 @@ export interface TrainHooks {
   progress?(): Progress;
 }
 
-function freshMeta(o: TrainOptions, count: number): CheckpointMeta {
+/** The record of a run that has not started: the seed recipe, with the given choices. */
+export function newRunMeta(o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'>): CheckpointMeta {
   validateFcUnetWidth(o.width);
   return {
     model: fcUnetConfig(o.width),
     schedule: linearSchedule(o.timesteps),
-    data: { dataset: 'mnist', limit: o.limit, count },
+    data: { dataset: 'mnist', limit: o.limit, count: 0 },
     training: {
       epoch: 0,
       step: 0,
@@ -210,7 +211,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
     if (exists && !o.overwrite) {
       throw new UserError(`${o.out} already holds a checkpoint; pass --resume to continue it, --overwrite to start afresh, or choose another --out`);
     }
-    meta = freshMeta(o, 0);
+    meta = newRunMeta(o);
   }
   const data = loadMnist('train', meta.data.limit);
   meta.data.count = data.count;

@@ -5,23 +5,14 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint } from '../src/checkpoint';
 import { loadMnist } from '../src/data/mnist';
-import { fcUnetConfig } from '../src/models/fcUnet';
-import { adamConfig } from '../src/optim';
-import { Rng } from '../src/rng';
-import { linearSchedule } from '../src/schedule';
-import { Trainer, loadModel } from '../src/train';
+import { Trainer, loadModel, newRunMeta } from '../src/train';
 import { tempDir, useBackend } from './helpers';
 import { CheckpointMeta } from '../src/checkpoint';
 
 before(() => useBackend('cpu'));
 
 function meta(width: number): CheckpointMeta {
-  return {
-    model: fcUnetConfig(width),
-    schedule: linearSchedule(1000),
-    data: { dataset: 'mnist', limit: 32, count: 32 },
-    training: { epoch: 0, step: 0, batchSize: 8, optimizer: { kind: 'adam', ...adamConfig(1e-3) }, seed: 3, rng: new Rng(4).state(), loss: null },
-  };
+  return { ...newRunMeta({ width, timesteps: 1000, limit: 32, batchSize: 8, lr: 1e-3, seed: 3 }), data: { dataset: 'mnist', limit: 32, count: 32 } };
 }
 
 function predict(model: { predict(x: tf.Tensor2D, t: tf.Tensor1D): tf.Tensor2D }): Float32Array {

@@ -6,9 +6,7 @@ import { parameterCount } from '../src/models/denoiser';
 import { gelu, layerNorm } from '../src/models/layers';
 import { loadMnist } from '../src/data/mnist';
 import { Rng } from '../src/rng';
-import { Trainer } from '../src/train';
-import { linearSchedule } from '../src/schedule';
-import { adamConfig } from '../src/optim';
+import { Trainer, newRunMeta } from '../src/train';
 import { useBackend } from './helpers';
 
 before(() => useBackend('cpu'));
@@ -60,12 +58,7 @@ function erf(x: number): number {
 }
 
 function smallTrainer(width: number, lr: number, seed = 0): Trainer {
-  return new Trainer({
-    model: fcUnetConfig(width),
-    schedule: linearSchedule(1000),
-    data: { dataset: 'mnist', limit: 0, count: 0 },
-    training: { epoch: 0, step: 0, batchSize: 16, optimizer: { kind: 'adam', ...adamConfig(lr) }, seed, rng: new Rng(seed + 1).state(), loss: null },
-  });
+  return new Trainer(newRunMeta({ width, timesteps: 1000, limit: 0, batchSize: 16, lr, seed }));
 }
 
 test('a small model overfits one fixed batch: the loss falls by a large factor within 100 steps', () => {

@@ -9,9 +9,7 @@ import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
 import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
 import { Adam, adamConfig } from '../src/optim';
 import { Rng } from '../src/rng';
-import { Trainer } from '../src/train';
-import { fcUnetConfig } from '../src/models/fcUnet';
-import { linearSchedule } from '../src/schedule';
+import { Trainer, newRunMeta } from '../src/train';
 import { loadMnist } from '../src/data/mnist';
 
 const available = registerBlasBackend();
@@ -144,12 +142,7 @@ test('the native Adam update matches the tfjs-op Adam', { skip }, () => {
 });
 
 function trainer(seed: number): Trainer {
-  return new Trainer({
-    model: fcUnetConfig(64),
-    schedule: linearSchedule(1000),
-    data: { dataset: 'mnist', limit: 0, count: 0 },
-    training: { epoch: 0, step: 0, batchSize: 32, optimizer: { kind: 'adam', ...adamConfig(1e-3) }, seed, rng: new Rng(seed + 1).state(), loss: null },
-  });
+  return new Trainer(newRunMeta({ width: 64, timesteps: 1000, limit: 0, batchSize: 32, lr: 1e-3, seed }));
 }
 
 test('training on the fast path and the plain path from one seed gives the same losses', { skip }, async () => {

@@ -10,7 +10,6 @@ import { dense, geluLayerNorm } from './layers';
 import { variableFrom } from '../tensors';
 
 const DENSE_LAYERS = ['in', 'down1', 'down2', 'up1', 'up2', 'out'] as const;
-const NORMS = 5;
 
 export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28): FcUnetConfig {
   return { kind: 'fc-unet', width, height, imageWidth };
