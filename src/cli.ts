@@ -1,4 +1,4 @@
-/** The `diffuse` command line: train and sample. */
+/** The `diffuse` command line: train, sample and evaluate. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -10,6 +10,9 @@ import { Rng } from './rng';
 import { generate } from './sample';
 import { DDPMScheduler } from './schedule';
 import { TrainOptions, loadModel, runTraining } from './train';
+import { getClassifier } from './eval/classifier';
+import { floorScores, score, testReference } from './eval/evaluate';
+import { readSamples } from './eval/sampleFiles';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
 
@@ -60,7 +63,7 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .option('--verbose', 'print stack traces on errors')
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png');
+    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse evaluate --checkpoint checkpoints --n 1000');
 
   program
     .command('train')
@@ -136,6 +139,50 @@ export function buildProgram(): Command {
       const { cols, rows } = gridLayout(opts.n);
       log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${meta.training.epoch}`);
       model.dispose();
+    });
+
+  program
+    .command('evaluate')
+    .description('score samples (from a checkpoint, a PNG grid or a .npy file) with the project\'s digit classifier: FD, confidence, coverage')
+    .option('--checkpoint <dir>', 'checkpoint to sample from', 'checkpoints')
+    .option('--samples <file>', 'score these instead: a PNG grid from `diffuse sample` or a .npy uint8 [n, 28, 28]')
+    .option('--n <count>', 'images to generate, and real test images to compare with', integer(2, 'an integer of at least 2'), 1000)
+    .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
+    .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 250)
+    .option('--json', 'print the figures as one JSON object', false)
+    .addOption(backendOption())
+    .addHelpText('after', '\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json')
+    .action(async (opts) => {
+      await selectBackend(opts.backend as BackendChoice);
+      let images: Float32Array;
+      let n: number;
+      if (opts.samples) {
+        ({ images, n } = await readSamples(opts.samples));
+        if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
+      } else {
+        const { model, meta } = loadModel(opts.checkpoint);
+        n = opts.n;
+        images = generate(model, new DDPMScheduler(meta.schedule), {
+          n,
+          rng: new Rng(opts.seed),
+          batchSize: opts.batchSize,
+          progress: createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+        });
+        model.dispose();
+      }
+      const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
+      const reference = testReference(classifier, Math.max(n, 2));
+      const samples = score(classifier, images, n, reference);
+      const floor = floorScores(classifier, Math.max(n, 2), reference);
+      const result = { samples, floor, classifierTestAccuracy: classifier.testAccuracy };
+      classifier.dispose();
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(result) + '\n');
+        return;
+      }
+      const lines = (prefix: string, s: typeof samples) =>
+        [`${prefix}fd ${s.fd.toFixed(3)}`, `${prefix}confidence ${s.confidence.toFixed(4)}`, `${prefix}coverage ${s.coverage.toFixed(4)}`, `${prefix}histogram ${s.histogram.join(',')}`];
+      process.stdout.write([`n ${n}`, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
     });
 
   return program;

@@ -4,7 +4,7 @@ import { UserError } from './errors';
 import { writeAtomically } from './files';
 
 export const GRID_GAP = 2;
-const GAP_VALUE = 128;
+export const GRID_GAP_VALUE = 128;
 
 /** Columns and rows of a square-ish grid for n tiles. */
 export function gridLayout(n: number): { cols: number; rows: number } {
@@ -22,7 +22,7 @@ export function gridPixels(images: Float32Array, n: number, h: number, w: number
   const { cols, rows } = gridLayout(n);
   const width = cols * w + (cols - 1) * gap;
   const height = rows * h + (rows - 1) * gap;
-  const pixels = new Uint8Array(width * height).fill(GAP_VALUE);
+  const pixels = new Uint8Array(width * height).fill(GRID_GAP_VALUE);
   for (let k = 0; k < n; k++) {
     const top = Math.floor(k / cols) * (h + gap);
     const left = (k % cols) * (w + gap);

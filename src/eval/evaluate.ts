@@ -1,0 +1,50 @@
+/**
+ * Scores a set of generated digits with the project's classifier: the Fréchet distance (FD) of its
+ * penultimate features to those of real MNIST test digits, the mean top-class probability (confidence),
+ * and how evenly the ten digits occur (coverage: entropy of the predicted-label histogram / ln 10).
+ */
+import { loadMnist } from '../data/mnist';
+import { DigitClassifier, FEATURES, argmax } from './classifier';
+import { frechetDistance, meanAndCovariance } from './frechet';
+
+export interface Scores {
+  n: number;
+  fd: number;
+  confidence: number;
+  coverage: number;
+  histogram: number[];
+}
+
+export interface Reference {
+  mean: Float64Array;
+  cov: Float64Array;
+}
+
+/** The feature statistics of the first n MNIST test images: what samples are compared with. */
+export function testReference(classifier: DigitClassifier, n: number): Reference {
+  const test = loadMnist('test', n);
+  const { features } = classifier.classify(test.data, test.count);
+  return meanAndCovariance(features, test.count, FEATURES);
+}
+
+/** Scores n images (28x28 in [-1, 1], one after another) against the reference. */
+export function score(classifier: DigitClassifier, images: Float32Array, n: number, reference: Reference): Scores {
+  const { features, probabilities } = classifier.classify(images, n);
+  const { mean, cov } = meanAndCovariance(features, n, FEATURES);
+  const histogram = new Array<number>(10).fill(0);
+  let confidence = 0;
+  for (let i = 0; i < n; i++) {
+    const label = argmax(probabilities, i * 10, 10);
+    histogram[label]++;
+    confidence += probabilities[i * 10 + label];
+  }
+  let entropy = 0;
+  for (const count of histogram) if (count > 0) entropy -= (count / n) * Math.log(count / n);
+  return { n, fd: frechetDistance(mean, cov, reference.mean, reference.cov, FEATURES), confidence: confidence / n, coverage: entropy / Math.log(10), histogram };
+}
+
+/** The floor: n real MNIST train images scored the same way. */
+export function floorScores(classifier: DigitClassifier, n: number, reference: Reference): Scores {
+  const train = loadMnist('train', n);
+  return score(classifier, train.data, train.count, reference);
+}
