@@ -24,12 +24,23 @@ export class Adam {
   readonly m = new Map<string, tf.Variable>();
   readonly v = new Map<string, tf.Variable>();
 
+  private readonly nameOf = new Map<string, string>();
+
   constructor(config: AdamConfig, private readonly params: ReadonlyMap<string, tf.Variable>) {
-    this.config = config;
+    this.config = { ...config };
     for (const [name, p] of params) {
+      this.nameOf.set(p.name, name);
       this.m.set(name, variableFrom(new Float32Array(p.size), p.shape, false));
       this.v.set(name, variableFrom(new Float32Array(p.size), p.shape, false));
     }
+  }
+
+  /** f's value and its gradients with respect to the parameters, keyed by the parameters' names. */
+  gradients(f: () => tf.Scalar): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+    const { value, grads } = tf.variableGrads(f, [...this.params.values()]);
+    const named: tf.NamedTensorMap = {};
+    for (const [variableName, g] of Object.entries(grads)) named[this.nameOf.get(variableName)!] = g;
+    return { value, grads: named };
   }
 
   /** One update of every parameter from its gradient. */

@@ -28,7 +28,6 @@ export class Trainer {
   readonly rng: Rng;
   epoch = 0;
   readonly meta: CheckpointMeta;
-  private readonly byVariableName = new Map<string, string>();
 
   constructor(meta: CheckpointMeta, saved?: Map<string, NamedArray>) {
     this.meta = meta;
@@ -36,11 +35,8 @@ export class Trainer {
     this.rng = new Rng(meta.training.rng);
     const init = new Rng(meta.training.seed); // initial weights depend on the seed only
     this.model = buildModel(meta.model, init);
-    this.optimizer = new Adam(
-      { lr: meta.training.optimizer.lr, beta1: meta.training.optimizer.beta1, beta2: meta.training.optimizer.beta2, epsilon: meta.training.optimizer.epsilon },
-      this.model.variables,
-    );
-    for (const [name, v] of this.model.variables) this.byVariableName.set(v.name, name);
+    const { lr, beta1, beta2, epsilon } = meta.training.optimizer;
+    this.optimizer = new Adam({ lr, beta1, beta2, epsilon }, this.model.variables);
     this.epoch = meta.training.epoch;
     this.optimizer.step = meta.training.step;
     if (saved) this.restore(saved);
@@ -60,13 +56,10 @@ export class Trainer {
       const xs = tf.tensor2d(xt, [batch, pixels]);
       const tFrac = tf.tensor1d(Float32Array.from(t, (v) => v / T));
       const target = tf.tensor2d(eps, [batch, pixels]);
-      const vars = [...this.model.variables.values()];
-      const { value, grads } = tf.variableGrads(() => tf.mean(tf.squaredDifference(this.model.predict(xs, tFrac), target)) as tf.Scalar, vars);
+      const { value, grads } = this.optimizer.gradients(() => tf.mean(tf.squaredDifference(this.model.predict(xs, tFrac), target)));
       const loss = value.dataSync()[0];
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
-      const named: tf.NamedTensorMap = {};
-      for (const [key, g] of Object.entries(grads)) named[this.byVariableName.get(key)!] = g;
-      this.optimizer.apply(named);
+      this.optimizer.apply(grads);
       return loss;
     });
   }

@@ -107,8 +107,6 @@ export function trainClassifier(options: { epochs?: number; seed?: number; progr
   const train = loadMnist('train');
   const labels = loadMnistLabels('train');
   const adam = new Adam(adamConfig(1e-3), classifier.variables);
-  const vars = [...classifier.variables.values()];
-  const byVariableName = new Map([...classifier.variables].map(([name, v]) => [v.name, name]));
   const stepsPerEpoch = Math.ceil(train.count / 128);
   progress.start(epochs * stepsPerEpoch, {});
   let step = 0;
@@ -121,10 +119,7 @@ export function trainClassifier(options: { epochs?: number; seed?: number; progr
       tf.tidy(() => {
         const xs = tf.tensor2d(x, [indices.length, 784]);
         const ys = tf.tensor2d(oneHot, [indices.length, 10]);
-        const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(ys, classifier.forward(xs).logits) as tf.Scalar, vars);
-        const named: tf.NamedTensorMap = {};
-        for (const [key, g] of Object.entries(grads)) named[byVariableName.get(key)!] = g;
-        adam.apply(named);
+        adam.apply(adam.gradients(() => tf.losses.softmaxCrossEntropy(ys, classifier.forward(xs).logits) as tf.Scalar).grads);
       });
       progress.update(++step, {});
     }
