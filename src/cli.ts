@@ -62,7 +62,6 @@ export function buildProgram(): Command {
     .description('Train and sample denoising diffusion models (DDPM) on TensorFlow.js')
     .version(pkg.version)
     .option('--verbose', 'print stack traces on errors')
-    .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse evaluate --checkpoint checkpoints --n 1000');
 
   program

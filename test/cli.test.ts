@@ -13,6 +13,7 @@ function assertCleanFailure(r: ReturnType<typeof runCli>, pattern: RegExp): void
   assert.notEqual(r.status, 0, `expected failure, got: ${r.stderr}`);
   const lines = r.stderr.trim().split('\n').filter((l) => /error/i.test(l));
   assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
+  assert.equal(r.stderr.trim().split('\n').pop(), lines[0], 'the error is the last line');
   assert.match(lines[0], /^(diffuse: )?error: /);
   assert.match(lines[0], pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
@@ -128,6 +129,7 @@ test('help lists every option with its default, and --version prints the version
   const top = runCli(['--help']).stdout;
   assert.match(top, /train/);
   assert.match(top, /sample/);
+  assert.match(top, /evaluate/);
   const train = runCli(['train', '--help']).stdout;
   for (const o of ['--epochs', '--batch-size', '--lr', '--width', '--timesteps', '--limit', '--seed', '--out', '--resume', '--sample-every', '--backend']) {
     assert.match(train, new RegExp(o));
