@@ -84,7 +84,7 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
 }
 
 function runChild(backend: string): Result | null {
-  const plan: Record<string, [number, number]> = { blas: [60, 1000], wasm: [3, 50], cpu: [2, 20], tensorflow: [60, 1000] };
+  const plan: Record<string, [number, number]> = { blas: [200, 1000], wasm: [3, 50], cpu: [2, 20], tensorflow: [200, 1000] };
   const [trainSteps, sampleSteps] = plan[backend] ?? [5, 100];
   const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps)], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS, BackendChoice, selectBackend } from './backend';
 import { UserError } from './errors';
-import { gridLayout, writeImageGrid } from './image';
+import { gridLayout, quantize, writeImageGrid } from './image';
 import { createProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
@@ -161,12 +161,14 @@ export function buildProgram(): Command {
       } else {
         const { model, meta } = loadModel(opts.checkpoint);
         n = opts.n;
-        images = generate(model, new DDPMScheduler(meta.schedule), {
-          n,
-          rng: new Rng(opts.seed),
-          batchSize: opts.batchSize,
-          progress: createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
-        });
+        images = quantize(
+          generate(model, new DDPMScheduler(meta.schedule), {
+            n,
+            rng: new Rng(opts.seed),
+            batchSize: opts.batchSize,
+            progress: createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+          }),
+        );
         model.dispose();
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));

@@ -17,6 +17,14 @@ export function toByte(x: number): number {
   return Math.round((Math.min(1, Math.max(-1, x)) + 1) * 127.5);
 }
 
+/**
+ * Images as they are once saved: clamped to [-1, 1] and rounded to 256 levels. The sampler's raw output
+ * can stray outside [-1, 1]; scoring it raw would judge values no PNG or .npy file holds.
+ */
+export function quantize(images: Float32Array): Float32Array {
+  return images.map((x) => toByte(x) / 127.5 - 1);
+}
+
 /** Lays n images of h×w (one after another in `images`) out in a grid of bytes with a gap between tiles. */
 export function gridPixels(images: Float32Array, n: number, h: number, w: number, gap = GRID_GAP) {
   const { cols, rows } = gridLayout(n);

@@ -8,7 +8,7 @@ import { DigitClassifier, getClassifier, loadClassifier, randomShift } from '../
 import { floorScores, score, testReference } from '../src/eval/evaluate';
 import { readGrid, readNpy } from '../src/eval/sampleFiles';
 import { loadMnist } from '../src/data/mnist';
-import { writeImageGrid, toByte } from '../src/image';
+import { quantize, writeImageGrid, toByte } from '../src/image';
 import { Rng } from '../src/rng';
 import { ROOT, runCli, tempDir } from './helpers';
 
@@ -51,6 +51,10 @@ test('FD: a set against itself is ~0; real digits score near the floor; noise fa
   const fds = [0.1, 0.3, 0.6].map(noisy);
   assert.ok(fds[0] < fds[1] && fds[1] < fds[2], `FD by noise level: ${fds}`);
   assert.ok(fds[0] > self.fd);
+});
+
+test('quantize clamps to [-1, 1] and rounds to 8 bits', () => {
+  assert.deepEqual([...quantize(Float32Array.from([-3, -1, 0.5, 2]))].map((v) => +v.toFixed(6)), [-1, -1, +(toByte(0.5) / 127.5 - 1).toFixed(6), 1]);
 });
 
 test('random shifts move digits by at most 2 pixels and keep the background', () => {
@@ -116,9 +120,16 @@ test('diffuse evaluate scores a grid (lines) and a .npy file (JSON)', { skip }, 
   assert.ok(result.samples.confidence > 0.9);
   const ckpt = path.join(dir, 'ckpt');
   assert.equal(runCli(['train', '--epochs', '1', '--limit', '128', '--width', '64', '--out', ckpt]).status, 0);
-  const fromCheckpoint = runCli(['evaluate', '--checkpoint', ckpt, '--n', '8', '--json']);
+  const fromCheckpoint = runCli(['evaluate', '--checkpoint', ckpt, '--n', '8', '--seed', '3', '--json']);
   assert.equal(fromCheckpoint.status, 0, fromCheckpoint.stderr);
-  assert.equal(JSON.parse(fromCheckpoint.stdout).samples.n, 8);
+  const scored = JSON.parse(fromCheckpoint.stdout).samples;
+  assert.equal(scored.n, 8);
+  // Scoring a checkpoint scores the images as its grid holds them (clamped, 8-bit).
+  const png = path.join(dir, 'eight.png');
+  assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '8', '--seed', '3', '--out', png]).status, 0);
+  const fromGrid = JSON.parse(runCli(['evaluate', '--samples', png, '--json']).stdout).samples;
+  assert.ok(Math.abs(fromGrid.fd - scored.fd) < 1e-6 * scored.fd, `${fromGrid.fd} vs ${scored.fd}`);
+  assert.deepEqual(fromGrid.histogram, scored.histogram);
   const missing = runCli(['evaluate', '--samples', path.join(dir, 'none.png')]);
   assert.notEqual(missing.status, 0);
   assert.match(missing.stderr, /cannot read image/);
