@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { BackendChoice, selectBackend } from '../src/backend';
+import { BackendChoice, defaultBackendEnv, selectBackend } from '../src/backend';
+import { tuneNativeEnvironment } from '../src/native/addon';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/sample';
 import { Trainer, newRunMeta } from '../src/train';
@@ -30,7 +31,7 @@ interface Result {
 
 /** Child: measure one backend. */
 async function measure(backend: string, trainSteps: number, sampleSteps: number): Promise<Result> {
-  await selectBackend(backend as BackendChoice, { ...require('../src/backend').defaultBackendEnv, log: () => {} });
+  await selectBackend(backend as BackendChoice, { ...defaultBackendEnv, log: () => {} });
   const trainer = new Trainer(newRunMeta({ width: 2048, timesteps: 1000, limit: 0, batchSize: 128, lr: 1e-4, seed: 0 }));
   const data = loadMnist('train', 128 * (trainSteps + 5));
   const batch = (i: number) => Array.from({ length: 128 }, (_, j) => 128 * i + j);
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
 
 function tunedCoretype(): string | undefined {
   const env: NodeJS.ProcessEnv = {};
-  require('../src/native/addon').tuneNativeEnvironment(env);
+  tuneNativeEnvironment(env);
   return env.OPENBLAS_CORETYPE;
 }
 

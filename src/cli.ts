@@ -172,9 +172,9 @@ export function buildProgram(): Command {
         model.dispose();
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
-      const reference = testReference(classifier, Math.max(n, 2));
+      const reference = testReference(classifier, n);
       const samples = score(classifier, images, n, reference);
-      const floor = floorScores(classifier, Math.max(n, 2), reference);
+      const floor = floorScores(classifier, n, reference);
       const result = { samples, floor, classifierTestAccuracy: classifier.testAccuracy };
       classifier.dispose();
       if (opts.json) {
