@@ -34,6 +34,8 @@ export interface TrainingRecord {
   rng: RngState;
   /** Mean loss of the last completed epoch. */
   loss: number | null;
+  /** Decay of the weights' moving average kept for sampling; 0 (or absent, in older checkpoints) = none. */
+  ema?: number;
 }
 
 export interface CheckpointMeta {

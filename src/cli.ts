@@ -30,6 +30,12 @@ function positiveNumber(value: string): number {
   return n;
 }
 
+function unitInterval(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError('expected a number in [0, 1).');
+  return n;
+}
+
 function fcWidth(value: string): number {
   const n = integer(4, 'an integer of at least 4')(value);
   if (n % 4 !== 0) throw new InvalidArgumentError('expected a multiple of 4 (the width is halved twice).');
@@ -78,6 +84,7 @@ export function buildProgram(): Command {
     .option('--resume', 'continue from the checkpoint in --out up to --epochs', false)
     .option('--overwrite', 'start afresh even if --out already holds a checkpoint', false)
     .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
+    .option('--ema <decay>', 'keep a moving average of the weights with this decay (e.g. 0.999) and sample from it; 0 = none', unitInterval, 0)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 5 --limit 10000 --width 512 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
     .action(async (opts, cmd: Command) => {
@@ -104,6 +111,7 @@ export function buildProgram(): Command {
           resume: opts.resume,
           overwrite: opts.overwrite,
           sampleEvery: opts.sampleEvery,
+          ema: opts.ema,
           explicit,
         };
         const result = await runTraining(options, { log, shouldStop: () => stopRequested });
@@ -126,7 +134,7 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       checkOutputFile(opts.out);
       await selectBackend(opts.backend as BackendChoice);
-      const { model, meta } = loadModel(opts.checkpoint);
+      const { model, meta, averaged } = loadModel(opts.checkpoint);
       const scheduler = new DDPMScheduler(meta.schedule);
       const images = generate(model, scheduler, {
         n: opts.n,
@@ -136,7 +144,7 @@ export function buildProgram(): Command {
       });
       const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth);
       const { cols, rows } = gridLayout(opts.n);
-      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${meta.training.epoch}`);
+      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${meta.training.epoch}${averaged ? ' (averaged weights)' : ''}`);
       model.dispose();
     });
 

@@ -16,6 +16,7 @@ import { Adam, adamConfig } from './optim';
 import { Progress, createProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
+import { WeightAverage } from './ema';
 import { DDPMScheduler, linearSchedule } from './schedule';
 
 export class NonFiniteLossError extends UserError {}
@@ -26,6 +27,8 @@ export class Trainer {
   readonly optimizer: Adam;
   readonly scheduler: DDPMScheduler;
   readonly rng: Rng;
+  /** The weights' moving average, where the run keeps one. */
+  readonly ema: WeightAverage | null;
   epoch = 0;
   readonly meta: CheckpointMeta;
 
@@ -37,6 +40,7 @@ export class Trainer {
     this.model = buildModel(meta.model, init);
     const { lr, beta1, beta2, epsilon } = meta.training.optimizer;
     this.optimizer = new Adam({ lr, beta1, beta2, epsilon }, this.model.variables);
+    this.ema = meta.training.ema ? new WeightAverage(meta.training.ema, this.model.variables) : null;
     this.epoch = meta.training.epoch;
     this.optimizer.step = meta.training.step;
     if (saved) this.restore(saved);
@@ -60,6 +64,7 @@ export class Trainer {
       const loss = value.dataSync()[0];
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
       this.optimizer.apply(grads);
+      this.ema?.update(this.model.variables, this.optimizer.step);
       return loss;
     });
   }
@@ -73,6 +78,7 @@ export class Trainer {
     add('model/', this.model.variables);
     add('adam/m/', this.optimizer.m);
     add('adam/v/', this.optimizer.v);
+    if (this.ema) add('ema/', this.ema.shadow);
     return out;
   }
 
@@ -80,6 +86,20 @@ export class Trainer {
     assignSaved(saved, 'model/', this.model.variables, true);
     assignSaved(saved, 'adam/m/', this.optimizer.m, false);
     assignSaved(saved, 'adam/v/', this.optimizer.v, false);
+    if (this.ema) {
+      if ([...saved.keys()].some((k) => k.startsWith('ema/'))) assignSaved(saved, 'ema/', this.ema.shadow, true);
+      else this.ema.reset(this.model.variables); // --ema added on resume: the average starts from here
+    }
+  }
+
+  /** A copy of the model holding the weights' moving average (null where the run keeps none); the caller disposes it. */
+  averagedModel(): Denoiser | null {
+    if (!this.ema) return null;
+    const copy = buildModel(this.meta.model, new Rng(0));
+    tf.tidy(() => {
+      for (const [name, v] of copy.variables) v.assign(tf.clone(this.ema!.shadow.get(name)!));
+    });
+    return copy;
   }
 
   checkpointMeta(loss: number | null): CheckpointMeta {
@@ -92,6 +112,7 @@ export class Trainer {
   dispose(): void {
     this.model.dispose();
     this.optimizer.dispose();
+    this.ema?.dispose();
   }
 }
 
@@ -115,17 +136,18 @@ export function buildModel(config: FcUnetConfig, rng: Rng): Denoiser {
   return new FcUnet(config, rng);
 }
 
-/** A model with the weights of a checkpoint (for sampling). */
-export function loadModel(dir: string): { model: Denoiser; meta: CheckpointMeta } {
+/** A model with the weights of a checkpoint, for sampling: the moving average where the run kept one. */
+export function loadModel(dir: string): { model: Denoiser; meta: CheckpointMeta; averaged: boolean } {
   const { meta, tensors } = loadCheckpoint(dir);
   const model = buildModel(meta.model, new Rng(0));
+  const averaged = [...tensors.keys()].some((k) => k.startsWith('ema/'));
   try {
-    assignSaved(tensors, 'model/', model.variables, true);
+    assignSaved(tensors, averaged ? 'ema/' : 'model/', model.variables, true);
   } catch (e) {
     model.dispose();
     throw e;
   }
-  return { model, meta };
+  return { model, meta, averaged };
 }
 
 export interface TrainOptions {
@@ -140,6 +162,8 @@ export interface TrainOptions {
   resume: boolean;
   overwrite: boolean;
   sampleEvery: number;
+  /** Decay of the weights' moving average (0 = none). */
+  ema: number;
   /** Options the user gave explicitly (for resume: they override or must agree with the checkpoint). */
   explicit: Set<string>;
 }
@@ -151,7 +175,7 @@ export interface TrainHooks {
 }
 
 /** The record of a run that has not started: the seed recipe, with the given choices. */
-export function newRunMeta(o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'>): CheckpointMeta {
+export function newRunMeta(o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'> & { ema?: number }): CheckpointMeta {
   validateFcUnetWidth(o.width);
   return {
     model: fcUnetConfig(o.width),
@@ -165,6 +189,7 @@ export function newRunMeta(o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit'
       seed: o.seed,
       rng: new Rng(o.seed + 1).state(), // a stream apart from the one that draws the initial weights
       loss: null,
+      ema: o.ema ?? 0,
     },
   };
 }
@@ -180,6 +205,7 @@ function resumedMeta(saved: CheckpointMeta, o: TrainOptions): CheckpointMeta {
   const training = { ...saved.training, optimizer: { ...saved.training.optimizer } };
   if (o.explicit.has('batchSize')) training.batchSize = o.batchSize;
   if (o.explicit.has('lr')) training.optimizer.lr = o.lr;
+  if (o.explicit.has('ema')) training.ema = o.ema;
   const data = { ...saved.data };
   if (o.explicit.has('limit')) data.limit = o.limit;
   return { ...saved, data, training };
@@ -255,11 +281,13 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
       saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
       if (!interrupted && o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
         const file = path.join(o.out, `samples-epoch-${String(trainer.epoch).padStart(4, '0')}.png`);
-        const images = generate(trainer.model, trainer.scheduler, {
+        const averaged = trainer.averagedModel();
+        const images = generate(averaged ?? trainer.model, trainer.scheduler, {
           n: 64,
           rng: new Rng(meta.training.seed + 2), // the same noise at every epoch, so grids compare
           progress: hooks.progress?.() ?? createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
         });
+        averaged?.dispose();
         await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth);
         hooks.log(`wrote ${file}`);
       }
