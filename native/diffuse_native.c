@@ -118,6 +118,26 @@ static napi_value adam(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* lerp(shadow, p, d): shadow ← d·shadow + (1 − d)·p in place: one step of a moving average of weights. */
+static napi_value lerp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t ls = 0, lp = 0;
+  float *shadow = f32(env, argv[0], &ls);
+  const float *p = f32(env, argv[1], &lp);
+  if (!shadow || !p) return NULL;
+  if (ls != lp) {
+    napi_throw_range_error(env, NULL, "lerp: arrays differ in length");
+    return NULL;
+  }
+  const float d = (float)num(env, argv[2]);
+  const int64_t n = (int64_t)ls;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) shadow[i] = d * shadow[i] + (1.0f - d) * p[i];
+  return NULL;
+}
+
 #define LN_EPS 1e-5f
 
 /*
@@ -328,6 +348,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_default, NULL},
       {"adam", NULL, adam, NULL, NULL, NULL, napi_default, NULL},
+      {"lerp", NULL, lerp, NULL, NULL, NULL, napi_default, NULL},
       {"geluLayerNorm", NULL, gelu_layer_norm, NULL, NULL, NULL, napi_default, NULL},
       {"geluLayerNormGrad", NULL, gelu_layer_norm_grad, NULL, NULL, NULL, napi_default, NULL},
       {"columnSums", NULL, column_sums, NULL, NULL, NULL, napi_default, NULL},

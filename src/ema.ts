@@ -4,7 +4,8 @@
  * not dominated by the random initial weights.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { variableFrom } from './tensors';
+import { assignCopy, variableFrom } from './tensors';
+import { nativeAverageUpdate } from './native/blasBackend';
 
 export class WeightAverage {
   readonly shadow = new Map<string, tf.Variable>();
@@ -19,14 +20,13 @@ export class WeightAverage {
 
   /** Sets the average to the weights themselves (a checkpoint that had no average yet). */
   reset(params: ReadonlyMap<string, tf.Variable>): void {
-    tf.tidy(() => {
-      for (const [name, p] of params) this.shadow.get(name)!.assign(tf.clone(p));
-    });
+    for (const [name, p] of params) assignCopy(this.shadow.get(name)!, p.dataSync() as Float32Array);
   }
 
   /** shadow ← d·shadow + (1 − d)·weights, after optimizer update number `step`. */
   update(params: ReadonlyMap<string, tf.Variable>, step: number): void {
     const d = this.decayAt(step);
+    if (nativeAverageUpdate([...params].map(([name, p]) => ({ shadow: this.shadow.get(name)!, p })), d)) return;
     tf.tidy(() => {
       for (const [name, p] of params) {
         const s = this.shadow.get(name)!;

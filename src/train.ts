@@ -17,6 +17,7 @@ import { Progress, createProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
 import { WeightAverage } from './ema';
+import { assignCopy } from './tensors';
 import { DDPMScheduler, linearSchedule } from './schedule';
 
 export class NonFiniteLossError extends UserError {}
@@ -96,9 +97,7 @@ export class Trainer {
   averagedModel(): Denoiser | null {
     if (!this.ema) return null;
     const copy = buildModel(this.meta.model, new Rng(0));
-    tf.tidy(() => {
-      for (const [name, v] of copy.variables) v.assign(tf.clone(this.ema!.shadow.get(name)!));
-    });
+    for (const [name, v] of copy.variables) assignCopy(v, this.ema.shadow.get(name)!.dataSync() as Float32Array);
     return copy;
   }
 
@@ -127,7 +126,7 @@ function assignSaved(saved: Map<string, NamedArray>, prefix: string, vars: Reado
     if (t.shape.join('x') !== v.shape.join('x')) {
       throw new UserError(`checkpoint does not match its model: ${prefix}${name} has shape [${t.shape}], the model needs [${v.shape}]`);
     }
-    tf.tidy(() => v.assign(tf.tensor(t.values, v.shape, 'float32')));
+    assignCopy(v, t.values);
   }
 }
 

@@ -141,8 +141,8 @@ test('the native Adam update matches the tfjs-op Adam', { skip }, () => {
   assertClose(run(BLAS_BACKEND), run('cpu'), 'adam', 1e-5);
 });
 
-function trainer(seed: number): Trainer {
-  return new Trainer(newRunMeta({ width: 64, timesteps: 1000, limit: 0, batchSize: 32, lr: 1e-3, seed }));
+function trainer(seed: number, ema = 0): Trainer {
+  return new Trainer(newRunMeta({ width: 64, timesteps: 1000, limit: 0, batchSize: 32, lr: 1e-3, seed, ema }));
 }
 
 test('training on the fast path and the plain path from one seed gives the same losses', { skip }, async () => {
@@ -157,6 +157,22 @@ test('training on the fast path and the plain path from one seed gives the same 
   const fast = await losses(BLAS_BACKEND);
   const plain = await losses('cpu');
   fast.forEach((l, i) => assert.ok(Math.abs(l - plain[i]) < 1e-4 * plain[i], `step ${i}: ${l} vs ${plain[i]}`));
+});
+
+test('the weights\' moving average on the fast path (in place) matches the plain path', { skip }, async () => {
+  const data = loadMnist('train', 128);
+  const averages = async (backend: string) => {
+    await tf.setBackend(backend);
+    const t = trainer(3, 0.9);
+    for (let i = 0; i < 4; i++) t.trainStep(data, Array.from({ length: 32 }, (_, j) => 32 * i + j));
+    const out = [...t.ema!.shadow.values(), ...t.model.variables.values()].map((v) => ({ shape: v.shape, values: v.dataSync().slice() as Float32Array }));
+    t.dispose();
+    return out;
+  };
+  const fast = await averages(BLAS_BACKEND);
+  assertClose(fast, await averages('cpu'), 'moving average and weights', 1e-3);
+  // The average is not the weights themselves (no storage shared with them).
+  assert.notDeepEqual(fast[0].values, fast[fast.length / 2].values);
 });
 
 test('memory stays flat over training steps on the fast path', { skip }, async () => {

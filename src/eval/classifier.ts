@@ -12,7 +12,7 @@ import { UserError } from '../errors';
 import { writeAtomically } from '../files';
 import { Adam, adamConfig } from '../optim';
 import { Rng } from '../rng';
-import { variableFrom } from '../tensors';
+import { assignCopy, variableFrom } from '../tensors';
 import { Progress, silentProgress } from '../progress';
 
 export const FEATURES = 128;
@@ -171,7 +171,7 @@ export function loadClassifier(dir: string): DigitClassifier | null {
         classifier.dispose();
         return null;
       }
-      tf.tidy(() => v.assign(tf.tensor(floats.subarray(offset, offset + size), v.shape)));
+      assignCopy(v, floats.subarray(offset, offset + size));
       offset += size;
     }
     classifier.testAccuracy = meta.testAccuracy;

@@ -10,6 +10,8 @@ export interface NativeAddon {
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, bias?: Float32Array): void;
   /** One Adam update of p, m, v in place (torch.optim.Adam's formula). */
   adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number, beta2: number, eps: number, correction1: number, correction2: number): void;
+  /** shadow ← d·shadow + (1 − d)·p in place. */
+  lerp(shadow: Float32Array, p: Float32Array, d: number): void;
   /** y = LayerNorm(GELU(x))·γ + β over rows of `cols`; saves the normalized x̂ and each row's 1/σ. */
   geluLayerNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, rows: number, cols: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array): void;
   /** Gradients of geluLayerNorm with respect to x, γ and β. */

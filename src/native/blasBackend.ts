@@ -231,3 +231,15 @@ export function nativeAdamUpdate(
   }
   return true;
 }
+
+/**
+ * A moving-average step (shadow ← d·shadow + (1 − d)·weights) as one native pass per parameter, in
+ * place, where the active backend is `blas`; false elsewhere (the caller then uses tfjs ops).
+ */
+export function nativeAverageUpdate(pairs: { shadow: tf.Variable; p: tf.Variable }[], d: number): boolean {
+  const native = loadNativeAddon();
+  if (!registered || !native || typeof native.lerp !== 'function' || tf.getBackend() !== BLAS_BACKEND) return false;
+  const backend = tf.backend() as MathBackendCPU;
+  for (const { shadow, p } of pairs) native.lerp(cpuValues(backend, shadow), cpuValues(backend, p), d);
+  return true;
+}
