@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS, BackendChoice, selectBackend } from './backend';
 import { UserError } from './errors';
 import { gridLayout, quantize, writeImageGrid } from './image';
-import { createProgress } from './progress';
+import { createProgress, samplingProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
 import { DDPMScheduler } from './schedule';
@@ -140,7 +140,7 @@ export function buildProgram(): Command {
         n: opts.n,
         rng: new Rng(opts.seed),
         batchSize: opts.batchSize,
-        progress: createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+        progress: samplingProgress(),
       });
       const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth);
       const { cols, rows } = gridLayout(opts.n);
@@ -174,7 +174,7 @@ export function buildProgram(): Command {
             n,
             rng: new Rng(opts.seed),
             batchSize: opts.batchSize,
-            progress: createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+            progress: samplingProgress(),
           }),
         );
         model.dispose();

@@ -27,3 +27,8 @@ export function createProgress(format: string, stream: NodeJS.WriteStream = proc
 }
 
 export const silentProgress: Progress = { start() {}, update() {}, stop() {} };
+
+/** The progress bar over the reverse process's steps. */
+export function samplingProgress(): Progress {
+  return createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}');
+}

@@ -13,7 +13,7 @@ import { writeImageGrid } from './image';
 import { Denoiser, FcUnetConfig } from './models/denoiser';
 import { FcUnet, fcUnetConfig, validateFcUnetWidth } from './models/fcUnet';
 import { Adam, adamConfig } from './optim';
-import { Progress, createProgress } from './progress';
+import { Progress, createProgress, samplingProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
 import { WeightAverage } from './ema';
@@ -284,7 +284,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
         const images = generate(averaged ?? trainer.model, trainer.scheduler, {
           n: 64,
           rng: new Rng(meta.training.seed + 2), // the same noise at every epoch, so grids compare
-          progress: hooks.progress?.() ?? createProgress('sampling |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+          progress: hooks.progress?.() ?? samplingProgress(),
         });
         averaged?.dispose();
         await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth);

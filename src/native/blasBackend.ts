@@ -1,7 +1,8 @@
 /**
- * The `blas` backend: tfjs's own CPU backend with its matrix product replaced by OpenBLAS sgemm through
- * the native addon. All other kernels are the cpu backend's, registered again under this name, so the
- * plain `cpu` backend stays untouched as the reference the fast kernels are tested against.
+ * The `blas` backend: tfjs's own CPU backend with its matrix products (OpenBLAS sgemm), bias-gradient
+ * sums and simple broadcasts replaced by the native addon's kernels, plus a fused GELU + LayerNorm.
+ * All other kernels are the cpu backend's, registered again under this name, so the plain `cpu`
+ * backend stays untouched as the reference the fast kernels are tested against.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
@@ -90,7 +91,7 @@ function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Ker
     const { transposeA, transposeB, activation } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean; activation?: string };
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(args);
     if (preluActivationWeights || (activation !== undefined && activation !== 'linear')) return fallback(args);
-    const backend = args.backend as MathBackendCPU;
+    const backend = args.backend as BlasBackend;
     const ra = a.shape.length, rb = b.shape.length;
     const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
     const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
@@ -105,7 +106,7 @@ function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Ker
     if ((sizeA !== batches && sizeA !== 1) || (sizeB !== batches && sizeB !== 1)) return fallback(args); // partial broadcasting
     const av = cpuValues(backend, a), bv = cpuValues(backend, b);
     const biasValues = bias ? cpuValues(backend, bias) : undefined;
-    const out = (backend as BlasBackend).allocate(batches * m * n);
+    const out = backend.allocate(batches * m * n);
     for (let i = 0; i < batches; i++) {
       const ai = sizeA === 1 ? 0 : i, bi = sizeB === 1 ? 0 : i;
       native.sgemm(transposeA, transposeB, m, n, k, av.subarray(ai * m * k, (ai + 1) * m * k), bv.subarray(bi * k * n, (bi + 1) * k * n), out.subarray(i * m * n, (i + 1) * m * n), biasValues);
@@ -118,11 +119,10 @@ function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Ker
 function geluLayerNormKernel(native: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend }) => {
     const { x, gamma, beta } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
-    const cpu = backend as MathBackendCPU;
+    const cpu = backend as BlasBackend;
     const cols = x.shape[x.shape.length - 1];
     const rows = tf.util.sizeFromShape(x.shape) / cols;
-    const pool = cpu as BlasBackend;
-    const y = pool.allocate(rows * cols), xhat = pool.allocate(rows * cols), rstd = pool.allocate(rows);
+    const y = cpu.allocate(rows * cols), xhat = cpu.allocate(rows * cols), rstd = cpu.allocate(rows);
     native.geluLayerNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), rows, cols, y, xhat, rstd);
     return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([rows], 'float32', rstd)];
   };
@@ -131,11 +131,10 @@ function geluLayerNormKernel(native: NativeAddon): tf.KernelFunc {
 function geluLayerNormGradKernel(native: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend }) => {
     const { dy, x, xhat, gamma, rstd } = inputs as Record<string, tf.TensorInfo>;
-    const cpu = backend as MathBackendCPU;
+    const cpu = backend as BlasBackend;
     const cols = x.shape[x.shape.length - 1];
     const rows = tf.util.sizeFromShape(x.shape) / cols;
-    const pool = cpu as BlasBackend;
-    const dx = pool.allocate(rows * cols), dgamma = pool.allocate(cols), dbeta = pool.allocate(cols);
+    const dx = cpu.allocate(rows * cols), dgamma = cpu.allocate(cols), dbeta = cpu.allocate(cols);
     native.geluLayerNormGrad(cpuValues(cpu, dy), cpuValues(cpu, x), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), rows, cols, dx, dgamma, dbeta);
     return [cpu.makeTensorInfo(x.shape, 'float32', dx), cpu.makeTensorInfo([cols], 'float32', dgamma), cpu.makeTensorInfo([cols], 'float32', dbeta)];
   };
@@ -153,9 +152,9 @@ function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc 
     const rank = x.shape.length;
     const leading = axes.length === rank - 1 && [...axes].sort((p, q) => p - q).every((ax, i) => ax === i);
     if (x.dtype !== 'float32' || rank < 2 || !leading) return fallback(args);
-    const cpu = args.backend as MathBackendCPU;
+    const cpu = args.backend as BlasBackend;
     const cols = x.shape[rank - 1];
-    const out = (cpu as BlasBackend).allocate(cols);
+    const out = cpu.allocate(cols);
     native.columnSums(cpuValues(cpu, x), tf.util.sizeFromShape(x.shape) / cols, cols, out);
     return cpu.makeTensorInfo(keepDims ? [...x.shape.slice(0, -1).map(() => 1), cols] : [cols], 'float32', out);
   };
@@ -180,14 +179,15 @@ function binaryKernel(native: NativeAddon, op: 0 | 1 | 2, fallback: tf.KernelFun
     const swap = !full(a);
     const [big, small] = swap ? [b, a] : [a, b];
     if (!full(big) || !broadcastable(small)) return fallback(args);
-    const cpu = args.backend as MathBackendCPU;
-    const out = (cpu as BlasBackend).allocate(tf.util.sizeFromShape(outShape));
+    const cpu = args.backend as BlasBackend;
+    const out = cpu.allocate(tf.util.sizeFromShape(outShape));
     native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap);
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
 }
 
-let registered = false;
+/** The addon the backend was registered with (null before registration). */
+let registered: NativeAddon | null = null;
 
 /** Registers the `blas` backend once; false where the native addon is missing. */
 export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon()): boolean {
@@ -209,8 +209,13 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
   tf.registerKernel({ kernelName: GELU_LAYER_NORM, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormKernel(native) });
   tf.registerKernel({ kernelName: GELU_LAYER_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormGradKernel(native) });
   registerGeluLayerNormGradient();
-  registered = true;
+  registered = native;
   return true;
+}
+
+/** The registered addon and the backend's storage while `blas` is the active backend; else null. */
+function activeBlas(): { native: NativeAddon; backend: BlasBackend } | null {
+  return registered && tf.getBackend() === BLAS_BACKEND ? { native: registered, backend: tf.backend() as BlasBackend } : null;
 }
 
 /**
@@ -223,9 +228,9 @@ export function nativeAdamUpdate(
   correction1: number,
   correction2: number,
 ): boolean {
-  const native = loadNativeAddon();
-  if (!registered || !native || tf.getBackend() !== BLAS_BACKEND) return false;
-  const backend = tf.backend() as MathBackendCPU;
+  const active = activeBlas();
+  if (!active) return false;
+  const { native, backend } = active;
   for (const { p, g, m, v } of updates) {
     native.adam(cpuValues(backend, p), cpuValues(backend, g), cpuValues(backend, m), cpuValues(backend, v), config.lr, config.beta1, config.beta2, config.epsilon, correction1, correction2);
   }
@@ -237,9 +242,8 @@ export function nativeAdamUpdate(
  * place, where the active backend is `blas`; false elsewhere (the caller then uses tfjs ops).
  */
 export function nativeAverageUpdate(pairs: { shadow: tf.Variable; p: tf.Variable }[], d: number): boolean {
-  const native = loadNativeAddon();
-  if (!registered || !native || typeof native.lerp !== 'function' || tf.getBackend() !== BLAS_BACKEND) return false;
-  const backend = tf.backend() as MathBackendCPU;
-  for (const { shadow, p } of pairs) native.lerp(cpuValues(backend, shadow), cpuValues(backend, p), d);
+  const active = activeBlas();
+  if (!active || typeof active.native.lerp !== 'function') return false; // an addon built before lerp existed
+  for (const { shadow, p } of pairs) active.native.lerp(cpuValues(active.backend, shadow), cpuValues(active.backend, p), d);
   return true;
 }
