@@ -12,6 +12,7 @@ import { ModelConfig } from './models/denoiser';
 import { RngState } from './rng';
 import { ScheduleConfig } from './schedule';
 import { AdamConfig } from './optim';
+import { LrSchedule } from './lrSchedule';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
 const FORMAT = 'diffuse-checkpoint';
@@ -36,6 +37,8 @@ export interface TrainingRecord {
   loss: number | null;
   /** Decay of the weights' moving average kept for sampling; 0 (or absent, in older checkpoints) = none. */
   ema?: number;
+  /** How the rate moves around optimizer.lr, its peak; absent (older checkpoints) = constant. */
+  lrSchedule?: LrSchedule;
 }
 
 export interface CheckpointMeta {
@@ -43,6 +46,8 @@ export interface CheckpointMeta {
   schedule: ScheduleConfig;
   data: { dataset: 'mnist'; limit: number; count: number };
   training: TrainingRecord;
+  /** How to sample by default; absent (older checkpoints) = the plain ancestral sampler. */
+  sampling?: { clipDenoised: boolean };
 }
 
 interface CheckpointFile extends CheckpointMeta {

@@ -10,6 +10,8 @@ import { Rng } from './rng';
 import { generate } from './sample';
 import { DDPMScheduler } from './schedule';
 import { TrainOptions, loadModel, runTraining } from './train';
+import { LR_SCHEDULES } from './lrSchedule';
+import { RECIPES, RECIPE_NAMES, Recipe, RecipeName } from './recipes';
 import { getClassifier } from './eval/classifier';
 import { floorScores, score, testReference } from './eval/evaluate';
 import { readSamples } from './eval/sampleFiles';
@@ -45,6 +47,10 @@ function fcWidth(value: string): number {
 const backendOption = () =>
   new Option('--backend <name>', 'tfjs backend: tensorflow is the native binding (optional package)').choices(BACKENDS).default('auto');
 
+// The checkpoint's recipe chooses; these override it.
+const clipOption = () => new Option('--clip-denoised', 'clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint\'s recipe says)');
+const noClipOption = () => new Option('--no-clip-denoised', 'do not clamp it');
+
 /** An output file must be writable before hours of work go into it: its directory must exist. */
 function checkOutputFile(file: string): void {
   const dir = path.dirname(path.resolve(file));
@@ -74,8 +80,11 @@ export function buildProgram(): Command {
     .command('train')
     .description('train the fully connected U-net DDPM on MNIST, with a checkpoint after every epoch')
     .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1, 'an integer of at least 1'), 1000)
-    .option('--batch-size <n>', 'images per optimizer step', integer(1, 'an integer of at least 1'), 128)
-    .option('--lr <rate>', 'Adam learning rate', positiveNumber, 1e-4)
+    .addOption(new Option('--recipe <name>', 'training recipe: default (better samples per minute) or seed (the blog post\'s exact one); the options below override its parts').choices(RECIPE_NAMES).default('default'))
+    .option('--batch-size <n>', `images per optimizer step (recipe: ${RECIPES.default.batchSize})`, integer(1, 'an integer of at least 1'))
+    .option('--lr <rate>', `Adam's (peak) learning rate (default recipe: ${RECIPES.default.lr}, seed: ${RECIPES.seed.lr})`, positiveNumber)
+    .addOption(new Option('--lr-schedule <kind>', `learning rate over the run: constant, or cosine decay to 0 at --epochs (default recipe: ${RECIPES.default.lrSchedule}, seed: ${RECIPES.seed.lrSchedule})`).choices(LR_SCHEDULES))
+    .option('--warmup <steps>', `updates of linear learning-rate warm-up (default recipe: ${RECIPES.default.warmupSteps}, seed: ${RECIPES.seed.warmupSteps})`, integer(0, 'a non-negative integer'))
     .option('--width <w>', 'U-net width w (layers w, w/2, w/4); a multiple of 4', fcWidth, 2048)
     .option('--timesteps <T>', 'diffusion steps T (linear beta 1e-4..0.02)', integer(2, 'an integer of at least 2'), 1000)
     .option('--limit <n>', 'train on the first n MNIST images (0 = all 60000)', integer(0, 'a non-negative integer'), 0)
@@ -84,12 +93,15 @@ export function buildProgram(): Command {
     .option('--resume', 'continue from the checkpoint in --out up to --epochs', false)
     .option('--overwrite', 'start afresh even if --out already holds a checkpoint', false)
     .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
-    .option('--ema <decay>', 'keep a moving average of the weights with this decay (e.g. 0.999) and sample from it; 0 = none', unitInterval, 0)
+    .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none (default recipe: ${RECIPES.default.ema}, seed: ${RECIPES.seed.ema})`, unitInterval)
+    .option('--keep-every <k>', 'also keep a copy of the checkpoint in --out/epoch-NNNN every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 5 --limit 10000 --width 512 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
     .action(async (opts, cmd: Command) => {
       const explicit = new Set(Object.keys(opts).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
       if (opts.resume && opts.overwrite) throw new UserError('--resume and --overwrite contradict each other');
+      if (opts.resume && explicit.has('recipe')) throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
+      const recipe: Recipe = RECIPES[opts.recipe as RecipeName];
       await selectBackend(opts.backend as BackendChoice);
       let stopRequested = false;
       const onSigint = () => {
@@ -101,8 +113,12 @@ export function buildProgram(): Command {
       try {
         const options: TrainOptions = {
           epochs: opts.epochs,
-          batchSize: opts.batchSize,
-          lr: opts.lr,
+          batchSize: opts.batchSize ?? recipe.batchSize,
+          lr: opts.lr ?? recipe.lr,
+          lrSchedule: opts.lrSchedule ?? recipe.lrSchedule,
+          warmupSteps: opts.warmup ?? recipe.warmupSteps,
+          keepEvery: opts.keepEvery,
+          clipDenoised: recipe.clipDenoised,
           width: opts.width,
           timesteps: opts.timesteps,
           limit: opts.limit,
@@ -111,8 +127,8 @@ export function buildProgram(): Command {
           resume: opts.resume,
           overwrite: opts.overwrite,
           sampleEvery: opts.sampleEvery,
-          ema: opts.ema,
-          explicit,
+          ema: opts.ema ?? recipe.ema,
+          explicit: new Set([...explicit].map((k) => (k === 'warmup' ? 'warmupSteps' : k))),
         };
         const result = await runTraining(options, { log, shouldStop: () => stopRequested });
         log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}`);
@@ -129,6 +145,8 @@ export function buildProgram(): Command {
     .option('--out <file>', 'PNG file to write', 'grid.png')
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
     .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 256)
+    .addOption(clipOption())
+    .addOption(noClipOption())
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse sample --checkpoint runs/small --n 16 --seed 7 --out small.png')
     .action(async (opts) => {
@@ -141,6 +159,7 @@ export function buildProgram(): Command {
         rng: new Rng(opts.seed),
         batchSize: opts.batchSize,
         progress: samplingProgress(),
+        clipDenoised: opts.clipDenoised ?? meta.sampling?.clipDenoised ?? false,
       });
       const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth);
       const { cols, rows } = gridLayout(opts.n);
@@ -156,6 +175,8 @@ export function buildProgram(): Command {
     .option('--n <count>', 'images to generate, and real test images to compare with', integer(2, 'an integer of at least 2'), 1000)
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
     .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 250)
+    .addOption(clipOption())
+    .addOption(noClipOption())
     .option('--json', 'print the figures as one JSON object', false)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json')
@@ -175,6 +196,7 @@ export function buildProgram(): Command {
             rng: new Rng(opts.seed),
             batchSize: opts.batchSize,
             progress: samplingProgress(),
+            clipDenoised: opts.clipDenoised ?? meta.sampling?.clipDenoised ?? false,
           }),
         );
         model.dispose();

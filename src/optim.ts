@@ -43,14 +43,14 @@ export class Adam {
     return { value, grads: named };
   }
 
-  /** One update of every parameter from its gradient. */
-  apply(grads: tf.NamedTensorMap): void {
+  /** One update of every parameter from its gradient, at rate `lr` (the configured rate unless given). */
+  apply(grads: tf.NamedTensorMap, lr = this.config.lr): void {
     this.step += 1;
-    const { lr, beta1, beta2, epsilon } = this.config;
+    const { beta1, beta2, epsilon } = this.config;
     const correction1 = 1 - beta1 ** this.step;
     const correction2 = 1 - beta2 ** this.step;
     const updates = [...this.params].filter(([name]) => grads[name]).map(([name, p]) => ({ p, g: grads[name], m: this.m.get(name)!, v: this.v.get(name)! }));
-    if (nativeAdamUpdate(updates, this.config, correction1, correction2)) return;
+    if (nativeAdamUpdate(updates, { ...this.config, lr }, correction1, correction2)) return;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
         const g = grads[name];

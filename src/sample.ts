@@ -14,6 +14,8 @@ export interface SampleOptions {
   /** Images denoised together; larger batches use the matrix kernels better. */
   batchSize?: number;
   progress?: Progress;
+  /** Clamp each step's predicted x_0 to [−1, 1] (see DDPMScheduler.step). */
+  clipDenoised?: boolean;
 }
 
 /** Predicted noise for a batch at one timestep, as plain numbers. */
@@ -27,7 +29,7 @@ export function predictNoise(model: Denoiser, x: ArrayLike<number>, batch: numbe
 
 /** n images (n · pixels numbers) drawn from the model. */
 export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
-  const { n, rng, batchSize = 256, progress = silentProgress } = options;
+  const { n, rng, batchSize = 256, progress = silentProgress, clipDenoised = false } = options;
   const pixels = model.config.height * model.config.imageWidth;
   const T = scheduler.timesteps;
   const images = new Float32Array(n * pixels);
@@ -42,7 +44,7 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
     for (let t = T - 1; t >= 0; t--) {
       const epsHat = predictNoise(model, x, batch, t, T);
       if (t > 0) rng.fillNormal(z);
-      x = scheduler.step(epsHat, t, x, z, x);
+      x = scheduler.step(epsHat, t, x, z, x, clipDenoised);
       progress.update(++done, { images: n });
     }
     images.set(x, first * pixels);

@@ -19,6 +19,7 @@ import { generate } from './sample';
 import { WeightAverage } from './ema';
 import { assignCopy } from './tensors';
 import { DDPMScheduler, linearSchedule } from './schedule';
+import { LrSchedule, learningRateAt } from './lrSchedule';
 
 export class NonFiniteLossError extends UserError {}
 
@@ -64,7 +65,7 @@ export class Trainer {
       const { value, grads } = this.optimizer.gradients(() => tf.mean(tf.squaredDifference(this.model.predict(xs, tFrac), target)));
       const loss = value.dataSync()[0];
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
-      this.optimizer.apply(grads);
+      this.optimizer.apply(grads, learningRateAt(this.meta.training.optimizer.lr, this.meta.training.lrSchedule, this.optimizer.step + 1));
       this.ema?.update(this.model.variables, this.optimizer.step);
       return loss;
     });
@@ -163,6 +164,12 @@ export interface TrainOptions {
   sampleEvery: number;
   /** Decay of the weights' moving average (0 = none). */
   ema: number;
+  lrSchedule: LrSchedule['kind'];
+  warmupSteps: number;
+  /** Keep a copy of the checkpoint in out/epoch-NNNN every this many epochs (0 = never). */
+  keepEvery: number;
+  /** Recorded in the checkpoint as the sampler's default. */
+  clipDenoised: boolean;
   /** Options the user gave explicitly (for resume: they override or must agree with the checkpoint). */
   explicit: Set<string>;
 }
@@ -174,7 +181,9 @@ export interface TrainHooks {
 }
 
 /** The record of a run that has not started: the seed recipe, with the given choices. */
-export function newRunMeta(o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'> & { ema?: number }): CheckpointMeta {
+export function newRunMeta(
+  o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'> & Partial<Pick<TrainOptions, 'ema' | 'lrSchedule' | 'warmupSteps' | 'clipDenoised'>>,
+): CheckpointMeta {
   validateFcUnetWidth(o.width);
   return {
     model: fcUnetConfig(o.width),
@@ -189,7 +198,10 @@ export function newRunMeta(o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit'
       rng: new Rng(o.seed + 1).state(), // a stream apart from the one that draws the initial weights
       loss: null,
       ema: o.ema ?? 0,
+      // totalSteps is set when training starts, from --epochs and the data's size
+      lrSchedule: { kind: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0, totalSteps: 0 },
     },
+    sampling: { clipDenoised: o.clipDenoised ?? false },
   };
 }
 
@@ -205,6 +217,12 @@ function resumedMeta(saved: CheckpointMeta, o: TrainOptions): CheckpointMeta {
   if (o.explicit.has('batchSize')) training.batchSize = o.batchSize;
   if (o.explicit.has('lr')) training.optimizer.lr = o.lr;
   if (o.explicit.has('ema')) training.ema = o.ema;
+  const lrSchedule = training.lrSchedule ?? { kind: 'constant', warmupSteps: 0, totalSteps: 0 };
+  training.lrSchedule = {
+    ...lrSchedule,
+    kind: o.explicit.has('lrSchedule') ? o.lrSchedule : lrSchedule.kind,
+    warmupSteps: o.explicit.has('warmupSteps') ? o.warmupSteps : lrSchedule.warmupSteps,
+  };
   const data = { ...saved.data };
   if (o.explicit.has('limit')) data.limit = o.limit;
   return { ...saved, data, training };
@@ -233,6 +251,8 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
   }
   const data = loadMnist('train', meta.data.limit);
   meta.data.count = data.count;
+  // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
+  if (meta.training.lrSchedule) meta.training.lrSchedule.totalSteps = o.epochs * Math.ceil(data.count / meta.training.batchSize);
   if (meta.training.epoch >= o.epochs) {
     hooks.log(`${o.out} already holds ${meta.training.epoch} epochs (--epochs ${o.epochs}); nothing to do`);
     return { epoch: meta.training.epoch, interrupted: false, lastLoss: meta.training.loss, samplesPerSecond: 0 };
@@ -242,7 +262,9 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
   const batchSize = meta.training.batchSize;
   hooks.log(
     `training fc-unet width ${meta.model.width} on ${data.count} MNIST images, batch ${batchSize}, ` +
-      `epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
+      `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule?.kind ?? 'constant'}` +
+      `${meta.training.lrSchedule?.warmupSteps ? ` (warm-up ${meta.training.lrSchedule.warmupSteps})` : ''}` +
+      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
   );
   let interrupted = false;
   let lastLoss = meta.training.loss;
@@ -278,6 +300,9 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
         progress.stop(`epoch ${trainer.epoch}/${o.epochs}: loss ${lastLoss.toFixed(4)}, ${Math.round(samplesPerSecond)} samples/s, ${seconds.toFixed(1)} s`);
       }
       saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
+      if (!interrupted && o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
+        saveCheckpoint(path.join(o.out, `epoch-${String(trainer.epoch).padStart(4, '0')}`), trainer.checkpointMeta(lastLoss), trainer.tensors());
+      }
       if (!interrupted && o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
         const file = path.join(o.out, `samples-epoch-${String(trainer.epoch).padStart(4, '0')}.png`);
         const averaged = trainer.averagedModel();

@@ -140,3 +140,34 @@ test('help lists every option with its default, and --version prints the version
   for (const o of ['--checkpoint', '--n', '--out', '--seed', '--backend']) assert.match(sample, new RegExp(o));
   assert.match(sample, /default: 64/);
 });
+
+test('--recipe seed trains the blog post\'s recipe, the default recipe its own; single options override either', () => {
+  const read = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  const seedDir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--out', seedDir]).status, 0);
+  const seed = read(seedDir);
+  assert.equal(seed.training.optimizer.lr, 1e-4);
+  assert.equal(seed.training.lrSchedule.kind, 'constant');
+  assert.equal(seed.training.lrSchedule.warmupSteps, 0);
+  assert.equal(seed.training.ema, 0);
+  assert.equal(seed.sampling.clipDenoised, false);
+  const defDir = tempDir();
+  const r = runCli(['train', '--epochs', '2', ...SMALL, '--keep-every', '1', '--out', defDir]);
+  assert.equal(r.status, 0, r.stderr);
+  const def = read(defDir);
+  assert.equal(def.training.optimizer.lr, 1e-3);
+  assert.deepEqual(def.training.lrSchedule, { kind: 'cosine', warmupSteps: 1000, totalSteps: 8 });
+  assert.equal(def.training.ema, 0.9995);
+  // --keep-every leaves a loadable copy of each epoch's checkpoint
+  assert.equal(read(path.join(defDir, 'epoch-0001')).training.epoch, 1);
+  assert.equal(read(path.join(defDir, 'epoch-0002')).training.epoch, 2);
+  const grid = path.join(defDir, 'g.png');
+  assert.equal(runCli(['sample', '--checkpoint', path.join(defDir, 'epoch-0001'), '--n', '2', '--out', grid]).status, 0);
+  const mixed = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--ema', '0.99', '--lr-schedule', 'cosine', '--out', mixed]).status, 0);
+  assert.equal(read(mixed).training.ema, 0.99);
+  assert.equal(read(mixed).training.lrSchedule.kind, 'cosine');
+  assert.equal(read(mixed).training.optimizer.lr, 1e-4);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--recipe', 'seed', '--out', seedDir]), /--recipe/);
+  assertCleanFailure(runCli(['train', '--recipe', 'fast']), /--recipe/);
+});

@@ -78,3 +78,22 @@ test('the last step (t = 0) adds no noise and recovers x0 from the true noise', 
   const out = s.step(eps, 0, xt, new Float32Array([100, 100]));
   assert.ok(Math.abs(out[0] - 0.25) < 1e-5 && Math.abs(out[1] + 0.5) < 1e-5);
 });
+
+test('clipDenoised: the same step where x̂0 is in range; a clamped x̂0 where it is not', () => {
+  const t = 400;
+  const z = new Float32Array([0.5, -1]);
+  const inRange = new Float32Array([0.3, -0.6]);
+  const eps = new Float32Array([0.7, -1.1]);
+  const xt = s.addNoise(inRange, eps, [t]);
+  const plain = s.step(eps, t, xt, z);
+  const clipped = s.step(eps, t, xt, z, undefined, true);
+  for (let i = 0; i < 2; i++) assert.ok(Math.abs(plain[i] - clipped[i]) < 1e-5);
+  // x̂0 = 3 and −2 are clamped to 1 and −1 before the posterior mean is taken.
+  const far = s.addNoise(new Float32Array([3, -2]), eps, [t]);
+  const out = s.step(eps, t, far, z, undefined, true);
+  const sigma = Math.sqrt(s.posteriorVariance[t]);
+  [1, -1].forEach((x0, i) => {
+    const expected = s.posteriorMeanCoef1[t] * x0 + s.posteriorMeanCoef2[t] * far[i] + sigma * z[i];
+    assert.ok(Math.abs(out[i] - expected) < 1e-5, `${out[i]} vs ${expected}`);
+  });
+});
