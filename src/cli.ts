@@ -50,6 +50,15 @@ const backendOption = () =>
 // The checkpoint's recipe chooses; these override it.
 const clipOption = () => new Option('--clip-denoised', 'clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint\'s recipe says)');
 const noClipOption = () => new Option('--no-clip-denoised', 'do not clamp it');
+const stepsOption = () =>
+  new Option('--steps <K>', 'sample with K deterministic DDIM steps instead of all T ancestral ones (e.g. 50)').argParser(integer(1, 'an integer of at least 1'));
+const etaOption = () => new Option('--eta <eta>', 'DDIM noise: 0 deterministic (default with --steps), 1 ancestral-like').argParser(etaValue);
+
+function etaValue(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number in [0, 1].');
+  return n;
+}
 
 /** An output file must be writable before hours of work go into it: its directory must exist. */
 function checkOutputFile(file: string): void {
@@ -60,6 +69,35 @@ function checkOutputFile(file: string): void {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch {
     throw new UserError(`cannot write ${file}: directory ${dir} is not writable`);
+  }
+}
+
+interface SamplerFlags {
+  seed: number;
+  batchSize: number;
+  clipDenoised?: boolean;
+  steps?: number;
+  eta?: number;
+}
+
+/** n images from a checkpoint's model, sampled as the flags say, else as its recipe says. */
+function sampleCheckpoint(dir: string, n: number, flags: SamplerFlags) {
+  const { model, meta, averaged } = loadModel(dir);
+  try {
+    const T = meta.schedule.timesteps;
+    if (flags.steps !== undefined && flags.steps > T) throw new UserError(`--steps ${flags.steps}: the checkpoint's process has ${T} timesteps`);
+    const ddim = flags.steps !== undefined || flags.eta !== undefined;
+    const images = generate(model, new DDPMScheduler(meta.schedule), {
+      n,
+      rng: new Rng(flags.seed),
+      batchSize: flags.batchSize,
+      progress: samplingProgress(),
+      clipDenoised: flags.clipDenoised ?? meta.sampling?.clipDenoised ?? false,
+      ...(ddim ? { steps: flags.steps ?? T, eta: flags.eta ?? 0 } : {}),
+    });
+    return { images, meta, averaged };
+  } finally {
+    model.dispose();
   }
 }
 
@@ -139,7 +177,7 @@ export function buildProgram(): Command {
 
   program
     .command('sample')
-    .description('draw images from a trained checkpoint through the full reverse process and write a PNG grid')
+    .description('draw images from a trained checkpoint (all T ancestral steps, or K DDIM steps) and write a PNG grid')
     .option('--checkpoint <dir>', 'checkpoint directory', 'checkpoints')
     .option('--n <count>', 'number of images', integer(1, 'an integer of at least 1'), 64)
     .option('--out <file>', 'PNG file to write', 'grid.png')
@@ -147,24 +185,17 @@ export function buildProgram(): Command {
     .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 256)
     .addOption(clipOption())
     .addOption(noClipOption())
+    .addOption(stepsOption())
+    .addOption(etaOption())
     .addOption(backendOption())
-    .addHelpText('after', '\nExamples:\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse sample --checkpoint runs/small --n 16 --seed 7 --out small.png')
+    .addHelpText('after', '\nExamples:\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse sample --checkpoint runs/small --n 16 --seed 7 --out small.png\n  $ diffuse sample --n 64 --steps 50 --out fast.png')
     .action(async (opts) => {
       checkOutputFile(opts.out);
       await selectBackend(opts.backend as BackendChoice);
-      const { model, meta, averaged } = loadModel(opts.checkpoint);
-      const scheduler = new DDPMScheduler(meta.schedule);
-      const images = generate(model, scheduler, {
-        n: opts.n,
-        rng: new Rng(opts.seed),
-        batchSize: opts.batchSize,
-        progress: samplingProgress(),
-        clipDenoised: opts.clipDenoised ?? meta.sampling?.clipDenoised ?? false,
-      });
+      const { images, meta, averaged } = sampleCheckpoint(opts.checkpoint, opts.n, opts);
       const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth);
       const { cols, rows } = gridLayout(opts.n);
       log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${meta.training.epoch}${averaged ? ' (averaged weights)' : ''}`);
-      model.dispose();
     });
 
   program
@@ -177,6 +208,8 @@ export function buildProgram(): Command {
     .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 250)
     .addOption(clipOption())
     .addOption(noClipOption())
+    .addOption(stepsOption())
+    .addOption(etaOption())
     .option('--json', 'print the figures as one JSON object', false)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json')
@@ -188,18 +221,8 @@ export function buildProgram(): Command {
         ({ images, n } = await readSamples(opts.samples));
         if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
       } else {
-        const { model, meta } = loadModel(opts.checkpoint);
         n = opts.n;
-        images = quantize(
-          generate(model, new DDPMScheduler(meta.schedule), {
-            n,
-            rng: new Rng(opts.seed),
-            batchSize: opts.batchSize,
-            progress: samplingProgress(),
-            clipDenoised: opts.clipDenoised ?? meta.sampling?.clipDenoised ?? false,
-          }),
-        );
-        model.dispose();
+        images = quantize(sampleCheckpoint(opts.checkpoint, n, opts).images);
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
       const reference = testReference(classifier, n);

@@ -1,12 +1,12 @@
 /**
- * The sampling pipeline: start from pure noise and run the full reverse process, all T ancestral steps,
- * with the model predicting the noise at each step.
+ * The sampling pipeline: start from pure noise and run the reverse process with the model predicting
+ * the noise at each step: all T ancestral steps (Ho et al.), or K DDIM steps (Song et al.).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Denoiser } from './models/denoiser';
 import { Progress, silentProgress } from './progress';
 import { Rng } from './rng';
-import { DDPMScheduler } from './schedule';
+import { DDPMScheduler, samplingTimesteps } from './schedule';
 
 export interface SampleOptions {
   n: number;
@@ -16,6 +16,24 @@ export interface SampleOptions {
   progress?: Progress;
   /** Clamp each step's predicted x_0 to [−1, 1] (see DDPMScheduler.step). */
   clipDenoised?: boolean;
+  /** DDIM with this many steps instead of the T ancestral ones. */
+  steps?: number;
+  /** DDIM's stochasticity: 0 deterministic (its default), 1 as much noise as the ancestral sampler. */
+  eta?: number;
+}
+
+/** The (t, t_prev) pairs a sampler visits and how it steps; t_prev = −1 ends at x̂_0. */
+function reverseProcess(scheduler: DDPMScheduler, options: SampleOptions) {
+  const T = scheduler.timesteps;
+  const { steps, eta = 0, clipDenoised = false } = options;
+  if (steps === undefined) {
+    const pairs = Array.from({ length: T }, (_, i): [number, number] => [T - 1 - i, T - 2 - i]);
+    return { pairs, step: (eps: Float32Array, t: number, _tPrev: number, x: Float32Array, z: Float32Array) => scheduler.step(eps, t, x, z, x, clipDenoised) };
+  }
+  return {
+    pairs: samplingTimesteps(T, steps),
+    step: (eps: Float32Array, t: number, tPrev: number, x: Float32Array, z: Float32Array) => scheduler.ddimStep(eps, t, tPrev, x, z, eta, x, clipDenoised),
+  };
 }
 
 /** Predicted noise for a batch at one timestep, as plain numbers. */
@@ -29,11 +47,12 @@ export function predictNoise(model: Denoiser, x: ArrayLike<number>, batch: numbe
 
 /** n images (n · pixels numbers) drawn from the model. */
 export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
-  const { n, rng, batchSize = 256, progress = silentProgress, clipDenoised = false } = options;
+  const { n, rng, batchSize = 256, progress = silentProgress } = options;
   const pixels = model.config.height * model.config.imageWidth;
   const T = scheduler.timesteps;
+  const { pairs, step } = reverseProcess(scheduler, options);
   const images = new Float32Array(n * pixels);
-  const totalSteps = Math.ceil(n / batchSize) * T;
+  const totalSteps = Math.ceil(n / batchSize) * pairs.length;
   const started = Date.now();
   progress.start(totalSteps, { images: n });
   let done = 0;
@@ -41,14 +60,14 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
     const batch = Math.min(batchSize, n - first);
     let x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
     const z = new Float32Array(batch * pixels);
-    for (let t = T - 1; t >= 0; t--) {
+    for (const [t, tPrev] of pairs) {
       const epsHat = predictNoise(model, x, batch, t, T);
-      if (t > 0) rng.fillNormal(z);
-      x = scheduler.step(epsHat, t, x, z, x, clipDenoised);
+      if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
+      x = step(epsHat, t, tPrev, x, z);
       progress.update(++done, { images: n });
     }
     images.set(x, first * pixels);
   }
-  progress.stop(`sampled ${n} images x ${T} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  progress.stop(`sampled ${n} images x ${pairs.length} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return images;
 }

@@ -75,12 +75,10 @@ export class DDPMScheduler {
   step(epsHat: Float32Array, t: number, xt: Float32Array, z: Float32Array, out: Float32Array = new Float32Array(xt.length), clipDenoised = false): Float32Array {
     const sigma = t > 0 ? Math.sqrt(this.posteriorVariance[t]) : 0;
     if (clipDenoised) {
-      const recip = 1 / Math.sqrt(this.alphasCumprod[t]);
-      const noiseScale = Math.sqrt(1 - this.alphasCumprod[t]);
       const c1 = this.posteriorMeanCoef1[t];
       const c2 = this.posteriorMeanCoef2[t];
       for (let i = 0; i < xt.length; i++) {
-        const x0 = Math.min(1, Math.max(-1, recip * (xt[i] - noiseScale * epsHat[i])));
+        const x0 = Math.min(1, Math.max(-1, this.predictStart(xt[i], epsHat[i], t)));
         out[i] = c1 * x0 + c2 * xt[i] + sigma * z[i];
       }
       return out;
@@ -90,4 +88,44 @@ export class DDPMScheduler {
     for (let i = 0; i < xt.length; i++) out[i] = scale * (xt[i] - epsCoef * epsHat[i]) + sigma * z[i];
     return out;
   }
+
+  /** x̂_0 = (x_t − √(1 − ᾱ_t) · ε̂) / √ᾱ_t, the clean image the predicted noise implies. */
+  predictStart(xt: number, epsHat: number, t: number): number {
+    return (xt - Math.sqrt(1 - this.alphasCumprod[t]) * epsHat) / Math.sqrt(this.alphasCumprod[t]);
+  }
+
+  /**
+   * One DDIM step (Song et al. 2020, eq. 12) from x_t to x_{tPrev}, tPrev < t, or to x̂_0 when tPrev = −1:
+   * x_prev = √ᾱ_prev · x̂_0 + √(1 − ᾱ_prev − σ²) · ε̂ + σ · z, with
+   * σ = η · √((1 − ᾱ_prev) / (1 − ᾱ_t)) · √(1 − ᾱ_t / ᾱ_prev). η = 0 is deterministic; η = 1 with every
+   * timestep is the ancestral step. With `clipDenoised`, x̂_0 is clamped and ε̂ re-derived from it.
+   */
+  ddimStep(epsHat: Float32Array, t: number, tPrev: number, xt: Float32Array, z: Float32Array, eta: number, out: Float32Array = new Float32Array(xt.length), clipDenoised = false): Float32Array {
+    const abar = this.alphasCumprod[t];
+    const abarPrev = tPrev >= 0 ? this.alphasCumprod[tPrev] : 1;
+    const sigma = eta * Math.sqrt(((1 - abarPrev) / (1 - abar)) * (1 - abar / abarPrev));
+    const dirCoef = Math.sqrt(Math.max(0, 1 - abarPrev - sigma * sigma));
+    for (let i = 0; i < xt.length; i++) {
+      let x0 = this.predictStart(xt[i], epsHat[i], t);
+      let eps = epsHat[i];
+      if (clipDenoised && (x0 > 1 || x0 < -1)) {
+        x0 = Math.min(1, Math.max(-1, x0));
+        eps = (xt[i] - Math.sqrt(abar) * x0) / Math.sqrt(1 - abar);
+      }
+      out[i] = Math.sqrt(abarPrev) * x0 + dirCoef * eps + sigma * z[i];
+    }
+    return out;
+  }
+}
+
+/**
+ * The K timesteps a few-step sampler visits, from T − 1 down, evenly spaced (as lucidrains'
+ * denoising-diffusion-pytorch), each paired with the one it steps to; the last pair ends at −1 (x̂_0).
+ */
+export function samplingTimesteps(T: number, K: number): [number, number][] {
+  if (!Number.isInteger(K) || K < 1 || K > T) throw new RangeError(`sampling steps must be an integer in 1..${T}, not ${K}`);
+  const times = Array.from({ length: K + 1 }, (_, i) => Math.round(-1 + (i * T) / K)); // −1 … T − 1
+  const pairs: [number, number][] = [];
+  for (let i = K; i >= 1; i--) pairs.push([times[i], times[i - 1]]);
+  return pairs;
 }

@@ -36,6 +36,12 @@ test('train one epoch, then sample 4 images into a valid 2x2 PNG grid', async ()
   const again = path.join(dir, 'again.png');
   assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--out', again]).status, 0);
   assert.deepEqual(fs.readFileSync(again), fs.readFileSync(out));
+  const fast = path.join(dir, 'fast.png');
+  const ddim = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--steps', '10', '--out', fast]);
+  assert.equal(ddim.status, 0, ddim.stderr);
+  assert.equal((await sharp(fast).metadata()).width, 2 * 28 + 2);
+  assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--steps', '1001', '--out', fast]), /--steps 1001/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--eta', '2', '--out', fast]), /--eta/);
   const other = path.join(dir, 'other.png');
   assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--seed', '1', '--out', other]).status, 0);
   assert.notDeepEqual(fs.readFileSync(other), fs.readFileSync(out));

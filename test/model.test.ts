@@ -8,6 +8,8 @@ import { loadMnist } from '../src/data/mnist';
 import { Rng } from '../src/rng';
 import { Trainer, newRunMeta } from '../src/train';
 import { useBackend } from './helpers';
+import { DDPMScheduler, linearSchedule } from '../src/schedule';
+import { generate } from '../src/sample';
 
 before(() => useBackend('cpu'));
 
@@ -84,4 +86,17 @@ test('training steps leak no tensors', () => {
   for (let i = 0; i < 10; i++) trainer.trainStep(data, [4 * i, 4 * i + 1, 4 * i + 2]);
   assert.equal(tf.memory().numTensors, baseline);
   trainer.dispose();
+});
+
+test('generate: DDIM with K = T and η = 1 draws the very images of the ancestral sampler; K = 20 is deterministic', () => {
+  const model = new FcUnet(fcUnetConfig(16), new Rng(2));
+  const scheduler = new DDPMScheduler(linearSchedule(50));
+  const ancestral = generate(model, scheduler, { n: 3, rng: new Rng(9) });
+  const ddim = generate(model, scheduler, { n: 3, rng: new Rng(9), steps: 50, eta: 1 });
+  for (let i = 0; i < ancestral.length; i++) assert.ok(Math.abs(ancestral[i] - ddim[i]) < 1e-3, `${ancestral[i]} vs ${ddim[i]}`);
+  const a = generate(model, scheduler, { n: 2, rng: new Rng(1), steps: 20 });
+  const b = generate(model, scheduler, { n: 2, rng: new Rng(1), steps: 20 });
+  assert.deepEqual(a, b);
+  assert.ok(a.every(Number.isFinite));
+  model.dispose();
 });

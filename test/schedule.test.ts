@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DDPMScheduler, linearSchedule } from '../src/schedule';
+import { DDPMScheduler, linearSchedule, samplingTimesteps } from '../src/schedule';
 import { Rng } from '../src/rng';
 import { mean, variance } from './helpers';
 
@@ -96,4 +96,40 @@ test('clipDenoised: the same step where x̂0 is in range; a clamped x̂0 where i
     const expected = s.posteriorMeanCoef1[t] * x0 + s.posteriorMeanCoef2[t] * far[i] + sigma * z[i];
     assert.ok(Math.abs(out[i] - expected) < 1e-5, `${out[i]} vs ${expected}`);
   });
+});
+
+test('sampling timesteps: K evenly spaced from T − 1 down to −1; K = T visits every step', () => {
+  assert.deepEqual(samplingTimesteps(1000, 4), [[999, 749], [749, 499], [499, 249], [249, -1]]);
+  const all = samplingTimesteps(1000, 1000);
+  assert.equal(all.length, 1000);
+  all.forEach(([t, prev], i) => {
+    assert.equal(t, 999 - i);
+    assert.equal(prev, t - 1);
+  });
+  assert.throws(() => samplingTimesteps(1000, 1001), RangeError);
+});
+
+test('a DDIM step with η = 1 and the next timestep is the ancestral step', () => {
+  const rng = new Rng(5);
+  for (const t of [1, 37, 500, 999]) {
+    const xt = rng.fillNormal(new Float32Array(64));
+    const eps = rng.fillNormal(new Float32Array(64));
+    const z = rng.fillNormal(new Float32Array(64));
+    const ancestral = s.step(eps, t, xt, z);
+    const ddim = s.ddimStep(eps, t, t - 1, xt, z, 1);
+    for (let i = 0; i < 64; i++) assert.ok(Math.abs(ancestral[i] - ddim[i]) < 1e-4, `t=${t}: ${ancestral[i]} vs ${ddim[i]}`);
+  }
+});
+
+test('deterministic DDIM with a perfect denoiser of one image reaches that image in any number of steps', () => {
+  const x0 = new Float32Array([0.5, -1, 0.25, 1]);
+  for (const K of [1, 5, 50]) {
+    let x = new Rng(K).fillNormal(new Float32Array(4));
+    for (const [t, prev] of samplingTimesteps(1000, K)) {
+      const a = s.alphasCumprod[t];
+      const eps = x.map((v, i) => (v - Math.sqrt(a) * x0[i]) / Math.sqrt(1 - a));
+      x = s.ddimStep(eps, t, prev, x, new Float32Array(4).fill(9), 0);
+    }
+    x.forEach((v, i) => assert.ok(Math.abs(v - x0[i]) < 1e-4, `K=${K}: ${v} vs ${x0[i]}`));
+  }
 });
