@@ -19,11 +19,12 @@ export interface IdxImages {
   pixels: Uint8Array;
 }
 
-/** Images as float32 scaled to [-1, 1], one flattened image after another. */
+/** Images as float32 scaled to [-1, 1], one flattened image (height × width × channels, HWC) after another. */
 export interface ImageSet {
   count: number;
   height: number;
   width: number;
+  channels: number;
   data: Float32Array;
 }
 
@@ -83,11 +84,42 @@ export function loadMnist(split: MnistSplit = 'train', limit?: number, file = mn
   const idx = parseIdxImages(readFile(file), file);
   const count = limit ? Math.min(limit, idx.count) : idx.count;
   const size = idx.rows * idx.cols;
-  return { count, height: idx.rows, width: idx.cols, data: scaleToUnit(idx.pixels.subarray(0, count * size)) };
+  return { count, height: idx.rows, width: idx.cols, channels: 1, data: scaleToUnit(idx.pixels.subarray(0, count * size)) };
 }
 
 export function loadMnistLabels(split: MnistSplit = 'train', limit?: number): Uint8Array {
   const file = mnistPath(split, 'labels');
   const labels = parseIdxLabels(readFile(file), file);
   return limit ? labels.subarray(0, Math.min(limit, labels.length)) : labels;
+}
+
+/** Each image framed by `border` pixels of background (−1): MNIST at 32 px for the convolutional U-net. */
+export function padImages(set: ImageSet, border: number): ImageSet {
+  const { count, height, width, channels } = set;
+  const h = height + 2 * border;
+  const w = width + 2 * border;
+  const data = new Float32Array(count * h * w * channels).fill(-1);
+  const row = width * channels;
+  for (let i = 0; i < count; i++) {
+    for (let y = 0; y < height; y++) {
+      const from = (i * height + y) * row;
+      data.set(set.data.subarray(from, from + row), ((i * h + y + border) * w + border) * channels);
+    }
+  }
+  return { count, height: h, width: w, channels, data };
+}
+
+/** The inverse of padImages: the central height × width of each image. */
+export function cropImages(images: Float32Array, count: number, size: { height: number; width: number; channels: number }, border: number): Float32Array {
+  const { height, width, channels } = size;
+  const h = height - 2 * border;
+  const w = width - 2 * border;
+  const out = new Float32Array(count * h * w * channels);
+  for (let i = 0; i < count; i++) {
+    for (let y = 0; y < h; y++) {
+      const from = ((i * height + y + border) * width + border) * channels;
+      out.set(images.subarray(from, from + w * channels), (i * h + y) * w * channels);
+    }
+  }
+  return out;
 }
