@@ -5,6 +5,7 @@
  * Every function works on Float32Arrays in place; shapes are checked on the JS side.
  */
 #include <malloc.h>
+#include <stdlib.h>
 #include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
@@ -338,6 +339,258 @@ static napi_value binary(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+/*
+ * Convolutions as im2col + sgemm, NHWC, filter [kh, kw, in, out] (tfjs's layouts). The geometry comes
+ * as an Int32Array: batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft,
+ * dilationH, dilationW. Images go in chunks so the patch matrix stays a few MiB.
+ */
+typedef struct {
+  int64_t batch, inH, inW, inC, outH, outW, outC, kH, kW, sH, sW, padTop, padLeft, dH, dW;
+} conv_geom;
+
+static bool read_geom(napi_env env, napi_value v, conv_geom *g) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_int32_array || len != 15) {
+    napi_throw_type_error(env, NULL, "conv: expected an Int32Array of 15 geometry numbers");
+    return false;
+  }
+  const int32_t *d = (const int32_t *)data;
+  *g = (conv_geom){d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14]};
+  return true;
+}
+
+static int64_t patch_size(const conv_geom *g) { return g->kH * g->kW * g->inC; }
+
+/* Images per chunk: patch matrices of about 4 M floats. */
+static int64_t chunk_images(const conv_geom *g) {
+  const int64_t per = g->outH * g->outW * patch_size(g);
+  const int64_t n = (4 << 20) / (per > 0 ? per : 1);
+  return n < 1 ? 1 : n > g->batch ? g->batch : n;
+}
+
+/* cols[n·outH·outW, kH·kW·inC] ← the patches of images [first, first + n). */
+static void im2col(const conv_geom *g, const float *x, int64_t first, int64_t n, float *cols) {
+  const int64_t K = patch_size(g), rows = n * g->outH * g->outW;
+#pragma omp parallel for if (rows * K > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t img = first + r / (g->outH * g->outW), oy = (r / g->outW) % g->outH, ox = r % g->outW;
+    float *dst = cols + r * K;
+    for (int64_t ky = 0; ky < g->kH; ky++) {
+      const int64_t iy = oy * g->sH + ky * g->dH - g->padTop;
+      for (int64_t kx = 0; kx < g->kW; kx++) {
+        const int64_t ix = ox * g->sW + kx * g->dW - g->padLeft;
+        float *d = dst + (ky * g->kW + kx) * g->inC;
+        if (iy < 0 || iy >= g->inH || ix < 0 || ix >= g->inW) {
+          for (int64_t c = 0; c < g->inC; c++) d[c] = 0.0f;
+        } else {
+          const float *src = x + ((img * g->inH + iy) * g->inW + ix) * g->inC;
+          for (int64_t c = 0; c < g->inC; c++) d[c] = src[c];
+        }
+      }
+    }
+  }
+}
+
+/* dx of images [first, first + n) += the patches' gradients put back where they came from. */
+static void col2im(const conv_geom *g, const float *cols, int64_t first, int64_t n, float *dx) {
+  const int64_t K = patch_size(g);
+#pragma omp parallel for if (n > 1)
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t img = first + i;
+    for (int64_t oy = 0; oy < g->outH; oy++) {
+      for (int64_t ox = 0; ox < g->outW; ox++) {
+        const float *src = cols + ((i * g->outH + oy) * g->outW + ox) * K;
+        for (int64_t ky = 0; ky < g->kH; ky++) {
+          const int64_t iy = oy * g->sH + ky * g->dH - g->padTop;
+          if (iy < 0 || iy >= g->inH) continue;
+          for (int64_t kx = 0; kx < g->kW; kx++) {
+            const int64_t ix = ox * g->sW + kx * g->dW - g->padLeft;
+            if (ix < 0 || ix >= g->inW) continue;
+            float *d = dx + ((img * g->inH + iy) * g->inW + ix) * g->inC;
+            const float *s = src + (ky * g->kW + kx) * g->inC;
+            for (int64_t c = 0; c < g->inC; c++) d[c] += s[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+enum { CONV_FORWARD = 0, CONV_GRAD_INPUT = 1, CONV_GRAD_FILTER = 2 };
+
+/*
+ * conv(mode, geom, a, b, out):
+ *   forward:      a = x, b = filter, out = y [batch, outH, outW, outC]
+ *   grad input:   a = dy, b = filter, out = dx [batch, inH, inW, inC]
+ *   grad filter:  a = x, b = dy, out = dfilter [kH, kW, inC, outC]
+ */
+static napi_value conv(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const int mode = (int)num(env, argv[0]);
+  conv_geom g;
+  if (!read_geom(env, argv[1], &g)) return NULL;
+  size_t la = 0, lb = 0, lo = 0;
+  const float *a = f32(env, argv[2], &la), *b = f32(env, argv[3], &lb);
+  float *out = f32(env, argv[4], &lo);
+  if (!a || !b || !out) return NULL;
+  const int64_t K = patch_size(&g), P = g.outH * g.outW;
+  const size_t xLen = g.batch * g.inH * g.inW * g.inC, yLen = g.batch * P * g.outC, fLen = K * g.outC;
+  const bool ok = mode == CONV_FORWARD     ? la == xLen && lb == fLen && lo == yLen
+                  : mode == CONV_GRAD_INPUT ? la == yLen && lb == fLen && lo == xLen
+                                            : la == xLen && lb == yLen && lo == fLen;
+  if (!ok) {
+    napi_throw_range_error(env, NULL, "conv: array lengths do not match the geometry");
+    return NULL;
+  }
+  const int64_t chunk = chunk_images(&g);
+  float *cols = (float *)malloc(sizeof(float) * chunk * P * K);
+  if (!cols) {
+    napi_throw_error(env, NULL, "conv: out of memory");
+    return NULL;
+  }
+  if (mode == CONV_GRAD_INPUT)
+    for (size_t i = 0; i < xLen; i++) out[i] = 0.0f;
+  for (int64_t first = 0; first < g.batch; first += chunk) {
+    const int64_t n = first + chunk > g.batch ? g.batch - first : chunk, rows = n * P;
+    if (mode == CONV_FORWARD) {
+      im2col(&g, a, first, n, cols);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, g.outC, K, 1.0f, cols, K, b, g.outC, 0.0f, out + first * P * g.outC, g.outC);
+    } else if (mode == CONV_GRAD_FILTER) {
+      im2col(&g, a, first, n, cols);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.outC, rows, 1.0f, cols, K, b + first * P * g.outC, g.outC, first == 0 ? 0.0f : 1.0f, out, g.outC);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, K, g.outC, 1.0f, a + first * P * g.outC, g.outC, b, g.outC, 0.0f, cols, K);
+      col2im(&g, cols, first, n, out);
+    }
+  }
+  free(cols);
+  return NULL;
+}
+
+/*
+ * groupNorm(x, gamma, beta, batch, pixels, channels, groups, y, xhat, rstd): for each image and group
+ * of channels/groups channels, normalize over its pixels × channels; y = x̂·γ[c] + β[c]. x̂ and each
+ * (image, group)'s 1/σ are kept for the gradient.
+ */
+static napi_value group_norm(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
+  const int64_t B = (int64_t)num(env, argv[3]), P = (int64_t)num(env, argv[4]), C = (int64_t)num(env, argv[5]), G = (int64_t)num(env, argv[6]);
+  float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], NULL), *rstd = f32(env, argv[9], NULL);
+  if (!x || !gamma || !beta || !y || !xhat || !rstd) return NULL;
+  const int64_t cg = C / G;
+#pragma omp parallel for if (B * P * C > 65536)
+  for (int64_t bg = 0; bg < B * G; bg++) {
+    const int64_t b = bg / G, c0 = (bg % G) * cg;
+    double sum = 0, sq = 0;
+    for (int64_t p = 0; p < P; p++) {
+      const float *row = x + (b * P + p) * C + c0;
+      for (int64_t c = 0; c < cg; c++) sum += row[c];
+    }
+    const double mean = sum / (double)(P * cg);
+    for (int64_t p = 0; p < P; p++) {
+      const float *row = x + (b * P + p) * C + c0;
+      for (int64_t c = 0; c < cg; c++) sq += (row[c] - mean) * (row[c] - mean);
+    }
+    const float r = (float)(1.0 / sqrt(sq / (double)(P * cg) + 1e-5));
+    rstd[bg] = r;
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C + c0;
+      for (int64_t c = 0; c < cg; c++) {
+        const float h = (float)(x[off + c] - mean) * r;
+        xhat[off + c] = h;
+        y[off + c] = h * gamma[c0 + c] + beta[c0 + c];
+      }
+    }
+  }
+  return NULL;
+}
+
+/* Gradients of groupNorm: dx, and dγ, dβ summed over images and pixels. */
+static napi_value group_norm_grad(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const float *dy = f32(env, argv[0], NULL), *xhat = f32(env, argv[1], NULL), *gamma = f32(env, argv[2], NULL), *rstd = f32(env, argv[3], NULL);
+  const int64_t B = (int64_t)num(env, argv[4]), P = (int64_t)num(env, argv[5]), C = (int64_t)num(env, argv[6]), G = (int64_t)num(env, argv[7]);
+  float *dx = f32(env, argv[8], NULL), *dgamma = f32(env, argv[9], NULL), *dbeta = f32(env, argv[10], NULL);
+  if (!dy || !xhat || !gamma || !rstd || !dx || !dgamma || !dbeta) return NULL;
+  const int64_t cg = C / G;
+  const double n = (double)(P * cg);
+#pragma omp parallel for if (B * P * C > 65536)
+  for (int64_t bg = 0; bg < B * G; bg++) {
+    const int64_t b = bg / G, c0 = (bg % G) * cg;
+    double sumD = 0, sumDX = 0; /* Σ dx̂ and Σ dx̂·x̂ over the group, dx̂ = dy·γ */
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C + c0;
+      for (int64_t c = 0; c < cg; c++) {
+        const float d = dy[off + c] * gamma[c0 + c];
+        sumD += d;
+        sumDX += d * xhat[off + c];
+      }
+    }
+    const float meanD = (float)(sumD / n), meanDX = (float)(sumDX / n), r = rstd[bg];
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C + c0;
+      for (int64_t c = 0; c < cg; c++) dx[off + c] = r * (dy[off + c] * gamma[c0 + c] - meanD - xhat[off + c] * meanDX);
+    }
+  }
+  /* dγ and dβ: column sums over all B·P rows, split over channels. */
+#pragma omp parallel if (B * P * C > 65536)
+  {
+    const int threads = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t lo = C * id / threads, hi = C * (id + 1) / threads;
+    for (int64_t c = lo; c < hi; c++) dgamma[c] = dbeta[c] = 0.0f;
+    for (int64_t row = 0; row < B * P; row++) {
+      const float *d = dy + row * C, *h = xhat + row * C;
+      for (int64_t c = lo; c < hi; c++) {
+        dgamma[c] += d[c] * h[c];
+        dbeta[c] += d[c];
+      }
+    }
+  }
+  return NULL;
+}
+
+/* silu(x, y): y = x·σ(x); siluGrad(dy, x, dx): dx = dy·σ(x)·(1 + x·(1 − σ(x))). */
+static napi_value silu(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t n = 0;
+  const float *x = f32(env, argv[0], &n);
+  float *y = f32(env, argv[1], NULL);
+  if (!x || !y) return NULL;
+#pragma omp parallel for simd if (n > 65536)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_f(-x[i]));
+  return NULL;
+}
+
+static napi_value silu_grad(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t n = 0;
+  const float *dy = f32(env, argv[0], &n), *x = f32(env, argv[1], NULL);
+  float *dx = f32(env, argv[2], NULL);
+  if (!dy || !x || !dx) return NULL;
+#pragma omp parallel for simd if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    const float sig = 1.0f / (1.0f + exp_f(-x[i]));
+    dx[i] = dy[i] * sig * (1.0f + x[i] * (1.0f - sig));
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   /*
    * Keep freed tensor buffers (up to 32 MiB each) in malloc's heap instead of returning them to the
@@ -353,6 +606,11 @@ static napi_value init(napi_env env, napi_value exports) {
       {"geluLayerNormGrad", NULL, gelu_layer_norm_grad, NULL, NULL, NULL, napi_default, NULL},
       {"columnSums", NULL, column_sums, NULL, NULL, NULL, napi_default, NULL},
       {"binary", NULL, binary, NULL, NULL, NULL, napi_default, NULL},
+      {"conv", NULL, conv, NULL, NULL, NULL, napi_default, NULL},
+      {"groupNorm", NULL, group_norm, NULL, NULL, NULL, napi_default, NULL},
+      {"silu", NULL, silu, NULL, NULL, NULL, napi_default, NULL},
+      {"siluGrad", NULL, silu_grad, NULL, NULL, NULL, napi_default, NULL},
+      {"groupNormGrad", NULL, group_norm_grad, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

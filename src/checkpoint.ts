@@ -41,10 +41,23 @@ export interface TrainingRecord {
   lrSchedule?: LrSchedule;
 }
 
+export interface DataRecord {
+  dataset: 'mnist' | 'mnist32' | 'folder';
+  /** The folder, for 'folder'. */
+  path?: string;
+  /** Side and channels a folder's images are loaded at. */
+  imageSize?: number;
+  channels?: number;
+  /** First n images only (0 = all). */
+  limit: number;
+  /** Images the run trained on. */
+  count: number;
+}
+
 export interface CheckpointMeta {
   model: ModelConfig;
   schedule: ScheduleConfig;
-  data: { dataset: 'mnist'; limit: number; count: number };
+  data: DataRecord;
   training: TrainingRecord;
   /** How to sample by default; absent (older checkpoints) = the plain ancestral sampler. */
   sampling?: { clipDenoised: boolean };

@@ -10,6 +10,9 @@ import { Rng } from './rng';
 import { generate } from './sample';
 import { DDPMScheduler } from './schedule';
 import { TrainOptions, loadModel, runTraining } from './train';
+import { UnetConfig, imageSize } from './models/denoiser';
+import { CheckpointMeta } from './checkpoint';
+import { cropImages } from './data/mnist';
 import { LR_SCHEDULES } from './lrSchedule';
 import { RECIPES, RECIPE_NAMES, Recipe, RecipeName } from './recipes';
 import { getClassifier } from './eval/classifier';
@@ -36,6 +39,12 @@ function unitInterval(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError('expected a number in [0, 1).');
   return n;
+}
+
+function integerList(value: string): number[] {
+  const parts = value.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1)) throw new InvalidArgumentError('expected positive integers separated by commas.');
+  return parts.map(Number);
 }
 
 function fcWidth(value: string): number {
@@ -81,9 +90,10 @@ interface SamplerFlags {
 }
 
 /** n images from a checkpoint's model, sampled as the flags say, else as its recipe says. */
-function sampleCheckpoint(dir: string, n: number, flags: SamplerFlags) {
+function sampleCheckpoint(dir: string, n: number, flags: SamplerFlags, check: (meta: CheckpointMeta) => void = () => {}) {
   const { model, meta, averaged } = loadModel(dir);
   try {
+    check(meta);
     const T = meta.schedule.timesteps;
     if (flags.steps !== undefined && flags.steps > T) throw new UserError(`--steps ${flags.steps}: the checkpoint's process has ${T} timesteps`);
     const ddim = flags.steps !== undefined || flags.eta !== undefined;
@@ -99,6 +109,16 @@ function sampleCheckpoint(dir: string, n: number, flags: SamplerFlags) {
   } finally {
     model.dispose();
   }
+}
+
+/** Samples as 28×28 digits for the classifier: MNIST-32 models' 2-px frame cropped away; other data refused. */
+function asMnistDigits(images: Float32Array, n: number, meta: CheckpointMeta): Float32Array {
+  const { height, imageWidth } = meta.model;
+  const channels = meta.model.channels ?? 1;
+  if (meta.data.dataset === 'mnist' && height === 28 && imageWidth === 28 && channels === 1) return images;
+  if (meta.data.dataset === 'mnist32' && height === 32 && imageWidth === 32 && channels === 1) return cropImages(images, n, { height, width: imageWidth, channels }, 2);
+  const source = meta.data.dataset === 'folder' ? meta.data.path : meta.data.dataset;
+  throw new UserError(`evaluate scores MNIST digits; this checkpoint makes ${height}x${imageWidth}x${channels} images of ${source}`);
 }
 
 function log(message: string): void {
@@ -123,7 +143,15 @@ export function buildProgram(): Command {
     .option('--lr <rate>', `Adam's (peak) learning rate (default recipe: ${RECIPES.default.lr}, seed: ${RECIPES.seed.lr})`, positiveNumber)
     .addOption(new Option('--lr-schedule <kind>', `learning rate over the run: constant, or cosine decay to 0 at --epochs (default recipe: ${RECIPES.default.lrSchedule}, seed: ${RECIPES.seed.lrSchedule})`).choices(LR_SCHEDULES))
     .option('--warmup <steps>', `updates of linear learning-rate warm-up (default recipe: ${RECIPES.default.warmupSteps}, seed: ${RECIPES.seed.warmupSteps})`, integer(0, 'a non-negative integer'))
-    .option('--width <w>', 'U-net width w (layers w, w/2, w/4); a multiple of 4', fcWidth, 2048)
+    .addOption(new Option('--model <kind>', 'denoiser: fc (the seed\'s fully connected U-net) or unet (convolutional, with attention)').choices(['fc', 'unet']).default('fc'))
+    .option('--data <name>', 'training images: mnist, mnist32 (MNIST padded to 32 px) or a folder of PNG/JPEG/WebP files (default: mnist for fc, mnist32 for unet)')
+    .option('--image-size <px>', 'side a folder\'s images are resized and centre-cropped to', integer(8, 'an integer of at least 8'), 32)
+    .addOption(new Option('--channels <n>', 'a folder\'s images as RGB (3) or grayscale (1)').choices(['1', '3']).default('3'))
+    .option('--width <w>', 'fc: U-net width w (layers w, w/2, w/4); a multiple of 4', fcWidth, 2048)
+    .option('--base-channels <n>', 'unet: channels of the first stage', integer(2, 'an integer of at least 2'))
+    .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,2 (default: 1,2,2 up to 32 px, 1,2,2,2 above)', integerList)
+    .option('--blocks <n>', 'unet: residual blocks per stage', integer(1, 'an integer of at least 1'))
+    .option('--attention <list>', 'unet: resolutions (px) with self-attention, e.g. 8 or 16,8 (default: 8 up to 32 px, 16 above)', integerList)
     .option('--timesteps <T>', 'diffusion steps T (linear beta 1e-4..0.02)', integer(2, 'an integer of at least 2'), 1000)
     .option('--limit <n>', 'train on the first n MNIST images (0 = all 60000)', integer(0, 'a non-negative integer'), 0)
     .option('--seed <s>', 'random seed (weights, shuffling, timesteps, noise)', integer(0, 'a non-negative integer'), 0)
@@ -149,7 +177,17 @@ export function buildProgram(): Command {
       };
       process.on('SIGINT', onSigint);
       try {
+        const unet: Partial<UnetConfig> = {};
+        if (opts.baseChannels !== undefined) unet.baseChannels = opts.baseChannels;
+        if (opts.channelMults !== undefined) unet.channelMults = opts.channelMults;
+        if (opts.blocks !== undefined) unet.blocksPerStage = opts.blocks;
+        if (opts.attention !== undefined) unet.attentionResolutions = opts.attention;
         const options: TrainOptions = {
+          model: opts.model,
+          data: opts.data ?? (opts.model === 'unet' ? 'mnist32' : 'mnist'),
+          imageSize: opts.imageSize,
+          channels: Number(opts.channels) as 1 | 3,
+          unet,
           epochs: opts.epochs,
           batchSize: opts.batchSize ?? recipe.batchSize,
           lr: opts.lr ?? recipe.lr,
@@ -193,7 +231,7 @@ export function buildProgram(): Command {
       checkOutputFile(opts.out);
       await selectBackend(opts.backend as BackendChoice);
       const { images, meta, averaged } = sampleCheckpoint(opts.checkpoint, opts.n, opts);
-      const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth);
+      const { width, height } = await writeImageGrid(opts.out, images, opts.n, meta.model.height, meta.model.imageWidth, meta.model.channels ?? 1);
       const { cols, rows } = gridLayout(opts.n);
       log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${meta.training.epoch}${averaged ? ' (averaged weights)' : ''}`);
     });
@@ -222,7 +260,8 @@ export function buildProgram(): Command {
         if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
       } else {
         n = opts.n;
-        images = quantize(sampleCheckpoint(opts.checkpoint, n, opts).images);
+        const sampled = sampleCheckpoint(opts.checkpoint, n, opts, (meta) => asMnistDigits(new Float32Array(imageSize(meta.model)), 1, meta));
+        images = quantize(asMnistDigits(sampled.images, n, sampled.meta));
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
       const reference = testReference(classifier, n);

@@ -1,4 +1,4 @@
-/** Sample grids as grayscale PNG files (encoded by sharp). */
+/** Sample grids as grayscale or RGB PNG files (encoded by sharp). */
 import sharp from 'sharp';
 import { UserError } from './errors';
 import { writeAtomically } from './files';
@@ -25,25 +25,28 @@ export function quantize(images: Float32Array): Float32Array {
   return images.map((x) => toByte(x) / 127.5 - 1);
 }
 
-/** Lays n images of h×w (one after another in `images`) out in a grid of bytes with a gap between tiles. */
-export function gridPixels(images: Float32Array, n: number, h: number, w: number, gap = GRID_GAP) {
+/** Lays n images of h×w×channels (one after another in `images`) out in a grid of bytes with a gap between tiles. */
+export function gridPixels(images: Float32Array, n: number, h: number, w: number, channels = 1, gap = GRID_GAP) {
   const { cols, rows } = gridLayout(n);
   const width = cols * w + (cols - 1) * gap;
   const height = rows * h + (rows - 1) * gap;
-  const pixels = new Uint8Array(width * height).fill(GRID_GAP_VALUE);
+  const pixels = new Uint8Array(width * height * channels).fill(GRID_GAP_VALUE);
+  const row = w * channels;
   for (let k = 0; k < n; k++) {
     const top = Math.floor(k / cols) * (h + gap);
     const left = (k % cols) * (w + gap);
     for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) pixels[(top + y) * width + left + x] = toByte(images[k * h * w + y * w + x]);
+      const from = (k * h + y) * row;
+      const to = ((top + y) * width + left) * channels;
+      for (let i = 0; i < row; i++) pixels[to + i] = toByte(images[from + i]);
     }
   }
   return { width, height, pixels };
 }
 
-export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number): Promise<{ width: number; height: number }> {
-  const { width, height, pixels } = gridPixels(images, n, h, w);
-  const png = await sharp(pixels, { raw: { width, height, channels: 1 } }).png().toBuffer();
+export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1): Promise<{ width: number; height: number }> {
+  const { width, height, pixels } = gridPixels(images, n, h, w, channels);
+  const png = await sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } }).png().toBuffer();
   try {
     writeAtomically(file, png);
   } catch (e) {

@@ -3,7 +3,7 @@
  * the noise at each step: all T ancestral steps (Ho et al.), or K DDIM steps (Song et al.).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Denoiser } from './models/denoiser';
+import { Denoiser, imageSize } from './models/denoiser';
 import { Progress, silentProgress } from './progress';
 import { Rng } from './rng';
 import { DDPMScheduler, samplingTimesteps } from './schedule';
@@ -48,7 +48,7 @@ export function predictNoise(model: Denoiser, x: ArrayLike<number>, batch: numbe
 /** n images (n · pixels numbers) drawn from the model. */
 export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
   const { n, rng, batchSize = 256, progress = silentProgress } = options;
-  const pixels = model.config.height * model.config.imageWidth;
+  const pixels = imageSize(model.config);
   const T = scheduler.timesteps;
   const { pairs, step } = reverseProcess(scheduler, options);
   const images = new Float32Array(n * pixels);

@@ -5,12 +5,14 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs'; // registers the gradients, which tfjs-core's CommonJS build leaves out
-import { CheckpointMeta, NamedArray, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { CheckpointMeta, DataRecord, NamedArray, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import { epochBatches, gatherBatch } from './data/batches';
-import { ImageSet, loadMnist } from './data/mnist';
+import { ImageSet, loadMnist, padImages } from './data/mnist';
 import { UserError } from './errors';
 import { writeImageGrid } from './image';
-import { Denoiser, FcUnetConfig } from './models/denoiser';
+import { Denoiser, ModelConfig, UnetConfig, parameterCount } from './models/denoiser';
+import { ConvUnet, unetConfig } from './models/unet';
+import { loadImageFolder } from './data/folder';
 import { FcUnet, fcUnetConfig, validateFcUnetWidth } from './models/fcUnet';
 import { Adam, adamConfig } from './optim';
 import { Progress, createProgress, samplingProgress } from './progress';
@@ -51,7 +53,7 @@ export class Trainer {
   /** One optimizer update on the examples `indices` of `data`; returns the loss before the update. */
   trainStep(data: ImageSet, indices: ArrayLike<number>): number {
     const batch = indices.length;
-    const pixels = data.height * data.width;
+    const pixels = data.height * data.width * data.channels;
     const T = this.scheduler.timesteps;
     const x0 = gatherBatch(data.data, pixels, indices);
     const t = new Int32Array(batch);
@@ -131,9 +133,21 @@ function assignSaved(saved: Map<string, NamedArray>, prefix: string, vars: Reado
   }
 }
 
-export function buildModel(config: FcUnetConfig, rng: Rng): Denoiser {
-  if (config?.kind !== 'fc-unet') throw new UserError(`unknown model kind "${(config as { kind?: string })?.kind}" in checkpoint`);
-  return new FcUnet(config, rng);
+export function buildModel(config: ModelConfig, rng: Rng): Denoiser {
+  if (config?.kind === 'fc-unet') return new FcUnet(config, rng);
+  if (config?.kind === 'unet') return new ConvUnet(config, rng);
+  throw new UserError(`unknown model kind "${(config as { kind?: string })?.kind}" in checkpoint`);
+}
+
+function describeModel(model: Denoiser): string {
+  const c = model.config;
+  const size = `${(parameterCount(model) / 1e6).toFixed(2)} M parameters`;
+  if (c.kind === 'fc-unet') return `fc-unet width ${c.width} (${size})`;
+  return `unet ${c.baseChannels}x[${c.channelMults}] attention at ${c.attentionResolutions.join(',')} px (${size})`;
+}
+
+function describeData(d: DataRecord): string {
+  return d.dataset === 'folder' ? `${d.imageSize}-px ${d.channels === 1 ? 'grayscale' : 'RGB'} ${d.path}` : d.dataset === 'mnist' ? 'MNIST' : 'MNIST-32';
 }
 
 /** A model with the weights of a checkpoint, for sampling: the moving average where the run kept one. */
@@ -150,7 +164,19 @@ export function loadModel(dir: string): { model: Denoiser; meta: CheckpointMeta;
   return { model, meta, averaged };
 }
 
+export type ModelKind = 'fc' | 'unet';
+
 export interface TrainOptions {
+  /** The denoiser: the seed's fully connected U-net, or the convolutional one. */
+  model: ModelKind;
+  /** 'mnist', 'mnist32' (padded to 32 px), or a folder of images. */
+  data: string;
+  /** Side of a folder's images after resizing and cropping. */
+  imageSize: number;
+  /** 3 (RGB) or 1 (grayscale), for a folder's images. */
+  channels: 1 | 3;
+  /** Choices for the convolutional U-net; unetConfig fills in the rest. */
+  unet: Partial<UnetConfig>;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -180,15 +206,41 @@ export interface TrainHooks {
   progress?(): Progress;
 }
 
+/** What a run trains on, as its checkpoint records it. */
+export function dataRecord(o: Pick<TrainOptions, 'data' | 'imageSize' | 'channels' | 'limit'>): DataRecord {
+  if (o.data === 'mnist' || o.data === 'mnist32') return { dataset: o.data, limit: o.limit, count: 0 };
+  return { dataset: 'folder', path: path.resolve(o.data), imageSize: o.imageSize, channels: o.channels, limit: o.limit, count: 0 };
+}
+
+/** Height, width and channels of the data a record names. */
+export function dataShape(data: DataRecord): { height: number; width: number; channels: number } {
+  if (data.dataset === 'mnist') return { height: 28, width: 28, channels: 1 };
+  if (data.dataset === 'mnist32') return { height: 32, width: 32, channels: 1 };
+  return { height: data.imageSize!, width: data.imageSize!, channels: data.channels! };
+}
+
+/** The training images a record names: MNIST, MNIST padded to 32 px, or a folder. */
+export async function loadTrainingData(data: DataRecord, log: (m: string) => void = () => {}): Promise<ImageSet> {
+  if (data.dataset === 'mnist') return loadMnist('train', data.limit);
+  if (data.dataset === 'mnist32') return padImages(loadMnist('train', data.limit), 2);
+  const set = await loadImageFolder(data.path!, { size: data.imageSize!, channels: data.channels === 1 ? 1 : 3, limit: data.limit });
+  if (set.skipped > 0) log(`skipped ${set.skipped} of ${set.files} image files in ${data.path} that could not be read`);
+  return set;
+}
+
 /** The record of a run that has not started: the seed recipe, with the given choices. */
 export function newRunMeta(
-  o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'> & Partial<Pick<TrainOptions, 'ema' | 'lrSchedule' | 'warmupSteps' | 'clipDenoised'>>,
+  o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'> &
+    Partial<Pick<TrainOptions, 'ema' | 'lrSchedule' | 'warmupSteps' | 'clipDenoised' | 'model' | 'data' | 'imageSize' | 'channels' | 'unet'>>,
 ): CheckpointMeta {
-  validateFcUnetWidth(o.width);
+  const model = o.model ?? 'fc';
+  const data = dataRecord({ data: o.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), imageSize: o.imageSize ?? 32, channels: o.channels ?? 3, limit: o.limit });
+  const shape = dataShape(data);
+  if (model === 'fc') validateFcUnetWidth(o.width);
   return {
-    model: fcUnetConfig(o.width),
+    model: model === 'fc' ? fcUnetConfig(o.width, shape.height, shape.width, shape.channels) : unetConfig(shape.height, shape.channels, o.unet),
     schedule: linearSchedule(o.timesteps),
-    data: { dataset: 'mnist', limit: o.limit, count: 0 },
+    data,
     training: {
       epoch: 0,
       step: 0,
@@ -207,8 +259,12 @@ export function newRunMeta(
 
 /** The checkpoint's record, with explicitly given options applied; architecture changes are refused. */
 function resumedMeta(saved: CheckpointMeta, o: TrainOptions): CheckpointMeta {
-  if (o.explicit.has('width') && o.width !== saved.model.width) {
-    throw new UserError(`the checkpoint in ${o.out} has width ${saved.model.width}; --width ${o.width} would need a new model (use another --out)`);
+  if (o.explicit.has('width') && (saved.model.kind !== 'fc-unet' || o.width !== saved.model.width)) {
+    const has = saved.model.kind === 'fc-unet' ? `width ${saved.model.width}` : 'a convolutional U-net';
+    throw new UserError(`the checkpoint in ${o.out} has ${has}; --width ${o.width} would need a new model (use another --out)`);
+  }
+  for (const option of ['model', 'data', 'imageSize', 'channels']) {
+    if (o.explicit.has(option)) throw new UserError(`--${option.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} is fixed when a run starts; the checkpoint in ${o.out} keeps its own (use another --out)`);
   }
   if (o.explicit.has('timesteps') && o.timesteps !== saved.schedule.timesteps) {
     throw new UserError(`the checkpoint in ${o.out} uses ${saved.schedule.timesteps} timesteps, not ${o.timesteps}`);
@@ -249,7 +305,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
     }
     meta = newRunMeta(o);
   }
-  const data = loadMnist('train', meta.data.limit);
+  const data = await loadTrainingData(meta.data, hooks.log);
   meta.data.count = data.count;
   // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
   if (meta.training.lrSchedule) meta.training.lrSchedule.totalSteps = o.epochs * Math.ceil(data.count / meta.training.batchSize);
@@ -261,7 +317,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
   const trainer = new Trainer(meta, saved);
   const batchSize = meta.training.batchSize;
   hooks.log(
-    `training fc-unet width ${meta.model.width} on ${data.count} MNIST images, batch ${batchSize}, ` +
+    `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
       `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule?.kind ?? 'constant'}` +
       `${meta.training.lrSchedule?.warmupSteps ? ` (warm-up ${meta.training.lrSchedule.warmupSteps})` : ''}` +
       `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
@@ -312,7 +368,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
           progress: hooks.progress?.() ?? samplingProgress(),
         });
         averaged?.dispose();
-        await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth);
+        await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth, meta.model.channels ?? 1);
         hooks.log(`wrote ${file}`);
       }
     }

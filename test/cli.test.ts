@@ -177,3 +177,46 @@ test('--recipe seed trains the blog post\'s recipe, the default recipe its own; 
   assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--recipe', 'seed', '--out', seedDir]), /--recipe/);
   assertCleanFailure(runCli(['train', '--recipe', 'fast']), /--recipe/);
 });
+
+test('--model unet trains on a folder of RGB images, samples an RGB grid, and evaluate refuses non-digits', async () => {
+  const dir = tempDir();
+  const images = path.join(dir, 'images');
+  fs.mkdirSync(images);
+  for (let i = 0; i < 6; i++) {
+    const px = Buffer.alloc(20 * 20 * 3, i * 40);
+    await sharp(px, { raw: { width: 20, height: 20, channels: 3 } }).png().toFile(path.join(images, `img-${i}.png`));
+  }
+  fs.writeFileSync(path.join(images, 'broken.png'), 'no');
+  const ckpt = path.join(dir, 'ckpt');
+  const unet = ['--model', 'unet', '--data', images, '--image-size', '16', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '8', '--batch-size', '3'];
+  const train = runCli(['train', '--epochs', '1', ...unet, '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stderr, /skipped 1 of 7 image files/);
+  assert.match(train.stderr, /training unet 8x\[1,2\]/);
+  const meta = JSON.parse(fs.readFileSync(path.join(ckpt, 'checkpoint.json'), 'utf8'));
+  assert.equal(meta.model.kind, 'unet');
+  assert.deepEqual(meta.model.channelMults, [1, 2]);
+  assert.equal(meta.data.count, 6);
+  const grid = path.join(dir, 'grid.png');
+  const sample = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--steps', '5', '--out', grid]);
+  assert.equal(sample.status, 0, sample.stderr);
+  const info = await sharp(grid).metadata();
+  assert.deepEqual([info.width, info.height, info.channels], [2 * 16 + 2, 2 * 16 + 2, 3]);
+  assertCleanFailure(runCli(['evaluate', '--checkpoint', ckpt, '--n', '10']), /evaluate scores MNIST digits; this checkpoint makes 16x16x3 images/);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--model', 'fc', '--out', ckpt]), /--model is fixed/);
+  const empty = path.join(dir, 'empty');
+  fs.mkdirSync(empty);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--data', empty, '--out', path.join(dir, 'x')]), /no PNG, JPEG or WebP images/);
+});
+
+test('a U-net on MNIST-32 (the default data for --model unet) is evaluated on its digits with the frame cropped', () => {
+  const ckpt = path.join(tempDir(), 'ckpt');
+  const train = runCli(['train', '--epochs', '1', '--model', 'unet', '--limit', '64', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '16', '--batch-size', '32', '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stderr, /on 64 MNIST-32 images/);
+  const r = runCli(['evaluate', '--checkpoint', ckpt, '--n', '20', '--steps', '4', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.samples.n, 20);
+  assert.ok(Number.isFinite(result.samples.fd));
+});

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
 import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
+import { groupNorm, silu } from '../src/models/convLayers';
 import { Adam, adamConfig } from '../src/optim';
 import { Rng } from '../src/rng';
 import { Trainer, newRunMeta } from '../src/train';
@@ -185,4 +186,59 @@ test('memory stays flat over training steps on the fast path', { skip }, async (
   assert.equal(tf.memory().numTensors, numTensors);
   assert.equal(tf.memory().numBytes, numBytes);
   t.dispose();
+});
+
+test('Conv2D and both its gradients match the cpu kernels for strides, paddings, dilations and odd sizes', { skip }, () => {
+  let seed = 500;
+  const cases: { x: number[]; f: number[]; strides: number; pad: 'same' | 'valid' | number; dilations?: number }[] = [
+    { x: [2, 8, 8, 3], f: [3, 3, 3, 5], strides: 1, pad: 'same' },
+    { x: [3, 7, 5, 4], f: [3, 3, 4, 2], strides: 2, pad: 'same' },
+    { x: [1, 9, 9, 2], f: [3, 2, 2, 3], strides: 1, pad: 'valid' },
+    { x: [2, 6, 6, 5], f: [1, 1, 5, 7], strides: 1, pad: 'same' },
+    { x: [2, 10, 10, 3], f: [3, 3, 3, 4], strides: 1, pad: 1, dilations: 2 },
+    { x: [40, 16, 16, 8], f: [3, 3, 8, 8], strides: 1, pad: 'same' }, // more than one chunk of images
+  ];
+  for (const c of cases) {
+    const x = random(c.x, ++seed), filter = random(c.f, ++seed);
+    const what = `conv x=[${c.x}] filter=[${c.f}] stride ${c.strides} pad ${c.pad}`;
+    const conv = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
+    compare(what, [x, filter], conv, 1e-3);
+    if (c.dilations) continue; // tfjs has no gradient for dilated convolutions
+    const grads = (a: tf.Tensor, b: tf.Tensor) => {
+      const g = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(conv(p, q), tf.sin(conv(p, q)))));
+      return g([a, b]);
+    };
+    compare(`${what}: gradients`, [x, filter], grads, 2e-3);
+  }
+});
+
+test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops', { skip }, () => {
+  let seed = 700;
+  const z = random([3, 70001], ++seed); // above the size where the kernel goes parallel
+  compare('silu', [z], (a) => silu(a), 1e-4);
+  compare('silu gradient', [z], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(silu(p), tf.cos(p))))(a), 1e-4);
+  for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8]] as [number[], number][]) {
+    const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
+    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D);
+    compare(`groupNorm [${shape}] / ${groups}`, [x, gamma, beta], f, 1e-3);
+    const grads = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(f(p, q, r), tf.cos(p))))([a, g, b]);
+    compare(`groupNorm [${shape}] / ${groups}: gradients`, [x, gamma, beta], grads, 2e-3);
+  }
+});
+
+test('slice, split, transpose, softmax and middle-axis broadcasts match the cpu kernels', { skip }, () => {
+  const x = random([3, 5, 4, 6], 800);
+  compare('slice', [x], (a) => tf.slice(a, [1, 0, 2, 1], [2, 5, 2, 4]));
+  compare('slice of a 2-d row block', [random([7, 9], 801)], (a) => tf.slice(a, [2, 3], [4, 5]));
+  compare('split on the last axis', [x], (a) => tf.split(a, [2, 3, 1], 3));
+  compare('split on a middle axis', [x], (a) => tf.split(a, 2, 2));
+  compare('concat gradient', [x, random([3, 5, 4, 2], 802)], (a, b) => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.sin(tf.concat([p, q], 3))))([a, b]));
+  compare('transpose keeping the last axis', [x], (a) => tf.transpose(a, [0, 2, 1, 3]));
+  compare('transpose moving the last axis', [x], (a) => tf.transpose(a, [3, 1, 0, 2]));
+  compare('softmax', [random([4, 3, 17], 803)], (a) => tf.softmax(a));
+  compare('softmax gradient', [random([4, 3, 17], 804)], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.softmax(p), tf.cos(p))))(a));
+  for (const op of [tf.add, tf.sub, tf.mul]) {
+    compare(`${op.name} of a per-image channel shift`, [x, random([3, 1, 1, 6], 805)], (a, b) => [op(a, b), op(b, a)]);
+    compare(`${op.name} of a row statistic`, [random([6, 9], 806), random([6, 1], 807)], (a, b) => [op(a, b), op(b, a)]);
+  }
 });

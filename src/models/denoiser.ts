@@ -16,9 +16,34 @@ export interface FcUnetConfig {
   width: number;
   height: number;
   imageWidth: number;
+  /** Absent in older checkpoints: 1. */
+  channels?: number;
 }
 
-export type ModelConfig = FcUnetConfig;
+/** The convolutional U-net with attention (Ho et al.; lucidrains' layout). */
+export interface UnetConfig {
+  kind: 'unet';
+  height: number;
+  imageWidth: number;
+  channels: number;
+  /** Channels of the first stage; stage i has baseChannels · channelMults[i]. */
+  baseChannels: number;
+  channelMults: number[];
+  /** Residual blocks per stage (down and up). */
+  blocksPerStage: number;
+  /** Side lengths (in pixels) at which blocks are followed by self-attention; the middle always has it. */
+  attentionResolutions: number[];
+  /** GroupNorm groups (must divide every stage's channels). */
+  groups: number;
+  heads: number;
+}
+
+export type ModelConfig = FcUnetConfig | UnetConfig;
+
+/** Numbers per image: height × width × channels. */
+export function imageSize(config: ModelConfig): number {
+  return config.height * config.imageWidth * (config.channels ?? 1);
+}
 
 export function parameterCount(model: Denoiser): number {
   let n = 0;

@@ -5,14 +5,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
-import { Denoiser, FcUnetConfig } from './denoiser';
+import { Denoiser, FcUnetConfig, imageSize } from './denoiser';
 import { dense, geluLayerNorm } from './layers';
 import { variableFrom } from '../tensors';
 
 const DENSE_LAYERS = ['in', 'down1', 'down2', 'up1', 'up2', 'out'] as const;
 
-export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28): FcUnetConfig {
-  return { kind: 'fc-unet', width, height, imageWidth };
+export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28, channels = 1): FcUnetConfig {
+  return channels === 1 ? { kind: 'fc-unet', width, height, imageWidth } : { kind: 'fc-unet', width, height, imageWidth, channels };
 }
 
 export function validateFcUnetWidth(width: number): void {
@@ -23,7 +23,7 @@ export function validateFcUnetWidth(width: number): void {
 
 /** [fan_in, fan_out] of each dense layer. */
 function denseShapes(config: FcUnetConfig): [number, number][] {
-  const pixels = config.height * config.imageWidth;
+  const pixels = imageSize(config);
   const w = config.width;
   return [
     [pixels + 1, w],

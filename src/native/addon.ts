@@ -23,6 +23,18 @@ export interface NativeAddon {
    * repeats (a broadcast row); with `swap`, b op a.
    */
   binary(op: 0 | 1 | 2, a: Float32Array, b: Float32Array, out: Float32Array, swap: boolean): void;
+  /**
+   * An NHWC convolution by im2col + sgemm (mode 0: y from x and filter; 1: dx from dy and filter;
+   * 2: dfilter from x and dy); geom = batch, inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop,
+   * padLeft, dilations. Absent in addons built before it.
+   */
+  conv?(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /** GroupNorm over [batch, pixels, channels] in `groups` groups; saves x̂ and each group's 1/σ. Absent in older builds. */
+  groupNorm?(x: Float32Array, gamma: Float32Array, beta: Float32Array, batch: number, pixels: number, channels: number, groups: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array): void;
+  /** y = x·σ(x), and its gradient dx from dy and x. Absent in older builds. */
+  silu?(x: Float32Array, y: Float32Array): void;
+  siluGrad?(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  groupNormGrad?(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
 }
 
 export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run build:native';
@@ -61,7 +73,8 @@ export function loadNativeAddon(): NativeAddon | null {
   if (cached === undefined) {
     try {
       tuneNativeEnvironment();
-      cached = require(path.join(__dirname, '..', '..', '..', 'build', 'Release', 'diffuse_native.node')) as NativeAddon;
+      // DIFFUSE_NATIVE_ADDON points at another build (for developing the addon while runs use this one).
+      cached = require(process.env.DIFFUSE_NATIVE_ADDON ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'diffuse_native.node')) as NativeAddon;
     } catch (e) {
       cached = null;
       loadError = (e as Error).message.split('\n')[0];

@@ -7,7 +7,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { NativeAddon, loadNativeAddon } from './addon';
-import { GELU_LAYER_NORM, GELU_LAYER_NORM_GRAD, registerGeluLayerNormGradient } from '../models/fusedOps';
+import {
+  GELU_LAYER_NORM,
+  GELU_LAYER_NORM_GRAD,
+  GROUP_NORM,
+  GROUP_NORM_GRAD,
+  SILU,
+  SILU_GRAD,
+  registerGeluLayerNormGradient,
+  registerGroupNormGradient,
+  registerSiluGradient,
+} from '../models/fusedOps';
 
 export const BLAS_BACKEND = 'blas';
 
@@ -150,9 +160,28 @@ function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc 
     const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
     const axes = tf.util.parseAxisParam(axis, x.shape);
     const rank = x.shape.length;
-    const leading = axes.length === rank - 1 && [...axes].sort((p, q) => p - q).every((ax, i) => ax === i);
-    if (x.dtype !== 'float32' || rank < 2 || !leading) return fallback(args);
+    const sorted = [...axes].sort((p, q) => p - q);
+    const leading = axes.length === rank - 1 && sorted.every((ax, i) => ax === i);
+    const contiguous = sorted.length > 0 && sorted.every((ax, i) => ax === sorted[0] + i);
+    if (x.dtype !== 'float32' || rank < 2) return fallback(args);
     const cpu = args.backend as BlasBackend;
+    if (!leading && contiguous) {
+      // x as [outer, middle, inner], summed over the middle: a per-image channel sum, or a row sum.
+      const size = (from: number, to: number) => x.shape.slice(from, to).reduce((p, q) => p * q, 1);
+      const outer = size(0, sorted[0]), middle = size(sorted[0], sorted[sorted.length - 1] + 1), inner = size(sorted[sorted.length - 1] + 1, rank);
+      const src = cpuValues(cpu, x);
+      const out = cpu.allocate(outer * inner).fill(0);
+      for (let o = 0; o < outer; o++) {
+        const acc = out.subarray(o * inner, (o + 1) * inner);
+        for (let m = 0; m < middle; m++) {
+          const base = (o * middle + m) * inner;
+          for (let i = 0; i < inner; i++) acc[i] += src[base + i];
+        }
+      }
+      const shape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+      return cpu.makeTensorInfo(shape, 'float32', out);
+    }
+    if (!leading) return fallback(args);
     const cols = x.shape[rank - 1];
     const out = cpu.allocate(cols);
     native.columnSums(cpuValues(cpu, x), tf.util.sizeFromShape(x.shape) / cols, cols, out);
@@ -178,11 +207,227 @@ function binaryKernel(native: NativeAddon, op: 0 | 1 | 2, fallback: tf.KernelFun
     };
     const swap = !full(a);
     const [big, small] = swap ? [b, a] : [a, b];
-    if (!full(big) || !broadcastable(small)) return fallback(args);
+    if (!full(big)) return fallback(args);
     const cpu = args.backend as BlasBackend;
+    if (!broadcastable(small)) {
+      const blocks = middleBroadcast(small.shape, outShape);
+      if (!blocks) return fallback(args);
+      const out = cpu.allocate(tf.util.sizeFromShape(outShape));
+      binaryMiddleBroadcast(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks);
+      return cpu.makeTensorInfo(outShape, 'float32', out);
+    }
     const out = cpu.allocate(tf.util.sizeFromShape(outShape));
     native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap);
     return cpu.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+/** The geometry the native conv takes, from tfjs's own computation of it. */
+function convGeometry(info: tf.backend_util.Conv2DInfo): Int32Array {
+  return Int32Array.from([
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels,
+    info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left,
+    info.dilationHeight, info.dilationWidth,
+  ]);
+}
+
+interface ConvAttrs {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dilations?: number | [number, number];
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  inputShape?: number[];
+  filterShape?: number[];
+}
+
+/**
+ * Conv2D and its two gradients (which wasm lacks and the cpu backend runs as plain loops) as im2col +
+ * sgemm; NCHW goes to the cpu kernels.
+ */
+function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const attrs = args.attrs as unknown as ConvAttrs;
+    const inputs = args.inputs as Record<string, tf.TensorInfo>;
+    if (attrs.dataFormat === 'NCHW' || !native.conv || Object.values(inputs).some((t) => t.dtype !== 'float32')) return fallback(args);
+    const cpu = args.backend as BlasBackend;
+    const [first, second] = mode === 0 ? [inputs.x, inputs.filter] : mode === 1 ? [inputs.dy, inputs.filter] : [inputs.x, inputs.dy];
+    const inShape = (mode === 1 ? attrs.inputShape! : inputs.x.shape) as [number, number, number, number];
+    const filterShape = (mode === 2 ? attrs.filterShape! : inputs.filter.shape) as [number, number, number, number];
+    const info = tf.backend_util.computeConv2DInfo(inShape, filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    const outShape = mode === 0 ? info.outShape : mode === 1 ? inShape : filterShape;
+    const out = cpu.allocate(tf.util.sizeFromShape(outShape));
+    native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out);
+    return cpu.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+/**
+ * Slice as copies of contiguous runs along the last axis (the cpu kernel indexes element by element
+ * unless the slice is one contiguous block: seconds for the U-net's channel splits).
+ */
+function sliceKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype !== 'float32' || x.shape.length === 0) return fallback(args);
+    const { begin, size } = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
+    const [starts, sizes] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+    const rank = x.shape.length;
+    const cpu = args.backend as BlasBackend;
+    const src = cpuValues(cpu, x);
+    const out = cpu.allocate(tf.util.sizeFromShape(sizes));
+    const run = sizes[rank - 1];
+    const strides = tf.util.computeStrides(x.shape); // rank − 1 strides, the last axis has stride 1
+    const outer = sizes.slice(0, -1);
+    const count = tf.util.sizeFromShape(outer);
+    const index = new Array(rank - 1).fill(0);
+    for (let r = 0; r < count; r++) {
+      let from = starts[rank - 1];
+      for (let a = 0; a < rank - 1; a++) from += (starts[a] + index[a]) * strides[a];
+      out.set(src.subarray(from, from + run), r * run);
+      for (let a = rank - 2; a >= 0; a--) {
+        if (++index[a] < outer[a]) break;
+        index[a] = 0;
+      }
+    }
+    return cpu.makeTensorInfo(sizes, 'float32', out);
+  };
+}
+
+/** SplitV as slices of the kernel above (the cpu SplitV calls its own slice directly). */
+function splitKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  const slice = sliceKernel(fallback);
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype !== 'float32') return fallback(args);
+    const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
+    const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
+    const begin = new Array(x.shape.length).fill(0);
+    return sizes.map((s) => {
+      const size = [...x.shape];
+      size[ax] = s;
+      const out = slice({ ...args, attrs: { begin: [...begin], size } }) as tf.TensorInfo;
+      begin[ax] += s;
+      return out;
+    });
+  };
+}
+
+/** A kernel whose one output has the shape of its first input. */
+function elementwiseKernel(run: (cpu: BlasBackend, inputs: tf.TensorInfo[], out: Float32Array) => void, ...names: string[]): tf.KernelFunc {
+  return ({ inputs, backend }) => {
+    const cpu = backend as BlasBackend;
+    const ins = names.map((n) => (inputs as Record<string, tf.TensorInfo>)[n]);
+    const out = cpu.allocate(tf.util.sizeFromShape(ins[0].shape));
+    run(cpu, ins, out);
+    return cpu.makeTensorInfo(ins[0].shape, 'float32', out);
+  };
+}
+
+/** GroupNorm on NHWC as one native kernel; outputs y, and x̂ and 1/σ per (image, group) for the gradient. */
+function groupNormKernel(native: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { x, gamma, beta } = inputs as Record<string, tf.TensorInfo>;
+    const { groups } = attrs as unknown as { groups: number };
+    const cpu = backend as BlasBackend;
+    const [b, h, w, c] = x.shape;
+    const y = cpu.allocate(b * h * w * c), xhat = cpu.allocate(b * h * w * c), rstd = cpu.allocate(b * groups);
+    native.groupNorm!(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), b, h * w, c, groups, y, xhat, rstd);
+    return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([b * groups], 'float32', rstd)];
+  };
+}
+
+function groupNormGradKernel(native: NativeAddon): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { dy, xhat, gamma, rstd } = inputs as Record<string, tf.TensorInfo>;
+    const { groups } = attrs as unknown as { groups: number };
+    const cpu = backend as BlasBackend;
+    const [b, h, w, c] = xhat.shape;
+    const dx = cpu.allocate(b * h * w * c), dgamma = cpu.allocate(c), dbeta = cpu.allocate(c);
+    native.groupNormGrad!(cpuValues(cpu, dy), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), b, h * w, c, groups, dx, dgamma, dbeta);
+    return [cpu.makeTensorInfo(xhat.shape, 'float32', dx), cpu.makeTensorInfo([c], 'float32', dgamma), cpu.makeTensorInfo([c], 'float32', dbeta)];
+  };
+}
+
+/**
+ * Where `small` is `out` with a run of middle axes set to 1 (a per-image channel shift [b, 1, 1, c] on
+ * [b, h, w, c], or a row statistic [r, 1] on [r, n]): out as [outer, middle, inner], small as [outer, inner].
+ */
+function middleBroadcast(small: number[], out: number[]): { outer: number; middle: number; inner: number } | null {
+  const padded = [...new Array(out.length - small.length).fill(1), ...small];
+  let first = padded.findIndex((d, i) => d !== out[i]);
+  if (first < 0) return null;
+  let last = first;
+  while (last + 1 < out.length && padded[last + 1] !== out[last + 1]) last++;
+  for (let i = first; i <= last; i++) if (padded[i] !== 1) return null;
+  for (let i = last + 1; i < out.length; i++) if (padded[i] !== out[i]) return null;
+  const product = (xs: number[]) => xs.reduce((p, q) => p * q, 1);
+  return { outer: product(out.slice(0, first)), middle: product(out.slice(first, last + 1)), inner: product(out.slice(last + 1)) };
+}
+
+function binaryMiddleBroadcast(op: 0 | 1 | 2, big: Float32Array, small: Float32Array, out: Float32Array, swap: boolean, { outer, middle, inner }: { outer: number; middle: number; inner: number }): void {
+  const sign = swap ? -1 : 1;
+  for (let o = 0; o < outer; o++) {
+    const s = small.subarray(o * inner, (o + 1) * inner);
+    for (let m = 0; m < middle; m++) {
+      const base = (o * middle + m) * inner;
+      if (op === 0) for (let i = 0; i < inner; i++) out[base + i] = big[base + i] + s[i];
+      else if (op === 1) for (let i = 0; i < inner; i++) out[base + i] = sign * (big[base + i] - s[i]);
+      else for (let i = 0; i < inner; i++) out[base + i] = big[base + i] * s[i];
+    }
+  }
+}
+
+/** Transposes that keep the last axis in place, as copies of whole last-axis runs; others go to the cpu kernel. */
+function transposeKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { perm } = args.attrs as unknown as { perm: number[] };
+    const rank = x.shape.length;
+    if (x.dtype !== 'float32' || rank < 2 || perm[rank - 1] !== rank - 1) return fallback(args);
+    const cpu = args.backend as BlasBackend;
+    const src = cpuValues(cpu, x);
+    const outShape = perm.map((p) => x.shape[p]);
+    const out = cpu.allocate(src.length);
+    const run = x.shape[rank - 1];
+    const strides = tf.util.computeStrides(x.shape);
+    const outer = outShape.slice(0, -1);
+    const sourceStride = perm.slice(0, -1).map((p) => strides[p]);
+    const index = new Array(rank - 1).fill(0);
+    const count = tf.util.sizeFromShape(outer);
+    for (let r = 0; r < count; r++) {
+      let from = 0;
+      for (let a = 0; a < rank - 1; a++) from += index[a] * sourceStride[a];
+      out.set(src.subarray(from, from + run), r * run);
+      for (let a = rank - 2; a >= 0; a--) {
+        if (++index[a] < outer[a]) break;
+        index[a] = 0;
+      }
+    }
+    return cpu.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+/** Softmax over the last axis, one row at a time (the cpu kernel runs five broadcasting ops). */
+function softmaxKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { logits } = args.inputs as { logits: tf.TensorInfo };
+    const { dim } = args.attrs as unknown as { dim: number };
+    const rank = logits.shape.length;
+    if (logits.dtype !== 'float32' || (dim !== -1 && dim !== rank - 1)) return fallback(args);
+    const cpu = args.backend as BlasBackend;
+    const x = cpuValues(cpu, logits);
+    const out = cpu.allocate(x.length);
+    const n = logits.shape[rank - 1];
+    for (let row = 0; row < x.length; row += n) {
+      let max = -Infinity;
+      for (let i = row; i < row + n; i++) if (x[i] > max) max = x[i];
+      let sum = 0;
+      for (let i = row; i < row + n; i++) sum += out[i] = Math.exp(x[i] - max);
+      for (let i = row; i < row + n; i++) out[i] /= sum;
+    }
+    return cpu.makeTensorInfo(logits.shape, 'float32', out);
   };
 }
 
@@ -201,6 +446,13 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
     [tf.Add]: (f) => binaryKernel(native, 0, f),
     [tf.Sub]: (f) => binaryKernel(native, 1, f),
     [tf.Multiply]: (f) => binaryKernel(native, 2, f),
+    [tf.Slice]: (f) => sliceKernel(f),
+    [tf.SplitV]: (f) => splitKernel(f),
+    [tf.Transpose]: (f) => transposeKernel(f),
+    [tf.Softmax]: (f) => softmaxKernel(f),
+    [tf.Conv2D]: (f) => convKernel(native, 0, f),
+    [tf.Conv2DBackpropInput]: (f) => convKernel(native, 1, f),
+    [tf.Conv2DBackpropFilter]: (f) => convKernel(native, 2, f),
   };
   for (const config of tf.getKernelsForBackend('cpu')) {
     const replace = replacements[config.kernelName];
@@ -209,6 +461,17 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
   tf.registerKernel({ kernelName: GELU_LAYER_NORM, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormKernel(native) });
   tf.registerKernel({ kernelName: GELU_LAYER_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormGradKernel(native) });
   registerGeluLayerNormGradient();
+  if (native.silu && native.siluGrad) {
+    const silu = native.silu, siluGrad = native.siluGrad;
+    tf.registerKernel({ kernelName: SILU, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [x], out) => silu(cpuValues(cpu, x), out), 'x') });
+    tf.registerKernel({ kernelName: SILU_GRAD, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [dy, x], out) => siluGrad(cpuValues(cpu, dy), cpuValues(cpu, x), out), 'dy', 'x') });
+    registerSiluGradient();
+  }
+  if (native.groupNorm && native.groupNormGrad) {
+    tf.registerKernel({ kernelName: GROUP_NORM, backendName: BLAS_BACKEND, kernelFunc: groupNormKernel(native) });
+    tf.registerKernel({ kernelName: GROUP_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: groupNormGradKernel(native) });
+    registerGroupNormGradient();
+  }
   registered = native;
   return true;
 }

@@ -1,0 +1,110 @@
+/**
+ * Layers of the convolutional U-net on NHWC tensors. Convolutions use the backend's Conv2D kernels
+ * where it has their gradients too (cpu, blas, tensorflow); elsewhere (wasm lacks Conv2DBackpropFilter)
+ * they are written as im2col — shifted copies side by side — and one matrix product, which every
+ * backend can differentiate.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { GROUP_NORM, SILU, backendHasKernel } from './fusedOps';
+
+/** A stride-1 'same' convolution with a k×k filter [k, k, in, out] and a bias. */
+export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [k, , cin, cout] = filter.shape;
+    if (k === 1) {
+      const [b, h, w] = x.shape;
+      return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [b * h * w, cin]), tf.reshape(filter, [cin, cout])), bias), [b, h, w, cout]);
+    }
+    if (backendHasKernel('Conv2DBackpropFilter')) return tf.add(tf.conv2d(x, filter, 1, 'same'), bias);
+    return tf.add(conv2dByIm2col(x, filter), bias);
+  });
+}
+
+/** The same convolution as patches × filter: the copies of x shifted by each filter offset, concatenated on channels. */
+export function conv2dByIm2col(x: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, h, w, cin] = x.shape;
+    const [k, , , cout] = filter.shape;
+    const before = Math.floor((k - 1) / 2); // TensorFlow's 'same' padding for stride 1
+    const padded = tf.pad(x, [[0, 0], [before, k - 1 - before], [before, k - 1 - before], [0, 0]]);
+    const shifted: tf.Tensor4D[] = [];
+    for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) shifted.push(tf.slice(padded, [0, dy, dx, 0], [b, h, w, cin]));
+    const patches = tf.reshape(tf.concat(shifted, 3), [b * h * w, k * k * cin]);
+    return tf.reshape(tf.matMul(patches, tf.reshape(filter, [k * k * cin, cout])), [b, h, w, cout]);
+  });
+}
+
+export const GROUP_NORM_EPSILON = 1e-5;
+
+/** GroupNorm: each image's channels in `groups` groups, each normalized over its pixels and channels. */
+export function groupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D): tf.Tensor4D {
+  if (backendHasKernel(GROUP_NORM)) {
+    // One native kernel (blas); x̂ and 1/σ, its other outputs, are kept for the gradient.
+    const [y] = tf.engine().runKernel(GROUP_NORM, { x, gamma, beta }, { groups }) as tf.Tensor[];
+    return y as tf.Tensor4D;
+  }
+  return tf.tidy(() => {
+    const [b, h, w, c] = x.shape;
+    const grouped = tf.reshape(x, [b, h * w, groups, c / groups]);
+    const { mean, variance } = tf.moments(grouped, [1, 3], true);
+    const normalized = tf.reshape(tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, GROUP_NORM_EPSILON))), [b, h, w, c]);
+    return tf.add(tf.mul(normalized, gamma), beta);
+  });
+}
+
+/** SiLU (swish): x · σ(x); one native kernel where the backend has it. */
+export function silu<T extends tf.Tensor>(x: T): T {
+  if (backendHasKernel(SILU)) return tf.engine().runKernel(SILU, { x }) as T;
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+}
+
+/** Ho et al.'s sinusoidal embedding of timesteps t (not t/T) in `dim` numbers: sines, then cosines. */
+export function timestepEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
+  return tf.tidy((): tf.Tensor2D => {
+    const half = dim / 2;
+    const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / Math.max(1, half - 1)));
+    const angles = tf.matMul(tf.reshape(t, [-1, 1]), tf.tensor2d(freqs, [1, half]));
+    return tf.concat([tf.sin(angles), tf.cos(angles)], 1) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Nearest-neighbour 2× upsampling: tfjs's resize where the backend has its gradient kernel, else by
+ * tiling columns then rows (tfjs differentiates tile up to rank 4).
+ */
+export function upsampleNearest(x: tf.Tensor4D): tf.Tensor4D {
+  if (backendHasKernel('ResizeNearestNeighborGrad')) return tf.image.resizeNearestNeighbor(x, [2 * x.shape[1], 2 * x.shape[2]]);
+  return tf.tidy(() => {
+    const [b, h, w, c] = x.shape;
+    const columns = tf.tile(tf.reshape(x, [b * h, w, 1, c]), [1, 1, 2, 1]); // each pixel twice along the row
+    const rows = tf.tile(tf.reshape(columns, [b * h, 1, 2 * w * c]), [1, 2, 1]); // each row twice
+    return tf.reshape(rows, [b, 2 * h, 2 * w, c]);
+  });
+}
+
+/** Space-to-depth: each 2×2 block of pixels becomes one pixel with 4× the channels. */
+export function spaceToDepth(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, h, w, c] = x.shape;
+    const blocks = tf.transpose(tf.reshape(x, [b, h / 2, 2, w / 2, 2, c]), [0, 1, 3, 2, 4, 5]);
+    return tf.reshape(blocks, [b, h / 2, w / 2, 4 * c]);
+  });
+}
+
+/**
+ * Multi-head self-attention over the pixels: q, k, v by 1×1 projections [c, c], softmax(q·kᵀ/√d)·v per
+ * head, an output projection [c, c] with bias. The caller normalizes before and adds the residual after.
+ */
+export function selfAttention(x: tf.Tensor4D, heads: number, w: { q: tf.Tensor2D; k: tf.Tensor2D; v: tf.Tensor2D; out: tf.Tensor2D; outBias: tf.Tensor1D }): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, h, wd, c] = x.shape;
+    const n = h * wd;
+    const d = c / heads;
+    const rows = tf.reshape(x, [b * n, c]);
+    const project = (kernel: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(tf.matMul(rows, kernel), [b, n, heads, d]), [0, 2, 1, 3]), [b * heads, n, d]);
+    const [q, k, v] = [project(w.q), project(w.k), project(w.v)];
+    const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)));
+    const mixed = tf.reshape(tf.transpose(tf.reshape(tf.matMul(weights, v), [b, heads, n, d]), [0, 2, 1, 3]), [b * n, c]);
+    return tf.reshape(tf.add(tf.matMul(mixed, w.out), w.outBias), [b, h, wd, c]);
+  });
+}

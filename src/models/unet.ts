@@ -1,0 +1,156 @@
+/**
+ * The attention-augmented convolutional U-net (Ho et al. 2020, as lucidrains/denoising-diffusion-pytorch
+ * lays it out): a 3×3 input convolution; per stage, residual blocks (GroupNorm, SiLU, 3×3 convolution,
+ * twice, with the time embedding added in between) followed by self-attention at the chosen
+ * resolutions, then a 2× downsampling; a middle of block, attention, block; the mirror image upwards,
+ * each block taking the matching down block's output as a skip input; GroupNorm, SiLU, 3×3 convolution out.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '../rng';
+import { variableFrom } from '../tensors';
+import { Denoiser, UnetConfig, imageSize } from './denoiser';
+import { conv2d, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
+import { dense } from './layers';
+
+/** Defaults by image side: ~0.6 M parameters at 32 px (MNIST-32), a stage more at 64. */
+export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
+  const config: UnetConfig = {
+    kind: 'unet',
+    height: size,
+    imageWidth: size,
+    channels,
+    baseChannels: 32,
+    channelMults: size >= 64 ? [1, 2, 2, 2] : [1, 2, 2],
+    blocksPerStage: 1,
+    attentionResolutions: [size >= 64 ? 16 : 8],
+    groups: 8,
+    heads: 4,
+    ...overrides,
+  };
+  validateUnetConfig(config);
+  return config;
+}
+
+export function validateUnetConfig(c: UnetConfig): void {
+  const fail = (why: string) => {
+    throw new Error(`invalid U-net: ${why}`);
+  };
+  if (c.height !== c.imageWidth) fail(`images must be square, not ${c.height}x${c.imageWidth}`);
+  if (c.channelMults.length < 1) fail('at least one stage is needed');
+  const factor = 2 ** (c.channelMults.length - 1);
+  if (c.height % factor !== 0) fail(`${c.height} px cannot be halved ${c.channelMults.length - 1} times`);
+  for (const m of c.channelMults) {
+    const ch = c.baseChannels * m;
+    if (!Number.isInteger(m) || m < 1) fail(`channel multipliers must be positive integers, not ${m}`);
+    if (ch % c.groups !== 0) fail(`${c.groups} groups do not divide ${ch} channels`);
+    if (ch % c.heads !== 0) fail(`${c.heads} heads do not divide ${ch} channels`);
+  }
+  if (c.baseChannels % 2 !== 0) fail('base channels must be even (the time embedding has sines and cosines)');
+  if (!Number.isInteger(c.blocksPerStage) || c.blocksPerStage < 1) fail('at least one block per stage is needed');
+}
+
+type Init = 'fan-in' | 'ones' | 'zeros';
+
+export class ConvUnet implements Denoiser {
+  readonly config: UnetConfig;
+  readonly variables = new Map<string, tf.Variable>();
+  /** Draws the initial weights while the constructor's first pass declares them; null afterwards. */
+  private init: Rng | null;
+
+  constructor(config: UnetConfig, rng: Rng) {
+    validateUnetConfig(config);
+    this.config = config;
+    this.init = rng;
+    // One pass on a dummy image declares every weight, in the order the forward pass uses them.
+    tf.tidy(() => {
+      this.predict(tf.zeros([1, imageSize(config)]), tf.zeros([1]));
+    });
+    this.init = null;
+  }
+
+  /** The weight `name`, created on the first pass: PyTorch's default U(±1/√fan_in), or ones, or zeros. */
+  private param<R extends tf.Rank>(name: string, shape: number[], init: Init, fanIn = 1): tf.Tensor<R> {
+    let v = this.variables.get(name);
+    if (!v) {
+      if (!this.init) throw new Error(`weight ${name} was not declared`);
+      const rng = this.init;
+      const size = shape.reduce((a, b) => a * b, 1);
+      const bound = 1 / Math.sqrt(fanIn);
+      const values = init === 'fan-in' ? Float32Array.from({ length: size }, () => (2 * rng.uniform() - 1) * bound) : new Float32Array(size).fill(init === 'ones' ? 1 : 0);
+      v = variableFrom(values, shape, true);
+      this.variables.set(name, v);
+    }
+    return v as unknown as tf.Tensor<R>;
+  }
+
+  private conv(x: tf.Tensor4D, name: string, cout: number, k = 3): tf.Tensor4D {
+    const cin = x.shape[3];
+    const fanIn = k * k * cin;
+    return conv2d(x, this.param(`${name}/kernel`, [k, k, cin, cout], 'fan-in', fanIn), this.param(`${name}/bias`, [cout], 'fan-in', fanIn));
+  }
+
+  private linear(x: tf.Tensor2D, name: string, out: number): tf.Tensor2D {
+    const cin = x.shape[1];
+    return dense(x, this.param(`${name}/kernel`, [cin, out], 'fan-in', cin), this.param(`${name}/bias`, [out], 'fan-in', cin));
+  }
+
+  private norm(x: tf.Tensor4D, name: string): tf.Tensor4D {
+    const c = x.shape[3];
+    return groupNorm(x, this.config.groups, this.param(`${name}/gamma`, [c], 'ones'), this.param(`${name}/beta`, [c], 'zeros'));
+  }
+
+  private resBlock(x: tf.Tensor4D, time: tf.Tensor2D, name: string, cout: number): tf.Tensor4D {
+    let h = this.conv(silu(this.norm(x, `${name}/norm1`)), `${name}/conv1`, cout);
+    const shift = this.linear(silu(time), `${name}/time`, cout);
+    h = tf.add(h, tf.reshape(shift, [-1, 1, 1, cout]));
+    h = this.conv(silu(this.norm(h, `${name}/norm2`)), `${name}/conv2`, cout);
+    const skip = x.shape[3] === cout ? x : this.conv(x, `${name}/skip`, cout, 1);
+    return tf.add(h, skip);
+  }
+
+  private attention(x: tf.Tensor4D, name: string): tf.Tensor4D {
+    const c = x.shape[3];
+    const normed = this.norm(x, `${name}/norm`);
+    const kernel = (part: string) => this.param<tf.Rank.R2>(`${name}/${part}/kernel`, [c, c], 'fan-in', c);
+    const weights = { q: kernel('q'), k: kernel('k'), v: kernel('v'), out: kernel('out'), outBias: this.param<tf.Rank.R1>(`${name}/out/bias`, [c], 'fan-in', c) };
+    return tf.add(x, selfAttention(normed, this.config.heads, weights));
+  }
+
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
+    const { height, imageWidth, channels, baseChannels, channelMults, blocksPerStage, attentionResolutions } = this.config;
+    return tf.tidy(() => {
+      const batch = x.shape[0];
+      // The model sees t/T like the FC net; the sinusoids want the step's scale, so ×1000.
+      let time = timestepEmbedding(tf.mul(tFrac, 1000), baseChannels);
+      time = this.linear(silu(this.linear(time, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
+
+      let h = this.conv(tf.reshape(x, [batch, height, imageWidth, channels]), 'init', baseChannels);
+      const skips: tf.Tensor4D[] = [];
+      channelMults.forEach((mult, stage) => {
+        for (let i = 0; i < blocksPerStage; i++) {
+          h = this.resBlock(h, time, `down${stage}/block${i}`, baseChannels * mult);
+          if (attentionResolutions.includes(h.shape[1])) h = this.attention(h, `down${stage}/attn${i}`);
+          skips.push(h);
+        }
+        if (stage < channelMults.length - 1) h = this.conv(spaceToDepth(h), `down${stage}/downsample`, h.shape[3], 1);
+      });
+      const midChannels = baseChannels * channelMults[channelMults.length - 1];
+      h = this.resBlock(h, time, 'mid/block1', midChannels);
+      h = this.attention(h, 'mid/attn');
+      h = this.resBlock(h, time, 'mid/block2', midChannels);
+      for (let stage = channelMults.length - 1; stage >= 0; stage--) {
+        for (let i = 0; i < blocksPerStage; i++) {
+          h = this.resBlock(tf.concat([h, skips.pop()!], 3), time, `up${stage}/block${i}`, baseChannels * channelMults[stage]);
+          if (attentionResolutions.includes(h.shape[1])) h = this.attention(h, `up${stage}/attn${i}`);
+        }
+        if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
+      }
+      const out = this.conv(silu(this.norm(h, 'out/norm')), 'out/conv', channels);
+      return tf.reshape(out, [batch, height * imageWidth * channels]);
+    });
+  }
+
+  dispose(): void {
+    for (const v of this.variables.values()) v.dispose();
+  }
+}
