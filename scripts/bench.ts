@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: training throughput, sampling time and peak memory of the seed model (w = 2048,
- * batch 128, Adam) on each available backend, beside the PyTorch reference in the same run.
+ * batch 128, Adam) on each available backend, beside the PyTorch reference in the same run; and the
+ * training throughput of the default 32-px convolutional U-net (MNIST-32, batch 64).
  * Each measurement runs in its own process so its peak RSS is its own.
  *
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
@@ -15,7 +16,7 @@ import { tuneNativeEnvironment } from '../src/native/addon';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/sample';
 import { Trainer, newRunMeta } from '../src/train';
-import { loadMnist } from '../src/data/mnist';
+import { loadMnist, padImages } from '../src/data/mnist';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const REFERENCE = path.resolve(ROOT, '..', 'shared', 'reference', 'torch_fc_ddpm.py');
@@ -27,10 +28,12 @@ interface Result {
   /** True where sampling time is extrapolated from a part of the 1000 steps. */
   sampleEstimated: boolean;
   peakRssMb: number;
+  /** The default 32-px convolutional U-net on MNIST-32, batch 64 (absent for the reference). */
+  unetTrainSamplesPerSecond?: number;
 }
 
 /** Child: measure one backend. */
-async function measure(backend: string, trainSteps: number, sampleSteps: number): Promise<Result> {
+async function measure(backend: string, trainSteps: number, sampleSteps: number, unetSteps: number): Promise<Result> {
   await selectBackend(backend as BackendChoice, { ...defaultBackendEnv, log: () => {} });
   const trainer = new Trainer(newRunMeta({ width: 2048, timesteps: 1000, limit: 0, batchSize: 128, lr: 1e-4, seed: 0 }));
   const data = loadMnist('train', 128 * (trainSteps + 5));
@@ -55,12 +58,26 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number)
   const sampleSeconds = (Number(process.hrtime.bigint() - started) / 1e9) * (1000 / Math.min(1000, sampleSteps));
   trainer.dispose();
   return {
+    unetTrainSamplesPerSecond: measureUnet(unetSteps),
     backend: tf.getBackend(),
     trainSamplesPerSecond: (trainSteps * 128) / trainSeconds,
     sampleSeconds,
     sampleEstimated: sampleSteps < 1000,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
   };
+}
+
+/** Training throughput of the default 32-px U-net on MNIST-32 at batch 64, after one warm-up step. */
+function measureUnet(steps: number): number {
+  const trainer = new Trainer(newRunMeta({ model: 'unet', width: 0, timesteps: 1000, limit: 0, batchSize: 64, lr: 2e-4, seed: 0 }));
+  const data = padImages(loadMnist('train', 64 * (steps + 1)), 2);
+  const batch = (i: number) => Array.from({ length: 64 }, (_, j) => 64 * i + j);
+  trainer.trainStep(data, batch(0));
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < steps; i++) trainer.trainStep(data, batch(1 + i));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  trainer.dispose();
+  return (steps * 64) / seconds;
 }
 
 function python(): string | null {
@@ -85,9 +102,10 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
 }
 
 function runChild(backend: string): Result | null {
-  const plan: Record<string, [number, number]> = { blas: [200, 1000], wasm: [3, 50], cpu: [2, 20], tensorflow: [200, 1000] };
-  const [trainSteps, sampleSteps] = plan[backend] ?? [5, 100];
-  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps)], { encoding: 'utf8' });
+  // FC training steps, FC sampling steps, U-net training steps
+  const plan: Record<string, [number, number, number]> = { blas: [200, 1000, 20], wasm: [3, 50, 2], cpu: [2, 20, 1], tensorflow: [200, 1000, 20] };
+  const [trainSteps, sampleSteps, unetSteps] = plan[backend] ?? [5, 100, 2];
+  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps), String(unetSteps)], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   if (r.status !== 0 || !line) {
     console.error(`backend ${backend}: not measured (${r.stderr.trim().split('\n').pop()})`);
@@ -99,7 +117,7 @@ function runChild(backend: string): Result | null {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
-    console.log(JSON.stringify(await measure(args[1], +args[2], +args[3])));
+    console.log(JSON.stringify(await measure(args[1], +args[2], +args[3], +args[4])));
     return;
   }
   const backendsArg = args.indexOf('--backends');
@@ -112,6 +130,7 @@ async function main(): Promise<void> {
     console.log(`train_samples_per_s backend=${r.backend} ${r.trainSamplesPerSecond.toFixed(0)}`);
     console.log(`sample_64x1000_s backend=${r.backend} ${r.sampleSeconds.toFixed(1)}${r.sampleEstimated ? ' (extrapolated)' : ''}`);
     console.log(`peak_rss_mb backend=${r.backend} ${r.peakRssMb.toFixed(0)}`);
+    console.log(`unet32_train_samples_per_s backend=${r.backend} ${r.unetTrainSamplesPerSecond?.toFixed(1)}`);
   }
   const references: Result[] = [];
   const py = args.includes('--no-torch') ? null : python();
@@ -137,10 +156,11 @@ async function main(): Promise<void> {
     console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
   }
   const rows = [...results, ...references];
-  console.log('\n| backend | train samples/s | sample 64 x 1000 steps | peak RSS |');
-  console.log('|---|---:|---:|---:|');
+  console.log('\n| backend | train samples/s | sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s |');
+  console.log('|---|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB |`);
+    const unet = r.unetTrainSamplesPerSecond === undefined ? '-' : r.unetTrainSamplesPerSecond.toFixed(1);
+    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${unet} |`);
   }
 }
 
