@@ -11,6 +11,7 @@ import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
 import { Rng } from '../src/rng';
 import { Trainer, loadTrainingData, newRunMeta } from '../src/train';
 import { tempDir } from './helpers';
+import '@tensorflow/tfjs-backend-wasm';
 
 // The fast kernels where built (training a U-net on the cpu backend's loops takes minutes), else cpu.
 before(async () => {
@@ -70,6 +71,10 @@ test('im2col convolution equals tf.conv2d, with gradients; GroupNorm, space-to-d
       assert.ok(Math.abs(mean) < 1e-5 && Math.abs(variance - 1) < 1e-3, `mean ${mean} variance ${variance}`);
     }
   }
+  // Upsampling's gradient sums each 2×2 block of dy, for every image of a batch.
+  const dy = tf.tensor4d(Float32Array.from({ length: 32 }, (_, i) => i + 1), [2, 4, 4, 1]);
+  const grad = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(upsampleNearest(a as tf.Tensor4D), dy)))(tf.zeros([2, 2, 2, 1]));
+  assert.deepEqual(grad.dataSync(), Float32Array.from([14, 22, 46, 54, 78, 86, 110, 118]));
   const small = tf.tensor4d([1, 2, 3, 4], [1, 2, 2, 1]);
   assert.deepEqual(upsampleNearest(small).dataSync(), Float32Array.from([1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4]));
   assert.deepEqual(spaceToDepth(small).dataSync(), Float32Array.from([1, 2, 3, 4]));
@@ -100,4 +105,26 @@ test('a tiny U-net overfits a small folder of generated coloured squares', async
   const last = losses.slice(-30).reduce((a, b) => a + b) / 30;
   assert.ok(last < first / 5, `loss ${first.toFixed(3)} → ${last.toFixed(3)}`);
   trainer.dispose();
+});
+
+test('on wasm (no Conv2DBackpropFilter kernel) the U-net differentiates through im2col and agrees with the cpu backend', async () => {
+  const previous = tf.getBackend();
+  const run = async (backend: string) => {
+    await tf.setBackend(backend);
+    const model = new ConvUnet(unetConfig(16, 3, { baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8] }), new Rng(7));
+    const x = tf.tensor2d(new Rng(8).fillNormal(new Float32Array(2 * 768)), [2, 768]);
+    const t = tf.tensor1d([0.2, 0.7]);
+    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(model.predict(x, t))));
+    const result = { loss: value.dataSync()[0], grad: grads[model.variables.get('init/kernel')!.name].dataSync().slice() };
+    tf.dispose([value, x, t, ...Object.values(grads)]);
+    model.dispose();
+    return result;
+  };
+  const cpu = await run('cpu');
+  const wasm = await run('wasm');
+  await tf.setBackend(previous);
+  assert.ok(Math.abs(cpu.loss - wasm.loss) < 1e-4 * Math.max(1, cpu.loss), `${cpu.loss} vs ${wasm.loss}`);
+  let worst = 0;
+  cpu.grad.forEach((g, i) => (worst = Math.max(worst, Math.abs(g - wasm.grad[i]))));
+  assert.ok(worst < 1e-4, `largest gradient difference ${worst}`);
 });

@@ -69,11 +69,17 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
 }
 
 /**
- * Nearest-neighbour 2× upsampling: tfjs's resize where the backend has its gradient kernel, else by
- * tiling columns then rows (tfjs differentiates tile up to rank 4).
+ * Backends whose ResizeNearestNeighborGrad is right. tfjs-backend-cpu 4.22's (and so blas's) sends the
+ * gradient of every image after the first to the wrong place (tested in test/unet.test.ts).
+ */
+const RESIZE_GRAD_BACKENDS = new Set(['wasm', 'tensorflow']);
+
+/**
+ * Nearest-neighbour 2× upsampling: tfjs's resize where its gradient is right, else by tiling columns
+ * then rows (tfjs differentiates tile up to rank 4).
  */
 export function upsampleNearest(x: tf.Tensor4D): tf.Tensor4D {
-  if (backendHasKernel('ResizeNearestNeighborGrad')) return tf.image.resizeNearestNeighbor(x, [2 * x.shape[1], 2 * x.shape[2]]);
+  if (RESIZE_GRAD_BACKENDS.has(tf.getBackend())) return tf.image.resizeNearestNeighbor(x, [2 * x.shape[1], 2 * x.shape[2]]);
   return tf.tidy(() => {
     const [b, h, w, c] = x.shape;
     const columns = tf.tile(tf.reshape(x, [b * h, w, 1, c]), [1, 1, 2, 1]); // each pixel twice along the row
