@@ -6,6 +6,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
+import { loadNativeAddon } from '../src/native/addon';
 import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
 import { groupNorm, silu } from '../src/models/convLayers';
 import { Adam, adamConfig } from '../src/optim';
@@ -241,4 +242,13 @@ test('slice, split, transpose, softmax and middle-axis broadcasts match the cpu 
     compare(`${op.name} of a per-image channel shift`, [x, random([3, 1, 1, 6], 805)], (a, b) => [op(a, b), op(b, a)]);
     compare(`${op.name} of a row statistic`, [random([6, 9], 806), random([6, 1], 807)], (a, b) => [op(a, b), op(b, a)]);
   }
+});
+
+test('the addon flushes subnormal results to zero (they made training steps 6x slower)', { skip }, () => {
+  const native = loadNativeAddon()!;
+  const c = new Float32Array(1);
+  native.sgemm(false, false, 1, 1, 1, Float32Array.of(1e-20), Float32Array.of(1e-20), c);
+  assert.equal(c[0], 0); // 1e-40 is below float32's smallest normal number
+  native.sgemm(false, false, 1, 1, 1, Float32Array.of(1e-15), Float32Array.of(1e-15), c);
+  assert.ok(Math.abs(c[0] - 1e-30) < 1e-36);
 });
