@@ -263,6 +263,24 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
 }
 
 /**
+ * Fills `out` with runs of `run` contiguous source values, one per index of the `outer` shape (row-major),
+ * the run for index i starting at first + Σ i[a]·sourceStrides[a].
+ */
+function copyRuns(src: Float32Array, out: Float32Array, first: number, outer: number[], sourceStrides: number[], run: number): void {
+  const index = new Array(outer.length).fill(0);
+  const count = tf.util.sizeFromShape(outer);
+  for (let r = 0; r < count; r++) {
+    let from = first;
+    for (let a = 0; a < outer.length; a++) from += index[a] * sourceStrides[a];
+    out.set(src.subarray(from, from + run), r * run);
+    for (let a = outer.length - 1; a >= 0; a--) {
+      if (++index[a] < outer[a]) break;
+      index[a] = 0;
+    }
+  }
+}
+
+/**
  * Slice as copies of contiguous runs along the last axis (the cpu kernel indexes element by element
  * unless the slice is one contiguous block: seconds for the U-net's channel splits).
  */
@@ -276,20 +294,9 @@ function sliceKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const cpu = args.backend as BlasBackend;
     const src = cpuValues(cpu, x);
     const out = cpu.allocate(tf.util.sizeFromShape(sizes));
-    const run = sizes[rank - 1];
     const strides = tf.util.computeStrides(x.shape); // rank − 1 strides, the last axis has stride 1
-    const outer = sizes.slice(0, -1);
-    const count = tf.util.sizeFromShape(outer);
-    const index = new Array(rank - 1).fill(0);
-    for (let r = 0; r < count; r++) {
-      let from = starts[rank - 1];
-      for (let a = 0; a < rank - 1; a++) from += (starts[a] + index[a]) * strides[a];
-      out.set(src.subarray(from, from + run), r * run);
-      for (let a = rank - 2; a >= 0; a--) {
-        if (++index[a] < outer[a]) break;
-        index[a] = 0;
-      }
-    }
+    const first = starts.reduce((sum, start, a) => sum + start * (a < rank - 1 ? strides[a] : 1), 0);
+    copyRuns(src, out, first, sizes.slice(0, -1), strides, sizes[rank - 1]);
     return cpu.makeTensorInfo(sizes, 'float32', out);
   };
 }
@@ -390,21 +397,8 @@ function transposeKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const src = cpuValues(cpu, x);
     const outShape = perm.map((p) => x.shape[p]);
     const out = cpu.allocate(src.length);
-    const run = x.shape[rank - 1];
     const strides = tf.util.computeStrides(x.shape);
-    const outer = outShape.slice(0, -1);
-    const sourceStride = perm.slice(0, -1).map((p) => strides[p]);
-    const index = new Array(rank - 1).fill(0);
-    const count = tf.util.sizeFromShape(outer);
-    for (let r = 0; r < count; r++) {
-      let from = 0;
-      for (let a = 0; a < rank - 1; a++) from += index[a] * sourceStride[a];
-      out.set(src.subarray(from, from + run), r * run);
-      for (let a = rank - 2; a >= 0; a--) {
-        if (++index[a] < outer[a]) break;
-        index[a] = 0;
-      }
-    }
+    copyRuns(src, out, 0, outShape.slice(0, -1), perm.slice(0, -1).map((p) => strides[p]), x.shape[rank - 1]);
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
 }
