@@ -121,6 +121,11 @@ function asMnistDigits(images: Float32Array, n: number, meta: CheckpointMeta): F
   throw new UserError(`evaluate scores MNIST digits; this checkpoint makes ${height}x${imageWidth}x${channels} images of ${source}`);
 }
 
+/** `--some-option` for commander's `someOption`. */
+function flagName(key: string): string {
+  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
 function log(message: string): void {
   process.stderr.write(message + '\n');
 }
@@ -136,7 +141,7 @@ export function buildProgram(): Command {
 
   program
     .command('train')
-    .description('train the fully connected U-net DDPM on MNIST, with a checkpoint after every epoch')
+    .description('train a DDPM (the fully connected U-net on MNIST, or a convolutional U-net) with a checkpoint after every epoch')
     .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1, 'an integer of at least 1'), 1000)
     .addOption(new Option('--recipe <name>', 'training recipe: default (better samples per minute) or seed (the blog post\'s exact one); the options below override its parts').choices(RECIPE_NAMES).default('default'))
     .option('--batch-size <n>', `images per optimizer step (recipe: ${RECIPES.default.batchSize})`, integer(1, 'an integer of at least 1'))
@@ -168,6 +173,9 @@ export function buildProgram(): Command {
       if (opts.resume && opts.overwrite) throw new UserError('--resume and --overwrite contradict each other');
       if (opts.resume && explicit.has('recipe')) throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
       const recipe: Recipe = RECIPES[opts.recipe as RecipeName];
+      const unetOnly = ['baseChannels', 'channelMults', 'blocks', 'attention'].filter((k) => explicit.has(k));
+      if (opts.model === 'fc' && unetOnly.length > 0) throw new UserError(`${flagName(unetOnly[0])} is an option of --model unet`);
+      if (opts.model === 'unet' && explicit.has('width')) throw new UserError('--width is an option of --model fc (the U-net has --base-channels and --channel-mults)');
       await selectBackend(opts.backend as BackendChoice);
       let stopRequested = false;
       const onSigint = () => {

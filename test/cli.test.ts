@@ -204,6 +204,8 @@ test('--model unet trains on a folder of RGB images, samples an RGB grid, and ev
   assert.deepEqual([info.width, info.height, info.channels], [2 * 16 + 2, 2 * 16 + 2, 3]);
   assertCleanFailure(runCli(['evaluate', '--checkpoint', ckpt, '--n', '10']), /evaluate scores MNIST digits; this checkpoint makes 16x16x3 images/);
   assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--model', 'fc', '--out', ckpt]), /--model is fixed/);
+  assertCleanFailure(runCli(['train', '--base-channels', '8', '--out', path.join(dir, 'y')]), /--base-channels is an option of --model unet/);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--width', '64', '--out', path.join(dir, 'y')]), /--width is an option of --model fc/);
   const empty = path.join(dir, 'empty');
   fs.mkdirSync(empty);
   assertCleanFailure(runCli(['train', '--model', 'unet', '--data', empty, '--out', path.join(dir, 'x')]), /no PNG, JPEG or WebP images/);
