@@ -159,6 +159,6 @@ export function loadCheckpoint(dir: string): { meta: CheckpointMeta; tensors: Ma
     tensors.set(t.name, { shape: t.shape, values: floats.subarray(offset, offset + sizes[i]) });
     offset += sizes[i];
   });
-  const { model, schedule, data, training } = file;
-  return { meta: { model, schedule, data, training }, tensors };
+  const { model, schedule, data, training, sampling } = file;
+  return { meta: { model, schedule, data, training, ...(sampling ? { sampling } : {}) }, tensors };
 }
