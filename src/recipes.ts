@@ -21,9 +21,10 @@ export const RECIPES = {
   seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false },
   /**
    * 10x the rate, reached by warm-up and decayed to zero by a cosine; sampled from a moving average of
-   * the weights, with the predicted clean image clamped to the data's range at every step.
+   * the weights. (Clamping x̂0 at every step, lucidrains' default, is left off: on these fully connected
+   * models it lowers FD but leaves visible noise, since the high-noise steps' x̂0 is mostly clamped away.)
    */
-  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: true },
+  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false },
 } as const satisfies Record<string, Recipe>;
 
 export type RecipeName = keyof typeof RECIPES;

@@ -167,14 +167,15 @@ test('--recipe seed trains the blog post\'s recipe, the default recipe its own; 
   // --keep-every leaves a loadable copy of each epoch's checkpoint
   assert.equal(read(path.join(defDir, 'epoch-0001')).training.epoch, 1);
   assert.equal(read(path.join(defDir, 'epoch-0002')).training.epoch, 2);
-  // sample follows the checkpoint's sampler (the default recipe clamps x̂0) unless told otherwise
+  // sample follows the checkpoint's sampler (neither recipe clamps x̂0) unless told otherwise
   const grid = (name: string, ...flags: string[]) => {
     const file = path.join(defDir, name);
     assert.equal(runCli(['sample', '--checkpoint', path.join(defDir, 'epoch-0001'), '--n', '2', '--out', file, ...flags]).status, 0);
     return fs.readFileSync(file);
   };
-  assert.deepEqual(grid('recipe.png'), grid('clip.png', '--clip-denoised'));
-  assert.notDeepEqual(grid('recipe.png'), grid('plain.png', '--no-clip-denoised'));
+  assert.equal(def.sampling.clipDenoised, false);
+  assert.deepEqual(grid('recipe.png'), grid('plain.png', '--no-clip-denoised'));
+  assert.notDeepEqual(grid('recipe.png'), grid('clip.png', '--clip-denoised'));
   const mixed = tempDir();
   assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--ema', '0.99', '--lr-schedule', 'cosine', '--out', mixed]).status, 0);
   assert.equal(read(mixed).training.ema, 0.99);
