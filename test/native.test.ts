@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
 import { loadNativeAddon } from '../src/native/addon';
 import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
-import { groupNorm, silu } from '../src/models/convLayers';
+import { groupNorm, silu, upsampleNearest } from '../src/models/convLayers';
 import { Adam, adamConfig } from '../src/optim';
 import { Rng } from '../src/rng';
 import { Trainer, newRunMeta } from '../src/train';
@@ -237,6 +237,21 @@ test('slice, split, transpose, softmax and middle-axis broadcasts match the cpu 
   compare('transpose keeping the last axis', [x], (a) => tf.transpose(a, [0, 2, 1, 3]));
   compare('transpose moving the last axis', [x], (a) => tf.transpose(a, [3, 1, 0, 2]));
   compare('softmax', [random([4, 3, 17], 803)], (a) => tf.softmax(a));
+  // nearest-neighbour resize gradient: against the cpu backend's tile gradient (its own resize gradient is wrong for batches)
+  const dy = random([3, 8, 6, 5], 808);
+  const tiled = on('cpu', [dy], (g) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(upsampleNearest(x as tf.Tensor4D), g)))(tf.zeros([3, 4, 3, 5])));
+  const resized = on(BLAS_BACKEND, [dy], (g) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [8, 6]), g)))(tf.zeros([3, 4, 3, 5])));
+  assertClose(resized, tiled, 'resize nearest gradient');
+  // and against the forward pass's own source pixels (resize an image of pixel indices), where the cpu
+  // kernel is also wrong (half-pixel centres, odd sizes)
+  for (const [ih, iw, oh, ow, half] of [[3, 4, 5, 7, true], [5, 5, 3, 2, true], [3, 4, 5, 7, false]] as [number, number, number, number, boolean][]) {
+    const g = random([1, oh, ow, 1], 810);
+    const sources = on('cpu', [], () => tf.image.resizeNearestNeighbor(tf.tensor4d(Float32Array.from({ length: ih * iw }, (_, i) => i), [1, ih, iw, 1]), [oh, ow], false, half))[0].values;
+    const expected = new Float32Array(ih * iw);
+    sources.forEach((from, i) => (expected[from] += g.values[i]));
+    const actual = on(BLAS_BACKEND, [g], (dy) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [oh, ow], false, half), dy)))(tf.zeros([1, ih, iw, 1])));
+    assertClose(actual, [{ shape: [1, ih, iw, 1], values: expected }], `resize nearest gradient ${ih}x${iw} → ${oh}x${ow}, half-pixel ${half}`);
+  }
   compare('softmax gradient', [random([4, 3, 17], 804)], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.softmax(p), tf.cos(p))))(a));
   for (const op of [tf.add, tf.sub, tf.mul]) {
     compare(`${op.name} of a per-image channel shift`, [x, random([3, 1, 1, 6], 805)], (a, b) => [op(a, b), op(b, a)]);

@@ -69,10 +69,10 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
 }
 
 /**
- * Backends whose ResizeNearestNeighborGrad is right. tfjs-backend-cpu 4.22's (and so blas's) sends the
- * gradient of every image after the first to the wrong place (tested in test/unet.test.ts).
+ * Backends whose ResizeNearestNeighborGrad is right. tfjs-backend-cpu 4.22's sends the gradient of
+ * every image after the first to the wrong place; blas has its own (tested in test/unet.test.ts).
  */
-const RESIZE_GRAD_BACKENDS = new Set(['wasm', 'tensorflow']);
+const RESIZE_GRAD_BACKENDS = new Set(['wasm', 'tensorflow', 'blas']);
 
 /**
  * Nearest-neighbour 2× upsampling: tfjs's resize where its gradient is right, else by tiling columns

@@ -403,6 +403,41 @@ function transposeKernel(fallback: tf.KernelFunc): tf.KernelFunc {
   };
 }
 
+/**
+ * The gradient of nearest-neighbour resizing: each dy pixel added to the input pixel the forward pass
+ * read (tfjs's own source-pixel rule). Replaces the cpu kernel, which misplaces every image after the first.
+ */
+function resizeNearestGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { images, dy } = args.inputs as { images: tf.TensorInfo; dy: tf.TensorInfo };
+    const { alignCorners, halfPixelCenters } = args.attrs as unknown as { alignCorners: boolean; halfPixelCenters: boolean };
+    if (dy.dtype !== 'float32') return fallback(args);
+    const [batch, inH, inW, channels] = images.shape;
+    const [, outH, outW] = dy.shape;
+    const source = (out: number, inSize: number, outSize: number) => {
+      const ratio = (alignCorners && outSize > 1 ? inSize - 1 : inSize) / (alignCorners && outSize > 1 ? outSize - 1 : outSize);
+      const frac = halfPixelCenters ? ratio * (out + 0.5) : ratio * out;
+      const nearest = Math.min(inSize - 1, alignCorners ? Math.round(frac) : Math.floor(frac));
+      return halfPixelCenters ? Math.max(0, nearest) : nearest;
+    };
+    const rows = Array.from({ length: outH }, (_, y) => source(y, inH, outH));
+    const cols = Array.from({ length: outW }, (_, x) => source(x, inW, outW));
+    const cpu = args.backend as BlasBackend;
+    const g = cpuValues(cpu, dy);
+    const out = cpu.allocate(batch * inH * inW * channels).fill(0);
+    for (let b = 0; b < batch; b++) {
+      for (let y = 0; y < outH; y++) {
+        for (let x = 0; x < outW; x++) {
+          const from = ((b * outH + y) * outW + x) * channels;
+          const to = ((b * inH + rows[y]) * inW + cols[x]) * channels;
+          for (let c = 0; c < channels; c++) out[to + c] += g[from + c];
+        }
+      }
+    }
+    return cpu.makeTensorInfo(images.shape, 'float32', out);
+  };
+}
+
 /** Softmax over the last axis, one row at a time (the cpu kernel runs five broadcasting ops). */
 function softmaxKernel(fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
@@ -444,6 +479,7 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
     [tf.SplitV]: (f) => splitKernel(f),
     [tf.Transpose]: (f) => transposeKernel(f),
     [tf.Softmax]: (f) => softmaxKernel(f),
+    [tf.ResizeNearestNeighborGrad]: (f) => resizeNearestGradKernel(f),
     [tf.Conv2D]: (f) => convKernel(native, 0, f),
     [tf.Conv2DBackpropInput]: (f) => convKernel(native, 1, f),
     [tf.Conv2DBackpropFilter]: (f) => convKernel(native, 2, f),
