@@ -227,7 +227,7 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
   }
 });
 
-test('slice, split, transpose, softmax and middle-axis broadcasts match the cpu kernels', { skip }, () => {
+test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gradient match the cpu kernels or a reference', { skip }, () => {
   const x = random([3, 5, 4, 6], 800);
   compare('slice', [x], (a) => tf.slice(a, [1, 0, 2, 1], [2, 5, 2, 4]));
   compare('slice of a 2-d row block', [random([7, 9], 801)], (a) => tf.slice(a, [2, 3], [4, 5]));
