@@ -21,7 +21,7 @@ import { generate } from './sample';
 import { WeightAverage } from './ema';
 import { assignCopy } from './tensors';
 import { DDPMScheduler, linearSchedule } from './schedule';
-import { LrSchedule, learningRateAt } from './lrSchedule';
+import { LrSchedule, effectiveWarmup, learningRateAt } from './lrSchedule';
 
 export class NonFiniteLossError extends UserError {}
 
@@ -319,7 +319,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
   hooks.log(
     `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
       `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule?.kind ?? 'constant'}` +
-      `${meta.training.lrSchedule?.warmupSteps ? ` (warm-up ${meta.training.lrSchedule.warmupSteps})` : ''}` +
+      `${meta.training.lrSchedule && effectiveWarmup(meta.training.lrSchedule) ? ` (warm-up ${effectiveWarmup(meta.training.lrSchedule)} steps)` : ''}` +
       `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
   );
   let interrupted = false;
