@@ -3,7 +3,8 @@
  * lays it out): a 3×3 input convolution; per stage, residual blocks (GroupNorm, SiLU, 3×3 convolution,
  * twice, with the time embedding added in between) followed by self-attention at the chosen
  * resolutions, then a 2× downsampling; a middle of block, attention, block; the mirror image upwards,
- * each block taking the matching down block's output as a skip input; GroupNorm, SiLU, 3×3 convolution out.
+ * each block taking the matching down block's output as a skip input; a last block that also takes the
+ * input convolution's output; GroupNorm, SiLU, 3×3 convolution out.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
@@ -125,6 +126,7 @@ export class ConvUnet implements Denoiser {
       time = this.linear(silu(this.linear(time, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
 
       let h = this.conv(tf.reshape(x, [batch, height, imageWidth, channels]), 'init', baseChannels);
+      const initial = h; // joins the last block again, as in lucidrains' U-net: a short path from input to output
       const skips: tf.Tensor4D[] = [];
       channelMults.forEach((mult, stage) => {
         for (let i = 0; i < blocksPerStage; i++) {
@@ -145,6 +147,7 @@ export class ConvUnet implements Denoiser {
         }
         if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
       }
+      h = this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels);
       const out = this.conv(silu(this.norm(h, 'out/norm')), 'out/conv', channels);
       return tf.reshape(out, [batch, height * imageWidth * channels]);
     });
