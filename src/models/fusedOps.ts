@@ -16,54 +16,38 @@ export function backendHasKernel(kernelName: string): boolean {
 }
 
 /**
- * Gradient of the fused kernel: one backward kernel gives dx, dγ and dβ. It runs here, not inside the
- * closures, because tfjs runs each closure in its own tidy, which would free the other two outputs.
+ * Gradients of the fused kernels, registered once (the registry is global; a gradient only runs where
+ * its kernel did). The norms' backward kernels give dx, dγ and dβ at once; they run here, not inside
+ * the closures, because tfjs runs each closure in its own tidy, which would free the other two outputs.
  */
-let gradientRegistered = false;
-export function registerGeluLayerNormGradient(): void {
-  if (gradientRegistered) return;
-  gradientRegistered = true;
+let gradientsRegistered = false;
+export function registerFusedGradients(): void {
+  if (gradientsRegistered) return;
+  gradientsRegistered = true;
+  const first = (dy: tf.Tensor | tf.Tensor[]) => (Array.isArray(dy) ? dy[0] : dy);
   tf.registerGradient({
     kernelName: GELU_LAYER_NORM,
     inputsToSave: ['x', 'gamma'],
     outputsToSave: [false, true, true],
     gradFunc: (dy, saved) => {
       const [x, gamma, xhat, rstd] = saved;
-      const dyOut = Array.isArray(dy) ? dy[0] : dy;
-      const [dx, dgamma, dbeta] = tf.engine().runKernel(GELU_LAYER_NORM_GRAD, { dy: dyOut, x, xhat, gamma, rstd }) as tf.Tensor[];
+      const [dx, dgamma, dbeta] = tf.engine().runKernel(GELU_LAYER_NORM_GRAD, { dy: first(dy), x, xhat, gamma, rstd }) as tf.Tensor[];
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
   });
-}
-
-/** Gradient of the fused GroupNorm (attribute `groups`), registered like the one above. */
-let groupNormGradientRegistered = false;
-export function registerGroupNormGradient(): void {
-  if (groupNormGradientRegistered) return;
-  groupNormGradientRegistered = true;
   tf.registerGradient({
     kernelName: GROUP_NORM,
     inputsToSave: ['gamma'],
     outputsToSave: [false, true, true],
     gradFunc: (dy, saved, attrs) => {
       const [gamma, xhat, rstd] = saved;
-      const dyOut = Array.isArray(dy) ? dy[0] : dy;
-      const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: dyOut, xhat, gamma, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: first(dy), xhat, gamma, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
   });
-}
-
-let siluGradientRegistered = false;
-export function registerSiluGradient(): void {
-  if (siluGradientRegistered) return;
-  siluGradientRegistered = true;
   tf.registerGradient({
     kernelName: SILU,
     inputsToSave: ['x'],
-    gradFunc: (dy, saved) => {
-      const [x] = saved;
-      return { x: () => tf.engine().runKernel(SILU_GRAD, { dy: dy as tf.Tensor, x }) as tf.Tensor };
-    },
+    gradFunc: (dy, saved) => ({ x: () => tf.engine().runKernel(SILU_GRAD, { dy: first(dy), x: saved[0] }) as tf.Tensor }),
   });
 }

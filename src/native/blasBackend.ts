@@ -14,9 +14,7 @@ import {
   GROUP_NORM_GRAD,
   SILU,
   SILU_GRAD,
-  registerGeluLayerNormGradient,
-  registerGroupNormGradient,
-  registerSiluGradient,
+  registerFusedGradients,
 } from '../models/fusedOps';
 
 export const BLAS_BACKEND = 'blas';
@@ -490,17 +488,15 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
   }
   tf.registerKernel({ kernelName: GELU_LAYER_NORM, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormKernel(native) });
   tf.registerKernel({ kernelName: GELU_LAYER_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormGradKernel(native) });
-  registerGeluLayerNormGradient();
+  registerFusedGradients();
   if (native.silu && native.siluGrad) {
     const silu = native.silu, siluGrad = native.siluGrad;
     tf.registerKernel({ kernelName: SILU, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [x], out) => silu(cpuValues(cpu, x), out), 'x') });
     tf.registerKernel({ kernelName: SILU_GRAD, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [dy, x], out) => siluGrad(cpuValues(cpu, dy), cpuValues(cpu, x), out), 'dy', 'x') });
-    registerSiluGradient();
   }
   if (native.groupNorm && native.groupNormGrad) {
     tf.registerKernel({ kernelName: GROUP_NORM, backendName: BLAS_BACKEND, kernelFunc: groupNormKernel(native) });
     tf.registerKernel({ kernelName: GROUP_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: groupNormGradKernel(native) });
-    registerGroupNormGradient();
   }
   registered = native;
   return true;
