@@ -3,14 +3,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS, BackendChoice, selectBackend } from './backend';
-import { UserError } from './errors';
+import { UserError, flagName } from './errors';
 import { gridLayout, quantize, writeImageGrid } from './image';
 import { createProgress, samplingProgress } from './progress';
 import { Rng } from './rng';
 import { generate } from './sample';
 import { DDPMScheduler } from './schedule';
 import { TrainOptions, loadModel, runTraining } from './train';
-import { UnetConfig, imageSize } from './models/denoiser';
+import { UnetConfig } from './models/denoiser';
 import { CheckpointMeta } from './checkpoint';
 import { cropImages } from './data/mnist';
 import { LR_SCHEDULES } from './lrSchedule';
@@ -111,19 +111,14 @@ function sampleCheckpoint(dir: string, n: number, flags: SamplerFlags, check: (m
   }
 }
 
-/** Samples as 28×28 digits for the classifier: MNIST-32 models' 2-px frame cropped away; other data refused. */
-function asMnistDigits(images: Float32Array, n: number, meta: CheckpointMeta): Float32Array {
+/** The frame to crop from a checkpoint's images to get 28×28 MNIST digits (MNIST-32: 2 px); other data is refused. */
+function mnistFrame(meta: CheckpointMeta): number {
   const { height, imageWidth } = meta.model;
   const channels = meta.model.channels ?? 1;
-  if (meta.data.dataset === 'mnist' && height === 28 && imageWidth === 28 && channels === 1) return images;
-  if (meta.data.dataset === 'mnist32' && height === 32 && imageWidth === 32 && channels === 1) return cropImages(images, n, { height, width: imageWidth, channels }, 2);
+  if (meta.data.dataset === 'mnist' && height === 28 && imageWidth === 28 && channels === 1) return 0;
+  if (meta.data.dataset === 'mnist32' && height === 32 && imageWidth === 32 && channels === 1) return 2;
   const source = meta.data.dataset === 'folder' ? meta.data.path : meta.data.dataset;
   throw new UserError(`evaluate scores MNIST digits; this checkpoint makes ${height}x${imageWidth}x${channels} images of ${source}`);
-}
-
-/** `--some-option` for commander's `someOption`. */
-function flagName(key: string): string {
-  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 }
 
 function log(message: string): void {
@@ -268,8 +263,9 @@ export function buildProgram(): Command {
         if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
       } else {
         n = opts.n;
-        const sampled = sampleCheckpoint(opts.checkpoint, n, opts, (meta) => asMnistDigits(new Float32Array(imageSize(meta.model)), 1, meta));
-        images = quantize(asMnistDigits(sampled.images, n, sampled.meta));
+        const { images: sampled, meta } = sampleCheckpoint(opts.checkpoint, n, opts, mnistFrame);
+        const frame = mnistFrame(meta);
+        images = quantize(frame ? cropImages(sampled, n, { height: meta.model.height, width: meta.model.imageWidth, channels: 1 }, frame) : sampled);
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
       const reference = testReference(classifier, n);

@@ -8,3 +8,8 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/** `--some-option` for an option's camelCase key, as user errors name it. */
+export function flagName(key: string): string {
+  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}

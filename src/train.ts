@@ -8,7 +8,7 @@ import '@tensorflow/tfjs'; // registers the gradients, which tfjs-core's CommonJ
 import { CheckpointMeta, DataRecord, NamedArray, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import { epochBatches, gatherBatch } from './data/batches';
 import { ImageSet, loadMnist, padImages } from './data/mnist';
-import { UserError } from './errors';
+import { UserError, flagName } from './errors';
 import { writeImageGrid } from './image';
 import { Denoiser, ModelConfig, UnetConfig, parameterCount } from './models/denoiser';
 import { ConvUnet, unetConfig } from './models/unet';
@@ -264,7 +264,7 @@ function resumedMeta(saved: CheckpointMeta, o: TrainOptions): CheckpointMeta {
     throw new UserError(`the checkpoint in ${o.out} has ${has}; --width ${o.width} would need a new model (use another --out)`);
   }
   for (const option of ['model', 'data', 'imageSize', 'channels']) {
-    if (o.explicit.has(option)) throw new UserError(`--${option.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} is fixed when a run starts; the checkpoint in ${o.out} keeps its own (use another --out)`);
+    if (o.explicit.has(option)) throw new UserError(`${flagName(option)} is fixed when a run starts; the checkpoint in ${o.out} keeps its own (use another --out)`);
   }
   if (o.explicit.has('timesteps') && o.timesteps !== saved.schedule.timesteps) {
     throw new UserError(`the checkpoint in ${o.out} uses ${saved.schedule.timesteps} timesteps, not ${o.timesteps}`);
