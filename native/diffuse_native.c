@@ -6,6 +6,7 @@
  */
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
@@ -303,44 +304,81 @@ static napi_value column_sums(napi_env env, napi_callback_info info) {
 }
 
 /*
- * binary(op, a, b, out, bSize): out = a op b for op 0 add, 1 subtract, 2 multiply; b has out's length,
- * or 1 (a scalar), or the length of out's last axis (a row broadcast over the leading axes); `swap`
- * computes b op a instead, for the broadcast operand on the left.
+ * binary(op, a, b, out, swap[, outer]): out = a op b for op 0 add, 1 subtract, 2 multiply; `swap`
+ * computes b op a instead, for the broadcast operand on the left. out (and a) are [outer, middle,
+ * inner] and b is [outer, inner], repeated over the middle: with outer = 1 (the default), b has out's
+ * length, 1 (a scalar) or the length of out's trailing axes (a bias row); with outer > 1, b is a
+ * per-image channel shift ([b, 1, 1, c] on [b, h, w, c]) or a row statistic ([r, 1] on [r, n]).
  */
 static napi_value binary(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   const int op = (int)num(env, argv[0]);
   size_t la = 0, lb = 0, lo = 0;
   const float *a = f32(env, argv[1], &la), *b = f32(env, argv[2], &lb);
   float *out = f32(env, argv[3], &lo);
   const bool swap = flag(env, argv[4]);
+  const int64_t outer = argc > 5 ? (int64_t)num(env, argv[5]) : 1;
   if (!a || !b || !out) return NULL;
-  if (la != lo || lb == 0 || lo % lb != 0) {
+  if (la != lo || lb == 0 || outer < 1 || lb % outer != 0 || lo % lb != 0) {
     napi_throw_range_error(env, NULL, "binary: shapes do not broadcast");
     return NULL;
   }
-  const int64_t n = (int64_t)lo, m = (int64_t)lb;
+  const int64_t inner = (int64_t)lb / outer, middle = (int64_t)lo / (int64_t)lb, block = middle * inner;
   const float sign = swap ? -1.0f : 1.0f;
-  /* b repeats every m values: walk out as rows of m so the inner loop has no index arithmetic. */
-  for (int64_t row = 0; row < n; row += m) {
-    const float *ar = a + row;
-    float *o = out + row;
-    if (m == 1) {
-      const float bv = b[0];
-      for (int64_t i = 0; i < n; i++) o[i] = op == 0 ? ar[i] + bv : op == 1 ? sign * (ar[i] - bv) : ar[i] * bv;
-      break;
-    }
-    switch (op) {
-      case 0: for (int64_t i = 0; i < m; i++) o[i] = ar[i] + b[i]; break;
-      case 1: for (int64_t i = 0; i < m; i++) o[i] = sign * (ar[i] - b[i]); break;
-      default: for (int64_t i = 0; i < m; i++) o[i] = ar[i] * b[i]; break;
+#pragma omp parallel for if (lo > 65536 && outer > 1)
+  for (int64_t o = 0; o < outer; o++) {
+    const float *bo = b + o * inner;
+    /* Walk each block as `middle` rows of `inner` values so the inner loop has no index arithmetic. */
+    for (int64_t row = o * block; row < (o + 1) * block; row += inner) {
+      const float *ar = a + row;
+      float *r = out + row;
+      if (inner == 1) {
+        const float bv = bo[0];
+        for (int64_t i = 0; i < middle; i++) r[i] = op == 0 ? ar[i] + bv : op == 1 ? sign * (ar[i] - bv) : ar[i] * bv;
+        break;
+      }
+      switch (op) {
+        case 0: for (int64_t i = 0; i < inner; i++) r[i] = ar[i] + bo[i]; break;
+        case 1: for (int64_t i = 0; i < inner; i++) r[i] = sign * (ar[i] - bo[i]); break;
+        default: for (int64_t i = 0; i < inner; i++) r[i] = ar[i] * bo[i]; break;
+      }
     }
   }
   return NULL;
 }
 
+/* middleSums(x, outer, middle, inner, out): out[o, i] = Σ_m x[o, m, i] (a per-image channel sum, a row sum). */
+static napi_value middle_sums(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t lx = 0, lo = 0;
+  const float *x = f32(env, argv[0], &lx);
+  const int64_t outer = (int64_t)num(env, argv[1]), middle = (int64_t)num(env, argv[2]), inner = (int64_t)num(env, argv[3]);
+  float *out = f32(env, argv[4], &lo);
+  if (!x || !out) return NULL;
+  if ((int64_t)lx != outer * middle * inner || (int64_t)lo != outer * inner) {
+    napi_throw_range_error(env, NULL, "middleSums: array lengths do not match the shape");
+    return NULL;
+  }
+#pragma omp parallel for if (lx > 65536)
+  for (int64_t o = 0; o < outer; o++) {
+    float *acc = out + o * inner;
+    const float *xo = x + o * middle * inner;
+    if (inner == 1) {
+      float s = 0;
+      for (int64_t m = 0; m < middle; m++) s += xo[m];
+      acc[0] = s;
+      continue;
+    }
+    for (int64_t i = 0; i < inner; i++) acc[i] = 0;
+    for (int64_t m = 0; m < middle; m++)
+      for (int64_t i = 0; i < inner; i++) acc[i] += xo[m * inner + i];
+  }
+  return NULL;
+}
 
 /*
  * Convolutions as im2col + sgemm, NHWC, filter [kh, kw, in, out] (tfjs's layouts). The geometry comes
@@ -369,9 +407,12 @@ static bool read_geom(napi_env env, napi_value v, conv_geom *g) {
 static int64_t patch_size(const conv_geom *g) { return g->kH * g->kW * g->inC; }
 
 /* Images per chunk: patch matrices of about 4 M floats. */
+#ifndef CONV_CHUNK_FLOATS
+#define CONV_CHUNK_FLOATS (1 << 18)
+#endif
 static int64_t chunk_images(const conv_geom *g) {
   const int64_t per = g->outH * g->outW * patch_size(g);
-  const int64_t n = (4 << 20) / (per > 0 ? per : 1);
+  const int64_t n = (CONV_CHUNK_FLOATS) / (per > 0 ? per : 1);
   return n < 1 ? 1 : n > g->batch ? g->batch : n;
 }
 
@@ -490,29 +531,44 @@ static napi_value group_norm(napi_env env, napi_callback_info info) {
   float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], NULL), *rstd = f32(env, argv[9], NULL);
   if (!x || !gamma || !beta || !y || !xhat || !rstd) return NULL;
   const int64_t cg = C / G;
+  /* One image per thread, its rows read whole (per-channel sums, then grouped): groups of a few
+     channels read strided were 5x slower. */
 #pragma omp parallel for if (B * P * C > 65536)
-  for (int64_t bg = 0; bg < B * G; bg++) {
-    const int64_t b = bg / G, c0 = (bg % G) * cg;
-    double sum = 0, sq = 0;
-    for (int64_t p = 0; p < P; p++) {
-      const float *row = x + (b * P + p) * C + c0;
-      for (int64_t c = 0; c < cg; c++) sum += row[c];
+  for (int64_t b = 0; b < B; b++) {
+    const float *xb = x + b * P * C;
+    double *acc = (double *)calloc(C, sizeof(double));
+    float *mean = (float *)malloc(C * sizeof(float)), *r = (float *)malloc(C * sizeof(float));
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t c = 0; c < C; c++) acc[c] += xb[p * C + c];
+    for (int64_t g = 0; g < G; g++) {
+      double s = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += acc[c];
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) mean[c] = (float)(s / (double)(P * cg));
     }
-    const double mean = sum / (double)(P * cg);
-    for (int64_t p = 0; p < P; p++) {
-      const float *row = x + (b * P + p) * C + c0;
-      for (int64_t c = 0; c < cg; c++) sq += (row[c] - mean) * (row[c] - mean);
+    for (int64_t c = 0; c < C; c++) acc[c] = 0;
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t c = 0; c < C; c++) {
+        const float d = xb[p * C + c] - mean[c];
+        acc[c] += d * d;
+      }
+    for (int64_t g = 0; g < G; g++) {
+      double s = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += acc[c];
+      const float rg = (float)(1.0 / sqrt(s / (double)(P * cg) + 1e-5));
+      rstd[b * G + g] = rg;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) r[c] = rg;
     }
-    const float r = (float)(1.0 / sqrt(sq / (double)(P * cg) + 1e-5));
-    rstd[bg] = r;
     for (int64_t p = 0; p < P; p++) {
-      const int64_t off = (b * P + p) * C + c0;
-      for (int64_t c = 0; c < cg; c++) {
-        const float h = (float)(x[off + c] - mean) * r;
+      const int64_t off = (b * P + p) * C;
+      for (int64_t c = 0; c < C; c++) {
+        const float h = (x[off + c] - mean[c]) * r[c];
         xhat[off + c] = h;
-        y[off + c] = h * gamma[c0 + c] + beta[c0 + c];
+        y[off + c] = h * gamma[c] + beta[c];
       }
     }
+    free(acc);
+    free(mean);
+    free(r);
   }
   return NULL;
 }
@@ -528,37 +584,112 @@ static napi_value group_norm_grad(napi_env env, napi_callback_info info) {
   if (!dy || !xhat || !gamma || !rstd || !dx || !dgamma || !dbeta) return NULL;
   const int64_t cg = C / G;
   const double n = (double)(P * cg);
+  /* Per image: Σ dx̂ and Σ dx̂·x̂ over each group (dx̂ = dy·γ), from per-channel sums of whole rows; and
+     the image's share of dγ, dβ, summed after. */
+  double *partial = (double *)calloc(2 * B * C, sizeof(double));
 #pragma omp parallel for if (B * P * C > 65536)
-  for (int64_t bg = 0; bg < B * G; bg++) {
-    const int64_t b = bg / G, c0 = (bg % G) * cg;
-    double sumD = 0, sumDX = 0; /* Σ dx̂ and Σ dx̂·x̂ over the group, dx̂ = dy·γ */
+  for (int64_t b = 0; b < B; b++) {
+    double *sumD = (double *)calloc(2 * C, sizeof(double)), *sumDX = sumD + C;
+    double *dg = partial + 2 * b * C, *db = dg + C;
+    float *meanD = (float *)malloc(3 * C * sizeof(float)), *meanDX = meanD + C, *r = meanD + 2 * C;
     for (int64_t p = 0; p < P; p++) {
-      const int64_t off = (b * P + p) * C + c0;
-      for (int64_t c = 0; c < cg; c++) {
-        const float d = dy[off + c] * gamma[c0 + c];
-        sumD += d;
-        sumDX += d * xhat[off + c];
+      const int64_t off = (b * P + p) * C;
+      for (int64_t c = 0; c < C; c++) {
+        const float d = dy[off + c] * gamma[c];
+        sumD[c] += d;
+        sumDX[c] += d * xhat[off + c];
+        dg[c] += dy[off + c] * xhat[off + c];
+        db[c] += dy[off + c];
       }
     }
-    const float meanD = (float)(sumD / n), meanDX = (float)(sumDX / n), r = rstd[bg];
-    for (int64_t p = 0; p < P; p++) {
-      const int64_t off = (b * P + p) * C + c0;
-      for (int64_t c = 0; c < cg; c++) dx[off + c] = r * (dy[off + c] * gamma[c0 + c] - meanD - xhat[off + c] * meanDX);
+    for (int64_t g = 0; g < G; g++) {
+      double sd = 0, sdx = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) sd += sumD[c], sdx += sumDX[c];
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) meanD[c] = (float)(sd / n), meanDX[c] = (float)(sdx / n), r[c] = rstd[b * G + g];
     }
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C;
+      for (int64_t c = 0; c < C; c++) dx[off + c] = r[c] * (dy[off + c] * gamma[c] - meanD[c] - xhat[off + c] * meanDX[c]);
+    }
+    free(sumD);
+    free(meanD);
   }
-  /* dγ and dβ: column sums over all B·P rows, split over channels. */
-#pragma omp parallel if (B * P * C > 65536)
-  {
-    const int threads = omp_get_num_threads(), id = omp_get_thread_num();
-    const int64_t lo = C * id / threads, hi = C * (id + 1) / threads;
-    for (int64_t c = lo; c < hi; c++) dgamma[c] = dbeta[c] = 0.0f;
-    for (int64_t row = 0; row < B * P; row++) {
-      const float *d = dy + row * C, *h = xhat + row * C;
-      for (int64_t c = lo; c < hi; c++) {
-        dgamma[c] += d[c] * h[c];
-        dbeta[c] += d[c];
-      }
+  for (int64_t c = 0; c < C; c++) {
+    double dg = 0, db = 0;
+    for (int64_t b = 0; b < B; b++) dg += partial[2 * b * C + c], db += partial[(2 * b + 1) * C + c];
+    dgamma[c] = (float)dg;
+    dbeta[c] = (float)db;
+  }
+  free(partial);
+  return NULL;
+}
+
+/* softmaxRows(x, cols, y): y = softmax of each row of `cols` values. */
+static napi_value softmax_rows(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t len = 0;
+  const float *x = f32(env, argv[0], &len);
+  const int64_t n = (int64_t)num(env, argv[1]);
+  float *y = f32(env, argv[2], NULL);
+  if (!x || !y) return NULL;
+  const int64_t rows = n > 0 ? (int64_t)len / n : 0;
+#pragma omp parallel for if ((int64_t)len > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * n;
+    float *yr = y + r * n;
+    float max = xr[0], sum = 0;
+    for (int64_t i = 1; i < n; i++) max = xr[i] > max ? xr[i] : max;
+    for (int64_t i = 0; i < n; i++) sum += yr[i] = expf(xr[i] - max);
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++) yr[i] *= inv;
+  }
+  return NULL;
+}
+
+/*
+ * copyRuns(src, srcFirst, srcStrides, out, outFirst, outStrides, outer, run): for every index i of the
+ * `outer` shape (Int32Arrays, row-major), copies `run` contiguous values from srcFirst + Σ i·srcStrides
+ * to outFirst + Σ i·outStrides: slices, concatenations and transposes that keep the last axis.
+ */
+static napi_value copy_runs(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t srcLen = 0, outLen = 0, rank = 0, r2 = 0, r3 = 0;
+  const float *src = f32(env, argv[0], &srcLen);
+  float *out = f32(env, argv[3], &outLen);
+  if (!src || !out) return NULL;
+  const int64_t srcFirst = (int64_t)num(env, argv[1]), outFirst = (int64_t)num(env, argv[4]), run = (int64_t)num(env, argv[7]);
+  int32_t *ss, *os, *outer;
+  napi_typedarray_type t1, t2, t3;
+  napi_value buf;
+  size_t off;
+  if (napi_get_typedarray_info(env, argv[2], &t1, &rank, (void **)&ss, &buf, &off) != napi_ok || napi_get_typedarray_info(env, argv[5], &t2, &r2, (void **)&os, &buf, &off) != napi_ok ||
+      napi_get_typedarray_info(env, argv[6], &t3, &r3, (void **)&outer, &buf, &off) != napi_ok || t1 != napi_int32_array || t2 != napi_int32_array || t3 != napi_int32_array || r2 != rank || r3 != rank || rank > 8) {
+    napi_throw_type_error(env, NULL, "copyRuns: expected three Int32Arrays of one rank (at most 8)");
+    return NULL;
+  }
+  int64_t count = 1, maxSrc = srcFirst, maxOut = outFirst;
+  for (size_t a = 0; a < rank; a++) {
+    count *= outer[a];
+    if (outer[a] > 0) maxSrc += (int64_t)(outer[a] - 1) * ss[a], maxOut += (int64_t)(outer[a] - 1) * os[a];
+  }
+  if (count > 0 && (srcFirst < 0 || outFirst < 0 || maxSrc + run > (int64_t)srcLen || maxOut + run > (int64_t)outLen)) {
+    napi_throw_range_error(env, NULL, "copyRuns: a run falls outside its array");
+    return NULL;
+  }
+#pragma omp parallel for if (count * run > 65536)
+  for (int64_t r = 0; r < count; r++) {
+    int64_t rest = r, from = srcFirst, to = outFirst;
+    for (int64_t a = (int64_t)rank - 1; a >= 0; a--) {
+      const int64_t i = rest % outer[a];
+      rest /= outer[a];
+      from += i * ss[a];
+      to += i * os[a];
     }
+    memcpy(out + to, src + from, run * sizeof(float));
   }
   return NULL;
 }
@@ -631,6 +762,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"silu", NULL, silu, NULL, NULL, NULL, napi_default, NULL},
       {"siluGrad", NULL, silu_grad, NULL, NULL, NULL, napi_default, NULL},
       {"groupNormGrad", NULL, group_norm_grad, NULL, NULL, NULL, napi_default, NULL},
+      {"middleSums", NULL, middle_sums, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxRows", NULL, softmax_rows, NULL, NULL, NULL, napi_default, NULL},
+      {"copyRuns", NULL, copy_runs, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

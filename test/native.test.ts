@@ -218,7 +218,7 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
   const z = random([3, 70001], ++seed); // above the size where the kernel goes parallel
   compare('silu', [z], (a) => silu(a), 1e-4);
   compare('silu gradient', [z], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(silu(p), tf.cos(p))))(a), 1e-4);
-  for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8]] as [number[], number][]) {
+  for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8]] as [number[], number][]) {
     const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
     const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D);
     compare(`groupNorm [${shape}] / ${groups}`, [x, gamma, beta], f, 1e-3);
@@ -257,6 +257,17 @@ test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gr
     compare(`${op.name} of a per-image channel shift`, [x, random([3, 1, 1, 6], 805)], (a, b) => [op(a, b), op(b, a)]);
     compare(`${op.name} of a row statistic`, [random([6, 9], 806), random([6, 1], 807)], (a, b) => [op(a, b), op(b, a)]);
   }
+  compare('sums over middle axes and the last', [x], (a) => [tf.sum(a, [1, 2]), tf.sum(a, [1, 2], true), tf.sum(a, -1, true), tf.sum(a, 1)]);
+  // shapes big enough for the kernels to split over threads (a U-net's first stage)
+  const big = random([8, 32, 32, 12], 811);
+  compare('large concat, split, shift and sums', [big, random([8, 32, 32, 4], 812), random([8, 1, 1, 12], 813)], (a, b, c) => [
+    tf.concat([a, b], 3),
+    ...tf.split(a, [5, 7], 3),
+    tf.add(a, c),
+    tf.sum(a, [1, 2]),
+    tf.sum(a, -1),
+  ]);
+  compare('large softmax', [random([64, 40, 64], 814)], (a) => tf.softmax(a));
 });
 
 test('the addon flushes subnormal results to zero (they made training steps 6x slower)', { skip }, () => {

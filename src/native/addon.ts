@@ -20,9 +20,12 @@ export interface NativeAddon {
   columnSums(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
   /**
    * out = a op b (op 0 add, 1 subtract, 2 multiply), b of out's length, 1, or a divisor of it that
-   * repeats (a broadcast row); with `swap`, b op a.
+   * repeats (a broadcast row); with `swap`, b op a. With `outer` (newer builds), out is [outer, middle,
+   * inner] and b [outer, inner], repeated over the middle.
    */
-  binary(op: 0 | 1 | 2, a: Float32Array, b: Float32Array, out: Float32Array, swap: boolean): void;
+  binary(op: 0 | 1 | 2, a: Float32Array, b: Float32Array, out: Float32Array, swap: boolean, outer?: number): void;
+  /** out[o, i] = Σ_m x[o, m, i] for x as [outer, middle, inner]. Absent in older builds. */
+  middleSums?(x: Float32Array, outer: number, middle: number, inner: number, out: Float32Array): void;
   /**
    * An NHWC convolution by im2col + sgemm (mode 0: y from x and filter; 1: dx from dy and filter;
    * 2: dfilter from x and dy); geom = batch, inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop,
@@ -34,6 +37,13 @@ export interface NativeAddon {
   /** y = x·σ(x), and its gradient dx from dy and x. Absent in older builds. */
   silu?(x: Float32Array, y: Float32Array): void;
   siluGrad?(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  /** y = softmax of each row of `cols` values. Absent in older builds. */
+  softmaxRows?(x: Float32Array, cols: number, y: Float32Array): void;
+  /**
+   * Copies a run of `run` values for every index i of the `outer` shape, from srcFirst + Σ i·srcStrides
+   * to outFirst + Σ i·outStrides. Absent in older builds.
+   */
+  copyRuns?(src: Float32Array, srcFirst: number, srcStrides: Int32Array, out: Float32Array, outFirst: number, outStrides: Int32Array, outer: Int32Array, run: number): void;
   groupNormGrad?(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
 }
 

@@ -169,7 +169,8 @@ function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc 
       const outer = size(0, sorted[0]), middle = size(sorted[0], sorted[sorted.length - 1] + 1), inner = size(sorted[sorted.length - 1] + 1, rank);
       const src = cpuValues(cpu, x);
       const out = cpu.allocate(outer * inner).fill(0);
-      for (let o = 0; o < outer; o++) {
+      if (native.middleSums) native.middleSums(src, outer, middle, inner, out);
+      else for (let o = 0; o < outer; o++) {
         const acc = out.subarray(o * inner, (o + 1) * inner);
         for (let m = 0; m < middle; m++) {
           const base = (o * middle + m) * inner;
@@ -211,7 +212,8 @@ function binaryKernel(native: NativeAddon, op: 0 | 1 | 2, fallback: tf.KernelFun
       const blocks = middleBroadcast(small.shape, outShape);
       if (!blocks) return fallback(args);
       const out = cpu.allocate(tf.util.sizeFromShape(outShape));
-      binaryMiddleBroadcast(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks);
+      if (native.middleSums) native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks.outer); // builds with middleSums take `outer`
+      else binaryMiddleBroadcast(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks);
       return cpu.makeTensorInfo(outShape, 'float32', out);
     }
     const out = cpu.allocate(tf.util.sizeFromShape(outShape));
@@ -261,16 +263,26 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
 }
 
 /**
- * Fills `out` with runs of `run` contiguous source values, one per index of the `outer` shape (row-major),
- * the run for index i starting at first + Σ i[a]·sourceStrides[a].
+ * For every index i of the `outer` shape (row-major), copies `run` contiguous values from
+ * srcFirst + Σ i[a]·srcStrides[a] to outFirst + Σ i[a]·outStrides[a]: slices, concatenations and
+ * transposes that keep the last axis. Natively where the addon has it (a JS loop of typed-array views
+ * costs ~100 ns a run: tens of milliseconds for the U-net's channel splits).
  */
-function copyRuns(src: Float32Array, out: Float32Array, first: number, outer: number[], sourceStrides: number[], run: number): void {
+function copyRuns(native: NativeAddon, src: Float32Array, srcFirst: number, srcStrides: number[], out: Float32Array, outFirst: number, outStrides: number[], outer: number[], run: number): void {
+  if (native.copyRuns) {
+    native.copyRuns(src, srcFirst, Int32Array.from(srcStrides), out, outFirst, Int32Array.from(outStrides), Int32Array.from(outer), run);
+    return;
+  }
   const index = new Array(outer.length).fill(0);
   const count = tf.util.sizeFromShape(outer);
   for (let r = 0; r < count; r++) {
-    let from = first;
-    for (let a = 0; a < outer.length; a++) from += index[a] * sourceStrides[a];
-    out.set(src.subarray(from, from + run), r * run);
+    let from = srcFirst;
+    let to = outFirst;
+    for (let a = 0; a < outer.length; a++) {
+      from += index[a] * srcStrides[a];
+      to += index[a] * outStrides[a];
+    }
+    out.set(src.subarray(from, from + run), to);
     for (let a = outer.length - 1; a >= 0; a--) {
       if (++index[a] < outer[a]) break;
       index[a] = 0;
@@ -278,11 +290,16 @@ function copyRuns(src: Float32Array, out: Float32Array, first: number, outer: nu
   }
 }
 
+/** Row-major strides of `shape` without the last axis (whose stride is 1). */
+function outerStrides(shape: number[]): number[] {
+  return tf.util.computeStrides(shape).slice(0, shape.length - 1);
+}
+
 /**
  * Slice as copies of contiguous runs along the last axis (the cpu kernel indexes element by element
  * unless the slice is one contiguous block: seconds for the U-net's channel splits).
  */
-function sliceKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+function sliceKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     if (x.dtype !== 'float32' || x.shape.length === 0) return fallback(args);
@@ -294,14 +311,14 @@ function sliceKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const out = cpu.allocate(tf.util.sizeFromShape(sizes));
     const strides = tf.util.computeStrides(x.shape); // rank − 1 strides, the last axis has stride 1
     const first = starts.reduce((sum, start, a) => sum + start * (a < rank - 1 ? strides[a] : 1), 0);
-    copyRuns(src, out, first, sizes.slice(0, -1), strides, sizes[rank - 1]);
+    copyRuns(native, src, first, strides, out, 0, outerStrides(sizes), sizes.slice(0, -1), sizes[rank - 1]);
     return cpu.makeTensorInfo(sizes, 'float32', out);
   };
 }
 
 /** SplitV as slices of the kernel above (the cpu SplitV calls its own slice directly). */
-function splitKernel(fallback: tf.KernelFunc): tf.KernelFunc {
-  const slice = sliceKernel(fallback);
+function splitKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  const slice = sliceKernel(native, fallback);
   return (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     if (x.dtype !== 'float32') return fallback(args);
@@ -385,7 +402,7 @@ function binaryMiddleBroadcast(op: 0 | 1 | 2, big: Float32Array, small: Float32A
 }
 
 /** Transposes that keep the last axis in place, as copies of whole last-axis runs; others go to the cpu kernel. */
-function transposeKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+function transposeKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { perm } = args.attrs as unknown as { perm: number[] };
@@ -396,7 +413,29 @@ function transposeKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const outShape = perm.map((p) => x.shape[p]);
     const out = cpu.allocate(src.length);
     const strides = tf.util.computeStrides(x.shape);
-    copyRuns(src, out, 0, outShape.slice(0, -1), perm.slice(0, -1).map((p) => strides[p]), x.shape[rank - 1]);
+    copyRuns(native, src, 0, perm.slice(0, -1).map((p) => strides[p]), out, 0, outerStrides(outShape), outShape.slice(0, -1), x.shape[rank - 1]);
+    return cpu.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+/** Concat as one run copy per input (the cpu kernel goes through 2-D reshapes and slices). */
+function concatKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const xs = args.inputs as unknown as tf.TensorInfo[];
+    if (xs.length < 2 || xs.some((x) => x.dtype !== 'float32')) return fallback(args);
+    const { axis } = args.attrs as unknown as { axis: number };
+    const ax = tf.util.parseAxisParam(axis, xs[0].shape)[0];
+    const outShape = tf.backend_util.computeOutShape(xs.map((x) => x.shape), ax);
+    const outer = tf.util.sizeFromShape(outShape.slice(0, ax));
+    const width = tf.util.sizeFromShape(outShape.slice(ax)); // values per outer index in the output
+    const cpu = args.backend as BlasBackend;
+    const out = cpu.allocate(tf.util.sizeFromShape(outShape));
+    let offset = 0;
+    for (const x of xs) {
+      const run = tf.util.sizeFromShape(x.shape.slice(ax));
+      if (run > 0) copyRuns(native, cpuValues(cpu, x), 0, [run], out, offset, [width], [outer], run);
+      offset += run;
+    }
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
 }
@@ -437,7 +476,7 @@ function resizeNearestGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
 }
 
 /** Softmax over the last axis, one row at a time (the cpu kernel runs five broadcasting ops). */
-function softmaxKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+function softmaxKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { logits } = args.inputs as { logits: tf.TensorInfo };
     const { dim } = args.attrs as unknown as { dim: number };
@@ -447,6 +486,10 @@ function softmaxKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const x = cpuValues(cpu, logits);
     const out = cpu.allocate(x.length);
     const n = logits.shape[rank - 1];
+    if (native.softmaxRows) {
+      native.softmaxRows(x, n, out);
+      return cpu.makeTensorInfo(logits.shape, 'float32', out);
+    }
     for (let row = 0; row < x.length; row += n) {
       let max = -Infinity;
       for (let i = row; i < row + n; i++) if (x[i] > max) max = x[i];
@@ -473,10 +516,11 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
     [tf.Add]: (f) => binaryKernel(native, 0, f),
     [tf.Sub]: (f) => binaryKernel(native, 1, f),
     [tf.Multiply]: (f) => binaryKernel(native, 2, f),
-    [tf.Slice]: (f) => sliceKernel(f),
-    [tf.SplitV]: (f) => splitKernel(f),
-    [tf.Transpose]: (f) => transposeKernel(f),
-    [tf.Softmax]: (f) => softmaxKernel(f),
+    [tf.Slice]: (f) => sliceKernel(native, f),
+    [tf.SplitV]: (f) => splitKernel(native, f),
+    [tf.Transpose]: (f) => transposeKernel(native, f),
+    [tf.Concat]: (f) => concatKernel(native, f),
+    [tf.Softmax]: (f) => softmaxKernel(native, f),
     [tf.ResizeNearestNeighborGrad]: (f) => resizeNearestGradKernel(f),
     [tf.Conv2D]: (f) => convKernel(native, 0, f),
     [tf.Conv2DBackpropInput]: (f) => convKernel(native, 1, f),
