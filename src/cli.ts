@@ -14,7 +14,7 @@ import { UnetConfig } from './models/denoiser';
 import { CheckpointMeta } from './checkpoint';
 import { cropImages } from './data/mnist';
 import { LR_SCHEDULES } from './lrSchedule';
-import { RECIPES, RECIPE_NAMES, Recipe, RecipeName } from './recipes';
+import { RECIPES, RECIPE_NAMES, RecipeName, UNET_DEFAULT, recipeFor } from './recipes';
 import { getClassifier } from './eval/classifier';
 import { floorScores, score, testReference } from './eval/evaluate';
 import { readSamples } from './eval/sampleFiles';
@@ -139,7 +139,7 @@ export function buildProgram(): Command {
     .description('train a DDPM (the fully connected U-net on MNIST, or a convolutional U-net) with a checkpoint after every epoch')
     .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1, 'an integer of at least 1'), 1000)
     .addOption(new Option('--recipe <name>', 'training recipe: default (better samples per minute) or seed (the blog post\'s exact one); the options below override its parts').choices(RECIPE_NAMES).default('default'))
-    .option('--batch-size <n>', `images per optimizer step (recipe: ${RECIPES.default.batchSize})`, integer(1, 'an integer of at least 1'))
+    .option('--batch-size <n>', `images per optimizer step (default recipe: ${RECIPES.default.batchSize}, ${UNET_DEFAULT.batchSize} for unet; seed: ${RECIPES.seed.batchSize})`, integer(1, 'an integer of at least 1'))
     .option('--lr <rate>', `Adam's (peak) learning rate (default recipe: ${RECIPES.default.lr}, seed: ${RECIPES.seed.lr})`, positiveNumber)
     .addOption(new Option('--lr-schedule <kind>', `learning rate over the run: constant, or cosine decay to 0 at --epochs (default recipe: ${RECIPES.default.lrSchedule}, seed: ${RECIPES.seed.lrSchedule})`).choices(LR_SCHEDULES))
     .option('--warmup <steps>', `updates of linear learning-rate warm-up (default recipe: ${RECIPES.default.warmupSteps}, seed: ${RECIPES.seed.warmupSteps})`, integer(0, 'a non-negative integer'))
@@ -148,9 +148,9 @@ export function buildProgram(): Command {
     .option('--image-size <px>', 'side a folder\'s images are resized and centre-cropped to', integer(8, 'an integer of at least 8'), 32)
     .addOption(new Option('--channels <n>', 'a folder\'s images as RGB (3) or grayscale (1)').choices(['1', '3']).default('3'))
     .option('--width <w>', 'fc: U-net width w (layers w, w/2, w/4); a multiple of 4', fcWidth, 2048)
-    .option('--base-channels <n>', 'unet: channels of the first stage', integer(2, 'an integer of at least 2'))
-    .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,2 (default: 1,2,2 up to 32 px, 1,2,2,2 above)', integerList)
-    .option('--blocks <n>', 'unet: residual blocks per stage', integer(1, 'an integer of at least 1'))
+    .option('--base-channels <n>', 'unet: channels of the first stage (default: 16)', integer(2, 'an integer of at least 2'))
+    .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,4 (default: 1,2,4 up to 32 px, 1,2,2,4 above)', integerList)
+    .option('--blocks <n>', 'unet: residual blocks per stage (default: 1)', integer(1, 'an integer of at least 1'))
     .option('--attention <list>', 'unet: resolutions (px) with self-attention, e.g. 8 or 16,8 (default: 8 up to 32 px, 16 above)', integerList)
     .option('--timesteps <T>', 'diffusion steps T (linear beta 1e-4..0.02)', integer(2, 'an integer of at least 2'), 1000)
     .option('--limit <n>', 'train on the first n MNIST images (0 = all 60000)', integer(0, 'a non-negative integer'), 0)
@@ -159,7 +159,7 @@ export function buildProgram(): Command {
     .option('--resume', 'continue from the checkpoint in --out up to --epochs', false)
     .option('--overwrite', 'start afresh even if --out already holds a checkpoint', false)
     .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
-    .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none (default recipe: ${RECIPES.default.ema}, seed: ${RECIPES.seed.ema})`, unitInterval)
+    .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none (default recipe: ${RECIPES.default.ema}, ${UNET_DEFAULT.ema} for unet; seed: ${RECIPES.seed.ema})`, unitInterval)
     .option('--keep-every <k>', 'also keep a copy of the checkpoint in --out/epoch-NNNN every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 5 --limit 10000 --width 512 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
@@ -167,7 +167,7 @@ export function buildProgram(): Command {
       const explicit = new Set(Object.keys(opts).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
       if (opts.resume && opts.overwrite) throw new UserError('--resume and --overwrite contradict each other');
       if (opts.resume && explicit.has('recipe')) throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
-      const recipe: Recipe = RECIPES[opts.recipe as RecipeName];
+      const recipe = recipeFor(opts.recipe as RecipeName, opts.model);
       const unetOnly = ['baseChannels', 'channelMults', 'blocks', 'attention'].filter((k) => explicit.has(k));
       if (opts.model === 'fc' && unetOnly.length > 0) throw new UserError(`${flagName(unetOnly[0])} is an option of --model unet`);
       if (opts.model === 'unet' && explicit.has('width')) throw new UserError('--width is an option of --model fc (the U-net has --base-channels and --channel-mults)');

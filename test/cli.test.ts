@@ -223,6 +223,7 @@ test('a U-net on MNIST-32 (the default data for --model unet) is evaluated on it
   const train = runCli(['train', '--epochs', '1', '--model', 'unet', '--limit', '64', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '16', '--batch-size', '32', '--out', ckpt]);
   assert.equal(train.status, 0, train.stderr);
   assert.match(train.stderr, /on 64 MNIST-32 images/);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(ckpt, 'checkpoint.json'), 'utf8')).training.ema, 0.999); // the default recipe's U-net averaging
   const r = runCli(['evaluate', '--checkpoint', ckpt, '--n', '20', '--steps', '4', '--json']);
   assert.equal(r.status, 0, r.stderr);
   const result = JSON.parse(r.stdout);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { learningRateAt } from '../src/lrSchedule';
+import { RECIPES, recipeFor } from '../src/recipes';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
 
@@ -28,4 +29,13 @@ test('warm-up takes at most a tenth of a run of known length; an unknown length 
   close(learningRateAt(1e-3, short, 10), 5e-4);
   const unknown = { kind: 'cosine' as const, warmupSteps: 10, totalSteps: 0 };
   close(learningRateAt(1e-3, unknown, 10_000), 1e-3);
+});
+
+test('the default recipe gives the U-net its own batch and averaging; the seed recipe and the FC net are untouched', () => {
+  assert.deepEqual(recipeFor('default', 'fc'), RECIPES.default);
+  assert.deepEqual(recipeFor('seed', 'unet'), RECIPES.seed);
+  const unet = recipeFor('default', 'unet');
+  assert.equal(unet.batchSize, 64);
+  assert.equal(unet.ema, 0.999);
+  assert.equal(unet.lr, RECIPES.default.lr);
 });
