@@ -24,6 +24,12 @@
     }                                                                                 \
   } while (0)
 
+/* Declares argv[n] (and argc, the count given) for a function taking up to n arguments. */
+#define ARGS(n)         \
+  size_t argc = (n);    \
+  napi_value argv[(n)]; \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
+
 static float *f32(napi_env env, napi_value v, size_t *length) {
   napi_typedarray_type type;
   size_t len;
@@ -36,6 +42,20 @@ static float *f32(napi_env env, napi_value v, size_t *length) {
   }
   if (length) *length = len;
   return (float *)data;
+}
+
+static int32_t *i32(napi_env env, napi_value v, size_t *length) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "diffuse_native: expected an Int32Array");
+    return NULL;
+  }
+  if (length) *length = len;
+  return (int32_t *)data;
 }
 
 static double num(napi_env env, napi_value v) {
@@ -55,9 +75,7 @@ static bool flag(napi_env env, napi_value v) {
  * op(a) m×k, op(b) k×n.
  */
 static napi_value sgemm(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(9);
   if (argc < 8) {
     napi_throw_error(env, NULL, "sgemm: 8 arguments expected");
     return NULL;
@@ -96,9 +114,7 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
  * m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²; p ← p − lr (m / c1) / (√(v / c2) + ε).
  */
 static napi_value adam(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(10);
   size_t lp = 0, lg = 0, lm = 0, lv = 0;
   float *p = f32(env, argv[0], &lp), *g = f32(env, argv[1], &lg), *m = f32(env, argv[2], &lm), *v = f32(env, argv[3], &lv);
   if (!p || !g || !m || !v) return NULL;
@@ -124,9 +140,7 @@ static napi_value adam(napi_env env, napi_callback_info info) {
 
 /* lerp(shadow, p, d): shadow ← d·shadow + (1 − d)·p in place: one step of a moving average of weights. */
 static napi_value lerp(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(3);
   size_t ls = 0, lp = 0;
   float *shadow = f32(env, argv[0], &ls);
   const float *p = f32(env, argv[1], &lp);
@@ -247,9 +261,7 @@ static void column_sums_range(const float *restrict a, const float *restrict b, 
  * x̂ = (a − mean(a)) / √(var(a) + ε), y = x̂·γ + β. x̂ and rstd = 1/√(var + ε) are saved for the backward pass.
  */
 static napi_value gelu_layer_norm(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(8);
   const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
   const int64_t rows = (int64_t)num(env, argv[3]), cols = (int64_t)num(env, argv[4]);
   float *y = f32(env, argv[5], NULL), *xhat = f32(env, argv[6], NULL), *rstd = f32(env, argv[7], NULL);
@@ -265,9 +277,7 @@ static napi_value gelu_layer_norm(napi_env env, napi_callback_info info) {
  * dx = da·GELU′(x).
  */
 static napi_value gelu_layer_norm_grad(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(10);
   const float *dy = f32(env, argv[0], NULL), *x = f32(env, argv[1], NULL), *xhat = f32(env, argv[2], NULL);
   const float *gamma = f32(env, argv[3], NULL), *rstd = f32(env, argv[4], NULL);
   const int64_t rows = (int64_t)num(env, argv[5]), cols = (int64_t)num(env, argv[6]);
@@ -288,9 +298,7 @@ static napi_value gelu_layer_norm_grad(napi_env env, napi_callback_info info) {
 
 /* columnSums(x, rows, cols, out): out[c] = Σ_r x[r, c], the gradient of a bias broadcast over rows. */
 static napi_value column_sums(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(4);
   const float *x = f32(env, argv[0], NULL);
   const int64_t rows = (int64_t)num(env, argv[1]), cols = (int64_t)num(env, argv[2]);
   float *out = f32(env, argv[3], NULL);
@@ -311,9 +319,7 @@ static napi_value column_sums(napi_env env, napi_callback_info info) {
  * per-image channel shift ([b, 1, 1, c] on [b, h, w, c]) or a row statistic ([r, 1] on [r, n]).
  */
 static napi_value binary(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(6);
   const int op = (int)num(env, argv[0]);
   size_t la = 0, lb = 0, lo = 0;
   const float *a = f32(env, argv[1], &la), *b = f32(env, argv[2], &lb);
@@ -351,9 +357,7 @@ static napi_value binary(napi_env env, napi_callback_info info) {
 
 /* middleSums(x, outer, middle, inner, out): out[o, i] = Σ_m x[o, m, i] (a per-image channel sum, a row sum). */
 static napi_value middle_sums(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(5);
   size_t lx = 0, lo = 0;
   const float *x = f32(env, argv[0], &lx);
   const int64_t outer = (int64_t)num(env, argv[1]), middle = (int64_t)num(env, argv[2]), inner = (int64_t)num(env, argv[3]);
@@ -390,16 +394,13 @@ typedef struct {
 } conv_geom;
 
 static bool read_geom(napi_env env, napi_value v, conv_geom *g) {
-  napi_typedarray_type type;
-  size_t len;
-  void *data;
-  napi_value buffer;
-  size_t offset;
-  if (napi_get_typedarray_info(env, v, &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_int32_array || len != 15) {
-    napi_throw_type_error(env, NULL, "conv: expected an Int32Array of 15 geometry numbers");
+  size_t len = 0;
+  const int32_t *d = i32(env, v, &len);
+  if (!d) return false;
+  if (len != 15) {
+    napi_throw_type_error(env, NULL, "conv: expected 15 geometry numbers");
     return false;
   }
-  const int32_t *d = (const int32_t *)data;
   *g = (conv_geom){d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14]};
   return true;
 }
@@ -473,9 +474,7 @@ enum { CONV_FORWARD = 0, CONV_GRAD_INPUT = 1, CONV_GRAD_FILTER = 2 };
  *   grad filter:  a = x, b = dy, out = dfilter [kH, kW, inC, outC]
  */
 static napi_value conv(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(5);
   const int mode = (int)num(env, argv[0]);
   conv_geom g;
   if (!read_geom(env, argv[1], &g)) return NULL;
@@ -523,9 +522,7 @@ static napi_value conv(napi_env env, napi_callback_info info) {
  * (image, group)'s 1/σ are kept for the gradient.
  */
 static napi_value group_norm(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(10);
   const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
   const int64_t B = (int64_t)num(env, argv[3]), P = (int64_t)num(env, argv[4]), C = (int64_t)num(env, argv[5]), G = (int64_t)num(env, argv[6]);
   float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], NULL), *rstd = f32(env, argv[9], NULL);
@@ -575,9 +572,7 @@ static napi_value group_norm(napi_env env, napi_callback_info info) {
 
 /* Gradients of groupNorm: dx, and dγ, dβ summed over images and pixels. */
 static napi_value group_norm_grad(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(11);
   const float *dy = f32(env, argv[0], NULL), *xhat = f32(env, argv[1], NULL), *gamma = f32(env, argv[2], NULL), *rstd = f32(env, argv[3], NULL);
   const int64_t B = (int64_t)num(env, argv[4]), P = (int64_t)num(env, argv[5]), C = (int64_t)num(env, argv[6]), G = (int64_t)num(env, argv[7]);
   float *dx = f32(env, argv[8], NULL), *dgamma = f32(env, argv[9], NULL), *dbeta = f32(env, argv[10], NULL);
@@ -626,9 +621,7 @@ static napi_value group_norm_grad(napi_env env, napi_callback_info info) {
 
 /* softmaxRows(x, cols, y): y = softmax of each row of `cols` values. */
 static napi_value softmax_rows(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(3);
   size_t len = 0;
   const float *x = f32(env, argv[0], &len);
   const int64_t n = (int64_t)num(env, argv[1]);
@@ -654,21 +647,16 @@ static napi_value softmax_rows(napi_env env, napi_callback_info info) {
  * to outFirst + Σ i·outStrides: slices, concatenations and transposes that keep the last axis.
  */
 static napi_value copy_runs(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(8);
   size_t srcLen = 0, outLen = 0, rank = 0, r2 = 0, r3 = 0;
   const float *src = f32(env, argv[0], &srcLen);
   float *out = f32(env, argv[3], &outLen);
   if (!src || !out) return NULL;
   const int64_t srcFirst = (int64_t)num(env, argv[1]), outFirst = (int64_t)num(env, argv[4]), run = (int64_t)num(env, argv[7]);
-  int32_t *ss, *os, *outer;
-  napi_typedarray_type t1, t2, t3;
-  napi_value buf;
-  size_t off;
-  if (napi_get_typedarray_info(env, argv[2], &t1, &rank, (void **)&ss, &buf, &off) != napi_ok || napi_get_typedarray_info(env, argv[5], &t2, &r2, (void **)&os, &buf, &off) != napi_ok ||
-      napi_get_typedarray_info(env, argv[6], &t3, &r3, (void **)&outer, &buf, &off) != napi_ok || t1 != napi_int32_array || t2 != napi_int32_array || t3 != napi_int32_array || r2 != rank || r3 != rank || rank > 8) {
-    napi_throw_type_error(env, NULL, "copyRuns: expected three Int32Arrays of one rank (at most 8)");
+  const int32_t *ss = i32(env, argv[2], &rank), *os = i32(env, argv[5], &r2), *outer = i32(env, argv[6], &r3);
+  if (!ss || !os || !outer) return NULL;
+  if (r2 != rank || r3 != rank) {
+    napi_throw_range_error(env, NULL, "copyRuns: strides and shape differ in rank");
     return NULL;
   }
   int64_t count = 1, maxSrc = srcFirst, maxOut = outFirst;
@@ -696,9 +684,7 @@ static napi_value copy_runs(napi_env env, napi_callback_info info) {
 
 /* silu(x, y): y = x·σ(x); siluGrad(dy, x, dx): dx = dy·σ(x)·(1 + x·(1 − σ(x))). */
 static napi_value silu(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   size_t n = 0;
   const float *x = f32(env, argv[0], &n);
   float *y = f32(env, argv[1], NULL);
@@ -709,9 +695,7 @@ static napi_value silu(napi_env env, napi_callback_info info) {
 }
 
 static napi_value silu_grad(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(3);
   size_t n = 0;
   const float *dy = f32(env, argv[0], &n), *x = f32(env, argv[1], NULL);
   float *dx = f32(env, argv[2], NULL);
