@@ -491,28 +491,52 @@ static napi_value conv(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "conv: array lengths do not match the geometry");
     return NULL;
   }
-  const int64_t chunk = chunk_images(&g);
-  float *cols = (float *)malloc(sizeof(float) * chunk * P * K);
-  if (!cols) {
+  const int64_t chunk = chunk_images(&g), chunks = (g.batch + chunk - 1) / chunk;
+  /*
+   * The chunks go to the OpenMP threads, each with its own patch matrix and a one-thread sgemm: these
+   * products are small (16-64 output channels), and splitting each of them over the cores made a U-net
+   * step slower than one core alone. The filter gradient sums over chunks: one partial sum per thread.
+   */
+  const int threads = chunks > 1 ? omp_get_max_threads() : 1;
+  const int blasThreads = openblas_get_num_threads();
+  float *cols = (float *)malloc(sizeof(float) * threads * chunk * P * K);
+  float *partial = mode == CONV_GRAD_FILTER && threads > 1 ? (float *)calloc((size_t)(threads - 1) * fLen, sizeof(float)) : NULL;
+  if (!cols || (mode == CONV_GRAD_FILTER && threads > 1 && !partial)) {
+    free(cols);
+    free(partial);
     napi_throw_error(env, NULL, "conv: out of memory");
     return NULL;
   }
   if (mode == CONV_GRAD_INPUT)
     for (size_t i = 0; i < xLen; i++) out[i] = 0.0f;
-  for (int64_t first = 0; first < g.batch; first += chunk) {
-    const int64_t n = first + chunk > g.batch ? g.batch - first : chunk, rows = n * P;
-    if (mode == CONV_FORWARD) {
-      im2col(&g, a, first, n, cols);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, g.outC, K, 1.0f, cols, K, b, g.outC, 0.0f, out + first * P * g.outC, g.outC);
-    } else if (mode == CONV_GRAD_FILTER) {
-      im2col(&g, a, first, n, cols);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.outC, rows, 1.0f, cols, K, b + first * P * g.outC, g.outC, first == 0 ? 0.0f : 1.0f, out, g.outC);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, K, g.outC, 1.0f, a + first * P * g.outC, g.outC, b, g.outC, 0.0f, cols, K);
-      col2im(&g, cols, first, n, out);
+  if (mode == CONV_GRAD_FILTER)
+    for (size_t i = 0; i < fLen; i++) out[i] = 0.0f;
+  if (threads > 1) openblas_set_num_threads(1);
+#pragma omp parallel num_threads(threads)
+  {
+    const int id = omp_get_thread_num();
+    float *myCols = cols + (int64_t)id * chunk * P * K;
+    float *myFilter = id == 0 ? out : partial + (int64_t)(id - 1) * fLen;
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+      const int64_t first = c * chunk, n = first + chunk > g.batch ? g.batch - first : chunk, rows = n * P;
+      if (mode == CONV_FORWARD) {
+        im2col(&g, a, first, n, myCols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, g.outC, K, 1.0f, myCols, K, b, g.outC, 0.0f, out + first * P * g.outC, g.outC);
+      } else if (mode == CONV_GRAD_FILTER) {
+        im2col(&g, a, first, n, myCols);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.outC, rows, 1.0f, myCols, K, b + first * P * g.outC, g.outC, 1.0f, myFilter, g.outC);
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, K, g.outC, 1.0f, a + first * P * g.outC, g.outC, b, g.outC, 0.0f, myCols, K);
+        col2im(&g, myCols, first, n, out);
+      }
     }
   }
+  if (threads > 1) openblas_set_num_threads(blasThreads);
+  for (int t = 0; partial && t < threads - 1; t++)
+    for (size_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
   free(cols);
+  free(partial);
   return NULL;
 }
 
