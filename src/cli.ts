@@ -61,7 +61,7 @@ const clipOption = () => new Option('--clip-denoised', 'clamp the predicted clea
 const noClipOption = () => new Option('--no-clip-denoised', 'do not clamp it');
 const stepsOption = () =>
   new Option('--steps <K>', 'sample with K deterministic DDIM steps instead of all T ancestral ones (e.g. 50)').argParser(integer(1, 'an integer of at least 1'));
-const etaOption = () => new Option('--eta <eta>', 'DDIM noise: 0 deterministic (default with --steps), 1 ancestral-like').argParser(etaValue);
+const etaOption = () => new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(etaValue);
 
 function etaValue(value: string): number {
   const n = Number(value);
@@ -103,7 +103,7 @@ function sampleCheckpoint(dir: string, n: number, flags: SamplerFlags, check: (m
       batchSize: flags.batchSize,
       progress: samplingProgress(),
       clipDenoised: flags.clipDenoised ?? meta.sampling?.clipDenoised ?? false,
-      ...(ddim ? { steps: flags.steps ?? T, eta: flags.eta ?? 0 } : {}),
+      ...(ddim ? { steps: flags.steps ?? T, eta: flags.eta ?? 1 } : {}),
     });
     return { images, meta, averaged };
   } finally {
