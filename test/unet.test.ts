@@ -33,7 +33,14 @@ test('the U-net maps images to noise predictions of the same shape at 32 and 64 
   assert.ok(parameterCount(standard) > 5e5 && parameterCount(standard) < 1.5e6, `${parameterCount(standard)} parameters`);
   assert.ok([...standard.variables.keys()].some((k) => k.startsWith('down2/attn0/')), 'attention at 8 px');
   assert.ok(![...standard.variables.keys()].some((k) => k.startsWith('down0/attn')), 'no attention at 32 px');
+  assert.ok(!standard.variables.has('out/norm/gamma'), 'no GroupNorm before the output convolution');
   standard.dispose();
+  // a config from a checkpoint written before the output norm was dropped (no outputNorm field) keeps it
+  const { outputNorm, ...older } = unetConfig(16, 1, { baseChannels: 8, channelMults: [1, 2] });
+  assert.equal(outputNorm, false);
+  const old = new ConvUnet(older, new Rng(0));
+  assert.ok(old.variables.has('out/norm/gamma'));
+  old.dispose();
 });
 
 test('the same seed gives the same U-net; its outputs depend on the timestep', () => {

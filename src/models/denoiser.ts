@@ -36,6 +36,13 @@ export interface UnetConfig {
   /** GroupNorm groups (must divide every stage's channels). */
   groups: number;
   heads: number;
+  /**
+   * GroupNorm and SiLU before the output convolution (Ho et al.'s head). New nets leave them out, as
+   * lucidrains' U-net does: the norm hides each image's mean from the output, and the nets then failed
+   * to predict the noise's per-image mean, so sampled colours drifted (README). Absent in checkpoints
+   * written before, which had them.
+   */
+  outputNorm?: boolean;
 }
 
 export type ModelConfig = FcUnetConfig | UnetConfig;

@@ -4,7 +4,7 @@
  * twice, with the time embedding added in between) followed by self-attention at the chosen
  * resolutions, then a 2× downsampling; a middle of block, attention, block; the mirror image upwards,
  * each block taking the matching down block's output as a skip input; a last block that also takes the
- * input convolution's output; GroupNorm, SiLU, 3×3 convolution out.
+ * input convolution's output; 3×3 convolution out.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
@@ -30,6 +30,7 @@ export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfi
     attentionResolutions: [size >= 64 ? 16 : 8],
     groups: 8,
     heads: 4,
+    outputNorm: false,
     ...overrides,
   };
   validateUnetConfig(config);
@@ -152,7 +153,7 @@ export class ConvUnet implements Denoiser {
         if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
       }
       h = this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels);
-      const out = this.conv(silu(this.norm(h, 'out/norm')), 'out/conv', channels);
+      const out = this.conv((this.config.outputNorm ?? true) ? silu(this.norm(h, 'out/norm')) : h, 'out/conv', channels);
       return tf.reshape(out, [batch, height * imageWidth * channels]);
     });
   }
