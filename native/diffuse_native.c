@@ -407,13 +407,10 @@ static bool read_geom(napi_env env, napi_value v, conv_geom *g) {
 
 static int64_t patch_size(const conv_geom *g) { return g->kH * g->kW * g->inC; }
 
-/* Images per chunk: patch matrices of about 4 M floats. */
-#ifndef CONV_CHUNK_FLOATS
-#define CONV_CHUNK_FLOATS (1 << 18)
-#endif
+/* Images per chunk: patch matrices of about 256 K floats (1 MiB, cache-sized; one image of a 32-px U-net). */
 static int64_t chunk_images(const conv_geom *g) {
   const int64_t per = g->outH * g->outW * patch_size(g);
-  const int64_t n = (CONV_CHUNK_FLOATS) / (per > 0 ? per : 1);
+  const int64_t n = (1 << 18) / (per > 0 ? per : 1);
   return n < 1 ? 1 : n > g->batch ? g->batch : n;
 }
 

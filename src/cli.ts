@@ -60,7 +60,7 @@ const backendOption = () =>
 const clipOption = () => new Option('--clip-denoised', 'clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint\'s recipe says)');
 const noClipOption = () => new Option('--no-clip-denoised', 'do not clamp it');
 const stepsOption = () =>
-  new Option('--steps <K>', 'sample with K deterministic DDIM steps instead of all T ancestral ones (e.g. 50)').argParser(integer(1, 'an integer of at least 1'));
+  new Option('--steps <K>', 'sample with K DDIM steps instead of all T ancestral ones (e.g. 100)').argParser(integer(1, 'an integer of at least 1'));
 const etaOption = () => new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(etaValue);
 
 function etaValue(value: string): number {
