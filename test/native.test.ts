@@ -6,7 +6,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
-import { loadNativeAddon } from '../src/native/addon';
+import { loadNativeAddon, missingNativeFunctions, NATIVE_FUNCTIONS } from '../src/native/addon';
 import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
 import { groupNorm, silu, upsampleNearest } from '../src/models/convLayers';
 import { Adam, adamConfig } from '../src/optim';
@@ -268,6 +268,12 @@ test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gr
     tf.sum(a, -1),
   ]);
   compare('large softmax', [random([64, 40, 64], 814)], (a) => tf.softmax(a));
+});
+
+test('the built addon has every native function; one from an older checkout is named as out of date', { skip }, () => {
+  assert.deepEqual(missingNativeFunctions(loadNativeAddon() as unknown as Record<string, unknown>), []);
+  const older = Object.fromEntries(NATIVE_FUNCTIONS.filter((n) => n !== 'copyRuns' && n !== 'conv').map((n) => [n, () => {}]));
+  assert.deepEqual(missingNativeFunctions(older), ['conv', 'copyRuns']);
 });
 
 test('the addon flushes subnormal results to zero (they made training steps 6x slower)', { skip }, () => {

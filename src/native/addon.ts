@@ -20,31 +20,31 @@ export interface NativeAddon {
   columnSums(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
   /**
    * out = a op b (op 0 add, 1 subtract, 2 multiply), b of out's length, 1, or a divisor of it that
-   * repeats (a broadcast row); with `swap`, b op a. With `outer` (newer builds), out is [outer, middle,
-   * inner] and b [outer, inner], repeated over the middle.
+   * repeats (a broadcast row); with `swap`, b op a. With `outer`, out is [outer, middle, inner] and b
+   * [outer, inner], repeated over the middle.
    */
   binary(op: 0 | 1 | 2, a: Float32Array, b: Float32Array, out: Float32Array, swap: boolean, outer?: number): void;
-  /** out[o, i] = Σ_m x[o, m, i] for x as [outer, middle, inner]. Absent in older builds. */
-  middleSums?(x: Float32Array, outer: number, middle: number, inner: number, out: Float32Array): void;
+  /** out[o, i] = Σ_m x[o, m, i] for x as [outer, middle, inner]. */
+  middleSums(x: Float32Array, outer: number, middle: number, inner: number, out: Float32Array): void;
   /**
    * An NHWC convolution by im2col + sgemm (mode 0: y from x and filter; 1: dx from dy and filter;
    * 2: dfilter from x and dy); geom = batch, inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop,
-   * padLeft, dilations. Absent in addons built before it.
+   * padLeft, dilations.
    */
-  conv?(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
-  /** GroupNorm over [batch, pixels, channels] in `groups` groups; saves x̂ and each group's 1/σ. Absent in older builds. */
-  groupNorm?(x: Float32Array, gamma: Float32Array, beta: Float32Array, batch: number, pixels: number, channels: number, groups: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array): void;
-  /** y = x·σ(x), and its gradient dx from dy and x. Absent in older builds. */
-  silu?(x: Float32Array, y: Float32Array): void;
-  siluGrad?(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
-  /** y = softmax of each row of `cols` values. Absent in older builds. */
-  softmaxRows?(x: Float32Array, cols: number, y: Float32Array): void;
+  conv(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  /** GroupNorm over [batch, pixels, channels] in `groups` groups; saves x̂ and each group's 1/σ. */
+  groupNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, batch: number, pixels: number, channels: number, groups: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array): void;
+  /** y = x·σ(x), and its gradient dx from dy and x. */
+  silu(x: Float32Array, y: Float32Array): void;
+  siluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  /** y = softmax of each row of `cols` values. */
+  softmaxRows(x: Float32Array, cols: number, y: Float32Array): void;
   /**
    * Copies a run of `run` values for every index i of the `outer` shape, from srcFirst + Σ i·srcStrides
-   * to outFirst + Σ i·outStrides. Absent in older builds.
+   * to outFirst + Σ i·outStrides.
    */
-  copyRuns?(src: Float32Array, srcFirst: number, srcStrides: Int32Array, out: Float32Array, outFirst: number, outStrides: Int32Array, outer: Int32Array, run: number): void;
-  groupNormGrad?(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
+  copyRuns(src: Float32Array, srcFirst: number, srcStrides: Int32Array, out: Float32Array, outFirst: number, outStrides: Int32Array, outer: Int32Array, run: number): void;
+  groupNormGrad(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
 }
 
 export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run build:native';
@@ -75,6 +75,17 @@ function readCpuFlags(): Set<string> {
   }
 }
 
+/** Every function the TypeScript side calls; the addon is built from the same checkout. */
+export const NATIVE_FUNCTIONS = [
+  'sgemm', 'adam', 'lerp', 'geluLayerNorm', 'geluLayerNormGrad', 'columnSums', 'binary', 'middleSums',
+  'conv', 'groupNorm', 'groupNormGrad', 'silu', 'siluGrad', 'softmaxRows', 'copyRuns',
+] as const satisfies readonly (keyof NativeAddon)[];
+
+/** The names of NATIVE_FUNCTIONS that `addon` lacks. */
+export function missingNativeFunctions(addon: Record<string, unknown>): string[] {
+  return NATIVE_FUNCTIONS.filter((name) => typeof addon[name] !== 'function');
+}
+
 let cached: NativeAddon | null | undefined;
 let loadError = '';
 
@@ -84,7 +95,11 @@ export function loadNativeAddon(): NativeAddon | null {
     try {
       tuneNativeEnvironment();
       // DIFFUSE_NATIVE_ADDON points at another build (for developing the addon while runs use this one).
-      cached = require(process.env.DIFFUSE_NATIVE_ADDON ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'diffuse_native.node')) as NativeAddon;
+      const addon = require(process.env.DIFFUSE_NATIVE_ADDON ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'diffuse_native.node')) as Record<string, unknown>;
+      const missing = missingNativeFunctions(addon);
+      // A build left from an older checkout: refuse it whole rather than keep JS stand-ins for each kernel.
+      if (missing.length > 0) throw new Error(`the native addon is out of date: it lacks ${missing.join(', ')}`);
+      cached = addon as unknown as NativeAddon;
     } catch (e) {
       cached = null;
       loadError = (e as Error).message.split('\n')[0];

@@ -169,14 +169,7 @@ function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc 
       const outer = size(0, sorted[0]), middle = size(sorted[0], sorted[sorted.length - 1] + 1), inner = size(sorted[sorted.length - 1] + 1, rank);
       const src = cpuValues(cpu, x);
       const out = cpu.allocate(outer * inner).fill(0);
-      if (native.middleSums) native.middleSums(src, outer, middle, inner, out);
-      else for (let o = 0; o < outer; o++) {
-        const acc = out.subarray(o * inner, (o + 1) * inner);
-        for (let m = 0; m < middle; m++) {
-          const base = (o * middle + m) * inner;
-          for (let i = 0; i < inner; i++) acc[i] += src[base + i];
-        }
-      }
+      native.middleSums(src, outer, middle, inner, out);
       const shape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
       return cpu.makeTensorInfo(shape, 'float32', out);
     }
@@ -212,8 +205,7 @@ function binaryKernel(native: NativeAddon, op: 0 | 1 | 2, fallback: tf.KernelFun
       const blocks = middleBroadcast(small.shape, outShape);
       if (!blocks) return fallback(args);
       const out = cpu.allocate(tf.util.sizeFromShape(outShape));
-      if (native.middleSums) native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks.outer); // builds with middleSums take `outer`
-      else binaryMiddleBroadcast(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks);
+      native.binary(op, cpuValues(cpu, big), cpuValues(cpu, small), out, swap, blocks.outer);
       return cpu.makeTensorInfo(outShape, 'float32', out);
     }
     const out = cpu.allocate(tf.util.sizeFromShape(outShape));
@@ -249,7 +241,7 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
   return (args) => {
     const attrs = args.attrs as unknown as ConvAttrs;
     const inputs = args.inputs as Record<string, tf.TensorInfo>;
-    if (attrs.dataFormat === 'NCHW' || !native.conv || Object.values(inputs).some((t) => t.dtype !== 'float32')) return fallback(args);
+    if (attrs.dataFormat === 'NCHW' || Object.values(inputs).some((t) => t.dtype !== 'float32')) return fallback(args);
     const cpu = args.backend as BlasBackend;
     const [first, second] = mode === 0 ? [inputs.x, inputs.filter] : mode === 1 ? [inputs.dy, inputs.filter] : [inputs.x, inputs.dy];
     const inShape = (mode === 1 ? attrs.inputShape! : inputs.x.shape) as [number, number, number, number];
@@ -265,29 +257,11 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
 /**
  * For every index i of the `outer` shape (row-major), copies `run` contiguous values from
  * srcFirst + Σ i[a]·srcStrides[a] to outFirst + Σ i[a]·outStrides[a]: slices, concatenations and
- * transposes that keep the last axis. Natively where the addon has it (a JS loop of typed-array views
- * costs ~100 ns a run: tens of milliseconds for the U-net's channel splits).
+ * transposes that keep the last axis. Native, because a JS loop of typed-array views costs ~100 ns a run
+ * (tens of milliseconds for the U-net's channel splits).
  */
 function copyRuns(native: NativeAddon, src: Float32Array, srcFirst: number, srcStrides: number[], out: Float32Array, outFirst: number, outStrides: number[], outer: number[], run: number): void {
-  if (native.copyRuns) {
-    native.copyRuns(src, srcFirst, Int32Array.from(srcStrides), out, outFirst, Int32Array.from(outStrides), Int32Array.from(outer), run);
-    return;
-  }
-  const index = new Array(outer.length).fill(0);
-  const count = tf.util.sizeFromShape(outer);
-  for (let r = 0; r < count; r++) {
-    let from = srcFirst;
-    let to = outFirst;
-    for (let a = 0; a < outer.length; a++) {
-      from += index[a] * srcStrides[a];
-      to += index[a] * outStrides[a];
-    }
-    out.set(src.subarray(from, from + run), to);
-    for (let a = outer.length - 1; a >= 0; a--) {
-      if (++index[a] < outer[a]) break;
-      index[a] = 0;
-    }
-  }
+  native.copyRuns(src, srcFirst, Int32Array.from(srcStrides), out, outFirst, Int32Array.from(outStrides), Int32Array.from(outer), run);
 }
 
 /** Row-major strides of `shape` without the last axis (whose stride is 1). */
@@ -355,7 +329,7 @@ function groupNormKernel(native: NativeAddon): tf.KernelFunc {
     const cpu = backend as BlasBackend;
     const [b, h, w, c] = x.shape;
     const y = cpu.allocate(b * h * w * c), xhat = cpu.allocate(b * h * w * c), rstd = cpu.allocate(b * groups);
-    native.groupNorm!(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), b, h * w, c, groups, y, xhat, rstd);
+    native.groupNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), b, h * w, c, groups, y, xhat, rstd);
     return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([b * groups], 'float32', rstd)];
   };
 }
@@ -367,7 +341,7 @@ function groupNormGradKernel(native: NativeAddon): tf.KernelFunc {
     const cpu = backend as BlasBackend;
     const [b, h, w, c] = xhat.shape;
     const dx = cpu.allocate(b * h * w * c), dgamma = cpu.allocate(c), dbeta = cpu.allocate(c);
-    native.groupNormGrad!(cpuValues(cpu, dy), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), b, h * w, c, groups, dx, dgamma, dbeta);
+    native.groupNormGrad(cpuValues(cpu, dy), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), b, h * w, c, groups, dx, dgamma, dbeta);
     return [cpu.makeTensorInfo(xhat.shape, 'float32', dx), cpu.makeTensorInfo([c], 'float32', dgamma), cpu.makeTensorInfo([c], 'float32', dbeta)];
   };
 }
@@ -386,19 +360,6 @@ function middleBroadcast(small: number[], out: number[]): { outer: number; middl
   for (let i = last + 1; i < out.length; i++) if (padded[i] !== out[i]) return null;
   const product = (xs: number[]) => xs.reduce((p, q) => p * q, 1);
   return { outer: product(out.slice(0, first)), middle: product(out.slice(first, last + 1)), inner: product(out.slice(last + 1)) };
-}
-
-function binaryMiddleBroadcast(op: 0 | 1 | 2, big: Float32Array, small: Float32Array, out: Float32Array, swap: boolean, { outer, middle, inner }: { outer: number; middle: number; inner: number }): void {
-  const sign = swap ? -1 : 1;
-  for (let o = 0; o < outer; o++) {
-    const s = small.subarray(o * inner, (o + 1) * inner);
-    for (let m = 0; m < middle; m++) {
-      const base = (o * middle + m) * inner;
-      if (op === 0) for (let i = 0; i < inner; i++) out[base + i] = big[base + i] + s[i];
-      else if (op === 1) for (let i = 0; i < inner; i++) out[base + i] = sign * (big[base + i] - s[i]);
-      else for (let i = 0; i < inner; i++) out[base + i] = big[base + i] * s[i];
-    }
-  }
 }
 
 /** Transposes that keep the last axis in place, as copies of whole last-axis runs; others go to the cpu kernel. */
@@ -486,17 +447,7 @@ function softmaxKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelF
     const x = cpuValues(cpu, logits);
     const out = cpu.allocate(x.length);
     const n = logits.shape[rank - 1];
-    if (native.softmaxRows) {
-      native.softmaxRows(x, n, out);
-      return cpu.makeTensorInfo(logits.shape, 'float32', out);
-    }
-    for (let row = 0; row < x.length; row += n) {
-      let max = -Infinity;
-      for (let i = row; i < row + n; i++) if (x[i] > max) max = x[i];
-      let sum = 0;
-      for (let i = row; i < row + n; i++) sum += out[i] = Math.exp(x[i] - max);
-      for (let i = row; i < row + n; i++) out[i] /= sum;
-    }
+    native.softmaxRows(x, n, out);
     return cpu.makeTensorInfo(logits.shape, 'float32', out);
   };
 }
@@ -533,15 +484,10 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
   tf.registerKernel({ kernelName: GELU_LAYER_NORM, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormKernel(native) });
   tf.registerKernel({ kernelName: GELU_LAYER_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: geluLayerNormGradKernel(native) });
   registerFusedGradients();
-  if (native.silu && native.siluGrad) {
-    const silu = native.silu, siluGrad = native.siluGrad;
-    tf.registerKernel({ kernelName: SILU, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [x], out) => silu(cpuValues(cpu, x), out), 'x') });
-    tf.registerKernel({ kernelName: SILU_GRAD, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [dy, x], out) => siluGrad(cpuValues(cpu, dy), cpuValues(cpu, x), out), 'dy', 'x') });
-  }
-  if (native.groupNorm && native.groupNormGrad) {
-    tf.registerKernel({ kernelName: GROUP_NORM, backendName: BLAS_BACKEND, kernelFunc: groupNormKernel(native) });
-    tf.registerKernel({ kernelName: GROUP_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: groupNormGradKernel(native) });
-  }
+  tf.registerKernel({ kernelName: SILU, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [x], out) => native.silu(cpuValues(cpu, x), out), 'x') });
+  tf.registerKernel({ kernelName: SILU_GRAD, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [dy, x], out) => native.siluGrad(cpuValues(cpu, dy), cpuValues(cpu, x), out), 'dy', 'x') });
+  tf.registerKernel({ kernelName: GROUP_NORM, backendName: BLAS_BACKEND, kernelFunc: groupNormKernel(native) });
+  tf.registerKernel({ kernelName: GROUP_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: groupNormGradKernel(native) });
   registered = native;
   return true;
 }
@@ -576,7 +522,7 @@ export function nativeAdamUpdate(
  */
 export function nativeAverageUpdate(pairs: { shadow: tf.Variable; p: tf.Variable }[], d: number): boolean {
   const active = activeBlas();
-  if (!active || typeof active.native.lerp !== 'function') return false; // an addon built before lerp existed
+  if (!active) return false;
   for (const { shadow, p } of pairs) active.native.lerp(cpuValues(active.backend, shadow), cpuValues(active.backend, p), d);
   return true;
 }
