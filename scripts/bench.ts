@@ -52,7 +52,7 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
     let x = rng.fillNormal(new Float32Array(64 * 784));
     const z = new Float32Array(64 * 784);
     for (let t = 999; t > 999 - sampleSteps; t--) {
-      x = trainer.scheduler.step(predictNoise(trainer.model, x, 64, t, 1000), t, x, rng.fillNormal(z), x);
+      x = trainer.scheduler.step(predictNoise(trainer.model, trainer.scheduler, x, 64, t), t, x, rng.fillNormal(z), x);
     }
   }
   const sampleSeconds = (Number(process.hrtime.bigint() - started) / 1e9) * (1000 / Math.min(1000, sampleSteps));

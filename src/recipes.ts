@@ -4,6 +4,7 @@
  * Every field stays selectable on its own; a recipe only fills in what the user did not give.
  */
 import { LrSchedule } from './lrSchedule';
+import { Prediction } from './schedule';
 
 export interface Recipe {
   lr: number;
@@ -14,17 +15,19 @@ export interface Recipe {
   batchSize: number;
   /** The sampler's default for the checkpoint: clamp each step's predicted x_0 to [−1, 1]. */
   clipDenoised: boolean;
+  /** What the model learns to predict: the noise ε, or the velocity v. */
+  prediction: Prediction;
 }
 
 export const RECIPES = {
   /** Adam 1e-4 constant, batch 128, sampled from the raw weights: the blog post's recipe. */
-  seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false },
+  seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false, prediction: 'epsilon' },
   /**
    * 10x the rate, reached by warm-up and decayed to zero by a cosine; sampled from a moving average of
    * the weights. (Clamping x̂0 at every step, lucidrains' default, is left off: on these fully connected
    * models it lowers FD but leaves visible noise, since the high-noise steps' x̂0 is mostly clamped away.)
    */
-  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false },
+  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false, prediction: 'epsilon' },
 } as const satisfies Record<string, Recipe>;
 
 export type RecipeName = keyof typeof RECIPES;

@@ -40,20 +40,19 @@ function reverseProcess(scheduler: DDPMScheduler, options: SampleOptions) {
   };
 }
 
-/** Predicted noise for a batch at one timestep, as plain numbers. */
-export function predictNoise(model: Denoiser, x: ArrayLike<number>, batch: number, t: number, timesteps: number): Float32Array {
+/** Predicted noise for a batch at one timestep, as plain numbers (converted from v for v-prediction models). */
+export function predictNoise(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, t: number): Float32Array {
   const pixels = x.length / batch;
-  const eps = tf.tidy(() => model.predict(tf.tensor2d(x as Float32Array<ArrayBuffer>, [batch, pixels]), tf.fill([batch], t / timesteps) as tf.Tensor1D));
-  const values = eps.dataSync() as Float32Array;
-  eps.dispose();
-  return values;
+  const output = tf.tidy(() => model.predict(tf.tensor2d(x as Float32Array<ArrayBuffer>, [batch, pixels]), tf.fill([batch], t / scheduler.timesteps) as tf.Tensor1D));
+  const values = output.dataSync() as Float32Array;
+  output.dispose();
+  return scheduler.noiseFromOutput(values, x, t);
 }
 
 /** n images (n · pixels numbers) drawn from the model. */
 export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
   const { n, rng, batchSize = 256, progress = silentProgress } = options;
   const pixels = imageSize(model.config);
-  const T = scheduler.timesteps;
   const { pairs, step } = reverseProcess(scheduler, options);
   const images = new Float32Array(n * pixels);
   const totalSteps = Math.ceil(n / batchSize) * pairs.length;
@@ -65,7 +64,7 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
     let x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
     const z = new Float32Array(batch * pixels);
     for (const [t, tPrev] of pairs) {
-      const epsHat = predictNoise(model, x, batch, t, T);
+      const epsHat = predictNoise(model, scheduler, x, batch, t);
       if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
       x = step(epsHat, t, tPrev, x, z);
       progress.update(++done, { images: n });

@@ -8,10 +8,21 @@ export interface ScheduleConfig {
   timesteps: number;
   betaStart: number;
   betaEnd: number;
+  /** What the model predicts; absent (checkpoints before the choice) is 'epsilon'. */
+  prediction?: Prediction;
 }
 
-export function linearSchedule(timesteps = 1000, betaStart = 1e-4, betaEnd = 0.02): ScheduleConfig {
-  return { kind: 'linear', timesteps, betaStart, betaEnd };
+/**
+ * The model's output: the noise ε (Ho et al., the seed's), or the velocity v = √ᾱ_t·ε − √(1 − ᾱ_t)·x_0
+ * (Salimans & Ho 2022). With ε, an error δ in the predicted noise's per-image mean moves x̂_0's mean by
+ * δ·√(1 − ᾱ_t)/√ᾱ_t, 150x at t = T − 1; with v, by δ·√(1 − ᾱ_t): the early steps cannot drift a
+ * briefly trained model's background.
+ */
+export type Prediction = 'epsilon' | 'v';
+export const PREDICTIONS = ['epsilon', 'v'] as const satisfies readonly Prediction[];
+
+export function linearSchedule(timesteps = 1000, betaStart = 1e-4, betaEnd = 0.02, prediction: Prediction = 'epsilon'): ScheduleConfig {
+  return prediction === 'epsilon' ? { kind: 'linear', timesteps, betaStart, betaEnd } : { kind: 'linear', timesteps, betaStart, betaEnd, prediction };
 }
 
 export class DDPMScheduler {
@@ -27,10 +38,14 @@ export class DDPMScheduler {
   readonly posteriorMeanCoef1: Float64Array;
   readonly posteriorMeanCoef2: Float64Array;
 
+  readonly prediction: Prediction;
+
   constructor(config: ScheduleConfig = linearSchedule()) {
     if (config.kind !== 'linear') throw new Error(`unknown beta schedule "${config.kind}"`);
+    if (config.prediction !== undefined && !PREDICTIONS.includes(config.prediction)) throw new Error(`unknown prediction "${config.prediction}"`);
     const T = config.timesteps;
     this.config = config;
+    this.prediction = config.prediction ?? 'epsilon';
     this.timesteps = T;
     this.betas = new Float64Array(T);
     this.alphas = new Float64Array(T);
@@ -64,6 +79,28 @@ export class DDPMScheduler {
       for (let i = b * size; i < (b + 1) * size; i++) out[i] = a * x0[i] + s * eps[i];
     }
     return out;
+  }
+
+  /** What the model learns to output for x_t made from x0 and eps: eps itself, or v = √ᾱ_t·ε − √(1 − ᾱ_t)·x_0. */
+  trainingTarget(x0: Float32Array, eps: Float32Array, t: ArrayLike<number>): Float32Array {
+    if (this.prediction === 'epsilon') return eps;
+    const size = x0.length / t.length;
+    const out = new Float32Array(x0.length);
+    for (let b = 0; b < t.length; b++) {
+      const a = Math.sqrt(this.alphasCumprod[t[b]]);
+      const s = Math.sqrt(1 - this.alphasCumprod[t[b]]);
+      for (let i = b * size; i < (b + 1) * size; i++) out[i] = a * eps[i] - s * x0[i];
+    }
+    return out;
+  }
+
+  /** The noise ε̂ a model output at x_t implies (in place): the output itself, or √ᾱ_t·v̂ + √(1 − ᾱ_t)·x_t. */
+  noiseFromOutput(output: Float32Array, xt: Float32Array, t: number): Float32Array {
+    if (this.prediction === 'epsilon') return output;
+    const a = Math.sqrt(this.alphasCumprod[t]);
+    const s = Math.sqrt(1 - this.alphasCumprod[t]);
+    for (let i = 0; i < output.length; i++) output[i] = a * output[i] + s * xt[i];
+    return output;
   }
 
   /**

@@ -20,7 +20,7 @@ import { Rng } from './rng';
 import { generate } from './sample';
 import { WeightAverage } from './ema';
 import { assignCopy } from './tensors';
-import { DDPMScheduler, linearSchedule } from './schedule';
+import { DDPMScheduler, Prediction, linearSchedule } from './schedule';
 import { LrSchedule, effectiveWarmup, learningRateAt } from './lrSchedule';
 
 export class NonFiniteLossError extends UserError {}
@@ -63,7 +63,7 @@ export class Trainer {
     return tf.tidy(() => {
       const xs = tf.tensor2d(xt, [batch, pixels]);
       const tFrac = tf.tensor1d(Float32Array.from(t, (v) => v / T));
-      const target = tf.tensor2d(eps, [batch, pixels]);
+      const target = tf.tensor2d(this.scheduler.trainingTarget(x0, eps, t), [batch, pixels]);
       const { value, grads } = this.optimizer.gradients(() => tf.mean(tf.squaredDifference(this.model.predict(xs, tFrac), target)));
       const loss = value.dataSync()[0];
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
@@ -196,6 +196,8 @@ export interface TrainOptions {
   keepEvery: number;
   /** Recorded in the checkpoint as the sampler's default. */
   clipDenoised: boolean;
+  /** What the model learns to predict (fixed for a run). */
+  prediction: Prediction;
   /** Options the user gave explicitly (for resume: they override or must agree with the checkpoint). */
   explicit: Set<string>;
 }
@@ -231,7 +233,7 @@ export async function loadTrainingData(data: DataRecord, log: (m: string) => voi
 /** The record of a run that has not started: the seed recipe, with the given choices. */
 export function newRunMeta(
   o: Pick<TrainOptions, 'width' | 'timesteps' | 'limit' | 'batchSize' | 'lr' | 'seed'> &
-    Partial<Pick<TrainOptions, 'ema' | 'lrSchedule' | 'warmupSteps' | 'clipDenoised' | 'model' | 'data' | 'imageSize' | 'channels' | 'unet'>>,
+    Partial<Pick<TrainOptions, 'ema' | 'lrSchedule' | 'warmupSteps' | 'clipDenoised' | 'prediction' | 'model' | 'data' | 'imageSize' | 'channels' | 'unet'>>,
 ): CheckpointMeta {
   const model = o.model ?? 'fc';
   const data = dataRecord({ data: o.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), imageSize: o.imageSize ?? 32, channels: o.channels ?? 3, limit: o.limit });
@@ -239,7 +241,7 @@ export function newRunMeta(
   if (model === 'fc') validateFcUnetWidth(o.width);
   return {
     model: model === 'fc' ? fcUnetConfig(o.width, shape.height, shape.width, shape.channels) : unetConfig(shape.height, shape.channels, o.unet),
-    schedule: linearSchedule(o.timesteps),
+    schedule: linearSchedule(o.timesteps, undefined, undefined, o.prediction),
     data,
     training: {
       epoch: 0,
@@ -268,6 +270,10 @@ function resumedMeta(saved: CheckpointMeta, o: TrainOptions): CheckpointMeta {
   }
   if (o.explicit.has('timesteps') && o.timesteps !== saved.schedule.timesteps) {
     throw new UserError(`the checkpoint in ${o.out} uses ${saved.schedule.timesteps} timesteps, not ${o.timesteps}`);
+  }
+  const savedPrediction = saved.schedule.prediction ?? 'epsilon';
+  if (o.explicit.has('prediction') && o.prediction !== savedPrediction) {
+    throw new UserError(`the checkpoint in ${o.out} predicts ${savedPrediction}, not ${o.prediction} (use another --out)`);
   }
   const training = { ...saved.training, optimizer: { ...saved.training.optimizer } };
   if (o.explicit.has('batchSize')) training.batchSize = o.batchSize;
@@ -320,7 +326,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
     `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
       `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule?.kind ?? 'constant'}` +
       `${meta.training.lrSchedule && effectiveWarmup(meta.training.lrSchedule) ? ` (warm-up ${effectiveWarmup(meta.training.lrSchedule)} steps)` : ''}` +
-      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
+      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}${meta.schedule.prediction === 'v' ? ', v-prediction' : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
   );
   let interrupted = false;
   let lastLoss = meta.training.loss;

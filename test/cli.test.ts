@@ -181,6 +181,16 @@ test('--recipe seed trains the blog post\'s recipe, the default recipe its own; 
   assert.equal(read(mixed).training.ema, 0.99);
   assert.equal(read(mixed).training.lrSchedule.kind, 'cosine');
   assert.equal(read(mixed).training.optimizer.lr, 1e-4);
+  // --prediction v is recorded with the schedule, used by sample, and fixed for the run
+  const vDir = tempDir();
+  const vr = runCli(['train', '--epochs', '1', ...SMALL, '--prediction', 'v', '--out', vDir]);
+  assert.equal(vr.status, 0, vr.stderr);
+  assert.match(vr.stderr, /v-prediction/);
+  assert.equal(read(vDir).schedule.prediction, 'v');
+  assert.equal(read(defDir).schedule.prediction, undefined);
+  assert.equal(runCli(['sample', '--checkpoint', vDir, '--n', '2', '--out', path.join(vDir, 'v.png')]).status, 0);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--prediction', 'epsilon', '--out', vDir]), /predicts v, not epsilon/);
+  assertCleanFailure(runCli(['train', '--prediction', 'x0']), /--prediction/);
   assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--recipe', 'seed', '--out', seedDir]), /--recipe/);
   assertCleanFailure(runCli(['train', '--recipe', 'fast']), /--recipe/);
 });

@@ -133,3 +133,25 @@ test('deterministic DDIM with a perfect denoiser of one image reaches that image
     x.forEach((v, i) => assert.ok(Math.abs(v - x0[i]) < 1e-4, `K=${K}: ${v} vs ${x0[i]}`));
   }
 });
+
+test('v-prediction: the target is √ᾱ·ε − √(1 − ᾱ)·x0, and the noise a true v implies is ε; ε-prediction passes outputs through', () => {
+  const v = new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, 'v'));
+  assert.equal(new DDPMScheduler(linearSchedule(1000)).prediction, 'epsilon');
+  assert.equal(linearSchedule(1000).prediction, undefined); // checkpoints keep their old form
+  const rng = new Rng(4);
+  const x0 = rng.fillNormal(new Float32Array(12));
+  const eps = rng.fillNormal(new Float32Array(12));
+  const t = [0, 500, 999];
+  const target = v.trainingTarget(x0, eps, t);
+  const xt = v.addNoise(x0, eps, t);
+  t.forEach((tb, b) => {
+    const a = v.alphasCumprod[tb];
+    for (let i = b * 4; i < b * 4 + 4; i++) assert.ok(Math.abs(target[i] - (Math.sqrt(a) * eps[i] - Math.sqrt(1 - a) * x0[i])) < 1e-6);
+    const implied = v.noiseFromOutput(target.slice(b * 4, b * 4 + 4), xt.slice(b * 4, b * 4 + 4), tb);
+    implied.forEach((e, i) => assert.ok(Math.abs(e - eps[b * 4 + i]) < 1e-5, `t=${tb}: ${e} vs ${eps[b * 4 + i]}`));
+  });
+  assert.equal(s.trainingTarget(x0, eps, t), eps);
+  const out = new Float32Array([1, 2]);
+  assert.equal(s.noiseFromOutput(out, new Float32Array(2), 5), out);
+  assert.throws(() => new DDPMScheduler({ ...linearSchedule(10), prediction: 'x0' as never }), /unknown prediction/);
+});
