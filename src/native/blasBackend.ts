@@ -168,7 +168,7 @@ function sumKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc 
       const size = (from: number, to: number) => x.shape.slice(from, to).reduce((p, q) => p * q, 1);
       const outer = size(0, sorted[0]), middle = size(sorted[0], sorted[sorted.length - 1] + 1), inner = size(sorted[sorted.length - 1] + 1, rank);
       const src = cpuValues(cpu, x);
-      const out = cpu.allocate(outer * inner).fill(0);
+      const out = cpu.allocate(outer * inner); // middleSums writes every value
       native.middleSums(src, outer, middle, inner, out);
       const shape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
       return cpu.makeTensorInfo(shape, 'float32', out);
