@@ -198,6 +198,13 @@ test('Conv2D and both its gradients match the cpu kernels for strides, paddings,
     { x: [2, 6, 6, 5], f: [1, 1, 5, 7], strides: 1, pad: 'same' },
     { x: [2, 10, 10, 3], f: [3, 3, 3, 4], strides: 1, pad: 1, dilations: 2 },
     { x: [40, 16, 16, 8], f: [3, 3, 8, 8], strides: 1, pad: 'same' }, // more than one chunk of images
+    // The direct path (stride 1, channels in multiples of 16, or 8 into the filter gradient):
+    { x: [3, 8, 8, 16], f: [3, 3, 16, 32], strides: 1, pad: 'same' },
+    { x: [2, 7, 11, 32], f: [3, 3, 32, 16], strides: 1, pad: 'same' }, // rows not a multiple of 8 pixels
+    { x: [2, 9, 9, 16], f: [3, 3, 16, 16], strides: 1, pad: 'valid' },
+    { x: [2, 6, 6, 16], f: [5, 5, 16, 16], strides: 1, pad: 1 },
+    { x: [2, 8, 8, 8], f: [3, 3, 8, 16], strides: 1, pad: 'same' }, // direct filter gradient, im2col input gradient
+    { x: [2, 8, 8, 16], f: [3, 3, 16, 3], strides: 1, pad: 'same' }, // direct input gradient only
   ];
   for (const c of cases) {
     const x = random(c.x, ++seed), filter = random(c.f, ++seed);
