@@ -385,9 +385,10 @@ static napi_value middle_sums(napi_env env, napi_callback_info info) {
 }
 
 /*
- * Convolutions as im2col + sgemm, NHWC, filter [kh, kw, in, out] (tfjs's layouts). The geometry comes
- * as an Int32Array: batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft,
- * dilationH, dilationW. Images go in chunks so the patch matrix stays a few MiB.
+ * Convolutions, NHWC, filter [kh, kw, in, out] (tfjs's layouts): direct loops (below) where they apply,
+ * else im2col + sgemm. The geometry comes as an Int32Array: batch, inH, inW, inC, outH, outW, outC, kH,
+ * kW, strideH, strideW, padTop, padLeft, dilationH, dilationW. Images go in chunks so the patch matrix
+ * stays a few MiB.
  */
 typedef struct {
   int64_t batch, inH, inW, inC, outH, outW, outC, kH, kW, sH, sW, padTop, padLeft, dH, dW;

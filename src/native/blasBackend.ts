@@ -234,8 +234,8 @@ interface ConvAttrs {
 }
 
 /**
- * Conv2D and its two gradients (which wasm lacks and the cpu backend runs as plain loops) as im2col +
- * sgemm; NCHW goes to the cpu kernels.
+ * Conv2D and its two gradients (which wasm lacks and the cpu backend runs as plain loops) in the addon:
+ * direct loops for stride 1, else im2col + sgemm; NCHW goes to the cpu kernels.
  */
 function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
