@@ -152,7 +152,7 @@ export function buildProgram(): Command {
     .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,4 (default: 1,2,4 up to 32 px, 1,2,2,4 above)', integerList)
     .option('--blocks <n>', 'unet: residual blocks per stage (default: 1)', integer(1, 'an integer of at least 1'))
     .option('--attention <list>', 'unet: resolutions (px) with self-attention, e.g. 8 or 16,8 (default: 8 up to 32 px, 16 above)', integerList)
-    .addOption(new Option('--prediction <kind>', 'what the model learns to predict: epsilon (the noise, as Ho et al. and both recipes) or v (the velocity √ᾱ·ε − √(1 − ᾱ)·x0, Salimans & Ho)').choices(PREDICTIONS))
+    .addOption(new Option('--prediction <kind>', `what the model learns to predict: epsilon (the noise, as Ho et al.) or v (the velocity √ᾱ·ε − √(1 − ᾱ)·x0, Salimans & Ho) (default recipe: ${RECIPES.default.prediction}, ${UNET_DEFAULT.prediction} for unet; seed: ${RECIPES.seed.prediction})`).choices(PREDICTIONS))
     .option('--timesteps <T>', 'diffusion steps T (linear beta 1e-4..0.02)', integer(2, 'an integer of at least 2'), 1000)
     .option('--limit <n>', 'train on the first n MNIST images (0 = all 60000)', integer(0, 'a non-negative integer'), 0)
     .option('--seed <s>', 'random seed (weights, shuffling, timesteps, noise)', integer(0, 'a non-negative integer'), 0)

@@ -213,6 +213,8 @@ test('--model unet trains on a folder of RGB images, samples an RGB grid, and ev
   const meta = JSON.parse(fs.readFileSync(path.join(ckpt, 'checkpoint.json'), 'utf8'));
   assert.equal(meta.model.kind, 'unet');
   assert.deepEqual(meta.model.channelMults, [1, 2]);
+  assert.equal(meta.schedule.prediction, 'v'); // the default recipe's U-net target
+  assert.match(train.stderr, /v-prediction/);
   assert.equal(meta.data.count, 6);
   const grid = path.join(dir, 'grid.png');
   const sample = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--steps', '5', '--out', grid]);

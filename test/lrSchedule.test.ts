@@ -31,11 +31,12 @@ test('warm-up takes at most a tenth of a run of known length; an unknown length 
   close(learningRateAt(1e-3, unknown, 10_000), 1e-3);
 });
 
-test('the default recipe gives the U-net its own batch and averaging; the seed recipe and the FC net are untouched', () => {
+test('the default recipe gives the U-net its own batch, averaging and prediction target; the seed recipe and the FC net are untouched', () => {
   assert.deepEqual(recipeFor('default', 'fc'), RECIPES.default);
   assert.deepEqual(recipeFor('seed', 'unet'), RECIPES.seed);
   const unet = recipeFor('default', 'unet');
   assert.equal(unet.batchSize, 64);
   assert.equal(unet.ema, 0.999);
+  assert.equal(unet.prediction, 'v');
   assert.equal(unet.lr, RECIPES.default.lr);
 });
