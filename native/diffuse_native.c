@@ -470,6 +470,8 @@ static void col2im(const conv_geom *g, const float *cols, int64_t first, int64_t
  * register, or two AVX2 ones), eight pixels of a row at a time, so each filter row loaded serves eight
  * multiply-adds. Each image is first copied into a zero-padded buffer, so the loops need no bounds checks.
  */
+enum { CONV_FORWARD = 0, CONV_GRAD_INPUT = 1, CONV_GRAD_FILTER = 2 };
+
 typedef float vec16 __attribute__((vector_size(64)));
 static inline vec16 load16(const float *p) {
   vec16 v;
@@ -595,13 +597,13 @@ static void direct_filter_grad_image(const conv_geom *g, const float *xp, const 
  */
 static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out) {
   if (!direct_eligible(g)) return false;
-  if (mode == 0 && g->outC % 16 != 0) return false;
-  if (mode == 1 && g->inC % 16 != 0) return false;
-  if (mode == 2 && (g->inC % 8 != 0 || g->outC % 16 != 0)) return false;
+  if (mode == CONV_FORWARD && g->outC % 16 != 0) return false;
+  if (mode == CONV_GRAD_INPUT && g->inC % 16 != 0) return false;
+  if (mode == CONV_GRAD_FILTER && (g->inC % 8 != 0 || g->outC % 16 != 0)) return false;
   conv_geom fg = *g; /* the forward convolution that runs */
   const float *filter = b;
   float *turned = NULL;
-  if (mode == 1) {
+  if (mode == CONV_GRAD_INPUT) {
     fg = (conv_geom){g->batch, g->outH, g->outW, g->outC, g->inH, g->inW, g->inC, g->kH, g->kW, 1, 1, g->kH - 1 - g->padTop, g->kW - 1 - g->padLeft, 1, 1};
     turned = (float *)malloc(sizeof(float) * g->kH * g->kW * g->inC * g->outC);
     if (!turned) return false;
@@ -615,14 +617,14 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
   const int64_t padLen = padded_height(&fg) * padded_width(&fg) * fg.inC, fLen = g->kH * g->kW * g->inC * g->outC;
   const int threads = fg.batch > 1 ? omp_get_max_threads() : 1;
   float *pads = (float *)malloc(sizeof(float) * threads * padLen);
-  float *partial = mode == 2 && threads > 1 ? (float *)calloc((size_t)(threads - 1) * fLen, sizeof(float)) : NULL;
-  if (!pads || (mode == 2 && threads > 1 && !partial)) {
+  float *partial = mode == CONV_GRAD_FILTER && threads > 1 ? (float *)calloc((size_t)(threads - 1) * fLen, sizeof(float)) : NULL;
+  if (!pads || (mode == CONV_GRAD_FILTER && threads > 1 && !partial)) {
     free(turned);
     free(pads);
     free(partial);
     return false;
   }
-  if (mode == 2)
+  if (mode == CONV_GRAD_FILTER)
     for (int64_t i = 0; i < fLen; i++) out[i] = 0.0f;
 #pragma omp parallel num_threads(threads)
   {
@@ -632,7 +634,7 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
 #pragma omp for schedule(static)
     for (int64_t img = 0; img < fg.batch; img++) {
       pad_image(&fg, a, img, myPad);
-      if (mode == 2)
+      if (mode == CONV_GRAD_FILTER)
         direct_filter_grad_image(&fg, myPad, b + img * fg.outH * fg.outW * fg.outC, myFilter);
       else
         direct_forward_image(&fg, myPad, filter, out + img * fg.outH * fg.outW * fg.outC);
@@ -646,7 +648,6 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
   return true;
 }
 
-enum { CONV_FORWARD = 0, CONV_GRAD_INPUT = 1, CONV_GRAD_FILTER = 2 };
 
 /*
  * conv(mode, geom, a, b, out):
