@@ -28,8 +28,8 @@ export interface NativeAddon {
   middleSums(x: Float32Array, outer: number, middle: number, inner: number, out: Float32Array): void;
   /**
    * An NHWC convolution, direct for stride 1 and channels in multiples of 16, else im2col + sgemm
-   * (mode 0: y from x and filter; 1: dx from dy and filter; 2: dfilter from x and dy); geom = batch, inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop,
-   * padLeft, dilations.
+   * (mode 0: y from x and filter; 1: dx from dy and filter; 2: dfilter from x and dy); geom = batch,
+   * inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop, padLeft, dilations.
    */
   conv(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
   /** GroupNorm over [batch, pixels, channels] in `groups` groups; saves x̂ and each group's 1/σ. */
