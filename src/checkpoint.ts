@@ -2,12 +2,13 @@
  * Checkpoints: a directory with `checkpoint.json` (configuration, progress, RNG state, tensor index) and
  * one weights file of float32 values it names. Saving writes the new weights file under a new name, then
  * replaces checkpoint.json by rename, then deletes the old weights: a kill at any moment leaves a
- * checkpoint.json that points at a complete weights file.
+ * checkpoint.json that points at a complete weights file. The writer holds the run folder's lock
+ * (runLock.ts), so after a save it may remove what killed writers left behind.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from './errors';
-import { writeAtomically } from './files';
+import { TEMP_MARK, ensureDirectory, writeAtomically } from './files';
 import { ModelConfig } from './models/denoiser';
 import { RngState } from './rng';
 import { ScheduleConfig } from './schedule';
@@ -71,12 +72,49 @@ interface CheckpointFile extends CheckpointMeta {
   tensors: { name: string; shape: number[] }[];
 }
 
-export function saveCheckpoint(dir: string, meta: CheckpointMeta, tensors: ReadonlyMap<string, NamedArray>): void {
+/**
+ * For tests only: DIFFUSE_TEST_FAULT=MODE:POINT[:N] makes the Nth save of this process (default 1)
+ * kill itself (MODE kill, as a power cut would) or throw (MODE fail, as a full disk would) at POINT:
+ * after-weights (new weights in place, checkpoint.json not yet written), before-rename (the new
+ * checkpoint.json written and flushed under its temporary name) or after-rename (checkpoint.json
+ * replaced, the old weights not yet deleted).
+ */
+export const FAULT_POINTS = ['after-weights', 'before-rename', 'after-rename'] as const;
+let saves = 0;
+
+function faultPoint(point: (typeof FAULT_POINTS)[number]): void {
+  const spec = process.env.DIFFUSE_TEST_FAULT;
+  if (!spec) return;
+  const [mode, where, nth = '1'] = spec.split(':');
+  if (where !== point || Number(nth) !== saves) return;
+  if (mode === 'kill') process.kill(process.pid, 'SIGKILL');
+  throw new Error(`injected fault ${point}`);
+}
+
+function isTempOfDeadWriter(name: string): boolean {
+  const m = new RegExp(`${TEMP_MARK.replace('.', '\\.')}(\\d+)$`).exec(name);
+  if (!m) return false;
+  const pid = Number(m[1]);
+  if (pid === process.pid) return true;
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    process.kill(pid, 0);
+    return false;
   } catch (e) {
-    throw new UserError(`cannot create checkpoint directory ${dir}: ${(e as NodeJS.ErrnoException).code}`);
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
+}
+
+/** Removes weights files the checkpoint does not name and temporary files of dead writers. */
+function removeStrays(dir: string, weights: string): void {
+  for (const name of fs.readdirSync(dir)) {
+    const stray = (/^weights-.*\.bin$/.test(name) && name !== weights) || isTempOfDeadWriter(name);
+    if (stray) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+export function saveCheckpoint(dir: string, meta: CheckpointMeta, tensors: ReadonlyMap<string, NamedArray>): void {
+  saves++;
+  ensureDirectory(dir, 'checkpoint directory');
   const previous = readCheckpointFile(dir, false)?.weights;
   let weights = `weights-${String(meta.training.epoch).padStart(5, '0')}-${meta.training.step}.bin`;
   if (weights === previous) weights = weights.replace('.bin', `-${Date.now()}.bin`);
@@ -100,11 +138,13 @@ export function saveCheckpoint(dir: string, meta: CheckpointMeta, tensors: Reado
   };
   try {
     writeAtomically(path.join(dir, weights), bytes);
-    writeAtomically(path.join(dir, CHECKPOINT_FILE), JSON.stringify(file, null, 2) + '\n');
+    faultPoint('after-weights');
+    writeAtomically(path.join(dir, CHECKPOINT_FILE), JSON.stringify(file, null, 2) + '\n', () => faultPoint('before-rename'));
+    faultPoint('after-rename');
   } catch (e) {
     throw new UserError(`cannot write checkpoint in ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (previous && previous !== weights) fs.rmSync(path.join(dir, previous), { force: true });
+  removeStrays(dir, weights);
 }
 
 export function checkpointExists(dir: string): boolean {
@@ -137,13 +177,22 @@ function readCheckpointFile(dir: string, required: boolean): CheckpointFile | nu
 }
 
 export function loadCheckpoint(dir: string): { meta: CheckpointMeta; tensors: Map<string, NamedArray> } {
-  const file = readCheckpointFile(dir, true)!;
-  const weightsPath = path.join(dir, path.basename(file.weights));
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(weightsPath);
-  } catch (e) {
-    throw new UserError(`corrupt checkpoint: cannot read weights ${weightsPath}: ${(e as NodeJS.ErrnoException).code}`);
+  let file = readCheckpointFile(dir, true)!;
+  let weightsPath = path.join(dir, path.basename(file.weights));
+  let bytes: Buffer | undefined;
+  // A training run may replace the checkpoint between reading its index and its weights (and then
+  // delete the weights it named): read the index again while it keeps changing.
+  for (let attempt = 0; bytes === undefined; attempt++) {
+    try {
+      bytes = fs.readFileSync(weightsPath);
+    } catch (e) {
+      const again = readCheckpointFile(dir, true)!;
+      if (attempt >= 10 || again.weights === file.weights) {
+        throw new UserError(`corrupt checkpoint: cannot read weights ${weightsPath}: ${(e as NodeJS.ErrnoException).code}`);
+      }
+      file = again;
+      weightsPath = path.join(dir, path.basename(file.weights));
+    }
   }
   const sizes = file.tensors.map((t) => t.shape.reduce((a, b) => a * b, 1));
   const total = sizes.reduce((a, b) => a + b, 0);

@@ -1,9 +1,10 @@
 /** The `diffuse` command line: train, sample and evaluate. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS, BackendChoice, selectBackend } from './backend';
 import { UserError, flagName } from './errors';
+import { checkOutputFile, imageFormatOf } from './files';
 import { gridLayout, quantize, writeImageGrid } from './image';
 import { createProgress, samplingProgress } from './progress';
 import { Rng } from './rng';
@@ -69,18 +70,6 @@ function etaValue(value: string): number {
   return n;
 }
 
-/** An output file must be writable before hours of work go into it: its directory must exist. */
-function checkOutputFile(file: string): void {
-  const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`cannot write ${file}: directory ${dir} does not exist`);
-  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new UserError(`cannot write ${file}: it is a directory`);
-  try {
-    fs.accessSync(dir, fs.constants.W_OK);
-  } catch {
-    throw new UserError(`cannot write ${file}: directory ${dir} is not writable`);
-  }
-}
-
 interface SamplerFlags {
   seed: number;
   batchSize: number;
@@ -132,6 +121,7 @@ export function buildProgram(): Command {
     .description('Train and sample denoising diffusion models (DDPM) on TensorFlow.js')
     .version(pkg.version)
     .option('--verbose', 'print stack traces on errors')
+    .exitOverride() // main() sets the exit code: 2 for every usage error, as for other user errors
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse evaluate --checkpoint checkpoints --n 1000');
 
   program
@@ -174,12 +164,14 @@ export function buildProgram(): Command {
       if (opts.model === 'unet' && explicit.has('width')) throw new UserError('--width is an option of --model fc (the U-net has --base-channels and --channel-mults)');
       await selectBackend(opts.backend as BackendChoice);
       let stopRequested = false;
-      const onSigint = () => {
-        if (stopRequested) process.exit(130); // a second Ctrl-C does not wait
+      // Ctrl-C, or a SIGTERM from a process manager: finish the step and save.
+      const onSignal = () => {
+        if (stopRequested) process.exit(130); // a second one does not wait
         stopRequested = true;
         log('\nstopping after this step (Ctrl-C again to quit at once)');
       };
-      process.on('SIGINT', onSigint);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         const unet: Partial<UnetConfig> = {};
         if (opts.baseChannels !== undefined) unet.baseChannels = opts.baseChannels;
@@ -214,7 +206,8 @@ export function buildProgram(): Command {
         const result = await runTraining(options, { log, shouldStop: () => stopRequested });
         log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}`);
       } finally {
-        process.off('SIGINT', onSigint);
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
     });
 
@@ -223,7 +216,7 @@ export function buildProgram(): Command {
     .description('draw images from a trained checkpoint (all T ancestral steps, or K DDIM steps) and write a PNG grid')
     .option('--checkpoint <dir>', 'checkpoint directory', 'checkpoints')
     .option('--n <count>', 'number of images', integer(1, 'an integer of at least 1'), 64)
-    .option('--out <file>', 'PNG file to write', 'grid.png')
+    .option('--out <file>', 'image file to write: .png, .jpg or .webp (lossless)', 'grid.png')
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
     .option('--batch-size <n>', 'images denoised together', integer(1, 'an integer of at least 1'), 256)
     .addOption(clipOption())
@@ -233,6 +226,7 @@ export function buildProgram(): Command {
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse sample --checkpoint runs/small --n 16 --seed 7 --out small.png\n  $ diffuse sample --n 64 --steps 50 --out fast.png')
     .action(async (opts) => {
+      imageFormatOf(opts.out);
       checkOutputFile(opts.out);
       await selectBackend(opts.backend as BackendChoice);
       const { images, meta, averaged } = sampleCheckpoint(opts.checkpoint, opts.n, opts);
@@ -287,14 +281,30 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Exit codes: 0 done (also after Ctrl-C's save), 1 an internal error (a bug), 2 a usage or user error, 130 a second Ctrl-C. */
+export const EXIT = { ok: 0, internal: 1, user: 2, interrupted: 130 } as const;
+
 export async function main(argv = process.argv): Promise<void> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    const verbose = argv.includes('--verbose');
-    if (verbose && e instanceof Error) process.stderr.write((e.stack ?? String(e)) + '\n');
-    else process.stderr.write(`diffuse: error: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = e instanceof UserError ? 2 : 1;
+    if (e instanceof CommanderError) {
+      // commander has printed its one line (or the help, or the version)
+      process.exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.user;
+      return;
+    }
+    const { text, code } = errorReport(e, argv.includes('--verbose'));
+    process.stderr.write(text);
+    process.exitCode = code;
   }
+}
+
+/** What to print for an error that ended a command, and the exit code: a user error is one line; anything else is a bug. */
+export function errorReport(e: unknown, verbose: boolean): { text: string; code: number } {
+  const user = e instanceof UserError;
+  const code = user ? EXIT.user : EXIT.internal;
+  if (verbose && e instanceof Error) return { text: (e.stack ?? String(e)) + '\n', code };
+  if (user) return { text: `diffuse: error: ${e.message}\n`, code };
+  return { text: `diffuse: internal error: ${e instanceof Error ? e.message : String(e)} (a bug in diffuse; --verbose prints where)\n`, code };
 }

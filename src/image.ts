@@ -1,7 +1,7 @@
-/** Sample grids as grayscale or RGB PNG files (encoded by sharp). */
+/** Sample grids as grayscale or RGB images (encoded by sharp in the format the file's extension names). */
 import sharp from 'sharp';
 import { UserError } from './errors';
-import { writeAtomically } from './files';
+import { imageFormatOf, writeAtomically } from './files';
 
 export const GRID_GAP = 2;
 export const GRID_GAP_VALUE = 128;
@@ -45,10 +45,13 @@ export function gridPixels(images: Float32Array, n: number, h: number, w: number
 }
 
 export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1): Promise<{ width: number; height: number }> {
+  const format = imageFormatOf(file);
   const { width, height, pixels } = gridPixels(images, n, h, w, channels);
-  const png = await sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } }).png().toBuffer();
+  const raw = sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } });
+  // Grids are small: keep every grey level where the format allows.
+  const encoded = await (format === 'png' ? raw.png() : format === 'webp' ? raw.webp({ lossless: true }) : raw.jpeg({ quality: 95 })).toBuffer();
   try {
-    writeAtomically(file, png);
+    writeAtomically(file, encoded);
   } catch (e) {
     throw new UserError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }

@@ -3,6 +3,8 @@
  * from it, the forward noising q(x_t | x_0) and the ancestral reverse step p(x_{t-1} | x_t).
  * Timesteps are indexed 0..T-1, as in the PyTorch reference; the model sees t/T.
  */
+import { UserError } from './errors';
+
 export interface ScheduleConfig {
   kind: 'linear';
   timesteps: number;
@@ -41,8 +43,8 @@ export class DDPMScheduler {
   readonly prediction: Prediction;
 
   constructor(config: ScheduleConfig = linearSchedule()) {
-    if (config.kind !== 'linear') throw new Error(`unknown beta schedule "${config.kind}"`);
-    if (config.prediction !== undefined && !PREDICTIONS.includes(config.prediction)) throw new Error(`unknown prediction "${config.prediction}"`);
+    if (config.kind !== 'linear') throw new UserError(`unknown beta schedule "${config.kind}"`);
+    if (config.prediction !== undefined && !PREDICTIONS.includes(config.prediction)) throw new UserError(`unknown prediction "${config.prediction}"`);
     const T = config.timesteps;
     this.config = config;
     this.prediction = config.prediction ?? 'epsilon';

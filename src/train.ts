@@ -20,6 +20,7 @@ import { Rng } from './rng';
 import { generate } from './sample';
 import { WeightAverage } from './ema';
 import { assignCopy } from './tensors';
+import { RunLock } from './runLock';
 import { DDPMScheduler, Prediction, linearSchedule } from './schedule';
 import { LrSchedule, effectiveWarmup, learningRateAt } from './lrSchedule';
 
@@ -298,6 +299,18 @@ export interface TrainResult {
 }
 
 export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<TrainResult> {
+  // Before anything else: a bad configuration, a second writer, or an --out that cannot take files
+  // fails before hours of work.
+  const fresh = o.resume ? undefined : newRunMeta(o);
+  const lock = RunLock.acquire(o.out);
+  try {
+    return await trainLocked(o, hooks, lock, fresh);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(o: TrainOptions, hooks: TrainHooks, lock: RunLock, fresh?: CheckpointMeta): Promise<TrainResult> {
   let meta: CheckpointMeta;
   let saved: Map<string, NamedArray> | undefined;
   const exists = checkpointExists(o.out);
@@ -309,7 +322,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
     if (exists && !o.overwrite) {
       throw new UserError(`${o.out} already holds a checkpoint; pass --resume to continue it, --overwrite to start afresh, or choose another --out`);
     }
-    meta = newRunMeta(o);
+    meta = fresh ?? newRunMeta(o);
   }
   const data = await loadTrainingData(meta.data, hooks.log);
   meta.data.count = data.count;
@@ -361,6 +374,7 @@ export async function runTraining(o: TrainOptions, hooks: TrainHooks): Promise<T
         lastLoss = lossSum / seen;
         progress.stop(`epoch ${trainer.epoch}/${o.epochs}: loss ${lastLoss.toFixed(4)}, ${Math.round(samplesPerSecond)} samples/s, ${seconds.toFixed(1)} s`);
       }
+      lock.verify();
       saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
       if (!interrupted && o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
         saveCheckpoint(path.join(o.out, `epoch-${String(trainer.epoch).padStart(4, '0')}`), trainer.checkpointMeta(lastLoss), trainer.tensors());

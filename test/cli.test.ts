@@ -4,20 +4,9 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { BIN, ROOT, runCli, tempDir } from './helpers';
+import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from './helpers';
 
 const SMALL = ['--limit', '256', '--width', '64', '--batch-size', '64'];
-
-/** A bad-input failure: non-zero exit, one line on stderr, no stack trace. */
-function assertCleanFailure(r: ReturnType<typeof runCli>, pattern: RegExp): void {
-  assert.notEqual(r.status, 0, `expected failure, got: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n').filter((l) => /error/i.test(l));
-  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
-  assert.equal(r.stderr.trim().split('\n').pop(), lines[0], 'the error is the last line');
-  assert.match(lines[0], /^(diffuse: )?error: /);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-}
 
 test('train one epoch, then sample 4 images into a valid 2x2 PNG grid', async () => {
   const dir = tempDir();
@@ -63,21 +52,33 @@ test('--resume continues the epoch count; --sample-every writes grids', () => {
   assert.match(done.stderr, /nothing to do/);
 });
 
-test('Ctrl-C finishes the step, saves a loadable checkpoint and exits 0', async () => {
+test('Ctrl-C in the middle of an epoch saves the steps taken; resume repeats the partial epoch', async () => {
   const dir = tempDir();
-  const child = spawn(process.execPath, [BIN, 'train', '--epochs', '1000', ...SMALL, '--out', dir], { cwd: ROOT });
+  // 4096 images in batches of 16: 256 steps an epoch, so the interrupt lands inside the first epoch.
+  const run = ['--limit', '4096', '--width', '64', '--batch-size', '16', '--recipe', 'seed'];
+  const child = spawn(process.execPath, [BIN, 'train', '--epochs', '1000', ...run, '--out', dir], { cwd: ROOT });
   let stderr = '';
   const code = await new Promise<number | null>((resolve) => {
     child.stderr.on('data', (d) => {
       stderr += d;
-      if (/epoch 1\/1000/.test(stderr) && !child.killed) child.kill('SIGINT');
+      if (/^training /m.test(stderr) && !child.killed) child.kill('SIGINT');
     });
     child.on('exit', (c) => resolve(c));
   });
   assert.equal(code, 0, stderr);
-  assert.match(stderr, /interrupted/);
-  const s = runCli(['sample', '--checkpoint', dir, '--n', '1', '--out', path.join(dir, 'g.png')]);
+  assert.match(stderr, /interrupted in epoch 1 after \d+ images; saving/);
+  const read = () => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  const saved = read().training;
+  assert.equal(saved.epoch, 0, 'the partial epoch is not counted');
+  assert.ok(saved.step >= 1 && saved.step < 256, `steps saved: ${saved.step}`);
+  assert.ok(!fs.existsSync(path.join(dir, '.diffuse.lock')), 'the lock is released');
+  const s = runCli(['sample', '--checkpoint', dir, '--n', '1', '--steps', '2', '--out', path.join(dir, 'g.png')]);
   assert.equal(s.status, 0, s.stderr);
+  const resumed = runCli(['train', '--epochs', '1', '--resume', '--out', dir]);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /epochs 1\.\.1/);
+  assert.equal(read().training.epoch, 1);
+  assert.equal(read().training.step, saved.step + 256, 'the whole epoch is trained again after the saved steps');
 });
 
 test('a non-finite loss stops training with a clear message and keeps the last good checkpoint', () => {
@@ -122,7 +123,7 @@ test('an output path that cannot be written is refused and an existing grid is n
   assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]).status, 0);
   assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--out', path.join(dir, 'no', 'such', 'g.png')]), /cannot write .* does not exist/);
   fs.writeFileSync(path.join(dir, 'file'), 'x');
-  assertCleanFailure(runCli(['train', '--epochs', '1', ...SMALL, '--out', path.join(dir, 'file', 'sub')]), /cannot create checkpoint directory/);
+  assertCleanFailure(runCli(['train', '--epochs', '1', ...SMALL, '--out', path.join(dir, 'file', 'sub')]), /cannot create run folder .*: a parent of it is a file/);
   const grid = path.join(dir, 'grid.png');
   fs.writeFileSync(grid, 'precious');
   assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'missing'), '--out', grid]), /no checkpoint/);
@@ -241,4 +242,29 @@ test('a U-net on MNIST-32 (the default data for --model unet) is evaluated on it
   const result = JSON.parse(r.stdout);
   assert.equal(result.samples.n, 20);
   assert.ok(Number.isFinite(result.samples.fd));
+});
+
+test('without the native kernels: the fully connected model trains and samples on --backend wasm and cpu', async () => {
+  for (const backend of ['wasm', 'cpu']) {
+    const dir = tempDir();
+    const train = runCli(['train', '--epochs', '1', '--limit', '64', '--width', '16', '--batch-size', '32', '--backend', backend, '--out', dir]);
+    assert.equal(train.status, 0, train.stderr);
+    assert.match(train.stderr, new RegExp(`backend ${backend}`));
+    assert.match(train.stderr, /epoch 1\/1: loss \d/);
+    // more images than --batch-size: three batches, the last one partial
+    const out = path.join(dir, 'g.png');
+    const sample = runCli(['sample', '--checkpoint', dir, '--n', '5', '--batch-size', '2', '--steps', '3', '--backend', backend, '--out', out]);
+    assert.equal(sample.status, 0, sample.stderr);
+    const { data, info } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], [3 * 28 + 4, 2 * 28 + 2]);
+    // the fifth tile holds an image (not the grey of an empty cell), the sixth is empty
+    const tile = (k: number) => {
+      const top = Math.floor(k / 3) * 30, left = (k % 3) * 30;
+      const values = new Set<number>();
+      for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) values.add(data[((top + y) * info.width + left + x) * info.channels]);
+      return values;
+    };
+    assert.notDeepEqual([...tile(4)], [128], `${backend}: the fifth image is missing`);
+    assert.deepEqual([...tile(5)], [128], `${backend}: the sixth cell should be empty`);
+  }
 });

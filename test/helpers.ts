@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import assert from 'node:assert/strict';
 import { spawnSync, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -7,6 +8,9 @@ import * as path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'diffuse.js');
+
+// Tests keep their own data folder (the digit classifier's cache), also when a file is run on its own.
+process.env.DIFFUSE_DATA_DIR ??= path.join(ROOT, 'dist', 'test-data');
 
 export async function useBackend(name: 'cpu' | 'wasm'): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} unavailable`);
@@ -17,8 +21,27 @@ export function tempDir(prefix = 'diffuse-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export function runCli(args: string[], options: { cwd?: string } = {}): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, encoding: 'utf8', env: { ...process.env } });
+export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, ...options.env },
+    timeout: options.timeout ?? 5 * 60 * 1000,
+  });
+}
+
+/** The exit code of a user error (bad option, unusable file or folder), as the README documents. */
+export const USER_ERROR_EXIT = 2;
+
+/** A bad-input failure: exit code 2, one line on stderr, the last, no stack trace. */
+export function assertCleanFailure(r: SpawnSyncReturns<string>, pattern: RegExp): void {
+  assert.equal(r.status, USER_ERROR_EXIT, `expected a user error (exit ${USER_ERROR_EXIT}), got ${r.status} ${r.signal ?? ''}: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n').filter((l) => /error/i.test(l));
+  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
+  assert.equal(r.stderr.trim().split('\n').pop(), lines[0], 'the error is the last line');
+  assert.match(lines[0], /^(diffuse: )?error: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
 }
 
 export function mean(xs: ArrayLike<number>): number {

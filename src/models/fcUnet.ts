@@ -4,6 +4,7 @@
  * links adding the pre-activation output of the down layer of equal width (the U).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { UserError } from '../errors';
 import { Rng } from '../rng';
 import { Denoiser, FcUnetConfig, imageSize } from './denoiser';
 import { dense, geluLayerNorm } from './layers';
@@ -17,7 +18,7 @@ export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28, channel
 
 export function validateFcUnetWidth(width: number): void {
   if (!Number.isInteger(width) || width < 4 || width % 4 !== 0) {
-    throw new Error(`width must be a positive multiple of 4 (it is halved twice), got ${width}`);
+    throw new UserError(`width must be a positive multiple of 4 (it is halved twice), got ${width}`);
   }
 }
 

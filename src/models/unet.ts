@@ -6,6 +6,7 @@
  * each block taking the matching down block's output as a skip input; a last block that also takes the
  * input convolution's output; 3×3 convolution out.
  */
+import { UserError } from '../errors';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
 import { variableFrom } from '../tensors';
@@ -39,7 +40,7 @@ export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfi
 
 export function validateUnetConfig(c: UnetConfig): void {
   const fail = (why: string) => {
-    throw new Error(`invalid U-net: ${why}`);
+    throw new UserError(`invalid U-net: ${why}`);
   };
   if (c.height !== c.imageWidth) fail(`images must be square, not ${c.height}x${c.imageWidth}`);
   if (c.channelMults.length < 1) fail('at least one stage is needed');
