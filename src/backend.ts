@@ -77,7 +77,7 @@ export async function selectBackend(choice: BackendChoice, env: BackendEnv = def
     if (env.registerBlas() && (await env.setBackend('blas'))) selected = { name: 'blas', package: 'build/Release/diffuse_native.node' };
     blasMissing = selected === null;
     if (!selected && choice === 'blas') {
-      throw new UserError(`the blas backend's native kernels are not built${reason()}; build them with: ${NATIVE_BUILD_HINT}`);
+      throw new UserError(`the blas backend's native kernels cannot be used${reason()}; build them with: ${NATIVE_BUILD_HINT}`);
     }
   }
   for (const name of ['wasm', 'cpu'] as const) {
@@ -90,7 +90,7 @@ export async function selectBackend(choice: BackendChoice, env: BackendEnv = def
   if (!selected) throw new UserError('no tfjs backend could be started');
   const hints: string[] = [];
   if (nativeMissing) hints.push(`native TensorFlow is not installed (${NATIVE_INSTALL_HINT})`);
-  if (blasMissing) hints.push(`the native BLAS kernels are not built (${NATIVE_BUILD_HINT})`);
+  if (blasMissing) hints.push(`the native BLAS kernels cannot be used${reason()}: ${NATIVE_BUILD_HINT}`);
   env.log(`diffuse: backend ${selected.name}${hints.map((h) => `; ${h}`).join('')}`);
   return selected;
 }

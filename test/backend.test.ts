@@ -43,7 +43,7 @@ test('auto falls back to wasm and says once how to get both native backends', as
   const w = fakeEnv(PORTABLE, ['wasm', 'cpu']);
   assert.equal((await selectBackend('auto', w.env)).name, 'wasm');
   assert.equal(w.logs.length, 1);
-  assert.match(w.logs[0], /backend wasm; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node.*; the native BLAS kernels are not built \(apt-get install -y libopenblas-dev/);
+  assert.match(w.logs[0], /backend wasm; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node.*; the native BLAS kernels cannot be used.*: apt-get install -y libopenblas-dev/);
 });
 
 test('auto falls back to cpu when wasm cannot start', async () => {
@@ -57,7 +57,7 @@ test('an explicit backend is used alone, and a missing native one is a clear err
   assert.equal((await selectBackend('cpu', w.env)).name, 'cpu');
   assert.deepEqual(w.started, ['cpu']);
   await assert.rejects(selectBackend('tensorflow', w.env), (e: Error) => e instanceof UserError && /not installed; install it with: npm install/.test(e.message));
-  await assert.rejects(selectBackend('blas', w.env), (e: Error) => e instanceof UserError && /native kernels are not built.*npm run build:native/.test(e.message));
+  await assert.rejects(selectBackend('blas', w.env), (e: Error) => e instanceof UserError && /native kernels cannot be used.*npm run build:native/.test(e.message));
   const broken = fakeEnv(PORTABLE, ['cpu']);
   await assert.rejects(selectBackend('wasm', broken.env), /wasm backend could not be started/);
 });

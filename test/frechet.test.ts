@@ -47,6 +47,27 @@ test('Fréchet distance of Gaussians with known answers', () => {
   close(frechetDistance(new Float64Array(3), eye(1), new Float64Array(3), eye(4), d), 3, 1e-12, 'scaled');
 });
 
+test('Fréchet distance of Gaussians whose covariances do not commute', () => {
+  // Σ₁ = [[2, 1], [1, 1]], Σ₂ = diag(1, 3): Σ₁Σ₂ = [[2, 3], [1, 3]] ≠ Σ₂Σ₁. For 2×2 matrices with positive
+  // eigenvalues, Tr √(Σ₁Σ₂) = √(Tr(Σ₁Σ₂) + 2·√det(Σ₁Σ₂)) = √(5 + 2√3).
+  const c1 = Float64Array.from([2, 1, 1, 1]);
+  const c2 = Float64Array.from([1, 0, 0, 3]);
+  const m1 = Float64Array.from([0, 1]);
+  const m2 = Float64Array.from([3, -3]);
+  const expected = 25 + 3 + 4 - 2 * Math.sqrt(5 + 2 * Math.sqrt(3));
+  close(frechetDistance(m1, c1, m2, c2, 2), expected, 1e-10, 'Σ₁ vs Σ₂');
+  close(frechetDistance(m2, c2, m1, c1, 2), expected, 1e-10, 'symmetric');
+  // Rotating both the same way leaves it unchanged.
+  const r = (a: number) => Float64Array.from([Math.cos(a), -Math.sin(a), Math.sin(a), Math.cos(a)]);
+  const rot = r(0.7);
+  const conj = (c: Float64Array) => {
+    const out = new Float64Array(4);
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 2; j++) for (let k = 0; k < 2; k++) for (let l = 0; l < 2; l++) out[i * 2 + j] += rot[i * 2 + k] * c[k * 2 + l] * rot[j * 2 + l];
+    return out;
+  };
+  close(frechetDistance(new Float64Array(2), conj(c1), new Float64Array(2), conj(c2), 2), expected - 25, 1e-10, 'rotated');
+});
+
 test('mean and covariance of samples, and FD of a set with itself is 0', () => {
   const rng = new Rng(1);
   const n = 20000, d = 2;

@@ -6,7 +6,12 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
-import { loadNativeAddon, missingNativeFunctions, NATIVE_FUNCTIONS } from '../src/native/addon';
+import { loadNativeAddon, nativeAddonProblem, NATIVE_FUNCTIONS } from '../src/native/addon';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT, tempDir } from './helpers';
+
+const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 import { geluLayerNorm, gelu, layerNorm } from '../src/models/layers';
 import { groupNorm, silu, upsampleNearest } from '../src/models/convLayers';
 import { Adam, adamConfig } from '../src/optim';
@@ -277,10 +282,20 @@ test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gr
   compare('large softmax', [random([64, 40, 64], 814)], (a) => tf.softmax(a));
 });
 
-test('the built addon has every native function; one from an older checkout is named as out of date', { skip }, () => {
-  assert.deepEqual(missingNativeFunctions(loadNativeAddon() as unknown as Record<string, unknown>), []);
+test('the addon in use is built from this checkout\'s sources with every function; a stale or older build is refused, saying why', { skip }, () => {
+  assert.equal(nativeAddonProblem(ADDON), null);
+  const copy = path.join(tempDir(), 'diffuse_native.node');
+  fs.copyFileSync(ADDON, copy);
+  const stamp = path.join(path.dirname(copy), 'diffuse_native.sources');
+  assert.match(nativeAddonProblem(copy)!, /built from other sources/, 'no record of its sources');
+  fs.writeFileSync(stamp, 'an older hash\n');
+  assert.match(nativeAddonProblem(copy)!, /built from other sources than this checkout's native\/ \(out of date\)/);
+  fs.copyFileSync(path.join(path.dirname(ADDON), 'diffuse_native.sources'), stamp);
+  assert.equal(nativeAddonProblem(copy), null);
+  // built from these sources but lacking kernels (as an addon from an older checkout would)
   const older = Object.fromEntries(NATIVE_FUNCTIONS.filter((n) => n !== 'copyRuns' && n !== 'conv').map((n) => [n, () => {}]));
-  assert.deepEqual(missingNativeFunctions(older), ['conv', 'copyRuns']);
+  assert.equal(nativeAddonProblem(copy, () => older), 'the native addon is out of date: it lacks conv, copyRuns');
+  assert.match(nativeAddonProblem(path.join(path.dirname(copy), 'none.node'))!, /not found/);
 });
 
 test('the addon flushes subnormal results to zero (they made training steps 6x slower)', { skip }, () => {

@@ -11,6 +11,7 @@ import { BLAS_BACKEND, registerBlasBackend } from '../src/native/blasBackend';
 import { Rng } from '../src/rng';
 import { Trainer, loadTrainingData, newRunMeta } from '../src/train';
 import { tempDir } from './helpers';
+import { loadCheckpoint, saveCheckpoint } from '../src/checkpoint';
 import '@tensorflow/tfjs-backend-wasm';
 
 // The fast kernels where built (training a U-net on the cpu backend's loops takes minutes), else cpu.
@@ -134,4 +135,46 @@ test('on wasm (no Conv2DBackpropFilter kernel) the U-net differentiates through 
   let worst = 0;
   cpu.grad.forEach((g, i) => (worst = Math.max(worst, Math.abs(g - wasm.grad[i]))));
   assert.ok(worst < 1e-4, `largest gradient difference ${worst}`);
+});
+
+test('the default 32-px U-net has exactly 533,105 parameters (as its PyTorch twin)', () => {
+  const model = new ConvUnet(unetConfig(32, 1), new Rng(0));
+  assert.equal(parameterCount(model), 533_105);
+  model.dispose();
+});
+
+test('a U-net checkpoint round trip (weights, Adam state, average, v-prediction) gives identical predictions and next step', async () => {
+  const images = tempDir();
+  for (let i = 0; i < 4; i++) {
+    const px = Buffer.alloc(16 * 16 * 3, 60 * i);
+    await sharp(px, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(images, `i-${i}.png`));
+  }
+  const meta = newRunMeta({
+    model: 'unet', data: images, imageSize: 16, channels: 3, unet: { baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8] },
+    width: 0, timesteps: 1000, limit: 0, batchSize: 4, lr: 1e-3, seed: 2, ema: 0.999, prediction: 'v',
+  });
+  const data = await loadTrainingData(meta.data);
+  meta.data.count = data.count;
+  const trainer = new Trainer(meta);
+  trainer.trainStep(data, [0, 1, 2, 3]);
+  trainer.trainStep(data, [3, 2]);
+  const dir = tempDir();
+  saveCheckpoint(dir, trainer.checkpointMeta(0.1), trainer.tensors());
+  const { meta: saved, tensors } = loadCheckpoint(dir);
+  assert.equal(saved.schedule.prediction, 'v');
+  assert.ok([...tensors.keys()].some((k) => k.startsWith('ema/')) && [...tensors.keys()].some((k) => k.startsWith('adam/v/')));
+  const restored = new Trainer(saved, tensors);
+  const predict = (model: { predict(x: tf.Tensor2D, t: tf.Tensor1D): tf.Tensor2D }) =>
+    tf.tidy(() => model.predict(random([2, 768], 9) as tf.Tensor2D, tf.tensor1d([0.1, 0.8])).dataSync() as Float32Array);
+  assert.deepEqual(predict(restored.model), predict(trainer.model));
+  const [avgA, avgB] = [trainer.averagedModel()!, restored.averagedModel()!];
+  assert.deepEqual(predict(avgB), predict(avgA));
+  assert.notDeepEqual(predict(avgA), predict(trainer.model), 'the average differs from the weights');
+  avgA.dispose();
+  avgB.dispose();
+  // The next step (random timesteps and noise from the restored stream, Adam from its moments) is the same.
+  assert.equal(restored.trainStep(data, [1, 0, 2]), trainer.trainStep(data, [1, 0, 2]));
+  for (const [name, t] of trainer.tensors()) assert.deepEqual(restored.tensors().get(name)!.values, t.values, name);
+  restored.dispose();
+  trainer.dispose();
 });

@@ -86,24 +86,44 @@ export function missingNativeFunctions(addon: Record<string, unknown>): string[]
   return NATIVE_FUNCTIONS.filter((name) => typeof addon[name] !== 'function');
 }
 
+interface NativeSources {
+  ADDON: string;
+  sourcesHash(): string | null;
+  builtHash(addon?: string): string | null;
+}
+// Plain JS beside the build script, which runs before the TypeScript is compiled.
+const sources = require(path.join(__dirname, '..', '..', '..', 'scripts', 'native-sources.js')) as NativeSources;
+
+/**
+ * Why the addon at `file` must not be used, or null: it must exist, be built from this checkout's
+ * native sources (a build left from another checkout would run other kernels than the tests saw)
+ * and have every function.
+ */
+export function nativeAddonProblem(file: string, load: (file: string) => Record<string, unknown> = require): string | null {
+  if (!fs.existsSync(file)) return `${path.relative(process.cwd(), file) || file} not found`;
+  const expected = sources.sourcesHash();
+  if (expected !== null && sources.builtHash(file) !== expected) return 'the native addon was built from other sources than this checkout\'s native/ (out of date)';
+  try {
+    const missing = missingNativeFunctions(load(file));
+    // A build left from an older checkout: refuse it whole rather than keep JS stand-ins for each kernel.
+    return missing.length > 0 ? `the native addon is out of date: it lacks ${missing.join(', ')}` : null;
+  } catch (e) {
+    return (e as Error).message.split('\n')[0];
+  }
+}
+
 let cached: NativeAddon | null | undefined;
 let loadError = '';
 
-/** The addon, or null where it was not built (the reason is in nativeLoadError()). */
+/** The addon, or null where it was not built or is out of date (the reason is in nativeLoadError()). */
 export function loadNativeAddon(): NativeAddon | null {
   if (cached === undefined) {
-    try {
-      tuneNativeEnvironment();
-      // DIFFUSE_NATIVE_ADDON points at another build (for developing the addon while runs use this one).
-      const addon = require(process.env.DIFFUSE_NATIVE_ADDON ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'diffuse_native.node')) as Record<string, unknown>;
-      const missing = missingNativeFunctions(addon);
-      // A build left from an older checkout: refuse it whole rather than keep JS stand-ins for each kernel.
-      if (missing.length > 0) throw new Error(`the native addon is out of date: it lacks ${missing.join(', ')}`);
-      cached = addon as unknown as NativeAddon;
-    } catch (e) {
-      cached = null;
-      loadError = (e as Error).message.split('\n')[0];
-    }
+    tuneNativeEnvironment();
+    // DIFFUSE_NATIVE_ADDON points at another build (for developing the addon while runs use this one).
+    const file = process.env.DIFFUSE_NATIVE_ADDON ?? sources.ADDON;
+    const problem = nativeAddonProblem(file);
+    cached = problem ? null : (require(file) as NativeAddon);
+    loadError = problem ?? '';
   }
   return cached;
 }
