@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/src/cli.js').main();
+require('../dist/src/cli/program.js').main();

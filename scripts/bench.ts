@@ -11,11 +11,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { BackendChoice, defaultBackendEnv, selectBackend } from '../src/backend';
-import { tuneNativeEnvironment } from '../src/native/addon';
+import { BackendChoice, defaultBackendEnv, selectBackend } from '../src/backend/select';
+import { tuneNativeEnvironment } from '../src/backend/addon';
 import { Rng } from '../src/rng';
-import { generate, predictNoise } from '../src/sample';
-import { Trainer, newRunMeta } from '../src/train';
+import { generate, predictNoise } from '../src/diffusion/sampler';
+import { Trainer } from '../src/training/trainer';
+import { resolveNewRun } from '../src/config/resolve';
 import { loadMnist, padImages } from '../src/data/mnist';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -35,7 +36,7 @@ interface Result {
 /** Child: measure one backend. */
 async function measure(backend: string, trainSteps: number, sampleSteps: number, unetSteps: number): Promise<Result> {
   await selectBackend(backend as BackendChoice, { ...defaultBackendEnv, log: () => {} });
-  const trainer = new Trainer(newRunMeta({ width: 2048, timesteps: 1000, limit: 0, batchSize: 128, lr: 1e-4, seed: 0 }));
+  const trainer = new Trainer(resolveNewRun('seed', { width: 2048, timesteps: 1000, limit: 0, batchSize: 128, lr: 1e-4, seed: 0 }));
   const data = loadMnist('train', 128 * (trainSteps + 5));
   const batch = (i: number) => Array.from({ length: 128 }, (_, j) => 128 * i + j);
   for (let i = 0; i < 5; i++) trainer.trainStep(data, batch(i)); // warm-up
@@ -69,7 +70,7 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
 
 /** Training throughput of the default 32-px U-net on MNIST-32 at batch 64, after one warm-up step. */
 function measureUnet(steps: number): number {
-  const trainer = new Trainer(newRunMeta({ model: 'unet', width: 0, timesteps: 1000, limit: 0, batchSize: 64, lr: 2e-4, seed: 0 }));
+  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', timesteps: 1000, limit: 0, batchSize: 64, lr: 2e-4, seed: 0 }));
   const data = padImages(loadMnist('train', 64 * (steps + 1)), 2);
   const batch = (i: number) => Array.from({ length: 64 }, (_, j) => 64 * i + j);
   trainer.trainStep(data, batch(0));

@@ -13,10 +13,18 @@ const ROOT = path.resolve(__dirname, '..');
 const TEST_DIR = path.join(ROOT, 'dist', 'test');
 const TIMEOUT_MS = 5 * 60 * 1000; // for any one test; the slowest take about a minute here
 
-const named = process.argv.slice(2);
-const files = named.length > 0
-  ? named.map((f) => path.resolve(f))
-  : fs.readdirSync(TEST_DIR, { recursive: true }).filter((f) => /\.test\.js$/.test(f)).sort().map((f) => path.join(TEST_DIR, f));
+/** The compiled tests under `dir` whose source still exists (dist/ keeps files whose source was moved). */
+function testsUnder(dir) {
+  return fs
+    .readdirSync(dir, { recursive: true })
+    .map((f) => path.join(dir, f))
+    .filter((f) => /\.test\.js$/.test(f) && fs.existsSync(path.join(ROOT, 'test', path.relative(TEST_DIR, f).replace(/\.js$/, '.ts'))))
+    .sort();
+}
+
+// Arguments: test files or folders (e.g. dist/test/unit); none = everything.
+const named = process.argv.slice(2).map((f) => path.resolve(f));
+const files = (named.length > 0 ? named : [TEST_DIR]).flatMap((f) => (fs.statSync(f).isDirectory() ? testsUnder(f) : [f]));
 
 // Kept between local runs (dist/ is not committed; CI starts without it), so the classifier trains once.
 process.env.DIFFUSE_DATA_DIR = path.join(ROOT, 'dist', 'test-data');

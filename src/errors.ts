@@ -1,6 +1,6 @@
 /**
  * An error the user can fix (bad option, missing or corrupt file). The CLI prints its message as one
- * line on stderr, without a stack trace, and exits non-zero.
+ * line on stderr, without a stack trace, and exits 2.
  */
 export class UserError extends Error {
   constructor(message: string) {
@@ -9,7 +9,16 @@ export class UserError extends Error {
   }
 }
 
-/** `--some-option` for an option's camelCase key, as user errors name it. */
-export function flagName(key: string): string {
-  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+/**
+ * A bad value of one run option, named by its configuration field (`warmupSteps`); the command line
+ * names it by its flag (`--warmup`) when it prints the error.
+ */
+export class OptionError extends UserError {
+  constructor(
+    readonly option: string,
+    readonly detail: string,
+  ) {
+    super(`${option} ${detail}`);
+    this.name = 'OptionError';
+  }
 }

@@ -15,3 +15,28 @@ export function variableFrom(values: Float32Array, shape: number[], trainable: b
 export function assignCopy(variable: tf.Variable, values: Float32Array): void {
   tf.tidy(() => variable.assign(tf.tensor(values.slice(), variable.shape, 'float32')));
 }
+
+/**
+ * Whole-array, in-place passes for the training updates (Adam, the weights' average) that a backend
+ * may install (the blas backend does): one native loop per parameter instead of several tfjs ops. Each
+ * returns false where it does not apply (another backend active), and the caller uses tfjs ops.
+ */
+export interface InPlaceUpdates {
+  adam(
+    updates: { p: tf.Variable; g: tf.Tensor; m: tf.Variable; v: tf.Variable }[],
+    config: { lr: number; beta1: number; beta2: number; epsilon: number },
+    correction1: number,
+    correction2: number,
+  ): boolean;
+  average(pairs: { shadow: tf.Variable; p: tf.Variable }[], decay: number): boolean;
+}
+
+let inPlace: InPlaceUpdates = { adam: () => false, average: () => false };
+
+export function installInPlaceUpdates(updates: InPlaceUpdates): void {
+  inPlace = updates;
+}
+
+export function inPlaceUpdates(): InPlaceUpdates {
+  return inPlace;
+}

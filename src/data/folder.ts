@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { UserError } from '../errors';
+import { OptionError } from '../errors';
 import { ImageSet } from './mnist';
 
 const IMAGE_FILE = /\.(png|jpe?g|webp)$/i;
@@ -26,9 +26,9 @@ export function listImageFiles(dir: string): string[] {
   try {
     stat = fs.statSync(dir);
   } catch {
-    throw new UserError(`--data ${dir}: no such folder`);
+    throw new OptionError('data', `${dir}: no such folder`);
   }
-  if (!stat.isDirectory()) throw new UserError(`--data ${dir}: not a folder`);
+  if (!stat.isDirectory()) throw new OptionError('data', `${dir}: not a folder`);
   const files: string[] = [];
   const walk = (d: string) => {
     for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
@@ -59,7 +59,7 @@ async function decode(file: string, o: FolderOptions): Promise<Uint8Array | null
 
 export async function loadImageFolder(dir: string, o: FolderOptions): Promise<ImageSet & { skipped: number; files: number }> {
   let files = listImageFiles(dir);
-  if (files.length === 0) throw new UserError(`--data ${dir}: no PNG, JPEG or WebP images in this folder or below it`);
+  if (files.length === 0) throw new OptionError('data', `${dir}: no PNG, JPEG or WebP images in this folder or below it`);
   if (o.limit) files = files.slice(0, o.limit);
   const size = o.size * o.size * o.channels;
   const decoded: Uint8Array[] = [];
@@ -67,7 +67,7 @@ export async function loadImageFolder(dir: string, o: FolderOptions): Promise<Im
   for (let i = 0; i < files.length; i += parallel) {
     for (const bytes of await Promise.all(files.slice(i, i + parallel).map((f) => decode(f, o)))) if (bytes) decoded.push(bytes);
   }
-  if (decoded.length === 0) throw new UserError(`--data ${dir}: none of its ${files.length} image files could be read`);
+  if (decoded.length === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
   const data = new Float32Array(decoded.length * size);
   decoded.forEach((bytes, k) => {
     for (let i = 0; i < size; i++) data[k * size + i] = bytes[i] / 127.5 - 1;

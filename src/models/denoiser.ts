@@ -16,8 +16,7 @@ export interface FcUnetConfig {
   width: number;
   height: number;
   imageWidth: number;
-  /** Absent in older checkpoints: 1. */
-  channels?: number;
+  channels: number;
 }
 
 /** The convolutional U-net with attention (Ho et al.; lucidrains' layout). */
@@ -39,17 +38,17 @@ export interface UnetConfig {
   /**
    * GroupNorm and SiLU before the output convolution (Ho et al.'s head). New nets leave them out, as
    * lucidrains' U-net does: the norm hides each image's mean from the output, and the nets then failed
-   * to predict the noise's per-image mean, so sampled colours drifted (README). Absent in checkpoints
-   * written before, which had them.
+   * to predict the noise's per-image mean, so sampled colours drifted. Checkpoints written before
+   * (version 1 without the field) have them.
    */
-  outputNorm?: boolean;
+  outputNorm: boolean;
 }
 
 export type ModelConfig = FcUnetConfig | UnetConfig;
 
 /** Numbers per image: height × width × channels. */
 export function imageSize(config: ModelConfig): number {
-  return config.height * config.imageWidth * (config.channels ?? 1);
+  return config.height * config.imageWidth * config.channels;
 }
 
 export function parameterCount(model: Denoiser): number {

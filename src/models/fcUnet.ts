@@ -13,7 +13,7 @@ import { variableFrom } from '../tensors';
 const DENSE_LAYERS = ['in', 'down1', 'down2', 'up1', 'up2', 'out'] as const;
 
 export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28, channels = 1): FcUnetConfig {
-  return channels === 1 ? { kind: 'fc-unet', width, height, imageWidth } : { kind: 'fc-unet', width, height, imageWidth, channels };
+  return { kind: 'fc-unet', width, height, imageWidth, channels };
 }
 
 export function validateFcUnetWidth(width: number): void {

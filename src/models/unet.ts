@@ -16,7 +16,7 @@ import { dense } from './layers';
 
 /**
  * Defaults by image side. At 32 px (MNIST-32): 16 channels at full resolution, 64 at 8 px where
- * attention works, 0.53 M parameters; chosen for what trains in 90 minutes on two cores (README).
+ * attention works, 0.53 M parameters; chosen for what trains in 90 minutes on two cores (docs/results.md).
  * At 64 px a stage more, at 16 px with attention.
  */
 export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
@@ -154,7 +154,7 @@ export class ConvUnet implements Denoiser {
         if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
       }
       h = this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels);
-      const out = this.conv((this.config.outputNorm ?? true) ? silu(this.norm(h, 'out/norm')) : h, 'out/conv', channels);
+      const out = this.conv(this.config.outputNorm ? silu(this.norm(h, 'out/norm')) : h, 'out/conv', channels);
       return tf.reshape(out, [batch, height * imageWidth * channels]);
     });
   }

@@ -1,0 +1,87 @@
+/** `diffuse train`: options → one resolved run (src/config/resolve.ts) → the training loop. */
+import * as path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { BackendChoice, selectBackend } from '../../backend/select';
+import { DEFAULTS, TrainChoices, resolveNewRun } from '../../config/resolve';
+import { RECIPES, RECIPE_NAMES, RecipeName, UNET_DEFAULT } from '../../config/recipes';
+import { UserError } from '../../errors';
+import { PREDICTIONS } from '../../diffusion/schedule';
+import { LR_SCHEDULES } from '../../training/lrSchedule';
+import { CheckpointExistsError, RunStart, runTraining } from '../../training/loop';
+import { backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
+
+/** Options that steer the run rather than describe it (not in the run record). */
+const CONTROLS = new Set(['epochs', 'recipe', 'out', 'resume', 'overwrite', 'sampleEvery', 'keepEvery', 'backend']);
+
+function channelCount(value: string): 1 | 3 {
+  if (value !== '1' && value !== '3') throw new InvalidArgumentError('expected 1 or 3.');
+  return Number(value) as 1 | 3;
+}
+
+const recipeDefault = (field: 'batchSize' | 'lr' | 'lrSchedule' | 'warmupSteps' | 'ema' | 'prediction', unet = false) =>
+  `(default recipe: ${RECIPES.default[field]}${unet && field in UNET_DEFAULT ? `, ${UNET_DEFAULT[field as keyof typeof UNET_DEFAULT]} for unet` : ''}; seed: ${RECIPES.seed[field]})`;
+
+export function trainCommand(log: (m: string) => void): Command {
+  return new Command('train')
+    .description('train a DDPM (the fully connected U-net on MNIST, or a convolutional U-net) with a checkpoint after every epoch')
+    .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1), 1000)
+    .addOption(new Option('--recipe <name>', "training recipe: default (better samples per minute) or seed (the blog post's exact one); the options below override its parts").choices(RECIPE_NAMES).default('default'))
+    .option('--batch-size <n>', `images per optimizer step ${recipeDefault('batchSize', true)}`, integer(1))
+    .option('--lr <rate>', `Adam's (peak) learning rate ${recipeDefault('lr')}`, positiveNumber)
+    .addOption(new Option('--lr-schedule <kind>', `learning rate over the run: constant, or cosine decay to 0 at --epochs ${recipeDefault('lrSchedule')}`).choices(LR_SCHEDULES))
+    .option('--warmup <steps>', `updates of linear learning-rate warm-up ${recipeDefault('warmupSteps')}`, integer(0, 'a non-negative integer'))
+    .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none ${recipeDefault('ema', true)}`, unitInterval())
+    .addOption(new Option('--prediction <kind>', `what the model learns to predict: epsilon (the noise, as Ho et al.) or v (the velocity √ᾱ·ε − √(1 − ᾱ)·x0, Salimans & Ho) ${recipeDefault('prediction', true)}`).choices(PREDICTIONS))
+    .addOption(new Option('--model <kind>', "denoiser: fc (the seed's fully connected U-net) or unet (convolutional, with attention) (default: fc)").choices(['fc', 'unet']))
+    .option('--data <name>', 'training images: mnist, mnist32 (MNIST padded to 32 px) or a folder of PNG/JPEG/WebP files (default: mnist for fc, mnist32 for unet)')
+    .option('--image-size <px>', `side a folder's images are resized and centre-cropped to (default: ${DEFAULTS.imageSize})`, integer(8))
+    .addOption(new Option('--channels <n>', `a folder's images as RGB (3) or grayscale (1) (default: ${DEFAULTS.channels})`).argParser(channelCount))
+    .option('--width <w>', `fc: U-net width w (layers w, w/2, w/4); a multiple of 4 (default: ${DEFAULTS.width})`, fcWidth)
+    .option('--base-channels <n>', 'unet: channels of the first stage (default: 16)', integer(2))
+    .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,4 (default: 1,2,4 up to 32 px, 1,2,2,4 above)', integerList)
+    .option('--blocks <n>', 'unet: residual blocks per stage (default: 1)', integer(1))
+    .option('--attention <list>', 'unet: resolutions (px) with self-attention, e.g. 8 or 16,8 (default: 8 up to 32 px, 16 above)', integerList)
+    .option('--timesteps <T>', `diffusion steps T, linear beta 1e-4..0.02 (default: ${DEFAULTS.timesteps})`, integer(2))
+    .option('--limit <n>', `train on the first n images (0 = all) (default: ${DEFAULTS.limit})`, integer(0, 'a non-negative integer'))
+    .option('--seed <s>', `random seed: weights, shuffling, timesteps, noise (default: ${DEFAULTS.seed})`, integer(0, 'a non-negative integer'))
+    .option('--out <dir>', 'run folder: checkpoint, lock, kept copies and grids', 'checkpoints')
+    .option('--resume', 'continue the checkpoint in --out up to --epochs', false)
+    .option('--overwrite', 'start afresh even if --out already holds a checkpoint', false)
+    .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
+    .option('--keep-every <k>', 'also keep a copy of the checkpoint in --out/epoch-NNNN every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
+    .addOption(backendOption())
+    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 5 --limit 10000 --width 512 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
+    .action(async (opts, cmd: Command) => {
+      const given: Partial<TrainChoices> = {};
+      for (const key of Object.keys(opts)) {
+        if (cmd.getOptionValueSource(key) === 'cli' && !CONTROLS.has(key)) (given as Record<string, unknown>)[fieldOf(key)] = opts[key];
+      }
+      if (opts.resume && opts.overwrite) throw new UserError('--resume and --overwrite contradict each other');
+      if (opts.resume && cmd.getOptionValueSource('recipe') === 'cli') throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
+      // A new run's configuration is complete (and checked) before the backend starts or data loads.
+      const start: RunStart = opts.resume ? { kind: 'resume', given } : { kind: 'new', record: resolveNewRun(opts.recipe as RecipeName, given), overwrite: opts.overwrite };
+      await selectBackend(opts.backend as BackendChoice);
+      let stopRequested = false;
+      // Ctrl-C, or a SIGTERM from a process manager: finish the step and save.
+      const onSignal = () => {
+        if (stopRequested) process.exit(130); // a second one does not wait
+        stopRequested = true;
+        log('\nstopping after this step (Ctrl-C again to quit at once)');
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const result = await runTraining(
+          { start, out: opts.out, epochs: opts.epochs, sampleEvery: opts.sampleEvery, keepEvery: opts.keepEvery },
+          { log, shouldStop: () => stopRequested },
+        ).catch((e: unknown) => {
+          if (e instanceof CheckpointExistsError) throw new UserError(`${e.message}; pass --resume to continue it, --overwrite to start afresh, or choose another --out`);
+          throw e;
+        });
+        log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}`);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}

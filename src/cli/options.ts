@@ -1,0 +1,63 @@
+/** Option parsing shared by the commands, and the one map between configuration fields and flags. */
+import { InvalidArgumentError, Option } from 'commander';
+import { BACKENDS } from '../backend/select';
+
+export function integer(min: number, what = `an integer of at least ${min}`) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[+-]?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${what}.`);
+    return n;
+  };
+}
+
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number.');
+  return n;
+}
+
+/** A number in [0, 1), or in [0, 1] with `closed`. */
+export function unitInterval(closed = false) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (closed ? n > 1 : n >= 1)) throw new InvalidArgumentError(`expected a number in [0, 1${closed ? ']' : ')'}.`);
+    return n;
+  };
+}
+
+export function integerList(value: string): number[] {
+  const parts = value.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1)) throw new InvalidArgumentError('expected positive integers separated by commas.');
+  return parts.map(Number);
+}
+
+export function fcWidth(value: string): number {
+  const n = integer(4, 'an integer of at least 4')(value);
+  if (n % 4 !== 0) throw new InvalidArgumentError('expected a multiple of 4 (the width is halved twice).');
+  return n;
+}
+
+/** Configuration fields whose flag is not their name in kebab case. */
+const FLAG_OF: Record<string, string> = { warmupSteps: 'warmup', blocksPerStage: 'blocks', attentionResolutions: 'attention' };
+const FIELD_OF = Object.fromEntries(Object.entries(FLAG_OF).map(([field, flag]) => [flag, field]));
+
+/** `--warmup` for the field `warmupSteps`, `--batch-size` for `batchSize`. */
+export function flagOf(field: string): string {
+  return '--' + (FLAG_OF[field] ?? field.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
+}
+
+/** The configuration field commander's option key (camelCase of the flag) stands for. */
+export function fieldOf(key: string): string {
+  return FIELD_OF[key] ?? key;
+}
+
+export const backendOption = () =>
+  new Option('--backend <name>', 'tfjs backend: tensorflow is the native binding (optional package)').choices(BACKENDS).default('auto');
+
+/** Sampler options of sample and evaluate; absent ones follow the checkpoint's recipe. */
+export const samplerOptions = () => [
+  new Option('--clip-denoised', "clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint's recipe says)"),
+  new Option('--no-clip-denoised', 'do not clamp it'),
+  new Option('--steps <K>', 'sample with K DDIM steps instead of all T ancestral ones (e.g. 100)').argParser(integer(1)),
+  new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(unitInterval(true)),
+];

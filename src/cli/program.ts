@@ -1,0 +1,57 @@
+/** The `diffuse` command line: the program, its commands (./commands/), and how errors end a run. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { OptionError, UserError } from '../errors';
+import { evaluateCommand } from './commands/evaluate';
+import { sampleCommand } from './commands/sample';
+import { trainCommand } from './commands/train';
+import { flagOf } from './options';
+
+const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
+
+function log(message: string): void {
+  process.stderr.write(message + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('diffuse')
+    .description('Train and sample denoising diffusion models (DDPM) on TensorFlow.js')
+    .version(pkg.version)
+    .option('--verbose', 'print stack traces on errors')
+    .exitOverride() // main() sets the exit code: 2 for every usage error, as for other user errors
+    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse evaluate --checkpoint checkpoints --n 1000');
+  // Subcommands built apart do not inherit settings, so each gets the exit override itself.
+  for (const command of [trainCommand(log), sampleCommand(log), evaluateCommand()]) program.addCommand(command.exitOverride());
+  return program;
+}
+
+/** Exit codes: 0 done (also after Ctrl-C's save), 1 an internal error (a bug), 2 a usage or user error, 130 a second Ctrl-C. */
+export const EXIT = { ok: 0, internal: 1, user: 2, interrupted: 130 } as const;
+
+export async function main(argv = process.argv): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander has printed its one line (or the help, or the version)
+      process.exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.user;
+      return;
+    }
+    const { text, code } = errorReport(e, argv.includes('--verbose'));
+    process.stderr.write(text);
+    process.exitCode = code;
+  }
+}
+
+/** What to print for an error that ended a command, and the exit code: a user error is one line; anything else is a bug. */
+export function errorReport(e: unknown, verbose: boolean): { text: string; code: number } {
+  const user = e instanceof UserError;
+  const code = user ? EXIT.user : EXIT.internal;
+  if (verbose && e instanceof Error) return { text: (e.stack ?? String(e)) + '\n', code };
+  if (e instanceof OptionError) return { text: `diffuse: error: ${flagOf(e.option)} ${e.detail}\n`, code };
+  if (user) return { text: `diffuse: error: ${e.message}\n`, code };
+  return { text: `diffuse: internal error: ${e instanceof Error ? e.message : String(e)} (a bug in diffuse; --verbose prints where)\n`, code };
+}

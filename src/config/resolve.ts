@@ -1,0 +1,165 @@
+/**
+ * The one place a run's configuration is decided, before anything runs: the options the user gave
+ * over the recipe over the defaults for a new run, or over the checkpoint's record for a resumed one.
+ * Everything downstream (trainer, models, scheduler, sampler) reads the complete record this returns.
+ */
+import * as path from 'node:path';
+import { OptionError } from '../errors';
+import { Prediction, linearSchedule } from '../diffusion/schedule';
+import { FcUnetConfig, UnetConfig } from '../models/denoiser';
+import { fcUnetConfig, validateFcUnetWidth } from '../models/fcUnet';
+import { unetConfig } from '../models/unet';
+import { adamConfig } from '../training/optim';
+import { LrSchedule } from '../training/lrSchedule';
+import { Rng } from '../rng';
+import { dataShape } from '../data/dataset';
+import { RecipeName, recipeFor } from './recipes';
+import { DataRecord, RunRecord } from './runRecord';
+
+export type ModelKind = 'fc' | 'unet';
+
+/** Every choice that shapes a run's record. */
+export interface TrainChoices {
+  /** The denoiser: the seed's fully connected U-net, or the convolutional one. */
+  model: ModelKind;
+  /** 'mnist', 'mnist32' (padded to 32 px), or a folder of images. */
+  data: string;
+  /** A folder's images: side after resizing and cropping, and channels. */
+  imageSize: number;
+  channels: 1 | 3;
+  /** fc: widths w, w/2, w/4. */
+  width: number;
+  /** unet: see UnetConfig. */
+  baseChannels: number;
+  channelMults: number[];
+  blocksPerStage: number;
+  attentionResolutions: number[];
+  timesteps: number;
+  prediction: Prediction;
+  /** First n images (0 = all). */
+  limit: number;
+  seed: number;
+  batchSize: number;
+  /** Adam's peak learning rate. */
+  lr: number;
+  lrSchedule: LrSchedule['kind'];
+  warmupSteps: number;
+  /** Decay of the weights' moving average (0 = none). */
+  ema: number;
+}
+
+/** Defaults that are not a recipe's (architecture and data); model-specific ones come from the model's config. */
+export const DEFAULTS = { model: 'fc', imageSize: 32, channels: 3, width: 2048, timesteps: 1000, limit: 0, seed: 0 } as const;
+
+const FC_ONLY = ['width'] as const;
+const UNET_ONLY = ['baseChannels', 'channelMults', 'blocksPerStage', 'attentionResolutions'] as const;
+/** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
+const FIXED = ['model', 'data', 'imageSize', 'channels', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
+
+function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void {
+  const foreign = model === 'fc' ? UNET_ONLY.find((k) => given[k] !== undefined) : FC_ONLY.find((k) => given[k] !== undefined);
+  if (foreign) throw new OptionError(foreign, `is an option of the ${model === 'fc' ? 'convolutional U-net (unet)' : 'fully connected model (fc)'}, not of ${model}`);
+}
+
+/** The data record the choices name. */
+function dataRecord(data: string, imageSize: number, channels: 1 | 3, limit: number): DataRecord {
+  if (data === 'mnist' || data === 'mnist32') return { dataset: data, limit, count: 0 };
+  return { dataset: 'folder', path: path.resolve(data), imageSize, channels, limit, count: 0 };
+}
+
+/** The complete record of a run that has not started: `given` over `recipe` over the defaults. */
+export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>): RunRecord {
+  const model = given.model ?? DEFAULTS.model;
+  checkModelOptions(model, given);
+  const r = { ...recipeFor(recipe, model), ...definedOnly(given) };
+  const data = dataRecord(given.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), given.imageSize ?? DEFAULTS.imageSize, given.channels ?? DEFAULTS.channels, given.limit ?? DEFAULTS.limit);
+  const shape = dataShape(data);
+  let config: FcUnetConfig | UnetConfig;
+  if (model === 'fc') {
+    const width = given.width ?? DEFAULTS.width;
+    try {
+      validateFcUnetWidth(width);
+    } catch (e) {
+      throw new OptionError('width', (e as Error).message);
+    }
+    config = fcUnetConfig(width, shape.height, shape.width, shape.channels);
+  } else {
+    const unet: Partial<UnetConfig> = {};
+    for (const k of UNET_ONLY) if (given[k] !== undefined) (unet as Record<string, unknown>)[k] = given[k];
+    config = unetConfig(shape.height, shape.channels, unet);
+  }
+  const seed = given.seed ?? DEFAULTS.seed;
+  return {
+    model: config,
+    schedule: linearSchedule(given.timesteps ?? DEFAULTS.timesteps, undefined, undefined, r.prediction),
+    data,
+    training: {
+      epoch: 0,
+      step: 0,
+      batchSize: r.batchSize,
+      optimizer: { kind: 'adam', ...adamConfig(r.lr) },
+      seed,
+      rng: new Rng(seed + 1).state(), // a stream apart from the one that draws the initial weights
+      loss: null,
+      ema: r.ema,
+      // totalSteps is set when training starts, from the epochs to train and the data's size
+      lrSchedule: { kind: r.lrSchedule, warmupSteps: r.warmupSteps, totalSteps: 0 },
+    },
+    sampling: { clipDenoised: r.clipDenoised },
+  };
+}
+
+/** What the saved record says for each fixed choice, to compare with what was given. */
+function savedChoice(saved: RunRecord, key: (typeof FIXED)[number]): unknown {
+  const m = saved.model;
+  switch (key) {
+    case 'model':
+      return m.kind === 'fc-unet' ? 'fc' : 'unet';
+    case 'data':
+      return saved.data.dataset === 'folder' ? saved.data.path : saved.data.dataset;
+    case 'imageSize':
+      return saved.data.imageSize;
+    case 'channels':
+      return saved.data.channels;
+    case 'timesteps':
+      return saved.schedule.timesteps;
+    case 'prediction':
+      return saved.schedule.prediction;
+    case 'seed':
+      return saved.training.seed;
+    case 'width':
+      return m.kind === 'fc-unet' ? m.width : undefined;
+    default:
+      return m.kind === 'unet' ? m[key] : undefined;
+  }
+}
+
+/**
+ * The record of a resumed run: the checkpoint's, with the options that may change (batch size,
+ * learning rate and its schedule, average, limit) replaced where given. A fixed choice given with
+ * another value than the checkpoint's is refused.
+ */
+export function resolveResumedRun(saved: RunRecord, given: Partial<TrainChoices>): RunRecord {
+  for (const key of FIXED) {
+    const value = given[key];
+    if (value === undefined) continue;
+    const was = savedChoice(saved, key);
+    const same = key === 'data' && typeof value === 'string' && !['mnist', 'mnist32'].includes(value) ? path.resolve(value) === was : JSON.stringify(value) === JSON.stringify(was);
+    if (!same) {
+      throw new OptionError(key, `${value}: the checkpoint's run has ${was === undefined ? 'no such option' : String(was)}, fixed when a run starts (train into another folder for a new run)`);
+    }
+  }
+  const training = { ...saved.training, optimizer: { ...saved.training.optimizer }, lrSchedule: { ...saved.training.lrSchedule } };
+  if (given.batchSize !== undefined) training.batchSize = given.batchSize;
+  if (given.lr !== undefined) training.optimizer.lr = given.lr;
+  if (given.ema !== undefined) training.ema = given.ema;
+  if (given.lrSchedule !== undefined) training.lrSchedule.kind = given.lrSchedule;
+  if (given.warmupSteps !== undefined) training.lrSchedule.warmupSteps = given.warmupSteps;
+  const data = { ...saved.data };
+  if (given.limit !== undefined) data.limit = given.limit;
+  return { ...saved, data, training };
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

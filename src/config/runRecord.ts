@@ -1,0 +1,83 @@
+/**
+ * The run record: everything a checkpoint says about its run besides the weights (model, noise
+ * schedule, data, training state, default sampler), complete in every field. Older records are brought
+ * up to this version once, by migrateRunRecord, when a checkpoint is read; nothing else fills gaps.
+ */
+import { UserError } from '../errors';
+import { ModelConfig } from '../models/denoiser';
+import { RngState } from '../rng';
+import { ScheduleConfig } from '../diffusion/schedule';
+import { AdamConfig } from '../training/optim';
+import { LrSchedule } from '../training/lrSchedule';
+
+/** The version this diffuse writes. 2: every field required (version 1 left six of them optional). */
+export const RUN_RECORD_VERSION = 2;
+
+export interface TrainingRecord {
+  /** Epochs completed. */
+  epoch: number;
+  /** Optimizer updates taken. */
+  step: number;
+  batchSize: number;
+  optimizer: { kind: 'adam' } & AdamConfig;
+  seed: number;
+  /** Generator state after the last completed epoch (or the saved step): resume continues the same stream. */
+  rng: RngState;
+  /** Mean loss of the last completed epoch. */
+  loss: number | null;
+  /** Decay of the weights' moving average kept for sampling; 0 = none. */
+  ema: number;
+  /** How the rate moves around optimizer.lr, its peak. */
+  lrSchedule: LrSchedule;
+}
+
+export interface DataRecord {
+  dataset: 'mnist' | 'mnist32' | 'folder';
+  /** The folder, for 'folder'. */
+  path?: string;
+  /** Side and channels a folder's images are loaded at. */
+  imageSize?: number;
+  channels?: number;
+  /** First n images only (0 = all). */
+  limit: number;
+  /** Images the run trained on. */
+  count: number;
+}
+
+export interface SamplingRecord {
+  /** Clamp each step's predicted clean image to [−1, 1]. */
+  clipDenoised: boolean;
+}
+
+export interface RunRecord {
+  model: ModelConfig;
+  schedule: ScheduleConfig;
+  data: DataRecord;
+  training: TrainingRecord;
+  sampling: SamplingRecord;
+}
+
+/**
+ * A record of `version` as read from a file, brought to RUN_RECORD_VERSION. Version 1's absent fields
+ * meant what its readers assumed: one channel, ε-prediction, no average, a constant rate, the plain
+ * sampler, and (U-net) the GroupNorm + SiLU output head it then had.
+ */
+export function migrateRunRecord(record: Record<string, unknown>, version: number, file: string): RunRecord {
+  if (!Number.isInteger(version) || version < 1) throw new UserError(`${file} has no valid format version (${version})`);
+  if (version > RUN_RECORD_VERSION) throw new UserError(`${file} has format version ${version}; this diffuse reads up to ${RUN_RECORD_VERSION} (a newer diffuse wrote it)`);
+  // Version 1's own fields are taken as they are; only its optional ones are filled in.
+  const r = structuredClone(record) as unknown as RunRecord;
+  for (const key of ['model', 'schedule', 'data', 'training'] as const) {
+    if (typeof r[key] !== 'object' || r[key] === null) throw new UserError(`${file} is not a diffuse checkpoint: "${key}" is missing`);
+  }
+  if (version === 1) {
+    const model = r.model as ModelConfig & { channels?: number; outputNorm?: boolean };
+    model.channels ??= 1;
+    if (model.kind === 'unet') model.outputNorm ??= true;
+    r.schedule.prediction ??= 'epsilon';
+    r.training.ema ??= 0;
+    r.training.lrSchedule ??= { kind: 'constant', warmupSteps: 0, totalSteps: 0 };
+    r.sampling ??= { clipDenoised: false };
+  }
+  return r;
+}

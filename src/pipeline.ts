@@ -1,0 +1,70 @@
+/**
+ * A checkpoint as a ready sampler (diffusers' "pipeline"): its model with the averaged weights where
+ * the run kept an average, its noise scheduler, and the sampler settings its recipe recorded, which
+ * the caller's choices override.
+ */
+import { RunRecord } from './config/runRecord';
+import { OptionError } from './errors';
+import { generate } from './diffusion/sampler';
+import { DDPMScheduler } from './diffusion/schedule';
+import { loadCheckpoint, restoreVariables } from './io/checkpoint';
+import { buildModel } from './models/build';
+import { Denoiser } from './models/denoiser';
+import { Progress } from './progress';
+import { Rng } from './rng';
+
+export interface Pipeline {
+  model: Denoiser;
+  scheduler: DDPMScheduler;
+  record: RunRecord;
+  /** Whether the weights are the run's moving average. */
+  averaged: boolean;
+}
+
+/** The checkpoint in `dir` loaded for sampling; the caller disposes the model. */
+export function loadPipeline(dir: string): Pipeline {
+  const { meta: record, tensors } = loadCheckpoint(dir);
+  const model = buildModel(record.model, new Rng(0));
+  const averaged = [...tensors.keys()].some((k) => k.startsWith('ema/'));
+  try {
+    restoreVariables(tensors, averaged ? 'ema/' : 'model/', model.variables, true);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return { model, scheduler: new DDPMScheduler(record.schedule), record, averaged };
+}
+
+export interface SamplerChoices {
+  seed: number;
+  batchSize: number;
+  /** Clamp x̂0 at every step; absent = as the checkpoint's recipe says. */
+  clipDenoised?: boolean;
+  /** K DDIM steps instead of all T ancestral ones. */
+  steps?: number;
+  /** DDIM's noise (1 = ancestral-like, 0 = deterministic); given alone it means DDIM with K = T. */
+  eta?: number;
+  progress?: Progress;
+}
+
+/** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */
+export function sampleCheckpoint(dir: string, n: number, choices: SamplerChoices, check: (record: RunRecord) => void = () => {}) {
+  const { model, record, scheduler, averaged } = loadPipeline(dir);
+  try {
+    check(record);
+    const T = record.schedule.timesteps;
+    if (choices.steps !== undefined && choices.steps > T) throw new OptionError('steps', `${choices.steps}: the checkpoint's process has ${T} timesteps`);
+    const ddim = choices.steps !== undefined || choices.eta !== undefined;
+    const images = generate(model, scheduler, {
+      n,
+      rng: new Rng(choices.seed),
+      batchSize: choices.batchSize,
+      progress: choices.progress,
+      clipDenoised: choices.clipDenoised ?? record.sampling.clipDenoised,
+      ...(ddim ? { steps: choices.steps ?? T, eta: choices.eta ?? 1 } : {}),
+    });
+    return { images, record, averaged };
+  } finally {
+    model.dispose();
+  }
+}

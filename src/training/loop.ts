@@ -1,0 +1,152 @@
+/**
+ * The training run: under the run folder's lock, the epochs from the checkpoint's (or a new run's)
+ * state to the target, a checkpoint after each, optional kept copies and sample grids, a clean stop
+ * when asked (Ctrl-C) with the steps taken saved, and progress on stderr.
+ */
+import * as path from 'node:path';
+import { resolveResumedRun, TrainChoices } from '../config/resolve';
+import { RunRecord } from '../config/runRecord';
+import { epochBatches } from '../data/batches';
+import { describeData, loadTrainingData } from '../data/dataset';
+import { generate } from '../diffusion/sampler';
+import { UserError } from '../errors';
+import { NamedArray, checkpointExists, loadCheckpoint, saveCheckpoint } from '../io/checkpoint';
+import { writeImageGrid } from '../io/images';
+import { RunLock } from '../io/runLock';
+import { describeModel } from '../models/build';
+import { Progress, createProgress, samplingProgress } from '../progress';
+import { Rng } from '../rng';
+import { effectiveWarmup } from './lrSchedule';
+import { Trainer } from './trainer';
+
+/** How a run starts: a new record (resolved from the options), or the checkpoint's with the given changes. */
+export type RunStart = { kind: 'new'; record: RunRecord; overwrite: boolean } | { kind: 'resume'; given: Partial<TrainChoices> };
+
+export interface TrainRun {
+  start: RunStart;
+  /** The run folder: checkpoint, lock, kept copies and grids. */
+  out: string;
+  /** Total epochs to reach. */
+  epochs: number;
+  /** Write a 64-image grid every this many epochs (0 = never). */
+  sampleEvery: number;
+  /** Keep a copy of the checkpoint in out/epoch-NNNN every this many epochs (0 = never). */
+  keepEvery: number;
+}
+
+export interface TrainHooks {
+  log(message: string): void;
+  shouldStop(): boolean;
+  progress?(): Progress;
+}
+
+export interface TrainResult {
+  epoch: number;
+  interrupted: boolean;
+  lastLoss: number | null;
+  samplesPerSecond: number;
+}
+
+/** A new run was asked to start in a folder that holds a checkpoint (the command line says how to go on). */
+export class CheckpointExistsError extends UserError {
+  constructor(readonly dir: string) {
+    super(`${dir} already holds a checkpoint`);
+  }
+}
+
+export async function runTraining(o: TrainRun, hooks: TrainHooks): Promise<TrainResult> {
+  // Before any data is loaded: a second writer, or a folder that cannot take files, fails at once.
+  const lock = RunLock.acquire(o.out);
+  try {
+    return await trainLocked(o, hooks, lock);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promise<TrainResult> {
+  let meta: RunRecord;
+  let saved: Map<string, NamedArray> | undefined;
+  if (o.start.kind === 'resume') {
+    const loaded = loadCheckpoint(o.out);
+    meta = resolveResumedRun(loaded.meta, o.start.given);
+    saved = loaded.tensors;
+  } else {
+    if (checkpointExists(o.out) && !o.start.overwrite) {
+      throw new CheckpointExistsError(o.out);
+    }
+    meta = o.start.record;
+  }
+  const data = await loadTrainingData(meta.data, hooks.log);
+  meta.data.count = data.count;
+  // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
+  meta.training.lrSchedule.totalSteps = o.epochs * Math.ceil(data.count / meta.training.batchSize);
+  if (meta.training.epoch >= o.epochs) {
+    hooks.log(`${o.out} already holds ${meta.training.epoch} epochs (of ${o.epochs} to train); nothing to do`);
+    return { epoch: meta.training.epoch, interrupted: false, lastLoss: meta.training.loss, samplesPerSecond: 0 };
+  }
+
+  const trainer = new Trainer(meta, saved);
+  const batchSize = meta.training.batchSize;
+  hooks.log(
+    `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
+      `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule.kind}` +
+      `${effectiveWarmup(meta.training.lrSchedule) ? ` (warm-up ${effectiveWarmup(meta.training.lrSchedule)} steps)` : ''}` +
+      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}${meta.schedule.prediction === 'v' ? ', v-prediction' : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
+  );
+  let interrupted = false;
+  let lastLoss = meta.training.loss;
+  let samplesPerSecond = 0;
+  try {
+    while (trainer.epoch < o.epochs && !interrupted) {
+      const batches = epochBatches(data.count, batchSize, trainer.rng);
+      const progress = hooks.progress?.() ?? createProgress('epoch {epoch} |{bar}| {value}/{total} | loss {loss} | {sps} samples/s | ETA {eta_formatted}');
+      const started = Date.now();
+      let lossSum = 0;
+      let seen = 0;
+      const payload = (loss: number) => ({ epoch: `${trainer.epoch + 1}/${o.epochs}`, loss: loss.toFixed(4), sps: Math.round((seen * 1000) / Math.max(1, Date.now() - started)) });
+      progress.start(batches.length, payload(0));
+      for (let i = 0; i < batches.length; i++) {
+        const loss = trainer.trainStep(data, batches[i]);
+        lossSum += loss * batches[i].length;
+        seen += batches[i].length;
+        progress.update(i + 1, payload(lossSum / seen));
+        await new Promise(setImmediate); // lets a pending Ctrl-C handler run
+        if (hooks.shouldStop()) {
+          interrupted = true;
+          break;
+        }
+      }
+      const seconds = (Date.now() - started) / 1000;
+      samplesPerSecond = seen / seconds;
+      if (interrupted) {
+        // Weights include this partial epoch; the epoch count does not, so resume repeats the epoch.
+        progress.stop(`interrupted in epoch ${trainer.epoch + 1} after ${seen} images; saving`);
+      } else {
+        trainer.epoch += 1;
+        lastLoss = lossSum / seen;
+        progress.stop(`epoch ${trainer.epoch}/${o.epochs}: loss ${lastLoss.toFixed(4)}, ${Math.round(samplesPerSecond)} samples/s, ${seconds.toFixed(1)} s`);
+      }
+      lock.verify();
+      saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
+      if (!interrupted && o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
+        saveCheckpoint(path.join(o.out, `epoch-${String(trainer.epoch).padStart(4, '0')}`), trainer.checkpointMeta(lastLoss), trainer.tensors());
+      }
+      if (!interrupted && o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
+        const file = path.join(o.out, `samples-epoch-${String(trainer.epoch).padStart(4, '0')}.png`);
+        const averaged = trainer.averagedModel();
+        const images = generate(averaged ?? trainer.model, trainer.scheduler, {
+          n: 64,
+          rng: new Rng(meta.training.seed + 2), // the same noise at every epoch, so grids compare
+          progress: hooks.progress?.() ?? samplingProgress(),
+        });
+        averaged?.dispose();
+        await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth, meta.model.channels);
+        hooks.log(`wrote ${file}`);
+      }
+    }
+  } finally {
+    trainer.dispose();
+  }
+  return { epoch: trainer.epoch, interrupted, lastLoss, samplesPerSecond };
+}

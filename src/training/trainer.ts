@@ -1,0 +1,117 @@
+/**
+ * One training step of a diffusion model (Ho et al.): noise each image to a uniform random timestep,
+ * regress the model's output on the schedule's target (the noise ε, or the velocity v) by mean squared
+ * error, take an Adam step and update the weights' average. The trainer holds what a checkpoint saves.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs'; // registers the gradients, which tfjs-core's CommonJS build leaves out
+import { RunRecord } from '../config/runRecord';
+import { gatherBatch } from '../data/batches';
+import { ImageSet } from '../data/mnist';
+import { UserError } from '../errors';
+import { NamedArray, restoreVariables } from '../io/checkpoint';
+import { buildModel } from '../models/build';
+import { Denoiser } from '../models/denoiser';
+import { DDPMScheduler } from '../diffusion/schedule';
+import { Rng } from '../rng';
+import { assignCopy } from '../tensors';
+import { WeightAverage } from './ema';
+import { learningRateAt } from './lrSchedule';
+import { Adam } from './optim';
+
+export class NonFiniteLossError extends UserError {}
+
+/** The model, its optimizer, the schedule and the random stream, and how far training has come. */
+export class Trainer {
+  readonly model: Denoiser;
+  readonly optimizer: Adam;
+  readonly scheduler: DDPMScheduler;
+  readonly rng: Rng;
+  /** The weights' moving average, where the run keeps one. */
+  readonly ema: WeightAverage | null;
+  epoch = 0;
+  readonly meta: RunRecord;
+
+  /** A trainer at the state the record describes, with the saved arrays where resuming. */
+  constructor(meta: RunRecord, saved?: Map<string, NamedArray>) {
+    this.meta = meta;
+    this.scheduler = new DDPMScheduler(meta.schedule);
+    this.rng = new Rng(meta.training.rng);
+    const init = new Rng(meta.training.seed); // initial weights depend on the seed only
+    this.model = buildModel(meta.model, init);
+    const { lr, beta1, beta2, epsilon } = meta.training.optimizer;
+    this.optimizer = new Adam({ lr, beta1, beta2, epsilon }, this.model.variables);
+    this.ema = meta.training.ema ? new WeightAverage(meta.training.ema, this.model.variables) : null;
+    this.epoch = meta.training.epoch;
+    this.optimizer.step = meta.training.step;
+    if (saved) this.restore(saved);
+  }
+
+  /** One optimizer update on the examples `indices` of `data`; returns the loss before the update. */
+  trainStep(data: ImageSet, indices: ArrayLike<number>): number {
+    const batch = indices.length;
+    const pixels = data.height * data.width * data.channels;
+    const T = this.scheduler.timesteps;
+    const x0 = gatherBatch(data.data, pixels, indices);
+    const t = new Int32Array(batch);
+    for (let b = 0; b < batch; b++) t[b] = this.rng.int(T);
+    const eps = this.rng.fillNormal(new Float32Array(batch * pixels));
+    const xt = this.scheduler.addNoise(x0, eps, t);
+    return tf.tidy(() => {
+      const xs = tf.tensor2d(xt, [batch, pixels]);
+      const tFrac = tf.tensor1d(Float32Array.from(t, (v) => v / T));
+      const target = tf.tensor2d(this.scheduler.trainingTarget(x0, eps, t), [batch, pixels]);
+      const { value, grads } = this.optimizer.gradients(() => tf.mean(tf.squaredDifference(this.model.predict(xs, tFrac), target)));
+      const loss = value.dataSync()[0];
+      if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
+      this.optimizer.apply(grads, learningRateAt(this.meta.training.optimizer.lr, this.meta.training.lrSchedule, this.optimizer.step + 1));
+      this.ema?.update(this.model.variables, this.optimizer.step);
+      return loss;
+    });
+  }
+
+  /** Everything a checkpoint holds as arrays: weights and Adam's moments. */
+  tensors(): Map<string, NamedArray> {
+    const out = new Map<string, NamedArray>();
+    const add = (prefix: string, vars: ReadonlyMap<string, tf.Variable>) => {
+      for (const [name, v] of vars) out.set(`${prefix}${name}`, { shape: v.shape, values: v.dataSync() as Float32Array });
+    };
+    add('model/', this.model.variables);
+    add('adam/m/', this.optimizer.m);
+    add('adam/v/', this.optimizer.v);
+    if (this.ema) add('ema/', this.ema.shadow);
+    return out;
+  }
+
+  private restore(saved: Map<string, NamedArray>): void {
+    restoreVariables(saved, 'model/', this.model.variables, true);
+    restoreVariables(saved, 'adam/m/', this.optimizer.m, false);
+    restoreVariables(saved, 'adam/v/', this.optimizer.v, false);
+    if (this.ema) {
+      if ([...saved.keys()].some((k) => k.startsWith('ema/'))) restoreVariables(saved, 'ema/', this.ema.shadow, true);
+      else this.ema.reset(this.model.variables); // --ema added on resume: the average starts from here
+    }
+  }
+
+  /** A copy of the model holding the weights' moving average (null where the run keeps none); the caller disposes it. */
+  averagedModel(): Denoiser | null {
+    if (!this.ema) return null;
+    const copy = buildModel(this.meta.model, new Rng(0));
+    for (const [name, v] of copy.variables) assignCopy(v, this.ema.shadow.get(name)!.dataSync() as Float32Array);
+    return copy;
+  }
+
+  checkpointMeta(loss: number | null): RunRecord {
+    return {
+      ...this.meta,
+      training: { ...this.meta.training, epoch: this.epoch, step: this.optimizer.step, rng: this.rng.state(), loss },
+    };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.optimizer.dispose();
+    this.ema?.dispose();
+  }
+}
+

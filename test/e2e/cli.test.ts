@@ -1,0 +1,286 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
+
+const SMALL = ['--limit', '256', '--width', '64', '--batch-size', '64'];
+
+test('train one epoch, then sample 4 images into a valid 2x2 PNG grid', async () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  const train = runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stderr, /epoch 1\/1: loss \d+\.\d+, \d+ samples\/s/);
+  const out = path.join(dir, 'grid.png');
+  const sample = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--out', out]);
+  assert.equal(sample.status, 0, sample.stderr);
+  const meta = await sharp(out).metadata();
+  assert.equal(meta.format, 'png');
+  assert.equal(meta.width, 2 * 28 + 2);
+  assert.equal(meta.height, 2 * 28 + 2);
+  // The same seed gives the same grid.
+  const again = path.join(dir, 'again.png');
+  assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--out', again]).status, 0);
+  assert.deepEqual(fs.readFileSync(again), fs.readFileSync(out));
+  const fast = path.join(dir, 'fast.png');
+  const ddim = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--steps', '10', '--out', fast]);
+  assert.equal(ddim.status, 0, ddim.stderr);
+  assert.equal((await sharp(fast).metadata()).width, 2 * 28 + 2);
+  assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--steps', '1001', '--out', fast]), /--steps 1001/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--eta', '2', '--out', fast]), /--eta/);
+  const other = path.join(dir, 'other.png');
+  assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--seed', '1', '--out', other]).status, 0);
+  assert.notDeepEqual(fs.readFileSync(other), fs.readFileSync(out));
+});
+
+test('--resume continues the epoch count; --sample-every writes grids', () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  const r = runCli(['train', '--epochs', '2', '--resume', '--out', dir, '--sample-every', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /epochs 2\.\.2/);
+  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  assert.equal(meta.training.epoch, 2);
+  assert.equal(meta.training.step, 8); // 256 images / 64 per batch, twice
+  assert.equal(meta.model.width, 64);
+  assert.ok(fs.existsSync(path.join(dir, 'samples-epoch-0002.png')));
+  const done = runCli(['train', '--epochs', '2', '--resume', '--out', dir]);
+  assert.equal(done.status, 0);
+  assert.match(done.stderr, /nothing to do/);
+});
+
+test('Ctrl-C in the middle of an epoch saves the steps taken; resume repeats the partial epoch', async () => {
+  const dir = tempDir();
+  // 4096 images in batches of 16: 256 steps an epoch, so the interrupt lands inside the first epoch.
+  const run = ['--limit', '4096', '--width', '64', '--batch-size', '16', '--recipe', 'seed'];
+  const child = spawn(process.execPath, [BIN, 'train', '--epochs', '1000', ...run, '--out', dir], { cwd: ROOT });
+  let stderr = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (/^training /m.test(stderr) && !child.killed) child.kill('SIGINT');
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /interrupted in epoch 1 after \d+ images; saving/);
+  const read = () => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  const saved = read().training;
+  assert.equal(saved.epoch, 0, 'the partial epoch is not counted');
+  assert.ok(saved.step >= 1 && saved.step < 256, `steps saved: ${saved.step}`);
+  assert.ok(!fs.existsSync(path.join(dir, '.diffuse.lock')), 'the lock is released');
+  const s = runCli(['sample', '--checkpoint', dir, '--n', '1', '--steps', '2', '--out', path.join(dir, 'g.png')]);
+  assert.equal(s.status, 0, s.stderr);
+  const resumed = runCli(['train', '--epochs', '1', '--resume', '--out', dir]);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /epochs 1\.\.1/);
+  assert.equal(read().training.epoch, 1);
+  assert.equal(read().training.step, saved.step + 256, 'the whole epoch is trained again after the saved steps');
+});
+
+test('a non-finite loss stops training with a clear message and keeps the last good checkpoint', () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  const before = fs.readFileSync(path.join(dir, 'checkpoint.json'));
+  const r = runCli(['train', '--epochs', '3', '--resume', '--lr', '1e30', '--out', dir]);
+  assertCleanFailure(r, /loss became (NaN|Infinity)/);
+  assert.deepEqual(fs.readFileSync(path.join(dir, 'checkpoint.json')), before);
+  assert.equal(runCli(['sample', '--checkpoint', dir, '--n', '1', '--out', path.join(dir, 'g.png')]).status, 0);
+});
+
+test('bad options are refused with one clear line', () => {
+  assertCleanFailure(runCli(['train', '--epochs', '0']), /--epochs.*expected an integer of at least 1/);
+  assertCleanFailure(runCli(['train', '--epochs', 'ten']), /--epochs.*expected an integer/);
+  assertCleanFailure(runCli(['train', '--width', '7']), /--width.*multiple of 4/);
+  assertCleanFailure(runCli(['train', '--lr', '-1']), /--lr.*positive number/);
+  assertCleanFailure(runCli(['sample', '--n', '-3']), /--n.*expected an integer of at least 1/);
+  assertCleanFailure(runCli(['train', '--backend', 'gpu']), /--backend.*Allowed choices/);
+});
+
+test('missing and corrupt checkpoints, and another architecture, are refused without damage', () => {
+  const dir = tempDir();
+  assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--out', path.join(dir, 'g.png')]), /no checkpoint in/);
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]).status, 0);
+  const snapshot = () => fs.readdirSync(ckpt).sort().map((f) => [f, fs.readFileSync(path.join(ckpt, f)).toString('base64')]);
+  const before = snapshot();
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--width', '128', '--out', ckpt]), /--width 128: the checkpoint's run has 64, fixed when a run starts/);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--out', ckpt]), /already holds a checkpoint; pass --resume/);
+  assert.deepEqual(snapshot(), before);
+
+  const corrupt = path.join(dir, 'corrupt');
+  fs.mkdirSync(corrupt);
+  fs.writeFileSync(path.join(corrupt, 'checkpoint.json'), '{not json');
+  assertCleanFailure(runCli(['sample', '--checkpoint', corrupt, '--out', path.join(dir, 'g.png')]), /corrupt checkpoint/);
+});
+
+test('an output path that cannot be written is refused and an existing grid is not damaged', () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', ckpt]).status, 0);
+  assertCleanFailure(runCli(['sample', '--checkpoint', ckpt, '--out', path.join(dir, 'no', 'such', 'g.png')]), /cannot write .* does not exist/);
+  fs.writeFileSync(path.join(dir, 'file'), 'x');
+  assertCleanFailure(runCli(['train', '--epochs', '1', ...SMALL, '--out', path.join(dir, 'file', 'sub')]), /cannot create run folder .*: a parent of it is a file/);
+  const grid = path.join(dir, 'grid.png');
+  fs.writeFileSync(grid, 'precious');
+  assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'missing'), '--out', grid]), /no checkpoint/);
+  assert.equal(fs.readFileSync(grid, 'utf8'), 'precious');
+});
+
+test('help lists every option with its default, and --version prints the version', () => {
+  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  assert.equal(runCli(['--version']).stdout.trim(), version);
+  const top = runCli(['--help']).stdout;
+  assert.match(top, /train/);
+  assert.match(top, /sample/);
+  assert.match(top, /evaluate/);
+  const train = runCli(['train', '--help']).stdout;
+  for (const o of ['--epochs', '--batch-size', '--lr', '--width', '--timesteps', '--limit', '--seed', '--out', '--resume', '--sample-every', '--backend']) {
+    assert.match(train, new RegExp(o));
+  }
+  assert.match(train, /default: 1000/);
+  assert.match(train, /Examples:/);
+  const sample = runCli(['sample', '--help']).stdout;
+  for (const o of ['--checkpoint', '--n', '--out', '--seed', '--backend']) assert.match(sample, new RegExp(o));
+  assert.match(sample, /default: 64/);
+});
+
+test('--recipe seed trains the blog post\'s recipe, the default recipe its own; single options override either', () => {
+  const read = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  const seedDir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--out', seedDir]).status, 0);
+  const seed = read(seedDir);
+  assert.equal(seed.training.optimizer.lr, 1e-4);
+  assert.equal(seed.training.lrSchedule.kind, 'constant');
+  assert.equal(seed.training.lrSchedule.warmupSteps, 0);
+  assert.equal(seed.training.ema, 0);
+  assert.equal(seed.sampling.clipDenoised, false);
+  const defDir = tempDir();
+  const r = runCli(['train', '--epochs', '2', ...SMALL, '--keep-every', '1', '--out', defDir]);
+  assert.equal(r.status, 0, r.stderr);
+  const def = read(defDir);
+  assert.equal(def.training.optimizer.lr, 1e-3);
+  assert.deepEqual(def.training.lrSchedule, { kind: 'cosine', warmupSteps: 1000, totalSteps: 8 });
+  assert.equal(def.training.ema, 0.9995);
+  // --keep-every leaves a loadable copy of each epoch's checkpoint
+  assert.equal(read(path.join(defDir, 'epoch-0001')).training.epoch, 1);
+  assert.equal(read(path.join(defDir, 'epoch-0002')).training.epoch, 2);
+  // sample follows the checkpoint's sampler (neither recipe clamps x̂0) unless told otherwise
+  const grid = (name: string, ...flags: string[]) => {
+    const file = path.join(defDir, name);
+    assert.equal(runCli(['sample', '--checkpoint', path.join(defDir, 'epoch-0001'), '--n', '2', '--out', file, ...flags]).status, 0);
+    return fs.readFileSync(file);
+  };
+  assert.equal(def.sampling.clipDenoised, false);
+  assert.deepEqual(grid('recipe.png'), grid('plain.png', '--no-clip-denoised'));
+  assert.notDeepEqual(grid('recipe.png'), grid('clip.png', '--clip-denoised'));
+  const mixed = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--ema', '0.99', '--lr-schedule', 'cosine', '--out', mixed]).status, 0);
+  assert.equal(read(mixed).training.ema, 0.99);
+  assert.equal(read(mixed).training.lrSchedule.kind, 'cosine');
+  assert.equal(read(mixed).training.optimizer.lr, 1e-4);
+  // --prediction v is recorded with the schedule, used by sample, and fixed for the run
+  const vDir = tempDir();
+  const vr = runCli(['train', '--epochs', '1', ...SMALL, '--prediction', 'v', '--out', vDir]);
+  assert.equal(vr.status, 0, vr.stderr);
+  assert.match(vr.stderr, /v-prediction/);
+  assert.equal(read(vDir).schedule.prediction, 'v');
+  assert.equal(read(defDir).schedule.prediction, 'epsilon');
+  assert.equal(runCli(['sample', '--checkpoint', vDir, '--n', '2', '--out', path.join(vDir, 'v.png')]).status, 0);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--prediction', 'epsilon', '--out', vDir]), /--prediction epsilon: the checkpoint's run has v/);
+  assertCleanFailure(runCli(['train', '--prediction', 'x0']), /--prediction/);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--recipe', 'seed', '--out', seedDir]), /--recipe/);
+  assertCleanFailure(runCli(['train', '--recipe', 'fast']), /--recipe/);
+});
+
+test('--model unet trains on a folder of RGB images, samples an RGB grid, and evaluate refuses non-digits', async () => {
+  const dir = tempDir();
+  const images = path.join(dir, 'images');
+  fs.mkdirSync(images);
+  for (let i = 0; i < 6; i++) {
+    const px = Buffer.alloc(20 * 20 * 3, i * 40);
+    await sharp(px, { raw: { width: 20, height: 20, channels: 3 } }).png().toFile(path.join(images, `img-${i}.png`));
+  }
+  fs.writeFileSync(path.join(images, 'broken.png'), 'no');
+  const ckpt = path.join(dir, 'ckpt');
+  const unet = ['--model', 'unet', '--data', images, '--image-size', '16', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '8', '--batch-size', '3'];
+  const train = runCli(['train', '--epochs', '1', ...unet, '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stderr, /skipped 1 of 7 image files/);
+  assert.match(train.stderr, /training unet 8x\[1,2\]/);
+  const meta = JSON.parse(fs.readFileSync(path.join(ckpt, 'checkpoint.json'), 'utf8'));
+  assert.equal(meta.model.kind, 'unet');
+  assert.deepEqual(meta.model.channelMults, [1, 2]);
+  assert.equal(meta.schedule.prediction, 'v'); // the default recipe's U-net target
+  assert.match(train.stderr, /v-prediction/);
+  assert.equal(meta.data.count, 6);
+  const grid = path.join(dir, 'grid.png');
+  const sample = runCli(['sample', '--checkpoint', ckpt, '--n', '4', '--steps', '5', '--out', grid]);
+  assert.equal(sample.status, 0, sample.stderr);
+  const info = await sharp(grid).metadata();
+  assert.deepEqual([info.width, info.height, info.channels], [2 * 16 + 2, 2 * 16 + 2, 3]);
+  assertCleanFailure(runCli(['evaluate', '--checkpoint', ckpt, '--n', '10']), /evaluate scores MNIST digits; this checkpoint makes 16x16x3 images/);
+  assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--model', 'fc', '--out', ckpt]), /--model fc: the checkpoint's run has unet, fixed when a run starts/);
+  assertCleanFailure(runCli(['train', '--base-channels', '8', '--out', path.join(dir, 'y')]), /--base-channels is an option of the convolutional U-net \(unet\), not of fc/);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--width', '64', '--out', path.join(dir, 'y')]), /--width is an option of the fully connected model \(fc\), not of unet/);
+  const empty = path.join(dir, 'empty');
+  fs.mkdirSync(empty);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--data', empty, '--out', path.join(dir, 'x')]), /no PNG, JPEG or WebP images/);
+});
+
+test('a U-net on MNIST-32 (the default data for --model unet) is evaluated on its digits with the frame cropped', () => {
+  const ckpt = path.join(tempDir(), 'ckpt');
+  const train = runCli(['train', '--epochs', '1', '--model', 'unet', '--limit', '64', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '16', '--batch-size', '32', '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stderr, /on 64 MNIST-32 images/);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(ckpt, 'checkpoint.json'), 'utf8')).training.ema, 0.999); // the default recipe's U-net averaging
+  const r = runCli(['evaluate', '--checkpoint', ckpt, '--n', '20', '--steps', '4', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.samples.n, 20);
+  assert.ok(Number.isFinite(result.samples.fd));
+});
+
+test('without the native kernels: the fully connected model trains and samples on --backend wasm and cpu', async () => {
+  for (const backend of ['wasm', 'cpu']) {
+    const dir = tempDir();
+    const train = runCli(['train', '--epochs', '1', '--limit', '64', '--width', '16', '--batch-size', '32', '--backend', backend, '--out', dir]);
+    assert.equal(train.status, 0, train.stderr);
+    assert.match(train.stderr, new RegExp(`backend ${backend}`));
+    assert.match(train.stderr, /epoch 1\/1: loss \d/);
+    // more images than --batch-size: three batches, the last one partial
+    const out = path.join(dir, 'g.png');
+    const sample = runCli(['sample', '--checkpoint', dir, '--n', '5', '--batch-size', '2', '--steps', '3', '--backend', backend, '--out', out]);
+    assert.equal(sample.status, 0, sample.stderr);
+    const { data, info } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], [3 * 28 + 4, 2 * 28 + 2]);
+    // the fifth tile holds an image (not the grey of an empty cell), the sixth is empty
+    const tile = (k: number) => {
+      const top = Math.floor(k / 3) * 30, left = (k % 3) * 30;
+      const values = new Set<number>();
+      for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) values.add(data[((top + y) * info.width + left + x) * info.channels]);
+      return values;
+    };
+    assert.notDeepEqual([...tile(4)], [128], `${backend}: the fifth image is missing`);
+    assert.deepEqual([...tile(5)], [128], `${backend}: the sixth cell should be empty`);
+  }
+});
+
+test('a version-1 checkpoint samples the same grid as the diffuse that wrote it, and resumes as version 2', () => {
+  const dir = tempDir();
+  fs.cpSync(path.join(ROOT, 'test', 'fixtures', 'v1-fc'), dir, { recursive: true });
+  const out = path.join(dir, 'grid.png');
+  // the fixture's grid was written by the last version-1 diffuse on the blas backend
+  const r = runCli(['sample', '--checkpoint', dir, '--n', '4', '--steps', '3', '--backend', 'blas', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(fs.readFileSync(out), fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'v1-fc-grid-blas.png')));
+  const resumed = runCli(['train', '--epochs', '2', '--resume', '--out', dir]);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  const saved = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  assert.equal(saved.version, 2);
+  assert.equal(saved.training.epoch, 2);
+  assert.equal(saved.model.channels, 1);
+});

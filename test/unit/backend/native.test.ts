@@ -1,0 +1,309 @@
+/**
+ * Every kernel of the `blas` backend against tfjs's own cpu kernels, on random inputs of several
+ * shapes (odd sizes included), to float32 tolerance; then whole training steps on both paths.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBackend';
+import { loadNativeAddon, nativeAddonProblem, NATIVE_FUNCTIONS } from '../../../src/backend/addon';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT, tempDir } from '../../helpers';
+
+const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
+import { geluLayerNorm, gelu, layerNorm } from '../../../src/models/layers';
+import { groupNorm, silu, upsampleNearest } from '../../../src/models/convLayers';
+import { Adam, adamConfig } from '../../../src/training/optim';
+import { Rng } from '../../../src/rng';
+import { Trainer } from '../../../src/training/trainer';
+import { resolveNewRun } from '../../../src/config/resolve';
+import { loadMnist } from '../../../src/data/mnist';
+
+const available = registerBlasBackend();
+const skip = available ? false : 'native kernels not built (apt-get install -y libopenblas-dev && npm run build:native)';
+
+before(async () => {
+  await tf.ready();
+});
+
+function random(shape: number[], seed: number): { shape: number[]; values: Float32Array } {
+  const rng = new Rng(seed);
+  return { shape, values: rng.fillNormal(new Float32Array(shape.reduce((a, b) => a * b, 1))) };
+}
+
+/** Runs f on fresh copies of the inputs on a backend and returns the outputs' values. */
+function on(backend: string, inputs: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[]): { shape: number[]; values: Float32Array }[] {
+  tf.setBackend(backend);
+  return tf.tidy(() => {
+    const out = f(...inputs.map((i) => tf.tensor(i.values, i.shape)));
+    return (Array.isArray(out) ? out : [out]).map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+  });
+}
+
+function assertClose(actual: { shape: number[]; values: Float32Array }[], expected: { shape: number[]; values: Float32Array }[], what: string, tol = 2e-4): void {
+  assert.equal(actual.length, expected.length, what);
+  actual.forEach((a, i) => {
+    assert.deepEqual(a.shape, expected[i].shape, `${what}: shape of output ${i}`);
+    for (let j = 0; j < a.values.length; j++) {
+      const e = expected[i].values[j];
+      if (!(Math.abs(a.values[j] - e) <= tol * Math.max(1, Math.abs(e)))) {
+        assert.fail(`${what}: output ${i}[${j}] = ${a.values[j]}, reference ${e}`);
+      }
+    }
+  });
+}
+
+function compare(what: string, inputs: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[], tol?: number): void {
+  const expected = on('cpu', inputs, f);
+  const actual = on(BLAS_BACKEND, inputs, f);
+  assertClose(actual, expected, what, tol);
+}
+
+test('matMul matches the cpu kernel for all transposes, odd sizes and batches', { skip }, () => {
+  let seed = 0;
+  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [17, 33, 9], [128, 785, 64]]) {
+    for (const ta of [false, true]) {
+      for (const tb of [false, true]) {
+        const a = random(ta ? [k, m] : [m, k], ++seed), b = random(tb ? [n, k] : [k, n], ++seed);
+        compare(`matMul ${m}x${k}x${n} ta=${ta} tb=${tb}`, [a, b], (x, y) => tf.matMul(x, y, ta, tb));
+      }
+    }
+  }
+  compare('batched matMul', [random([2, 3, 4], 1), random([2, 4, 5], 2)], (x, y) => tf.matMul(x, y));
+  compare('broadcast batch', [random([1, 3, 4], 3), random([3, 4, 5], 4)], (x, y) => tf.matMul(x, y));
+  compare('3-D times 2-D', [random([2, 3, 4], 5), random([4, 5], 6)], (x, y) => tf.matMul(x, y));
+});
+
+test('fused matMul with a bias matches, and with an activation falls back correctly', { skip }, () => {
+  for (const [m, k, n] of [[5, 3, 7], [128, 33, 65]]) {
+    const inputs = [random([m, k], m), random([k, n], k), random([n], n)];
+    compare(`fused ${m}x${k}x${n}`, inputs, (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias }));
+    compare(`fused relu ${m}x${k}x${n}`, inputs, (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, activation: 'relu' }));
+    compare(`fused transposed ${m}x${k}x${n}`, [random([k, m], 1), random([n, k], 2), random([n], 3)], (a, b, bias) =>
+      tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, transposeA: true, transposeB: true }));
+    // Its gradient (bias gradient = column sums) through the same kernels.
+    compare(`fused gradient ${m}x${k}x${n}`, inputs, (a, b, bias) =>
+      tf.grads((x: tf.Tensor, w: tf.Tensor, c: tf.Tensor) => tf.sum(tf.square(tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: c }))))([a, b, bias]));
+  }
+});
+
+test('sum over leading axes matches; other reductions fall back', { skip }, () => {
+  compare('sum axis 0', [random([7, 13], 1)], (x) => tf.sum(x, 0));
+  compare('sum axis 0 keepDims', [random([130, 3], 2)], (x) => tf.sum(x, 0, true));
+  compare('sum axes 0,1', [random([2, 3, 5], 3)], (x) => tf.sum(x, [0, 1]));
+  compare('sum axis 1', [random([7, 13], 4)], (x) => tf.sum(x, 1));
+  compare('sum all', [random([7, 13], 5)], (x) => tf.sum(x));
+});
+
+test('add, sub and mul match for equal shapes, scalars and rows on either side', { skip }, () => {
+  const cases: [string, number[], number[]][] = [
+    ['equal', [5, 7], [5, 7]],
+    ['scalar right', [5, 7], []],
+    ['scalar left', [], [5, 7]],
+    ['row right', [129, 9], [9]],
+    ['row left', [9], [129, 9]],
+    ['[1, n] row', [4, 3], [1, 3]],
+    ['column (fallback)', [4, 3], [4, 1]],
+    ['3-D with row', [2, 3, 5], [5]],
+  ];
+  for (const [name, sa, sb] of cases) {
+    const inputs = [random(sa, 1), random(sb, 2)];
+    compare(`add ${name}`, inputs, (a, b) => tf.add(a, b));
+    compare(`sub ${name}`, inputs, (a, b) => tf.sub(a, b));
+    compare(`mul ${name}`, inputs, (a, b) => tf.mul(a, b));
+  }
+});
+
+test('the fused GELU + LayerNorm and its gradients match the composed ops', { skip }, () => {
+  for (const [rows, cols] of [[1, 4], [3, 17], [128, 512]]) {
+    const inputs = [random([rows, cols], rows), random([cols], cols), random([cols], cols + 1), random([rows, cols], 7)];
+    const expected = on('cpu', inputs, (x, g, b, dy) => {
+      const f = (x2: tf.Tensor, g2: tf.Tensor, b2: tf.Tensor) => tf.sum(tf.mul(layerNorm(gelu(x2 as tf.Tensor2D), g2 as tf.Tensor1D, b2 as tf.Tensor1D), dy));
+      return [layerNorm(gelu(x as tf.Tensor2D), g as tf.Tensor1D, b as tf.Tensor1D), ...tf.grads(f)([x, g, b])];
+    });
+    const actual = on(BLAS_BACKEND, inputs, (x, g, b, dy) => {
+      const f = (x2: tf.Tensor, g2: tf.Tensor, b2: tf.Tensor) => tf.sum(tf.mul(geluLayerNorm(x2 as tf.Tensor2D, g2 as tf.Tensor1D, b2 as tf.Tensor1D), dy));
+      return [geluLayerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D), ...tf.grads(f)([x, g, b])];
+    });
+    assertClose(actual, expected, `geluLayerNorm ${rows}x${cols}`, 5e-4);
+  }
+});
+
+test('the native Adam update matches the tfjs-op Adam', { skip }, () => {
+  const run = (backend: string) => {
+    tf.setBackend(backend);
+    const params = new Map([
+      ['w', tf.variable(tf.tensor(random([33, 17], 1).values, [33, 17]))],
+      ['b', tf.variable(tf.tensor(random([17], 2).values, [17]))],
+    ]);
+    const adam = new Adam(adamConfig(1e-2), params);
+    for (let step = 0; step < 3; step++) {
+      tf.tidy(() => adam.apply({ w: tf.tensor(random([33, 17], 10 + step).values, [33, 17]), b: tf.tensor(random([17], 20 + step).values, [17]) }));
+    }
+    const out = [...params.values(), ...adam.m.values(), ...adam.v.values()].map((v) => ({ shape: v.shape, values: v.dataSync() as Float32Array }));
+    adam.dispose();
+    params.forEach((v) => v.dispose());
+    return out;
+  };
+  assertClose(run(BLAS_BACKEND), run('cpu'), 'adam', 1e-5);
+});
+
+function trainer(seed: number, ema = 0): Trainer {
+  return new Trainer(resolveNewRun('seed', { width: 64, timesteps: 1000, limit: 0, batchSize: 32, lr: 1e-3, seed, ema }));
+}
+
+test('training on the fast path and the plain path from one seed gives the same losses', { skip }, async () => {
+  const data = loadMnist('train', 256);
+  const losses = async (backend: string) => {
+    await tf.setBackend(backend);
+    const t = trainer(5);
+    const out = Array.from({ length: 8 }, (_, i) => t.trainStep(data, Array.from({ length: 32 }, (_, j) => 32 * i + j)));
+    t.dispose();
+    return out;
+  };
+  const fast = await losses(BLAS_BACKEND);
+  const plain = await losses('cpu');
+  fast.forEach((l, i) => assert.ok(Math.abs(l - plain[i]) < 1e-4 * plain[i], `step ${i}: ${l} vs ${plain[i]}`));
+});
+
+test('the weights\' moving average on the fast path (in place) matches the plain path', { skip }, async () => {
+  const data = loadMnist('train', 128);
+  const averages = async (backend: string) => {
+    await tf.setBackend(backend);
+    const t = trainer(3, 0.9);
+    for (let i = 0; i < 4; i++) t.trainStep(data, Array.from({ length: 32 }, (_, j) => 32 * i + j));
+    const out = [...t.ema!.shadow.values(), ...t.model.variables.values()].map((v) => ({ shape: v.shape, values: v.dataSync().slice() as Float32Array }));
+    t.dispose();
+    return out;
+  };
+  const fast = await averages(BLAS_BACKEND);
+  assertClose(fast, await averages('cpu'), 'moving average and weights', 1e-3);
+  // The average is not the weights themselves (no storage shared with them).
+  assert.notDeepEqual(fast[0].values, fast[fast.length / 2].values);
+});
+
+test('memory stays flat over training steps on the fast path', { skip }, async () => {
+  await tf.setBackend(BLAS_BACKEND);
+  const data = loadMnist('train', 256);
+  const t = trainer(1);
+  t.trainStep(data, [0, 1, 2]);
+  const { numTensors, numBytes } = tf.memory();
+  for (let i = 0; i < 10; i++) t.trainStep(data, [3 * i, 3 * i + 1, 3 * i + 2]);
+  assert.equal(tf.memory().numTensors, numTensors);
+  assert.equal(tf.memory().numBytes, numBytes);
+  t.dispose();
+});
+
+test('Conv2D and both its gradients match the cpu kernels for strides, paddings, dilations and odd sizes', { skip }, () => {
+  let seed = 500;
+  const cases: { x: number[]; f: number[]; strides: number; pad: 'same' | 'valid' | number; dilations?: number }[] = [
+    { x: [2, 8, 8, 3], f: [3, 3, 3, 5], strides: 1, pad: 'same' },
+    { x: [3, 7, 5, 4], f: [3, 3, 4, 2], strides: 2, pad: 'same' },
+    { x: [1, 9, 9, 2], f: [3, 2, 2, 3], strides: 1, pad: 'valid' },
+    { x: [2, 6, 6, 5], f: [1, 1, 5, 7], strides: 1, pad: 'same' },
+    { x: [2, 10, 10, 3], f: [3, 3, 3, 4], strides: 1, pad: 1, dilations: 2 },
+    { x: [40, 16, 16, 8], f: [3, 3, 8, 8], strides: 1, pad: 'same' }, // more than one chunk of images
+    // The direct path (stride 1, channels in multiples of 16, or 8 into the filter gradient):
+    { x: [3, 8, 8, 16], f: [3, 3, 16, 32], strides: 1, pad: 'same' },
+    { x: [2, 7, 11, 32], f: [3, 3, 32, 16], strides: 1, pad: 'same' }, // rows not a multiple of 8 pixels
+    { x: [2, 9, 9, 16], f: [3, 3, 16, 16], strides: 1, pad: 'valid' },
+    { x: [2, 6, 6, 16], f: [5, 5, 16, 16], strides: 1, pad: 1 },
+    { x: [2, 8, 8, 8], f: [3, 3, 8, 16], strides: 1, pad: 'same' }, // direct filter gradient, im2col input gradient
+    { x: [2, 8, 8, 16], f: [3, 3, 16, 3], strides: 1, pad: 'same' }, // direct input gradient only
+  ];
+  for (const c of cases) {
+    const x = random(c.x, ++seed), filter = random(c.f, ++seed);
+    const what = `conv x=[${c.x}] filter=[${c.f}] stride ${c.strides} pad ${c.pad}`;
+    const conv = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
+    compare(what, [x, filter], conv, 1e-3);
+    if (c.dilations) continue; // tfjs has no gradient for dilated convolutions
+    const grads = (a: tf.Tensor, b: tf.Tensor) => {
+      const g = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(conv(p, q), tf.sin(conv(p, q)))));
+      return g([a, b]);
+    };
+    compare(`${what}: gradients`, [x, filter], grads, 2e-3);
+  }
+});
+
+test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops', { skip }, () => {
+  let seed = 700;
+  const z = random([3, 70001], ++seed); // above the size where the kernel goes parallel
+  compare('silu', [z], (a) => silu(a), 1e-4);
+  compare('silu gradient', [z], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(silu(p), tf.cos(p))))(a), 1e-4);
+  for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8]] as [number[], number][]) {
+    const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
+    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D);
+    compare(`groupNorm [${shape}] / ${groups}`, [x, gamma, beta], f, 1e-3);
+    const grads = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(f(p, q, r), tf.cos(p))))([a, g, b]);
+    compare(`groupNorm [${shape}] / ${groups}: gradients`, [x, gamma, beta], grads, 2e-3);
+  }
+});
+
+test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gradient match the cpu kernels or a reference', { skip }, () => {
+  const x = random([3, 5, 4, 6], 800);
+  compare('slice', [x], (a) => tf.slice(a, [1, 0, 2, 1], [2, 5, 2, 4]));
+  compare('slice of a 2-d row block', [random([7, 9], 801)], (a) => tf.slice(a, [2, 3], [4, 5]));
+  compare('split on the last axis', [x], (a) => tf.split(a, [2, 3, 1], 3));
+  compare('split on a middle axis', [x], (a) => tf.split(a, 2, 2));
+  compare('concat gradient', [x, random([3, 5, 4, 2], 802)], (a, b) => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.sin(tf.concat([p, q], 3))))([a, b]));
+  compare('transpose keeping the last axis', [x], (a) => tf.transpose(a, [0, 2, 1, 3]));
+  compare('transpose moving the last axis', [x], (a) => tf.transpose(a, [3, 1, 0, 2]));
+  compare('softmax', [random([4, 3, 17], 803)], (a) => tf.softmax(a));
+  // nearest-neighbour resize gradient: against the cpu backend's tile gradient (its own resize gradient is wrong for batches)
+  const dy = random([3, 8, 6, 5], 808);
+  const tiled = on('cpu', [dy], (g) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(upsampleNearest(x as tf.Tensor4D), g)))(tf.zeros([3, 4, 3, 5])));
+  const resized = on(BLAS_BACKEND, [dy], (g) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [8, 6]), g)))(tf.zeros([3, 4, 3, 5])));
+  assertClose(resized, tiled, 'resize nearest gradient');
+  // and against the forward pass's own source pixels (resize an image of pixel indices), where the cpu
+  // kernel is also wrong (half-pixel centres, odd sizes)
+  for (const [ih, iw, oh, ow, half] of [[3, 4, 5, 7, true], [5, 5, 3, 2, true], [3, 4, 5, 7, false]] as [number, number, number, number, boolean][]) {
+    const g = random([1, oh, ow, 1], 810);
+    const sources = on('cpu', [], () => tf.image.resizeNearestNeighbor(tf.tensor4d(Float32Array.from({ length: ih * iw }, (_, i) => i), [1, ih, iw, 1]), [oh, ow], false, half))[0].values;
+    const expected = new Float32Array(ih * iw);
+    sources.forEach((from, i) => (expected[from] += g.values[i]));
+    const actual = on(BLAS_BACKEND, [g], (dy) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [oh, ow], false, half), dy)))(tf.zeros([1, ih, iw, 1])));
+    assertClose(actual, [{ shape: [1, ih, iw, 1], values: expected }], `resize nearest gradient ${ih}x${iw} → ${oh}x${ow}, half-pixel ${half}`);
+  }
+  compare('softmax gradient', [random([4, 3, 17], 804)], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.softmax(p), tf.cos(p))))(a));
+  for (const op of [tf.add, tf.sub, tf.mul]) {
+    compare(`${op.name} of a per-image channel shift`, [x, random([3, 1, 1, 6], 805)], (a, b) => [op(a, b), op(b, a)]);
+    compare(`${op.name} of a row statistic`, [random([6, 9], 806), random([6, 1], 807)], (a, b) => [op(a, b), op(b, a)]);
+  }
+  compare('sums over middle axes and the last', [x], (a) => [tf.sum(a, [1, 2]), tf.sum(a, [1, 2], true), tf.sum(a, -1, true), tf.sum(a, 1)]);
+  // shapes big enough for the kernels to split over threads (a U-net's first stage)
+  const big = random([8, 32, 32, 12], 811);
+  compare('large concat, split, shift and sums', [big, random([8, 32, 32, 4], 812), random([8, 1, 1, 12], 813)], (a, b, c) => [
+    tf.concat([a, b], 3),
+    ...tf.split(a, [5, 7], 3),
+    tf.add(a, c),
+    tf.sum(a, [1, 2]),
+    tf.sum(a, -1),
+  ]);
+  compare('large softmax', [random([64, 40, 64], 814)], (a) => tf.softmax(a));
+});
+
+test('the addon in use is built from this checkout\'s sources with every function; a stale or older build is refused, saying why', { skip }, () => {
+  assert.equal(nativeAddonProblem(ADDON), null);
+  const copy = path.join(tempDir(), 'diffuse_native.node');
+  fs.copyFileSync(ADDON, copy);
+  const stamp = path.join(path.dirname(copy), 'diffuse_native.sources');
+  assert.match(nativeAddonProblem(copy)!, /built from other sources/, 'no record of its sources');
+  fs.writeFileSync(stamp, 'an older hash\n');
+  assert.match(nativeAddonProblem(copy)!, /built from other sources than this checkout's native\/ \(out of date\)/);
+  fs.copyFileSync(path.join(path.dirname(ADDON), 'diffuse_native.sources'), stamp);
+  assert.equal(nativeAddonProblem(copy), null);
+  // built from these sources but lacking kernels (as an addon from an older checkout would)
+  const older = Object.fromEntries(NATIVE_FUNCTIONS.filter((n) => n !== 'copyRuns' && n !== 'conv').map((n) => [n, () => {}]));
+  assert.equal(nativeAddonProblem(copy, () => older), 'the native addon is out of date: it lacks conv, copyRuns');
+  assert.match(nativeAddonProblem(path.join(path.dirname(copy), 'none.node'))!, /not found/);
+});
+
+test('the addon flushes subnormal results to zero (they made training steps 6x slower)', { skip }, () => {
+  const native = loadNativeAddon()!;
+  const c = new Float32Array(1);
+  native.sgemm(false, false, 1, 1, 1, Float32Array.of(1e-20), Float32Array.of(1e-20), c);
+  assert.equal(c[0], 0); // 1e-40 is below float32's smallest normal number
+  native.sgemm(false, false, 1, 1, 1, Float32Array.of(1e-15), Float32Array.of(1e-15), c);
+  assert.ok(Math.abs(c[0] - 1e-30) < 1e-36);
+});

@@ -1,0 +1,51 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { RUN_RECORD_VERSION, migrateRunRecord } from '../../../src/config/runRecord';
+import { loadCheckpoint } from '../../../src/io/checkpoint';
+import { ROOT, tempDir } from '../../helpers';
+
+const V1 = path.join(ROOT, 'test', 'fixtures', 'v1-fc');
+
+test('a stored version-1 checkpoint loads with every field of the current record filled in', () => {
+  const raw = JSON.parse(fs.readFileSync(path.join(V1, 'checkpoint.json'), 'utf8'));
+  assert.equal(raw.version, 1);
+  assert.equal(raw.model.channels, undefined);
+  assert.equal(raw.schedule.prediction, undefined);
+  const { meta } = loadCheckpoint(V1);
+  assert.deepEqual(meta.model, { kind: 'fc-unet', width: 4, height: 28, imageWidth: 28, channels: 1 });
+  assert.equal(meta.schedule.prediction, 'epsilon');
+  assert.equal(meta.training.ema, 0);
+  assert.deepEqual(meta.sampling, { clipDenoised: false });
+  assert.equal(meta.training.epoch, 1);
+});
+
+test('the oldest version-1 records (no average, rate schedule, sampler or output-head fields) get what their readers assumed', () => {
+  const record = {
+    model: { kind: 'unet', height: 32, imageWidth: 32, channels: 1, baseChannels: 8, channelMults: [1, 2], blocksPerStage: 1, attentionResolutions: [8], groups: 8, heads: 4 },
+    schedule: { kind: 'linear', timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
+    data: { dataset: 'mnist32', limit: 0, count: 60000 },
+    training: { epoch: 3, step: 10, batchSize: 64, optimizer: { kind: 'adam', lr: 1e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, seed: 0, rng: { s: [1, 2, 3, 4] }, loss: 0.1 },
+  };
+  const r = migrateRunRecord(record, 1, 'old.json');
+  assert.equal(r.model.kind === 'unet' && r.model.outputNorm, true);
+  assert.equal(r.schedule.prediction, 'epsilon');
+  assert.equal(r.training.ema, 0);
+  assert.deepEqual(r.training.lrSchedule, { kind: 'constant', warmupSteps: 0, totalSteps: 0 });
+  assert.deepEqual(r.sampling, { clipDenoised: false });
+  assert.equal((record.model as { outputNorm?: boolean }).outputNorm, undefined, 'the input is not changed');
+  // a current record passes through unchanged
+  assert.deepEqual(migrateRunRecord(r as unknown as Record<string, unknown>, RUN_RECORD_VERSION, 'new.json'), r);
+});
+
+test('a checkpoint from a newer diffuse, or without a version, is refused with a clear error', () => {
+  const dir = tempDir();
+  fs.cpSync(V1, dir, { recursive: true });
+  const file = path.join(dir, 'checkpoint.json');
+  const raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  fs.writeFileSync(file, JSON.stringify({ ...raw, version: RUN_RECORD_VERSION + 1 }));
+  assert.throws(() => loadCheckpoint(dir), new RegExp(`format version ${RUN_RECORD_VERSION + 1}; this diffuse reads up to ${RUN_RECORD_VERSION} \\(a newer diffuse wrote it\\)`));
+  fs.writeFileSync(file, JSON.stringify({ ...raw, version: undefined }));
+  assert.throws(() => loadCheckpoint(dir), /no valid format version/);
+});

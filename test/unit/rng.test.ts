@@ -1,0 +1,36 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../../src/rng';
+import { mean, variance } from '../helpers';
+
+test('the same seed gives the same stream, another seed another', () => {
+  const a = new Rng(42), b = new Rng(42), c = new Rng(43);
+  const xs = Array.from({ length: 5 }, () => a.nextUint32());
+  assert.deepEqual(Array.from({ length: 5 }, () => b.nextUint32()), xs);
+  assert.notDeepEqual(Array.from({ length: 5 }, () => c.nextUint32()), xs);
+});
+
+test('a generator restored from its state continues the same stream', () => {
+  const a = new Rng(7);
+  a.fillNormal(new Float32Array(11));
+  const b = new Rng(a.state());
+  assert.deepEqual(a.fillNormal(new Float32Array(9)), b.fillNormal(new Float32Array(9)));
+  assert.equal(a.int(1000), b.int(1000));
+});
+
+test('normals have mean 0 and variance 1, uniforms lie in [0, 1)', () => {
+  const rng = new Rng(3);
+  const z = rng.fillNormal(new Float32Array(100_001));
+  assert.ok(Math.abs(mean(z)) < 0.01);
+  assert.ok(Math.abs(variance(z) - 1) < 0.02);
+  for (let i = 0; i < 10000; i++) {
+    const u = rng.uniform();
+    assert.ok(u >= 0 && u < 1);
+  }
+});
+
+test('permutation holds every index once', () => {
+  const p = new Rng(5).permutation(1000);
+  assert.deepEqual([...p].sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
+  assert.notDeepEqual([...p], Array.from({ length: 1000 }, (_, i) => i));
+});
