@@ -1,0 +1,46 @@
+/**
+ * The README's commands work: every `diffuse` and `node scripts/...` line of its shell blocks is run in
+ * order in a fresh folder, shrunk to test size (1-2 epochs on 64 images, 4 samples with 2 steps).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BIN, ROOT, tempDir } from '../helpers';
+
+/** Sets `--flag value` in args (replacing a given value), or appends it. */
+function setFlag(args: string[], flag: string, value: string): string[] {
+  const i = args.indexOf(flag);
+  return i >= 0 ? [...args.slice(0, i + 1), value, ...args.slice(i + 2)] : [...args, flag, value];
+}
+
+/** A README command line at test size. */
+function shrink(args: string[]): string[] {
+  if (args.includes('[options]')) return [args[0], '--help'];
+  if (args[0] === 'train') return setFlag(setFlag(args, '--epochs', args.includes('--resume') ? '2' : '1'), '--limit', '64');
+  if (args[0] === 'sample') return setFlag(setFlag(args, '--n', '4'), '--steps', '2');
+  if (args[0] === 'evaluate') return setFlag(setFlag(args, '--n', '20'), '--steps', '2');
+  return args;
+}
+
+test("the README's shell commands run (at test size)", { timeout: 300_000 }, (t) => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const lines = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .flatMap((m) => m[1].split('\n'))
+    .map((l) => l.replace(/\s+#.*$/, '').trim())
+    .filter((l) => /^(diffuse |node scripts\/)/.test(l));
+  assert.ok(lines.length >= 10, `${lines.length} commands found`);
+  const cwd = tempDir();
+  for (const line of lines) {
+    const words = line.split(/\s+/);
+    const command =
+      words[0] === 'diffuse'
+        ? [BIN, ...shrink(words.slice(1))]
+        : [path.join(ROOT, words[1]), ...words.slice(2).map((w, i) => (i === 1 ? '40' : w))]; // scripts/shapes.js DIR COUNT SIZE
+    const r = spawnSync(process.execPath, command, { cwd, encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, `${line}\n(run as: ${command.slice(1).join(' ')})\n${r.stderr}`);
+    t.diagnostic(`ok: ${line}`);
+  }
+  assert.ok(fs.existsSync(path.join(cwd, 'shapes.webp')));
+});
