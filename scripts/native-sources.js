@@ -7,14 +7,25 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
-const SOURCES = ['native/diffuse_native.c', 'binding.gyp'];
+/** The sources: binding.gyp and every C file and header in native/. */
+function sources() {
+  let native = [];
+  try {
+    native = fs.readdirSync(path.join(ROOT, 'native')).filter((f) => /\.(c|h)$/.test(f)).sort().map((f) => `native/${f}`);
+  } catch {
+    /* no native/ folder: nothing to compare */
+  }
+  return native.length > 0 ? ['binding.gyp', ...native] : [];
+}
 const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 const STAMP_NAME = 'diffuse_native.sources';
 
 /** The hash of the checkout's native sources, or null where they are absent. */
 function sourcesHash() {
+  const files = sources();
+  if (files.length === 0) return null;
   const hash = crypto.createHash('sha256');
-  for (const file of SOURCES) {
+  for (const file of files) {
     try {
       hash.update(file).update(fs.readFileSync(path.join(ROOT, file)));
     } catch {

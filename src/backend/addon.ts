@@ -1,5 +1,5 @@
 /**
- * The optional native addon (native/diffuse_native.c over OpenBLAS), built by `npm ci` where a C compiler
+ * The optional native addon (native/*.c over OpenBLAS), built by `npm ci` where a C compiler
  * and OpenBLAS are present. Everything works without it; it is what makes training fast on the CPU.
  */
 import * as fs from 'node:fs';

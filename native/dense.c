@@ -1,0 +1,273 @@
+/*
+ * Dense kernels: matrix products through OpenBLAS's sgemm (tfjs's portable backends run the
+ * transposed products of the backward pass at under 1 GFLOP/s), Adam and the weights' average in place,
+ * the fused GELU + LayerNorm and its gradient, bias sums and broadcast arithmetic.
+ */
+#include "kernels.h"
+
+/*
+ * sgemm(transA, transB, m, n, k, a, b, c[, bias]): c[m×n] = op(a)·op(b) (+ bias on every row), row-major,
+ * op(a) m×k, op(b) k×n.
+ */
+napi_value sgemm(napi_env env, napi_callback_info info) {
+  ARGS(9);
+  if (argc < 8) {
+    napi_throw_error(env, NULL, "sgemm: 8 arguments expected");
+    return NULL;
+  }
+  bool ta = flag(env, argv[0]), tb = flag(env, argv[1]);
+  int m = (int)num(env, argv[2]), n = (int)num(env, argv[3]), k = (int)num(env, argv[4]);
+  size_t la = 0, lb = 0, lc = 0;
+  float *a = f32(env, argv[5], &la), *b = f32(env, argv[6], &lb), *c = f32(env, argv[7], &lc);
+  if (!a || !b || !c) return NULL;
+  if (la < (size_t)m * k || lb < (size_t)k * n || lc < (size_t)m * n) {
+    napi_throw_range_error(env, NULL, "sgemm: array too small for its shape");
+    return NULL;
+  }
+  float beta = 0.0f;
+  napi_valuetype bias_type = napi_undefined;
+  if (argc > 8) napi_typeof(env, argv[8], &bias_type);
+  if (bias_type == napi_object) {
+    size_t lbias = 0;
+    const float *bias = f32(env, argv[8], &lbias);
+    if (!bias) return NULL;
+    if (lbias != (size_t)n) {
+      napi_throw_range_error(env, NULL, "sgemm: bias length differs from n");
+      return NULL;
+    }
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) c[(size_t)i * n + j] = bias[j];
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a,
+              ta ? m : k, b, tb ? k : n, beta, c, n);
+  return NULL;
+}
+
+/*
+ * adam(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2): one torch.optim.Adam update in place:
+ * m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²; p ← p − lr (m / c1) / (√(v / c2) + ε).
+ */
+napi_value adam(napi_env env, napi_callback_info info) {
+  ARGS(10);
+  size_t lp = 0, lg = 0, lm = 0, lv = 0;
+  float *p = f32(env, argv[0], &lp), *g = f32(env, argv[1], &lg), *m = f32(env, argv[2], &lm), *v = f32(env, argv[3], &lv);
+  if (!p || !g || !m || !v) return NULL;
+  if (lg != lp || lm != lp || lv != lp) {
+    napi_throw_range_error(env, NULL, "adam: arrays differ in length");
+    return NULL;
+  }
+  const float lr = (float)num(env, argv[4]), b1 = (float)num(env, argv[5]), b2 = (float)num(env, argv[6]);
+  const float eps = (float)num(env, argv[7]);
+  const float inv_c1 = (float)(1.0 / num(env, argv[8])), inv_c2 = (float)(1.0 / num(env, argv[9]));
+  const int64_t n = (int64_t)lp;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= lr * (mi * inv_c1) / (sqrtf(vi * inv_c2) + eps);
+  }
+  return NULL;
+}
+
+/* lerp(shadow, p, d): shadow ← d·shadow + (1 − d)·p in place: one step of a moving average of weights. */
+napi_value lerp(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  size_t ls = 0, lp = 0;
+  float *shadow = f32(env, argv[0], &ls);
+  const float *p = f32(env, argv[1], &lp);
+  if (!shadow || !p) return NULL;
+  if (ls != lp) {
+    napi_throw_range_error(env, NULL, "lerp: arrays differ in length");
+    return NULL;
+  }
+  const float d = (float)num(env, argv[2]);
+  const int64_t n = (int64_t)ls;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) shadow[i] = d * shadow[i] + (1.0f - d) * p[i];
+  return NULL;
+}
+
+static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erf_f(x * 0.70710678118654752f)); }
+
+/* d/dx x·Φ(x) = Φ(x) + x·φ(x) */
+static inline float gelu_grad_f(float x) {
+  return 0.5f * (1.0f + erf_f(x * 0.70710678118654752f)) + x * 0.39894228040143268f * exp_f(-0.5f * x * x);
+}
+
+/* One row of geluLayerNorm; returns its rstd. (restrict pointers in a plain function let the loops vectorize.) */
+static float gelu_layer_norm_row(const float *restrict x, const float *restrict gamma, const float *restrict beta, int64_t cols,
+                                 float *restrict y, float *restrict h) {
+  float sum = 0; /* float sums vectorize; over a few thousand values they lose ~1e-6 relative */
+  for (int64_t c = 0; c < cols; c++) {
+    h[c] = gelu_f(x[c]);
+    sum += h[c];
+  }
+  const float mu = sum / cols;
+  float sq = 0;
+  for (int64_t c = 0; c < cols; c++) sq += (h[c] - mu) * (h[c] - mu);
+  const float rs = 1.0f / sqrtf(sq / cols + LN_EPS);
+  for (int64_t c = 0; c < cols; c++) {
+    h[c] = (h[c] - mu) * rs;
+    y[c] = h[c] * gamma[c] + beta[c];
+  }
+  return rs;
+}
+
+/* One row of the input gradient of geluLayerNorm. */
+static void gelu_layer_norm_grad_row(const float *restrict dy, const float *restrict x, const float *restrict h,
+                                     const float *restrict gamma, float rs, int64_t cols, float *restrict dx) {
+  float sum_g = 0, sum_gh = 0;
+  for (int64_t c = 0; c < cols; c++) {
+    sum_g += dy[c] * gamma[c];
+    sum_gh += dy[c] * gamma[c] * h[c];
+  }
+  const float mean_g = sum_g / cols, mean_gh = sum_gh / cols;
+  for (int64_t c = 0; c < cols; c++) dx[c] = rs * (dy[c] * gamma[c] - mean_g - h[c] * mean_gh) * gelu_grad_f(x[c]);
+}
+
+/* out[c0..c1) = Σ_r a[r, c] (· b[r, c] when b is given): column sums over a range of columns, rows in memory order. */
+static void column_sums_range(const float *restrict a, const float *restrict b, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
+                              float *restrict out) {
+  for (int64_t c = c0; c < c1; c++) out[c] = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *restrict ar = a + r * cols;
+    if (b) {
+      const float *restrict br = b + r * cols;
+      for (int64_t c = c0; c < c1; c++) out[c] += ar[c] * br[c];
+    } else {
+      for (int64_t c = c0; c < c1; c++) out[c] += ar[c];
+    }
+  }
+}
+
+/*
+ * geluLayerNorm(x, gamma, beta, rows, cols, y, xhat, rstd): per row, a = GELU(x),
+ * x̂ = (a − mean(a)) / √(var(a) + ε), y = x̂·γ + β. x̂ and rstd = 1/√(var + ε) are saved for the backward pass.
+ */
+napi_value gelu_layer_norm(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
+  const int64_t rows = (int64_t)num(env, argv[3]), cols = (int64_t)num(env, argv[4]);
+  float *y = f32(env, argv[5], NULL), *xhat = f32(env, argv[6], NULL), *rstd = f32(env, argv[7], NULL);
+  if (!x || !gamma || !beta || !y || !xhat || !rstd) return NULL;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) rstd[r] = gelu_layer_norm_row(x + r * cols, gamma, beta, cols, y + r * cols, xhat + r * cols);
+  return NULL;
+}
+
+/*
+ * geluLayerNormGrad(dy, x, xhat, gamma, rstd, rows, cols, dx, dgamma, dbeta): the gradients of the above:
+ * dβ = Σ_rows dy, dγ = Σ_rows dy·x̂, and with g = dy·γ, da = rstd·(g − mean(g) − x̂·mean(g·x̂)),
+ * dx = da·GELU′(x).
+ */
+napi_value gelu_layer_norm_grad(napi_env env, napi_callback_info info) {
+  ARGS(10);
+  const float *dy = f32(env, argv[0], NULL), *x = f32(env, argv[1], NULL), *xhat = f32(env, argv[2], NULL);
+  const float *gamma = f32(env, argv[3], NULL), *rstd = f32(env, argv[4], NULL);
+  const int64_t rows = (int64_t)num(env, argv[5]), cols = (int64_t)num(env, argv[6]);
+  float *dx = f32(env, argv[7], NULL), *dgamma = f32(env, argv[8], NULL), *dbeta = f32(env, argv[9], NULL);
+  if (!dy || !x || !xhat || !gamma || !rstd || !dx || !dgamma || !dbeta) return NULL;
+#pragma omp parallel
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; r++) gelu_layer_norm_grad_row(dy + r * cols, x + r * cols, xhat + r * cols, gamma, rstd[r], cols, dx + r * cols);
+    /* dγ and dβ: each thread owns a range of columns. */
+    const int threads = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t c0 = cols * id / threads, c1 = cols * (id + 1) / threads;
+    column_sums_range(dy, xhat, rows, cols, c0, c1, dgamma);
+    column_sums_range(dy, NULL, rows, cols, c0, c1, dbeta);
+  }
+  return NULL;
+}
+
+/* columnSums(x, rows, cols, out): out[c] = Σ_r x[r, c], the gradient of a bias broadcast over rows. */
+napi_value column_sums(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  const float *x = f32(env, argv[0], NULL);
+  const int64_t rows = (int64_t)num(env, argv[1]), cols = (int64_t)num(env, argv[2]);
+  float *out = f32(env, argv[3], NULL);
+  if (!x || !out) return NULL;
+#pragma omp parallel if (rows * cols > 65536)
+  {
+    const int threads = omp_get_num_threads(), id = omp_get_thread_num();
+    column_sums_range(x, NULL, rows, cols, cols * id / threads, cols * (id + 1) / threads, out);
+  }
+  return NULL;
+}
+
+/*
+ * binary(op, a, b, out, swap[, outer]): out = a op b for op 0 add, 1 subtract, 2 multiply; `swap`
+ * computes b op a instead, for the broadcast operand on the left. out (and a) are [outer, middle,
+ * inner] and b is [outer, inner], repeated over the middle: with outer = 1 (the default), b has out's
+ * length, 1 (a scalar) or the length of out's trailing axes (a bias row); with outer > 1, b is a
+ * per-image channel shift ([b, 1, 1, c] on [b, h, w, c]) or a row statistic ([r, 1] on [r, n]).
+ */
+napi_value binary(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  const int op = (int)num(env, argv[0]);
+  size_t la = 0, lb = 0, lo = 0;
+  const float *a = f32(env, argv[1], &la), *b = f32(env, argv[2], &lb);
+  float *out = f32(env, argv[3], &lo);
+  const bool swap = flag(env, argv[4]);
+  const int64_t outer = argc > 5 ? (int64_t)num(env, argv[5]) : 1;
+  if (!a || !b || !out) return NULL;
+  if (la != lo || lb == 0 || outer < 1 || lb % outer != 0 || lo % lb != 0) {
+    napi_throw_range_error(env, NULL, "binary: shapes do not broadcast");
+    return NULL;
+  }
+  const int64_t inner = (int64_t)lb / outer, middle = (int64_t)lo / (int64_t)lb, block = middle * inner;
+  const float sign = swap ? -1.0f : 1.0f;
+#pragma omp parallel for if (lo > 65536 && outer > 1)
+  for (int64_t o = 0; o < outer; o++) {
+    const float *bo = b + o * inner;
+    /* Walk each block as `middle` rows of `inner` values so the inner loop has no index arithmetic. */
+    for (int64_t row = o * block; row < (o + 1) * block; row += inner) {
+      const float *ar = a + row;
+      float *r = out + row;
+      if (inner == 1) {
+        const float bv = bo[0];
+        for (int64_t i = 0; i < middle; i++) r[i] = op == 0 ? ar[i] + bv : op == 1 ? sign * (ar[i] - bv) : ar[i] * bv;
+        break;
+      }
+      switch (op) {
+        case 0: for (int64_t i = 0; i < inner; i++) r[i] = ar[i] + bo[i]; break;
+        case 1: for (int64_t i = 0; i < inner; i++) r[i] = sign * (ar[i] - bo[i]); break;
+        default: for (int64_t i = 0; i < inner; i++) r[i] = ar[i] * bo[i]; break;
+      }
+    }
+  }
+  return NULL;
+}
+
+/* middleSums(x, outer, middle, inner, out): out[o, i] = Σ_m x[o, m, i] (a per-image channel sum, a row sum). */
+napi_value middle_sums(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  size_t lx = 0, lo = 0;
+  const float *x = f32(env, argv[0], &lx);
+  const int64_t outer = (int64_t)num(env, argv[1]), middle = (int64_t)num(env, argv[2]), inner = (int64_t)num(env, argv[3]);
+  float *out = f32(env, argv[4], &lo);
+  if (!x || !out) return NULL;
+  if ((int64_t)lx != outer * middle * inner || (int64_t)lo != outer * inner) {
+    napi_throw_range_error(env, NULL, "middleSums: array lengths do not match the shape");
+    return NULL;
+  }
+#pragma omp parallel for if (lx > 65536)
+  for (int64_t o = 0; o < outer; o++) {
+    float *acc = out + o * inner;
+    const float *xo = x + o * middle * inner;
+    if (inner == 1) {
+      float s = 0;
+      for (int64_t m = 0; m < middle; m++) s += xo[m];
+      acc[0] = s;
+      continue;
+    }
+    for (int64_t i = 0; i < inner; i++) acc[i] = 0;
+    for (int64_t m = 0; m < middle; m++)
+      for (int64_t i = 0; i < inner; i++) acc[i] += xo[m * inner + i];
+  }
+  return NULL;
+}

@@ -1,0 +1,139 @@
+/*
+ * What every kernel file of diffuse's native addon shares: the N-API argument helpers, branch-free
+ * float math that vectorizes, and the kernels addon.c registers. Every kernel works on Float32Arrays in
+ * place; shapes are checked on the JS side (src/backend/blasBackend.ts).
+ */
+#ifndef DIFFUSE_KERNELS_H
+#define DIFFUSE_KERNELS_H
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <cblas.h>
+#include <omp.h>
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+
+#define CHECK(call)                                                                   \
+  do {                                                                                \
+    if ((call) != napi_ok) {                                                          \
+      napi_throw_error(env, NULL, "diffuse_native: bad argument in " #call);          \
+      return NULL;                                                                    \
+    }                                                                                 \
+  } while (0)
+
+/* Declares argv[n] (and argc, the count given) for a function taking up to n arguments. */
+#define ARGS(n)         \
+  size_t argc = (n);    \
+  napi_value argv[(n)]; \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
+
+static inline float *f32(napi_env env, napi_value v, size_t *length) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_float32_array) {
+    napi_throw_type_error(env, NULL, "diffuse_native: expected a Float32Array");
+    return NULL;
+  }
+  if (length) *length = len;
+  return (float *)data;
+}
+
+static inline int32_t *i32(napi_env env, napi_value v, size_t *length) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, &buffer, &offset) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "diffuse_native: expected an Int32Array");
+    return NULL;
+  }
+  if (length) *length = len;
+  return (int32_t *)data;
+}
+
+static inline double num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static inline bool flag(napi_env env, napi_value v) {
+  bool b = false;
+  napi_get_value_bool(env, v, &b);
+  return b;
+}
+
+#define LN_EPS 1e-5f
+
+/*
+ * erf as a rational function of x on [-4, 4] (outside it erf is ±1 in float32): the approximation used
+ * by Eigen and XLA, accurate to a few ulp. Unlike libm's erff it has no branches, so loops over it vectorize.
+ */
+static inline float erf_f(float x) {
+  x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x); /* not fminf/fmaxf: gcc 12 does not vectorize those here */
+  const float x2 = x * x;
+  float p = -2.72614225801306e-10f;
+  p = p * x2 + 2.77068142495902e-08f;
+  p = p * x2 + -2.10102402082508e-06f;
+  p = p * x2 + -5.69250639462346e-05f;
+  p = p * x2 + -7.34990630326855e-04f;
+  p = p * x2 + -2.95459980854025e-03f;
+  p = p * x2 + -1.60960333262415e-02f;
+  float q = -1.45660718464996e-05f;
+  q = q * x2 + -2.13374055278905e-04f;
+  q = q * x2 + -1.68282697438203e-03f;
+  q = q * x2 + -7.37332916720468e-03f;
+  q = q * x2 + -1.42647390514189e-02f;
+  return x * p / q;
+}
+
+/*
+ * e^x as 2^k · 2^f with k = round(x·log2 e) and |f| ≤ 1/2, 2^f by its Taylor series to degree 6
+ * (relative error about 1e-7 on that range). Branch-free, so it vectorizes where libm's expf does not.
+ */
+static inline float exp_f(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float t = x * 1.44269504088896341f;
+  const float k = rintf(t);
+  const float f = (t - k) * 0.69314718055994531f; /* 2^(t−k) = e^f */
+  float p = 1.0f / 720.0f;
+  p = p * f + 1.0f / 120.0f;
+  p = p * f + 1.0f / 24.0f;
+  p = p * f + 1.0f / 6.0f;
+  p = p * f + 0.5f;
+  p = p * f + 1.0f;
+  p = p * f + 1.0f;
+  union {
+    float f;
+    int32_t i;
+  } scale = {.i = ((int32_t)k + 127) << 23};
+  return p * scale.f;
+}
+
+
+napi_value sgemm(napi_env env, napi_callback_info info);
+napi_value adam(napi_env env, napi_callback_info info);
+napi_value lerp(napi_env env, napi_callback_info info);
+napi_value gelu_layer_norm(napi_env env, napi_callback_info info);
+napi_value gelu_layer_norm_grad(napi_env env, napi_callback_info info);
+napi_value column_sums(napi_env env, napi_callback_info info);
+napi_value binary(napi_env env, napi_callback_info info);
+napi_value middle_sums(napi_env env, napi_callback_info info);
+napi_value conv(napi_env env, napi_callback_info info);
+napi_value group_norm(napi_env env, napi_callback_info info);
+napi_value group_norm_grad(napi_env env, napi_callback_info info);
+napi_value softmax_rows(napi_env env, napi_callback_info info);
+napi_value copy_runs(napi_env env, napi_callback_info info);
+napi_value silu(napi_env env, napi_callback_info info);
+napi_value silu_grad(napi_env env, napi_callback_info info);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * GroupNorm and its gradient, row softmax, SiLU and its gradient.
+ */
+#include "kernels.h"
+
+/*
+ * groupNorm(x, gamma, beta, batch, pixels, channels, groups, y, xhat, rstd): for each image and group
+ * of channels/groups channels, normalize over its pixels × channels; y = x̂·γ[c] + β[c]. x̂ and each
+ * (image, group)'s 1/σ are kept for the gradient.
+ */
+napi_value group_norm(napi_env env, napi_callback_info info) {
+  ARGS(10);
+  const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
+  const int64_t B = (int64_t)num(env, argv[3]), P = (int64_t)num(env, argv[4]), C = (int64_t)num(env, argv[5]), G = (int64_t)num(env, argv[6]);
+  float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], NULL), *rstd = f32(env, argv[9], NULL);
+  if (!x || !gamma || !beta || !y || !xhat || !rstd) return NULL;
+  const int64_t cg = C / G;
+  /* One image per thread, its rows read whole (per-channel sums, then grouped): groups of a few
+     channels read strided were 5x slower. */
+#pragma omp parallel for if (B * P * C > 65536)
+  for (int64_t b = 0; b < B; b++) {
+    const float *xb = x + b * P * C;
+    double *acc = (double *)calloc(C, sizeof(double));
+    float *mean = (float *)malloc(C * sizeof(float)), *r = (float *)malloc(C * sizeof(float));
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t c = 0; c < C; c++) acc[c] += xb[p * C + c];
+    for (int64_t g = 0; g < G; g++) {
+      double s = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += acc[c];
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) mean[c] = (float)(s / (double)(P * cg));
+    }
+    for (int64_t c = 0; c < C; c++) acc[c] = 0;
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t c = 0; c < C; c++) {
+        const float d = xb[p * C + c] - mean[c];
+        acc[c] += d * d;
+      }
+    for (int64_t g = 0; g < G; g++) {
+      double s = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += acc[c];
+      const float rg = (float)(1.0 / sqrt(s / (double)(P * cg) + 1e-5));
+      rstd[b * G + g] = rg;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) r[c] = rg;
+    }
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C;
+      for (int64_t c = 0; c < C; c++) {
+        const float h = (x[off + c] - mean[c]) * r[c];
+        xhat[off + c] = h;
+        y[off + c] = h * gamma[c] + beta[c];
+      }
+    }
+    free(acc);
+    free(mean);
+    free(r);
+  }
+  return NULL;
+}
+
+/* Gradients of groupNorm: dx, and dγ, dβ summed over images and pixels. */
+napi_value group_norm_grad(napi_env env, napi_callback_info info) {
+  ARGS(11);
+  const float *dy = f32(env, argv[0], NULL), *xhat = f32(env, argv[1], NULL), *gamma = f32(env, argv[2], NULL), *rstd = f32(env, argv[3], NULL);
+  const int64_t B = (int64_t)num(env, argv[4]), P = (int64_t)num(env, argv[5]), C = (int64_t)num(env, argv[6]), G = (int64_t)num(env, argv[7]);
+  float *dx = f32(env, argv[8], NULL), *dgamma = f32(env, argv[9], NULL), *dbeta = f32(env, argv[10], NULL);
+  if (!dy || !xhat || !gamma || !rstd || !dx || !dgamma || !dbeta) return NULL;
+  const int64_t cg = C / G;
+  const double n = (double)(P * cg);
+  /* Per image: Σ dx̂ and Σ dx̂·x̂ over each group (dx̂ = dy·γ), from per-channel sums of whole rows; and
+     the image's share of dγ, dβ, summed after. */
+  double *partial = (double *)calloc(2 * B * C, sizeof(double));
+#pragma omp parallel for if (B * P * C > 65536)
+  for (int64_t b = 0; b < B; b++) {
+    double *sumD = (double *)calloc(2 * C, sizeof(double)), *sumDX = sumD + C;
+    double *dg = partial + 2 * b * C, *db = dg + C;
+    float *meanD = (float *)malloc(3 * C * sizeof(float)), *meanDX = meanD + C, *r = meanD + 2 * C;
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C;
+      for (int64_t c = 0; c < C; c++) {
+        const float d = dy[off + c] * gamma[c];
+        sumD[c] += d;
+        sumDX[c] += d * xhat[off + c];
+        dg[c] += dy[off + c] * xhat[off + c];
+        db[c] += dy[off + c];
+      }
+    }
+    for (int64_t g = 0; g < G; g++) {
+      double sd = 0, sdx = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) sd += sumD[c], sdx += sumDX[c];
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) meanD[c] = (float)(sd / n), meanDX[c] = (float)(sdx / n), r[c] = rstd[b * G + g];
+    }
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C;
+      for (int64_t c = 0; c < C; c++) dx[off + c] = r[c] * (dy[off + c] * gamma[c] - meanD[c] - xhat[off + c] * meanDX[c]);
+    }
+    free(sumD);
+    free(meanD);
+  }
+  for (int64_t c = 0; c < C; c++) {
+    double dg = 0, db = 0;
+    for (int64_t b = 0; b < B; b++) dg += partial[2 * b * C + c], db += partial[(2 * b + 1) * C + c];
+    dgamma[c] = (float)dg;
+    dbeta[c] = (float)db;
+  }
+  free(partial);
+  return NULL;
+}
+
+/* softmaxRows(x, cols, y): y = softmax of each row of `cols` values. */
+napi_value softmax_rows(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  size_t len = 0;
+  const float *x = f32(env, argv[0], &len);
+  const int64_t n = (int64_t)num(env, argv[1]);
+  float *y = f32(env, argv[2], NULL);
+  if (!x || !y) return NULL;
+  const int64_t rows = n > 0 ? (int64_t)len / n : 0;
+#pragma omp parallel for if ((int64_t)len > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * n;
+    float *yr = y + r * n;
+    float max = xr[0], sum = 0;
+    for (int64_t i = 1; i < n; i++) max = xr[i] > max ? xr[i] : max;
+    for (int64_t i = 0; i < n; i++) sum += yr[i] = expf(xr[i] - max);
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++) yr[i] *= inv;
+  }
+  return NULL;
+}
+
+
+/* silu(x, y): y = x·σ(x); siluGrad(dy, x, dx): dx = dy·σ(x)·(1 + x·(1 − σ(x))). */
+napi_value silu(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  size_t n = 0;
+  const float *x = f32(env, argv[0], &n);
+  float *y = f32(env, argv[1], NULL);
+  if (!x || !y) return NULL;
+#pragma omp parallel for simd if (n > 65536)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_f(-x[i]));
+  return NULL;
+}
+
+napi_value silu_grad(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  size_t n = 0;
+  const float *dy = f32(env, argv[0], &n), *x = f32(env, argv[1], NULL);
+  float *dx = f32(env, argv[2], NULL);
+  if (!dy || !x || !dx) return NULL;
+#pragma omp parallel for simd if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    const float sig = 1.0f / (1.0f + exp_f(-x[i]));
+    dx[i] = dy[i] * sig * (1.0f + x[i] * (1.0f - sig));
+  }
+  return NULL;
+}
