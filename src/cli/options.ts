@@ -1,6 +1,7 @@
 /** Option parsing shared by the commands, and the one map between configuration fields and flags. */
 import { InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../backend/select';
+import { SAMPLERS, SPACINGS } from '../diffusion/sampler';
 
 export function integer(min: number, what = `an integer of at least ${min}`) {
   return (value: string): number => {
@@ -56,8 +57,10 @@ export const backendOption = () =>
 
 /** Sampler options of sample and evaluate; absent ones follow the checkpoint's recipe. */
 export const samplerOptions = () => [
+  new Option('--sampler <name>', "ancestral (all T steps), ddim, dpmpp-2m or dpmpp-3m (DPM-Solver++, few steps) (default: the checkpoint's; ddim where only --steps or --eta is given to an ancestral one)").choices(SAMPLERS),
+  new Option('--spacing <kind>', "where DPM-Solver++ calls the model: logsnr, linspace or quadratic (default: logsnr)").choices(SPACINGS),
   new Option('--clip-denoised', "clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint's recipe says)"),
   new Option('--no-clip-denoised', 'do not clamp it'),
-  new Option('--steps <K>', 'sample with K DDIM steps instead of all T ancestral ones (e.g. 100)').argParser(integer(1)),
+  new Option('--steps <K>', "model calls of a few-step sampler (default: the checkpoint's, else 100 for ddim, 20 for dpmpp)").argParser(integer(1)),
   new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(unitInterval(true)),
 ];

@@ -5,6 +5,7 @@
  */
 import { LrSchedule } from '../training/lrSchedule';
 import { Prediction } from '../diffusion/schedule';
+import { SamplerName } from '../diffusion/sampler';
 
 export interface Recipe {
   lr: number;
@@ -17,17 +18,20 @@ export interface Recipe {
   clipDenoised: boolean;
   /** What the model learns to predict: the noise ε, or the velocity v. */
   prediction: Prediction;
+  /** The sampler the checkpoint records as its default, and its model calls (null: all T). */
+  sampler: SamplerName;
+  steps: number | null;
 }
 
 export const RECIPES = {
   /** Adam 1e-4 constant, batch 128, sampled from the raw weights: the blog post's recipe. */
-  seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false, prediction: 'epsilon' },
+  seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false, prediction: 'epsilon', sampler: 'ancestral', steps: null },
   /**
    * 10x the rate, reached by warm-up and decayed to zero by a cosine; sampled from a moving average of
    * the weights. (Clamping x̂0 at every step, lucidrains' default, is left off: on these fully connected
    * models it lowers FD but leaves visible noise, since the high-noise steps' x̂0 is mostly clamped away.)
    */
-  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false, prediction: 'epsilon' },
+  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false, prediction: 'epsilon', sampler: 'dpmpp-2m', steps: 20 },
 } as const satisfies Record<string, Recipe>;
 
 export type RecipeName = keyof typeof RECIPES;

@@ -105,7 +105,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
       // totalSteps is set when training starts, from the epochs to train and the data's size
       lrSchedule: { kind: r.lrSchedule, warmupSteps: r.warmupSteps, totalSteps: 0 },
     },
-    sampling: { clipDenoised: r.clipDenoised },
+    sampling: { clipDenoised: r.clipDenoised, sampler: r.sampler, steps: r.steps },
   };
 }
 

@@ -7,6 +7,7 @@ import { UserError } from '../errors';
 import { ModelConfig } from '../models/denoiser';
 import { RngState } from '../rng';
 import { ScheduleConfig } from '../diffusion/schedule';
+import { SamplerName } from '../diffusion/sampler';
 import { AdamConfig } from '../training/optim';
 import { LrSchedule } from '../training/lrSchedule';
 
@@ -47,6 +48,9 @@ export interface DataRecord {
 export interface SamplingRecord {
   /** Clamp each step's predicted clean image to [−1, 1]. */
   clipDenoised: boolean;
+  /** The sampler `sample` and `evaluate` use unless told otherwise, and its model calls (null: all T). */
+  sampler: SamplerName;
+  steps: number | null;
 }
 
 export interface RunRecord {
@@ -60,7 +64,7 @@ export interface RunRecord {
 /**
  * A record of `version` as read from a file, brought to RUN_RECORD_VERSION. Version 1's absent fields
  * meant what its readers assumed: one channel, ε-prediction, no average, a constant rate, the plain
- * sampler, and (U-net) the GroupNorm + SiLU output head it then had.
+ * ancestral sampler, and (U-net) the GroupNorm + SiLU output head it then had.
  */
 export function migrateRunRecord(record: Record<string, unknown>, version: number, file: string): RunRecord {
   if (!Number.isInteger(version) || version < 1) throw new UserError(`${file} has no valid format version (${version})`);
@@ -77,7 +81,9 @@ export function migrateRunRecord(record: Record<string, unknown>, version: numbe
     r.schedule.prediction ??= 'epsilon';
     r.training.ema ??= 0;
     r.training.lrSchedule ??= { kind: 'constant', warmupSteps: 0, totalSteps: 0 };
-    r.sampling ??= { clipDenoised: false };
+    r.sampling ??= { clipDenoised: false } as RunRecord['sampling'];
+    r.sampling.sampler ??= 'ancestral';
+    r.sampling.steps ??= null;
   }
   return r;
 }

@@ -1,12 +1,26 @@
 /**
- * The sampling pipeline: start from pure noise and run the reverse process with the model predicting
- * the noise at each step: all T ancestral steps (Ho et al.), or K DDIM steps (Song et al.).
+ * The reverse process: start from pure noise and denoise with the model, by one of
+ * - `ancestral`: all T steps of p(x_{t−1} | x_t) (Ho et al.);
+ * - `ddim`: K DDIM steps (Song et al.), η = 1 as much fresh noise as the ancestral sampler, 0 none;
+ * - `dpmpp-2m`, `dpmpp-3m`: K steps of DPM-Solver++ (Lu et al. 2022), the multistep solvers of the
+ *   probability-flow ODE in its data-prediction form, of order 2 and 3: each step reuses the model's
+ *   previous predictions of x_0 instead of calling it more than once.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Denoiser, imageSize } from '../models/denoiser';
 import { Progress, silentProgress } from '../progress';
 import { Rng } from '../rng';
 import { DDPMScheduler, samplingTimesteps } from './schedule';
+
+export const SAMPLERS = ['ancestral', 'ddim', 'dpmpp-2m', 'dpmpp-3m'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+/**
+ * Where the K model calls of a DPM-Solver++ sampler sit, from T − 1 down to 0: evenly in t (`linspace`),
+ * evenly in √t (`quadratic`, denser at low noise), or evenly in the half log-SNR λ (`logsnr`).
+ */
+export const SPACINGS = ['linspace', 'quadratic', 'logsnr'] as const;
+export type Spacing = (typeof SPACINGS)[number];
 
 export interface SampleOptions {
   n: number;
@@ -16,7 +30,9 @@ export interface SampleOptions {
   progress?: Progress;
   /** Clamp each step's predicted x_0 to [−1, 1] (see DDPMScheduler.step). */
   clipDenoised?: boolean;
-  /** DDIM with this many steps instead of the T ancestral ones. */
+  /** Default: ancestral without `steps`, ddim with. */
+  sampler?: SamplerName;
+  /** Model calls for the few-step samplers. */
   steps?: number;
   /**
    * DDIM's stochasticity: 1 (the default) as much noise as the ancestral sampler, 0 deterministic.
@@ -24,20 +40,114 @@ export interface SampleOptions {
    * these models (docs/results.md).
    */
   eta?: number;
+  /** DPM-Solver++'s timesteps (default logsnr). */
+  spacing?: Spacing;
 }
 
-/** The (t, t_prev) pairs a sampler visits and how it steps; t_prev = −1 ends at x̂_0. */
-function reverseProcess(scheduler: DDPMScheduler, options: SampleOptions) {
+/** Half log-SNR λ_t = log(α_t / σ_t) with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t); t = −1 is the clean data (λ = ∞). */
+function logSnr(scheduler: DDPMScheduler, t: number): number {
+  if (t < 0) return Infinity;
+  const abar = scheduler.alphasCumprod[t];
+  return 0.5 * Math.log(abar / (1 - abar));
+}
+
+/** K distinct timesteps from T − 1 down to 0 (for K ≥ 2), spaced as `spacing` says. */
+export function solverTimesteps(scheduler: DDPMScheduler, K: number, spacing: Spacing): number[] {
   const T = scheduler.timesteps;
-  const { steps, eta = 1, clipDenoised = false } = options;
-  if (steps === undefined) {
-    const pairs = Array.from({ length: T }, (_, i): [number, number] => [T - 1 - i, T - 2 - i]);
-    return { pairs, step: (eps: Float32Array, t: number, _tPrev: number, x: Float32Array, z: Float32Array) => scheduler.step(eps, t, x, z, x, clipDenoised) };
-  }
-  return {
-    pairs: samplingTimesteps(T, steps),
-    step: (eps: Float32Array, t: number, tPrev: number, x: Float32Array, z: Float32Array) => scheduler.ddimStep(eps, t, tPrev, x, z, eta, x, clipDenoised),
+  if (!Number.isInteger(K) || K < 1 || K > T) throw new RangeError(`sampling steps must be an integer in 1..${T}, not ${K}`);
+  if (K === 1) return [T - 1];
+  const at = (u: number): number => {
+    // u runs from 1 (the noisiest, T − 1) to 0 (t = 0)
+    if (spacing === 'linspace') return u * (T - 1);
+    if (spacing === 'quadratic') return u * u * (T - 1);
+    const [hi, lo] = [logSnr(scheduler, 0), logSnr(scheduler, T - 1)];
+    const target = hi + u * (lo - hi);
+    let t = 0; // λ decreases with t: the last t whose λ is still ≥ target, interpolated
+    while (t < T - 1 && logSnr(scheduler, t + 1) >= target) t++;
+    if (t === T - 1) return t;
+    const [a, b] = [logSnr(scheduler, t), logSnr(scheduler, t + 1)];
+    return t + (a - target) / (a - b);
   };
+  const times: number[] = [];
+  for (let i = 0; i < K; i++) {
+    // rounded, then kept strictly decreasing and room left for the ones still to come
+    let t = Math.round(at(1 - i / (K - 1)));
+    if (i > 0) t = Math.min(t, times[i - 1] - 1);
+    t = Math.max(t, K - 1 - i);
+    times.push(t);
+  }
+  return times;
+}
+
+/**
+ * A DPM-Solver++ multistep sampler over the timesteps `times` then to t = −1 (x_0). `step` takes the
+ * model's x̂_0 at the current timestep (`denoised`) and moves x in place to the next timestep, using up
+ * to `order` − 1 earlier x̂_0s; the step to x_0 is first order (x̂_0 itself), and so, as in the paper's
+ * "lower order final", the step before it at most second order.
+ */
+export class DpmSolverPlusPlus {
+  private readonly lambdas: number[];
+  private readonly history: { lambda: number; denoised: Float32Array }[] = [];
+  private index = 0;
+
+  constructor(
+    private readonly scheduler: DDPMScheduler,
+    readonly times: number[],
+    private readonly order: 1 | 2 | 3,
+  ) {
+    this.lambdas = [...times, -1].map((t) => logSnr(scheduler, t));
+  }
+
+  private alphaSigma(t: number): [number, number] {
+    if (t < 0) return [1, 0];
+    const abar = this.scheduler.alphasCumprod[t];
+    return [Math.sqrt(abar), Math.sqrt(1 - abar)];
+  }
+
+  step(x: Float32Array, denoised: Float32Array): void {
+    const i = this.index++;
+    const s = this.times[i];
+    const t = i + 1 < this.times.length ? this.times[i + 1] : -1;
+    const lambdaS = this.lambdas[i];
+    this.history.unshift({ lambda: lambdaS, denoised });
+    if (this.history.length > 3) this.history.pop();
+    const remaining = this.times.length - i; // steps left including this one
+    const order = Math.min(this.order, this.history.length, remaining === 1 ? 1 : remaining === 2 ? 2 : 3);
+    const [alphaT, sigmaT] = this.alphaSigma(t);
+    const [, sigmaS] = this.alphaSigma(s);
+    if (t < 0) {
+      x.set(denoised); // σ_t = 0: the solution is the data prediction itself
+      return;
+    }
+    const h = this.lambdas[i + 1] - lambdaS;
+    const phi1 = Math.expm1(-h); // e^{−h} − 1
+    const ratio = sigmaT / sigmaS;
+    const m0 = denoised;
+    if (order === 1) {
+      for (let k = 0; k < x.length; k++) x[k] = ratio * x[k] - alphaT * phi1 * m0[k];
+      return;
+    }
+    const m1 = this.history[1].denoised;
+    const r0 = (lambdaS - this.history[1].lambda) / h;
+    if (order === 2) {
+      // x_t = (σ_t/σ_s)·x_s − α_t·φ1·(m0 + (m0 − m1)/(2·r0))
+      const c = -alphaT * phi1;
+      const d = (-0.5 * alphaT * phi1) / r0;
+      for (let k = 0; k < x.length; k++) x[k] = ratio * x[k] + c * m0[k] + d * (m0[k] - m1[k]);
+      return;
+    }
+    const m2 = this.history[2].denoised;
+    const r1 = (this.history[1].lambda - this.history[2].lambda) / h;
+    const phi2 = phi1 / h + 1;
+    const phi3 = phi2 / h - 0.5;
+    for (let k = 0; k < x.length; k++) {
+      const d10 = (m0[k] - m1[k]) / r0;
+      const d11 = (m1[k] - m2[k]) / r1;
+      const d1 = d10 + (r0 / (r0 + r1)) * (d10 - d11);
+      const d2 = (d10 - d11) / (r0 + r1);
+      x[k] = ratio * x[k] - alphaT * phi1 * m0[k] + alphaT * phi2 * d1 - alphaT * phi3 * d2;
+    }
+  }
 }
 
 /** Predicted noise for a batch at one timestep, as plain numbers (converted from v for v-prediction models). */
@@ -49,28 +159,58 @@ export function predictNoise(model: Denoiser, scheduler: DDPMScheduler, x: Float
   return scheduler.noiseFromOutput(values, x, t);
 }
 
+/** The sampler the options name, and the model calls it makes per batch. */
+export function samplerOf(options: Pick<SampleOptions, 'sampler' | 'steps'>, T: number): { sampler: SamplerName; calls: number } {
+  const sampler = options.sampler ?? (options.steps === undefined ? 'ancestral' : 'ddim');
+  return { sampler, calls: sampler === 'ancestral' ? T : (options.steps ?? T) };
+}
+
+/** Denoises one batch of starting noise x (in place) with the chosen sampler. */
+function denoiseBatch(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, options: SampleOptions, onStep: () => void): void {
+  const { rng, eta = 1, clipDenoised = false, spacing = 'logsnr' } = options;
+  const { sampler, calls } = samplerOf(options, scheduler.timesteps);
+  const z = new Float32Array(x.length);
+  if (sampler === 'ancestral' || sampler === 'ddim') {
+    const T = scheduler.timesteps;
+    const pairs = sampler === 'ancestral' ? Array.from({ length: T }, (_, i): [number, number] => [T - 1 - i, T - 2 - i]) : samplingTimesteps(T, calls);
+    for (const [t, tPrev] of pairs) {
+      const epsHat = predictNoise(model, scheduler, x, batch, t);
+      if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
+      if (sampler === 'ancestral') scheduler.step(epsHat, t, x, z, x, clipDenoised);
+      else scheduler.ddimStep(epsHat, t, tPrev, x, z, eta, x, clipDenoised);
+      onStep();
+    }
+    return;
+  }
+  const solver = new DpmSolverPlusPlus(scheduler, solverTimesteps(scheduler, calls, spacing), sampler === 'dpmpp-2m' ? 2 : 3);
+  for (const t of solver.times) {
+    const epsHat = predictNoise(model, scheduler, x, batch, t);
+    const denoised = new Float32Array(x.length);
+    for (let k = 0; k < x.length; k++) {
+      const x0 = scheduler.predictStart(x[k], epsHat[k], t);
+      denoised[k] = clipDenoised ? Math.min(1, Math.max(-1, x0)) : x0;
+    }
+    solver.step(x, denoised);
+    onStep();
+  }
+}
+
 /** n images (n · pixels numbers) drawn from the model. */
 export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
   const { n, rng, batchSize = 256, progress = silentProgress } = options;
   const pixels = imageSize(model.config);
-  const { pairs, step } = reverseProcess(scheduler, options);
+  const { sampler, calls } = samplerOf(options, scheduler.timesteps);
   const images = new Float32Array(n * pixels);
-  const totalSteps = Math.ceil(n / batchSize) * pairs.length;
+  const totalSteps = Math.ceil(n / batchSize) * calls;
   const started = Date.now();
   progress.start(totalSteps, { images: n });
   let done = 0;
   for (let first = 0; first < n; first += batchSize) {
     const batch = Math.min(batchSize, n - first);
-    let x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
-    const z = new Float32Array(batch * pixels);
-    for (const [t, tPrev] of pairs) {
-      const epsHat = predictNoise(model, scheduler, x, batch, t);
-      if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
-      x = step(epsHat, t, tPrev, x, z);
-      progress.update(++done, { images: n });
-    }
+    const x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
+    denoiseBatch(model, scheduler, x, batch, options, () => progress.update(++done, { images: n }));
     images.set(x, first * pixels);
   }
-  progress.stop(`sampled ${n} images x ${pairs.length} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  progress.stop(`sampled ${n} images x ${calls} ${sampler} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return images;
 }

@@ -14,6 +14,7 @@ import { NamedArray, checkpointExists, loadCheckpoint, saveCheckpoint } from '..
 import { writeImageGrid } from '../io/images';
 import { RunLock } from '../io/runLock';
 import { describeModel } from '../models/build';
+import { samplerSettings } from '../pipeline';
 import { Progress, createProgress, samplingProgress } from '../progress';
 import { Rng } from '../rng';
 import { effectiveWarmup } from './lrSchedule';
@@ -139,6 +140,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
           n: 64,
           rng: new Rng(meta.training.seed + 2), // the same noise at every epoch, so grids compare
           progress: hooks.progress?.() ?? samplingProgress(),
+          ...samplerSettings(meta), // as `diffuse sample` would
         });
         averaged?.dispose();
         await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth, meta.model.channels);

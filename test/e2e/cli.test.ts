@@ -284,3 +284,31 @@ test('a version-1 checkpoint samples the same grid as the diffuse that wrote it,
   assert.equal(saved.training.epoch, 2);
   assert.equal(saved.model.channels, 1);
 });
+
+test('sample --sampler: DPM-Solver++ and DDIM by name, the checkpoint\'s recorded default, and misplaced options refused', async () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  const record = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
+  assert.deepEqual(record.sampling, { clipDenoised: false, sampler: 'dpmpp-2m', steps: 20 });
+  const grid = (name: string, ...flags: string[]) => {
+    const file = path.join(dir, name);
+    const r = runCli(['sample', '--checkpoint', dir, '--n', '4', '--out', file, ...flags]);
+    assert.equal(r.status, 0, r.stderr);
+    return { bytes: fs.readFileSync(file), stderr: r.stderr };
+  };
+  const recorded = grid('recorded.png');
+  assert.match(recorded.stderr, /dpmpp-2m 20 steps/);
+  assert.deepEqual(grid('named.png', '--sampler', 'dpmpp-2m', '--steps', '20').bytes, recorded.bytes);
+  assert.match(grid('3m.png', '--sampler', 'dpmpp-3m', '--steps', '8', '--spacing', 'quadratic').stderr, /dpmpp-3m 8 steps/);
+  assert.match(grid('ddim.png', '--eta', '0').stderr, /ddim 100 steps/);
+  assert.match(grid('all.png', '--sampler', 'ancestral').stderr, /ancestral/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--sampler', 'dpmpp-2m', '--eta', '0', '--out', path.join(dir, 'x.png')]), /--eta applies to the ddim sampler, not dpmpp-2m/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--sampler', 'ddim', '--spacing', 'linspace', '--out', path.join(dir, 'x.png')]), /--spacing applies to the dpmpp samplers/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--sampler', 'heun', '--out', path.join(dir, 'x.png')]), /--sampler.*Allowed choices/);
+  // the seed recipe records the blog post's ancestral sampler; --steps alone then means DDIM
+  const seed = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--out', seed]).status, 0);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(seed, 'checkpoint.json'), 'utf8')).sampling, { clipDenoised: false, sampler: 'ancestral', steps: null });
+  const r = runCli(['sample', '--checkpoint', seed, '--n', '2', '--steps', '5', '--out', path.join(seed, 'g.png')]);
+  assert.match(r.stderr, /ddim 5 steps/);
+});

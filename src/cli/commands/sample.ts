@@ -24,10 +24,10 @@ export function sampleCommand(log: (m: string) => void): Command {
       imageFormatOf(opts.out);
       checkOutputFile(opts.out);
       await selectBackend(opts.backend as BackendChoice);
-      const { images, record, averaged } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() });
+      const { images, record, averaged, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() });
       const { model } = record;
       const { width, height } = await writeImageGrid(opts.out, images, opts.n, model.height, model.imageWidth, model.channels);
       const { cols, rows } = gridLayout(opts.n);
-      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}`);
+      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}`);
     });
 }

@@ -17,7 +17,7 @@ test('a stored version-1 checkpoint loads with every field of the current record
   assert.deepEqual(meta.model, { kind: 'fc-unet', width: 4, height: 28, imageWidth: 28, channels: 1 });
   assert.equal(meta.schedule.prediction, 'epsilon');
   assert.equal(meta.training.ema, 0);
-  assert.deepEqual(meta.sampling, { clipDenoised: false });
+  assert.deepEqual(meta.sampling, { clipDenoised: false, sampler: 'ancestral', steps: null });
   assert.equal(meta.training.epoch, 1);
 });
 
@@ -33,7 +33,7 @@ test('the oldest version-1 records (no average, rate schedule, sampler or output
   assert.equal(r.schedule.prediction, 'epsilon');
   assert.equal(r.training.ema, 0);
   assert.deepEqual(r.training.lrSchedule, { kind: 'constant', warmupSteps: 0, totalSteps: 0 });
-  assert.deepEqual(r.sampling, { clipDenoised: false });
+  assert.deepEqual(r.sampling, { clipDenoised: false, sampler: 'ancestral', steps: null });
   assert.equal((record.model as { outputNorm?: boolean }).outputNorm, undefined, 'the input is not changed');
   // a current record passes through unchanged
   assert.deepEqual(migrateRunRecord(r as unknown as Record<string, unknown>, RUN_RECORD_VERSION, 'new.json'), r);
