@@ -1,15 +1,23 @@
 /**
- * Scores a set of generated digits with the project's classifier: the Fréchet distance (FD) of its
- * penultimate features to those of real MNIST test digits, the mean top-class probability (confidence),
- * and how evenly the ten digits occur (coverage: entropy of the predicted-label histogram / ln 10).
+ * Scores a set of generated digits with the project's classifier: the Fréchet distance (FD) and KID of
+ * its penultimate features to those of real MNIST test digits, precision and recall of those features'
+ * manifolds, the mean top-class probability (confidence), and how evenly the ten digits occur
+ * (coverage: entropy of the predicted-label histogram / ln 10).
  */
 import { loadMnist } from '../data/mnist';
 import { DigitClassifier, FEATURES, argmax } from './classifier';
 import { frechetDistance, meanAndCovariance } from './frechet';
+import { kernelInceptionDistance, precisionRecall } from './featureSets';
 
 export interface Scores {
   n: number;
   fd: number;
+  /** KID (unbiased MMD², cubic kernel) and its spread over subsets. */
+  kid: number;
+  kidStd: number;
+  /** Share of samples on the real digits' feature manifold, and of real digits on the samples'. */
+  precision: number;
+  recall: number;
   confidence: number;
   coverage: number;
   histogram: number[];
@@ -18,13 +26,15 @@ export interface Scores {
 export interface Reference {
   mean: Float64Array;
   cov: Float64Array;
+  features: Float32Array;
+  n: number;
 }
 
 /** The feature statistics of the first n MNIST test images: what samples are compared with. */
 export function testReference(classifier: DigitClassifier, n: number): Reference {
   const test = loadMnist('test', n);
   const { features } = classifier.classify(test.data, test.count);
-  return meanAndCovariance(features, test.count, FEATURES);
+  return { ...meanAndCovariance(features, test.count, FEATURES), features, n: test.count };
 }
 
 /** Scores n images (28x28 in [-1, 1], one after another) against the reference. */
@@ -40,7 +50,19 @@ export function score(classifier: DigitClassifier, images: Float32Array, n: numb
   }
   let entropy = 0;
   for (const count of histogram) if (count > 0) entropy -= (count / n) * Math.log(count / n);
-  return { n, fd: frechetDistance(mean, cov, reference.mean, reference.cov, FEATURES), confidence: confidence / n, coverage: entropy / Math.log(10), histogram };
+  const kid = kernelInceptionDistance(features, n, reference.features, reference.n, FEATURES);
+  const { precision, recall } = precisionRecall(reference.features, reference.n, features, n, FEATURES);
+  return {
+    n,
+    fd: frechetDistance(mean, cov, reference.mean, reference.cov, FEATURES),
+    kid: kid.kid,
+    kidStd: kid.std,
+    precision,
+    recall,
+    confidence: confidence / n,
+    coverage: entropy / Math.log(10),
+    histogram,
+  };
 }
 
 /** The floor: n real MNIST train images scored the same way. */

@@ -23,7 +23,7 @@ function mnistFrame(record: RunRecord): number {
 
 export function evaluateCommand(): Command {
   const command = new Command('evaluate')
-    .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, confidence, coverage")
+    .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, KID, precision, recall, confidence, coverage")
     .option('--checkpoint <dir>', 'checkpoint to sample from', 'checkpoints')
     .option('--samples <file>', 'score these instead: a PNG grid from `diffuse sample` or a .npy uint8 [n, 28, 28]')
     .option('--n <count>', 'images to generate, and real test images to compare with', integer(2), 1000)
@@ -38,12 +38,15 @@ export function evaluateCommand(): Command {
       await selectBackend(opts.backend as BackendChoice);
       let images: Float32Array;
       let n: number;
+      let sampling: { sampler: string; steps: number | null; seconds: number } | null = null;
       if (opts.samples) {
         ({ images, n } = await readSamples(opts.samples));
         if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
       } else {
         n = opts.n;
-        const { images: sampled, record } = sampleCheckpoint(opts.checkpoint, n, { ...opts, progress: samplingProgress() }, mnistFrame);
+        const started = Date.now();
+        const { images: sampled, record, settings } = sampleCheckpoint(opts.checkpoint, n, { ...opts, progress: samplingProgress() }, mnistFrame);
+        sampling = { sampler: settings.sampler, steps: settings.steps ?? null, seconds: (Date.now() - started) / 1000 };
         const frame = mnistFrame(record);
         images = quantize(frame ? cropImages(sampled, n, { height: record.model.height, width: record.model.imageWidth, channels: 1 }, frame) : sampled);
       }
@@ -51,14 +54,23 @@ export function evaluateCommand(): Command {
       const reference = testReference(classifier, n);
       const samples = score(classifier, images, n, reference);
       const floor = floorScores(classifier, n, reference);
-      const result = { samples, floor, classifierTestAccuracy: classifier.testAccuracy };
+      const result = { samples, floor, classifierTestAccuracy: classifier.testAccuracy, ...(sampling ? { sampling } : {}) };
       classifier.dispose();
       if (opts.json) {
         process.stdout.write(JSON.stringify(result) + '\n');
         return;
       }
       const lines = (prefix: string, s: typeof samples) =>
-        [`${prefix}fd ${s.fd.toFixed(3)}`, `${prefix}confidence ${s.confidence.toFixed(4)}`, `${prefix}coverage ${s.coverage.toFixed(4)}`, `${prefix}histogram ${s.histogram.join(',')}`];
-      process.stdout.write([`n ${n}`, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
+        [
+          `${prefix}fd ${s.fd.toFixed(3)}`,
+          `${prefix}kid ${s.kid.toFixed(5)} ± ${s.kidStd.toFixed(5)}`,
+          `${prefix}precision ${s.precision.toFixed(4)}`,
+          `${prefix}recall ${s.recall.toFixed(4)}`,
+          `${prefix}confidence ${s.confidence.toFixed(4)}`,
+          `${prefix}coverage ${s.coverage.toFixed(4)}`,
+          `${prefix}histogram ${s.histogram.join(',')}`,
+        ];
+      const how = sampling ? [`sampler ${sampling.sampler}${sampling.steps ? ` ${sampling.steps} steps` : ''}, ${sampling.seconds.toFixed(1)} s`] : [];
+      process.stdout.write([`n ${n}`, ...how, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
     });
 }
