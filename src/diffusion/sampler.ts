@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Denoiser, imageSize } from '../models/denoiser';
-import { Progress, silentProgress } from '../progress';
+import type { Progress } from '../progress';
 import { Rng } from '../rng';
 import { DDPMScheduler, samplingTimesteps } from './schedule';
 
@@ -165,11 +165,15 @@ export function samplerOf(options: Pick<SampleOptions, 'sampler' | 'steps'>, T: 
   return { sampler, calls: sampler === 'ancestral' ? T : (options.steps ?? T) };
 }
 
-/** Denoises one batch of starting noise x (in place) with the chosen sampler. */
-function denoiseBatch(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, options: SampleOptions, onStep: () => void): void {
+/**
+ * Denoises one batch of starting noise x in place with the chosen sampler, yielding after every model
+ * call (so a page can draw the images as they form); `generate` runs it through.
+ */
+export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, options: SampleOptions): Generator<{ step: number; of: number; t: number }> {
   const { rng, eta = 1, clipDenoised = false, spacing = 'logsnr' } = options;
   const { sampler, calls } = samplerOf(options, scheduler.timesteps);
   const z = new Float32Array(x.length);
+  let step = 0;
   if (sampler === 'ancestral' || sampler === 'ddim') {
     const T = scheduler.timesteps;
     const pairs = sampler === 'ancestral' ? Array.from({ length: T }, (_, i): [number, number] => [T - 1 - i, T - 2 - i]) : samplingTimesteps(T, calls);
@@ -178,7 +182,7 @@ function denoiseBatch(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array
       if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
       if (sampler === 'ancestral') scheduler.step(epsHat, t, x, z, x, clipDenoised);
       else scheduler.ddimStep(epsHat, t, tPrev, x, z, eta, x, clipDenoised);
-      onStep();
+      yield { step: ++step, of: calls, t };
     }
     return;
   }
@@ -191,13 +195,15 @@ function denoiseBatch(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array
       denoised[k] = clipDenoised ? Math.min(1, Math.max(-1, x0)) : x0;
     }
     solver.step(x, denoised);
-    onStep();
+    yield { step: ++step, of: calls, t };
   }
 }
 
+const silent: Progress = { start() {}, update() {}, stop() {} };
+
 /** n images (n · pixels numbers) drawn from the model. */
 export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
-  const { n, rng, batchSize = 256, progress = silentProgress } = options;
+  const { n, rng, batchSize = 256, progress = silent } = options;
   const pixels = imageSize(model.config);
   const { sampler, calls } = samplerOf(options, scheduler.timesteps);
   const images = new Float32Array(n * pixels);
@@ -208,7 +214,7 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
   for (let first = 0; first < n; first += batchSize) {
     const batch = Math.min(batchSize, n - first);
     const x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
-    denoiseBatch(model, scheduler, x, batch, options, () => progress.update(++done, { images: n }));
+    for (const _ of denoiseSteps(model, scheduler, x, batch, options)) progress.update(++done, { images: n });
     images.set(x, first * pixels);
   }
   progress.stop(`sampled ${n} images x ${calls} ${sampler} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import sharp from 'sharp';
 import { UserError } from '../errors';
-import { GRID_GAP, GRID_GAP_VALUE } from '../io/images';
+import { GRID_GAP, GRID_GAP_VALUE } from '../io/grid';
 
 export interface SampleSet {
   n: number;

@@ -14,7 +14,7 @@ import { NamedArray, checkpointExists, loadCheckpoint, saveCheckpoint } from '..
 import { writeImageGrid } from '../io/images';
 import { RunLock } from '../io/runLock';
 import { describeModel } from '../models/build';
-import { samplerSettings } from '../pipeline';
+import { samplerSettings } from '../config/sampling';
 import { Progress, createProgress, samplingProgress } from '../progress';
 import { Rng } from '../rng';
 import { effectiveWarmup } from './lrSchedule';

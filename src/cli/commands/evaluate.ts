@@ -7,7 +7,7 @@ import { UserError } from '../../errors';
 import { getClassifier } from '../../eval/classifier';
 import { floorScores, score, testReference } from '../../eval/evaluate';
 import { readSamples } from '../../eval/sampleFiles';
-import { quantize } from '../../io/images';
+import { quantize } from '../../io/grid';
 import { sampleCheckpoint } from '../../pipeline';
 import { createProgress, samplingProgress } from '../../progress';
 import { backendOption, integer, samplerOptions } from '../options';

@@ -8,7 +8,8 @@ import { DigitClassifier, accuracy, defaultClassifierDir, getClassifier, loadCla
 import { floorScores, score, testReference } from '../../../src/eval/evaluate';
 import { readGrid, readNpy } from '../../../src/eval/sampleFiles';
 import { loadMnist, loadMnistLabels } from '../../../src/data/mnist';
-import { quantize, writeImageGrid, toByte } from '../../../src/io/images';
+import { quantize, toByte } from '../../../src/io/grid';
+import { writeImageGrid } from '../../../src/io/images';
 import { Rng } from '../../../src/rng';
 import { assertCleanFailure, runCli, tempDir } from '../../helpers';
 

@@ -1,0 +1,130 @@
+/**
+ * The page `diffuse export --web` writes: loads the exported model and samples in the browser with the
+ * same model, scheduler and sampler code as `diffuse sample` (bundled by esbuild), drawing the grid as
+ * the images form. Backends: WebGL where the browser has it, else wasm, else cpu (or as ?backend= says).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-webgl';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { samplerSettings } from '../config/sampling';
+import { SAMPLERS, SamplerName, denoiseSteps } from '../diffusion/sampler';
+import { DDPMScheduler } from '../diffusion/schedule';
+import { gridPixels } from '../io/grid';
+import { buildModel } from '../models/build';
+import { Denoiser, imageSize } from '../models/denoiser';
+import { Rng } from '../rng';
+import { assignCopy } from '../tensors';
+import { WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel } from './format';
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const params = new URLSearchParams(location.search);
+
+function status(text: string): void {
+  $('status').textContent = text;
+}
+
+async function startBackend(wanted: string): Promise<string> {
+  setWasmPaths('./');
+  for (const name of wanted === 'auto' ? ['webgl', 'wasm', 'cpu'] : [wanted]) {
+    try {
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        return name;
+      }
+    } catch {
+      /* the next one */
+    }
+  }
+  throw new Error(`no tfjs backend could start (${wanted})`);
+}
+
+function describe(web: WebModel): string {
+  const { model, data, training, schedule } = web.record;
+  const arch = model.kind === 'fc-unet' ? `fully connected U-net, width ${model.width}` : `convolutional U-net, ${model.baseChannels} x [${model.channelMults}] channels, attention at ${model.attentionResolutions} px`;
+  const source = data.dataset === 'folder' ? `a folder of ${data.count} images` : `${data.dataset === 'mnist' ? 'MNIST' : 'MNIST-32'} (${data.count} images)`;
+  return `${arch}; ${(web.parameters / 1e6).toFixed(2)} M parameters; ${model.height}x${model.imageWidth}x${model.channels}; trained ${training.epoch} epochs on ${source}; predicts ${schedule.prediction}; ${web.averaged ? 'averaged weights' : 'raw weights'}`;
+}
+
+function draw(x: Float32Array, n: number, web: WebModel): void {
+  const { height, imageWidth, channels } = web.record.model;
+  const grid = gridPixels(x, n, height, imageWidth, channels);
+  const canvas = $<HTMLCanvasElement>('grid');
+  canvas.width = grid.width;
+  canvas.height = grid.height;
+  const rgba = new Uint8ClampedArray(grid.width * grid.height * 4);
+  for (let i = 0; i < grid.width * grid.height; i++) {
+    for (let c = 0; c < 3; c++) rgba[i * 4 + c] = grid.pixels[i * channels + (channels === 3 ? c : 0)];
+    rgba[i * 4 + 3] = 255;
+  }
+  canvas.getContext('2d')!.putImageData(new ImageData(rgba, grid.width, grid.height), 0, 0);
+}
+
+async function sample(model: Denoiser, web: WebModel): Promise<void> {
+  const seed = Number($<HTMLInputElement>('seed').value) || 0;
+  const n = Math.max(1, Math.min(64, Number($<HTMLInputElement>('n').value) || 16));
+  const sampler = $<HTMLSelectElement>('sampler').value as SamplerName;
+  const stepsValue = $<HTMLInputElement>('steps').value;
+  const settings = samplerSettings(web.record, { sampler, ...(stepsValue && sampler !== 'ancestral' ? { steps: Number(stepsValue) } : {}) });
+  const scheduler = new DDPMScheduler(web.record.schedule);
+  const rng = new Rng(seed);
+  // As `diffuse sample` draws one batch: the starting noise, then each step's noise, from one stream.
+  const x = rng.fillNormal(new Float32Array(n * imageSize(model.config)));
+  document.body.dataset.state = 'sampling';
+  const started = performance.now();
+  let last = 0;
+  for (const { step, of } of denoiseSteps(model, scheduler, x, n, { n, rng, ...settings })) {
+    if (step === of || performance.now() - last > 100) {
+      draw(x, n, web);
+      status(`${tf.getBackend()}: ${settings.sampler} step ${step}/${of}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      last = performance.now();
+      await new Promise((r) => setTimeout(r, 0)); // let the page paint
+    }
+  }
+  draw(x, n, web);
+  status(`${tf.getBackend()}: ${n} images, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}, seed ${seed}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  document.body.dataset.state = 'done';
+}
+
+async function main(): Promise<void> {
+  if ('serviceWorker' in navigator && location.protocol !== 'file:') navigator.serviceWorker.register('sw.js').catch(() => {});
+  for (const [id, key] of [['seed', 'seed'], ['n', 'n'], ['steps', 'steps']] as const) if (params.has(key)) $<HTMLInputElement>(id).value = params.get(key)!;
+  const samplerSelect = $<HTMLSelectElement>('sampler');
+  for (const name of SAMPLERS) samplerSelect.add(new Option(name, name));
+  status('loading the model');
+  const [web, weights] = await Promise.all([
+    fetch(WEB_MODEL_FILE).then((r) => r.json() as Promise<WebModel>),
+    fetch(WEB_WEIGHTS_FILE).then((r) => r.arrayBuffer()),
+  ]);
+  samplerSelect.value = params.get('sampler') ?? web.record.sampling.sampler;
+  if (!params.has('steps') && web.record.sampling.steps) $<HTMLInputElement>('steps').value = String(web.record.sampling.steps);
+  $('info').textContent = describe(web);
+  const backend = await startBackend(params.get('backend') ?? 'auto');
+  document.body.dataset.backend = backend;
+  const model = buildModel(web.record.model, new Rng(0));
+  const floats = new Float32Array(weights);
+  let offset = 0;
+  for (const t of web.tensors) {
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    assignCopy(model.variables.get(t.name)!, floats.subarray(offset, offset + size));
+    offset += size;
+  }
+  status(`ready on ${backend}`);
+  document.body.dataset.state = 'ready';
+  $<HTMLButtonElement>('run').onclick = () => void sample(model, web).catch(fail);
+  $<HTMLButtonElement>('save').onclick = () =>
+    $<HTMLCanvasElement>('grid').toBlob((blob) => {
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(blob!);
+      a.download = `diffuse-seed-${$<HTMLInputElement>('seed').value}.png`;
+      a.click();
+    });
+  if (params.get('autorun') === '1') await sample(model, web);
+}
+
+function fail(e: unknown): void {
+  status(`error: ${e instanceof Error ? e.message : String(e)}`);
+  document.body.dataset.state = 'error';
+}
+
+main().catch(fail);

@@ -1,0 +1,134 @@
+/**
+ * `diffuse export --web` in a real browser (Debian's chromium, driven by puppeteer-core): the page
+ * samples with the cpu backend exactly as `diffuse sample --backend cpu` does for the same seed, for
+ * the fully connected model and an RGB U-net, and the WebGL and wasm paths draw grids of the right size.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import type { Browser } from 'puppeteer-core';
+import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
+
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => fs.existsSync(p));
+// .ci/run installs chromium; elsewhere without one this is skipped, and the runner lists the skip.
+const skip = CHROMIUM ? false : 'no Chromium (apt-get install -y chromium)';
+let browser: Browser;
+const servers: ChildProcess[] = [];
+
+before(async () => {
+  if (skip) return;
+  const puppeteer = await import('puppeteer-core');
+  browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--enable-unsafe-swiftshader', '--use-angle=swiftshader'] });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const s of servers) s.kill('SIGINT');
+});
+
+/** Starts `diffuse serve dir --port 0` and resolves with its URL. */
+function serve(dir: string): Promise<string> {
+  const child = spawn(process.execPath, [BIN, 'serve', dir, '--port', '0'], { cwd: ROOT });
+  servers.push(child);
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+      const m = /at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    child.on('exit', () => reject(new Error(`serve exited: ${err}`)));
+  });
+}
+
+/** Opens the page with `query`, waits for the grid, and returns it as RGB bytes with what the page said. */
+async function pageGrid(url: string, query: string) {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${url}?${query}&autorun=1`);
+  // (page code as strings: it runs in the browser, not under this file's Node types)
+  await page.waitForFunction(`['done', 'error'].includes(document.body.dataset.state)`, { timeout: 180_000 });
+  const r = (await page.evaluate(`(() => {
+    const canvas = document.getElementById('grid');
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    return { state: document.body.dataset.state, backend: document.body.dataset.backend, status: document.getElementById('status').textContent, info: document.getElementById('info').textContent, width: canvas.width, height: canvas.height, rgba: Array.from(data) };
+  })()`)) as { state: string; backend: string; status: string; info: string; width: number; height: number; rgba: number[] };
+  await page.close();
+  assert.equal(r.state, 'done', `${r.status} ${errors.join('; ')}`);
+  const rgb = Buffer.alloc(r.width * r.height * 3);
+  for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+  return { ...r, rgb };
+}
+
+/** The grid `diffuse sample` writes, as RGB bytes. */
+async function nodeGrid(checkpoint: string, args: string[]) {
+  const file = path.join(tempDir(), 'grid.png');
+  const r = runCli(['sample', '--checkpoint', checkpoint, '--backend', 'cpu', '--out', file, ...args]);
+  assert.equal(r.status, 0, r.stderr);
+  const { data, info } = await sharp(file).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  const rgb = info.channels === 3 ? data : Buffer.from(Array.from({ length: info.width * info.height * 3 }, (_, i) => data[Math.floor(i / 3)]));
+  return { width: info.width, height: info.height, rgb };
+}
+
+function assertSameGrid(a: { width: number; height: number; rgb: Buffer }, b: { width: number; height: number; rgb: Buffer }, what: string): void {
+  assert.deepEqual([a.width, a.height], [b.width, b.height], `${what}: size`);
+  let close = 0;
+  for (let i = 0; i < a.rgb.length; i++) if (Math.abs(a.rgb[i] - b.rgb[i]) <= 1) close++;
+  assert.ok(close / a.rgb.length >= 0.99, `${what}: ${((100 * close) / a.rgb.length).toFixed(2)}% of values within one grey level`);
+}
+
+test('a fully connected model samples in Chromium as in Node (cpu, same seed); WebGL and wasm draw the grid', { skip, timeout: 400_000 }, async () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '2', '--limit', '256', '--width', '64', '--batch-size', '64', '--backend', 'cpu', '--out', ckpt]).status, 0);
+  const site = path.join(dir, 'site');
+  const ex = runCli(['export', '--checkpoint', ckpt, '--web', site]);
+  assert.equal(ex.status, 0, ex.stderr);
+  for (const f of ['index.html', 'diffuse-web.js', 'model.json', 'weights.bin', 'tfjs-backend-wasm.wasm', 'sw.js']) assert.ok(fs.existsSync(path.join(site, f)), f);
+  const url = await serve(site);
+  const inBrowser = await pageGrid(url, 'backend=cpu&seed=3&n=6&steps=8');
+  assert.equal(inBrowser.backend, 'cpu');
+  assert.match(inBrowser.info, /fully connected U-net, width 64; .*trained 2 epochs on MNIST/);
+  assertSameGrid(inBrowser, await nodeGrid(ckpt, ['--seed', '3', '--n', '6', '--steps', '8']), 'dpmpp-2m');
+  const ddim = await pageGrid(url, 'backend=cpu&seed=4&n=4&sampler=ddim&steps=5');
+  assertSameGrid(ddim, await nodeGrid(ckpt, ['--seed', '4', '--n', '4', '--sampler', 'ddim', '--steps', '5']), 'ddim');
+  for (const backend of ['webgl', 'wasm']) {
+    const g = await pageGrid(url, `backend=${backend}&seed=3&n=6&steps=8`);
+    assert.equal(g.backend, backend);
+    assert.deepEqual([g.width, g.height], [inBrowser.width, inBrowser.height]);
+    assert.ok(new Set(g.rgb).size > 10, `${backend}: the grid is flat`);
+    assertSameGrid(g, inBrowser, `${backend} against cpu`); // float differences stay below a grey level here
+  }
+  const auto = await pageGrid(url, 'seed=3&n=2&steps=4');
+  assert.ok(['webgl', 'wasm', 'cpu'].includes(auto.backend ?? ''), `auto chose ${auto.backend}`);
+  assert.match(auto.status, new RegExp(`^${auto.backend}: 2 images`));
+});
+
+test('an RGB U-net exports and samples in Chromium as in Node', { skip, timeout: 400_000 }, async () => {
+  const dir = tempDir();
+  const images = path.join(dir, 'images');
+  fs.mkdirSync(images);
+  for (let i = 0; i < 8; i++) {
+    await sharp(Buffer.alloc(16 * 16 * 3, 30 * i), { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(images, `i${i}.png`));
+  }
+  const ckpt = path.join(dir, 'ckpt');
+  const train = runCli(['train', '--epochs', '1', '--model', 'unet', '--data', images, '--image-size', '16', '--base-channels', '8', '--channel-mults', '1,2', '--batch-size', '4', '--backend', 'cpu', '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  const site = path.join(dir, 'site');
+  assert.equal(runCli(['export', '--checkpoint', ckpt, '--web', site]).status, 0);
+  const url = await serve(site);
+  const g = await pageGrid(url, 'backend=cpu&seed=1&n=4&steps=3');
+  assert.match(g.info, /convolutional U-net, 8 x \[1,2\] channels/);
+  assertSameGrid(g, await nodeGrid(ckpt, ['--seed', '1', '--n', '4', '--steps', '3']), 'U-net');
+});
+
+test('export and serve refuse what they cannot use', () => {
+  const dir = tempDir();
+  assertCleanFailure(runCli(['export', '--checkpoint', path.join(dir, 'none'), '--web', path.join(dir, 'site')]), /no checkpoint in/);
+  assertCleanFailure(runCli(['export', '--checkpoint', dir]), /required option '--web <dir>'/);
+  assertCleanFailure(runCli(['serve', dir]), /has no index.html/);
+});
