@@ -129,6 +129,6 @@ test('an RGB U-net exports and samples in Chromium as in Node', { skip, timeout:
 test('export and serve refuse what they cannot use', () => {
   const dir = tempDir();
   assertCleanFailure(runCli(['export', '--checkpoint', path.join(dir, 'none'), '--web', path.join(dir, 'site')]), /no checkpoint in/);
-  assertCleanFailure(runCli(['export', '--checkpoint', dir]), /required option '--web <dir>'/);
+  assertCleanFailure(runCli(['export', '--checkpoint', dir]), /export needs --web DIR or --safetensors FILE/);
   assertCleanFailure(runCli(['serve', dir]), /has no index.html/);
 });

@@ -1,21 +1,69 @@
-/** `diffuse export --web DIR` and `diffuse serve DIR`: a checkpoint's model as a page that samples in the browser. */
+/**
+ * `diffuse export` (a page that samples in the browser, or safetensors for PyTorch), `diffuse import`
+ * (safetensors back into a checkpoint) and `diffuse serve DIR`.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
+import { BackendChoice, selectBackend } from '../../backend/select';
 import { UserError } from '../../errors';
+import { checkpointExists, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint';
+import { checkOutputFile } from '../../io/files';
+import { RunLock } from '../../io/runLock';
+import { readSafetensors, writeSafetensors } from '../../io/safetensors';
+import { fromTorchTensors, toTorchTensors } from '../../io/torchWeights';
+import { Trainer } from '../../training/trainer';
 import { exportWeb } from '../../web/export';
 import { serveStatic } from '../../web/serve';
-import { integer } from '../options';
+import { backendOption, integer } from '../options';
 
 export function exportCommand(log: (m: string) => void): Command {
   return new Command('export')
-    .description('write a checkpoint\'s model in another form: --web DIR, a static page that samples it in the browser')
+    .description("write a checkpoint's model in another form: --web DIR, a static page that samples it in the browser; --safetensors FILE, its weights for PyTorch")
     .option('--checkpoint <dir>', 'checkpoint directory', 'checkpoints')
-    .requiredOption('--web <dir>', 'folder for the page, its script and the model (created if needed)')
-    .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site')
+    .option('--web <dir>', 'folder for the page, its script and the model (created if needed)')
+    .option('--safetensors <file>', 'the weights (and their average) under PyTorch names and layouts, the run record in the metadata')
+    .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site\n  $ diffuse export --checkpoint runs/small --safetensors small.safetensors')
     .action((opts) => {
-      const { files, bytes } = exportWeb(opts.checkpoint, opts.web);
-      log(`wrote ${files.length} files (${(bytes / 1e6).toFixed(1)} MB) to ${path.resolve(opts.web)}; serve it with: diffuse serve ${opts.web}`);
+      if (!opts.web && !opts.safetensors) throw new UserError('export needs --web DIR or --safetensors FILE');
+      if (opts.safetensors) checkOutputFile(opts.safetensors);
+      if (opts.web) {
+        const { files, bytes } = exportWeb(opts.checkpoint, opts.web);
+        log(`wrote ${files.length} files (${(bytes / 1e6).toFixed(1)} MB) to ${path.resolve(opts.web)}; serve it with: diffuse serve ${opts.web}`);
+      }
+      if (opts.safetensors) {
+        const { meta, tensors } = loadCheckpoint(opts.checkpoint);
+        const torch = toTorchTensors(meta, tensors);
+        writeSafetensors(opts.safetensors, torch.tensors, torch.metadata);
+        log(`wrote ${path.resolve(opts.safetensors)} (${torch.tensors.size} tensors, epoch ${meta.training.epoch})`);
+      }
+    });
+}
+
+export function importCommand(log: (m: string) => void): Command {
+  return new Command('import')
+    .description('make a checkpoint from a safetensors file written by diffuse export or diffuse_torch (Adam starts afresh)')
+    .argument('<file>', 'the .safetensors file')
+    .option('--out <dir>', 'checkpoint directory to write', 'checkpoints')
+    .option('--overwrite', 'replace a checkpoint already in --out', false)
+    .addOption(backendOption())
+    .action(async (file: string, opts) => {
+      const { tensors, metadata } = readSafetensors(file);
+      await selectBackend(opts.backend as BackendChoice); // before any tensor exists (checking builds the model)
+      const { record, arrays } = fromTorchTensors(file, tensors, metadata);
+      const lock = RunLock.acquire(opts.out);
+      try {
+        if (checkpointExists(opts.out) && !opts.overwrite) throw new UserError(`${opts.out} already holds a checkpoint; pass --overwrite to replace it, or choose another --out`);
+        const trainer = new Trainer(record, arrays);
+        try {
+          saveCheckpoint(opts.out, trainer.checkpointMeta(record.training.loss), trainer.tensors());
+        } finally {
+          trainer.dispose();
+        }
+      } finally {
+        lock.release();
+      }
+      log(`imported ${file} into ${path.resolve(opts.out)} (${record.model.kind}, epoch ${record.training.epoch}${[...arrays.keys()].some((k) => k.startsWith('ema/')) ? ', with the averaged weights' : ''})`);
     });
 }
 

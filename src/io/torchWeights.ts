@@ -1,0 +1,111 @@
+/**
+ * A checkpoint's weights as PyTorch names and layouts, in safetensors files: `down1/block0/conv1/kernel`
+ * [kh, kw, in, out] is `down1.block0.conv1.weight` [out, in, kh, kw]; a dense kernel [in, out] is
+ * `.weight` [out, in]; a norm's gamma and beta are `.weight` and `.bias`. The averaged weights carry an
+ * `ema.` prefix; the run record travels in the metadata, so a file imports back into a checkpoint.
+ */
+import { RUN_RECORD_VERSION, RunRecord, migrateRunRecord } from '../config/runRecord';
+import { UserError } from '../errors';
+import { buildModel } from '../models/build';
+import { Rng } from '../rng';
+import { NamedArray } from './checkpoint';
+import { SafeTensor } from './safetensors';
+
+const LEAVES: Record<string, string> = { kernel: 'weight', gamma: 'weight', beta: 'bias', bias: 'bias' };
+export const RECORD_KEY = 'diffuse.record';
+export const RECORD_VERSION_KEY = 'diffuse.record_version';
+
+export function torchName(name: string): string {
+  const parts = name.split('/');
+  const leaf = parts.pop()!;
+  return [...parts, LEAVES[leaf] ?? leaf].join('.');
+}
+
+export function torchShape(shape: number[]): number[] {
+  if (shape.length === 4) return [shape[3], shape[2], shape[0], shape[1]];
+  if (shape.length === 2) return [shape[1], shape[0]];
+  return shape;
+}
+
+/** values in diffuse's layout → PyTorch's (4-D: [kh, kw, in, out] → [out, in, kh, kw]; 2-D: transposed). */
+export function toTorchLayout(values: Float32Array, shape: number[]): Float32Array {
+  const out = new Float32Array(values.length);
+  if (shape.length === 4) {
+    const [kh, kw, cin, cout] = shape;
+    for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) out[((o * cin + i) * kh + y) * kw + x] = values[((y * kw + x) * cin + i) * cout + o];
+    return out;
+  }
+  if (shape.length === 2) {
+    const [rows, cols] = shape;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+    return out;
+  }
+  out.set(values);
+  return out;
+}
+
+/** The inverse of toTorchLayout, for a diffuse tensor of `shape`. */
+export function fromTorchLayout(values: Float32Array, shape: number[]): Float32Array {
+  const out = new Float32Array(values.length);
+  if (shape.length === 4) {
+    const [kh, kw, cin, cout] = shape;
+    for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) out[((y * kw + x) * cin + i) * cout + o] = values[((o * cin + i) * kh + y) * kw + x];
+    return out;
+  }
+  if (shape.length === 2) {
+    const [rows, cols] = shape;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = values[c * rows + r];
+    return out;
+  }
+  out.set(values);
+  return out;
+}
+
+/** A checkpoint's weights (and average) as PyTorch tensors, with the record as metadata. */
+export function toTorchTensors(record: RunRecord, tensors: ReadonlyMap<string, NamedArray>): { tensors: Map<string, SafeTensor>; metadata: Record<string, string> } {
+  const out = new Map<string, SafeTensor>();
+  for (const [prefix, torchPrefix] of [['model/', ''], ['ema/', 'ema.']] as const) {
+    for (const [name, t] of tensors) {
+      if (!name.startsWith(prefix)) continue;
+      const short = name.slice(prefix.length);
+      out.set(torchPrefix + torchName(short), { shape: torchShape(t.shape), values: toTorchLayout(t.values, t.shape) });
+    }
+  }
+  return { tensors: out, metadata: { format: 'pt', [RECORD_KEY]: JSON.stringify(record), [RECORD_VERSION_KEY]: String(RUN_RECORD_VERSION) } };
+}
+
+/**
+ * The run record and checkpoint arrays (model/ and, where present, ema/) a safetensors file holds, its
+ * names and shapes checked against the model its record describes.
+ */
+export function fromTorchTensors(file: string, tensors: ReadonlyMap<string, SafeTensor>, metadata: Record<string, string>): { record: RunRecord; arrays: Map<string, NamedArray> } {
+  const text = metadata[RECORD_KEY];
+  if (!text) throw new UserError(`${file} has no diffuse run record in its metadata ("${RECORD_KEY}"); write it with diffuse export --safetensors or diffuse_torch`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UserError(`${file}: its "${RECORD_KEY}" metadata is not JSON`);
+  }
+  const record = migrateRunRecord(raw, Number(metadata[RECORD_VERSION_KEY] ?? RUN_RECORD_VERSION), file);
+  const model = buildModel(record.model, new Rng(0));
+  const expected = [...model.variables].map(([name, v]) => ({ name, shape: v.shape }));
+  model.dispose();
+  const hasAverage = [...tensors.keys()].some((k) => k.startsWith('ema.'));
+  const arrays = new Map<string, NamedArray>();
+  const known = new Set<string>();
+  for (const [prefix, torchPrefix] of hasAverage ? ([['model/', ''], ['ema/', 'ema.']] as const) : ([['model/', '']] as const)) {
+    for (const { name, shape } of expected) {
+      const key = torchPrefix + torchName(name);
+      known.add(key);
+      const t = tensors.get(key);
+      const want = torchShape(shape);
+      if (!t) throw new UserError(`${file} does not match its ${record.model.kind} configuration: tensor ${key} [${want}] is missing`);
+      if (t.shape.join(',') !== want.join(',')) throw new UserError(`${file} does not match its ${record.model.kind} configuration: ${key} has shape [${t.shape}], the model needs [${want}]`);
+      arrays.set(prefix + name, { shape, values: fromTorchLayout(t.values, shape) });
+    }
+  }
+  const extra = [...tensors.keys()].filter((k) => !known.has(k));
+  if (extra.length > 0) throw new UserError(`${file} does not match its ${record.model.kind} configuration: ${extra.length} unexpected tensor(s), e.g. ${extra[0]}`);
+  return { record, arrays };
+}
