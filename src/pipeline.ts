@@ -40,7 +40,7 @@ export function sampleCheckpoint(dir: string, n: number, choices: SamplerChoices
   try {
     check(record);
     const settings = samplerSettings(record, choices);
-    const images = generate(model, scheduler, { n, rng: new Rng(choices.seed), batchSize: choices.batchSize, progress: choices.progress, ...settings });
+    const images = generate(model, scheduler, { n, rng: new Rng(choices.seed), batchSize: choices.batchSize, progress: choices.progress, observe: choices.observe, ...settings });
     return { images, record, averaged, settings };
   } finally {
     model.dispose();

@@ -3,7 +3,7 @@
  * says, resolved once before sampling starts.
  */
 import { OptionError } from '../errors';
-import { SamplerName, Spacing } from '../diffusion/sampler';
+import { SampleOptions, SamplerName, Spacing } from '../diffusion/sampler';
 import type { Progress } from '../progress';
 import { RunRecord } from './runRecord';
 
@@ -21,6 +21,8 @@ export interface SamplerChoices {
   /** Clamp x̂0 at every step; absent = as the checkpoint's recipe says. */
   clipDenoised?: boolean;
   progress?: Progress;
+  /** Sees the images as they form (see SampleOptions.observe). */
+  observe?: SampleOptions['observe'];
 }
 
 /** Model calls a few-step sampler makes when neither the user nor the checkpoint says. */

@@ -42,6 +42,8 @@ export interface SampleOptions {
   eta?: number;
   /** DPM-Solver++'s timesteps (default logsnr). */
   spacing?: Spacing;
+  /** Sees each batch's images before the first step (step 0) and after every step (for animations). */
+  observe?: (x: Float32Array, first: number, step: number, of: number) => void;
 }
 
 /** Half log-SNR λ_t = log(α_t / σ_t) with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t); t = −1 is the clean data (λ = ∞). */
@@ -214,7 +216,11 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
   for (let first = 0; first < n; first += batchSize) {
     const batch = Math.min(batchSize, n - first);
     const x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
-    for (const _ of denoiseSteps(model, scheduler, x, batch, options)) progress.update(++done, { images: n });
+    options.observe?.(x, first, 0, calls);
+    for (const { step } of denoiseSteps(model, scheduler, x, batch, options)) {
+      options.observe?.(x, first, step, calls);
+      progress.update(++done, { images: n });
+    }
     images.set(x, first * pixels);
   }
   progress.stop(`sampled ${n} images x ${calls} ${sampler} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -5,9 +5,9 @@ import { imageFormatOf, writeAtomically } from './files';
 
 import { gridPixels } from './grid';
 
-export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1): Promise<{ width: number; height: number }> {
+/** Writes pixels (bytes, HWC) in the format the file's extension names. */
+export async function writeImage(file: string, pixels: Uint8Array, width: number, height: number, channels: number): Promise<void> {
   const format = imageFormatOf(file);
-  const { width, height, pixels } = gridPixels(images, n, h, w, channels);
   const raw = sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } });
   // Grids are small: keep every grey level where the format allows.
   const encoded = await (format === 'png' ? raw.png() : format === 'webp' ? raw.webp({ lossless: true }) : raw.jpeg({ quality: 95 })).toBuffer();
@@ -16,5 +16,10 @@ export async function writeImageGrid(file: string, images: Float32Array, n: numb
   } catch (e) {
     throw new UserError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+}
+
+export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1): Promise<{ width: number; height: number }> {
+  const { width, height, pixels } = gridPixels(images, n, h, w, channels);
+  await writeImage(file, pixels, width, height, channels);
   return { width, height };
 }

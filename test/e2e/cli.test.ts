@@ -312,3 +312,25 @@ test('sample --sampler: DPM-Solver++ and DDIM by name, the checkpoint\'s recorde
   const r = runCli(['sample', '--checkpoint', seed, '--n', '2', '--steps', '5', '--out', path.join(seed, 'g.png')]);
   assert.match(r.stderr, /ddim 5 steps/);
 });
+
+test('sample --animate writes the reverse process as an animation, --trajectory as a still; other extensions are refused first', async () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  const [webp, gif, still] = ['a.webp', 'a.gif', 'still.png'].map((f) => path.join(dir, f));
+  const r = runCli(['sample', '--checkpoint', dir, '--n', '9', '--animate', webp, '--trajectory', still, '--out', path.join(dir, 'g.png')]);
+  assert.equal(r.status, 0, r.stderr);
+  const anim = await sharp(webp, { animated: true }).metadata();
+  assert.equal(anim.format, 'webp');
+  assert.equal(anim.pages, 21); // the starting noise and each of the 20 steps of the recorded sampler
+  assert.deepEqual([anim.width, anim.pageHeight], [3 * 28 + 4, 3 * 28 + 4]);
+  assert.equal(anim.delay!.at(-1), 2000, 'the finished grid is held');
+  const s = await sharp(still).metadata();
+  assert.deepEqual([s.width, s.height], [8 * 28 + 7 * 2, 8 * 28 + 7 * 2]); // 8 images down, 8 steps across
+  const a = runCli(['sample', '--checkpoint', dir, '--n', '2', '--sampler', 'ancestral', '--animate', gif, '--out', path.join(dir, 'g2.png')]);
+  assert.equal(a.status, 0, a.stderr);
+  const g = await sharp(gif, { animated: true }).metadata();
+  assert.equal(g.format, 'gif');
+  assert.equal(g.pages, 24); // 1000 steps shown in 24 frames
+  assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--animate', path.join(dir, 'a.mp4'), '--out', path.join(dir, 'g3.png')]), /an animation is written as .webp or .gif, not .mp4/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--trajectory', path.join(dir, 't.tiff'), '--out', path.join(dir, 'g3.png')]), /"\.tiff" names no image format/);
+});

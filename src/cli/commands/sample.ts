@@ -4,7 +4,8 @@ import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
 import { checkOutputFile, imageFormatOf } from '../../io/files';
 import { gridLayout } from '../../io/grid';
-import { writeImageGrid } from '../../io/images';
+import { writeImage, writeImageGrid } from '../../io/images';
+import { Frame, animationFormatOf, frameSteps, trajectoryPixels, writeAnimation } from '../../io/reverseProcess';
 import { sampleCheckpoint } from '../../pipeline';
 import { samplingProgress } from '../../progress';
 import { backendOption, integer, samplerOptions } from '../options';
@@ -16,7 +17,9 @@ export function sampleCommand(log: (m: string) => void): Command {
     .option('--n <count>', 'number of images', integer(1), 64)
     .option('--out <file>', 'image file to write: .png, .jpg or .webp (lossless)', 'grid.png')
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
-    .option('--batch-size <n>', 'images denoised together', integer(1), 256);
+    .option('--batch-size <n>', 'images denoised together', integer(1), 256)
+    .option('--animate <file>', 'also write the grid going from noise to images as an animation (.webp or .gif; the first --batch-size images)')
+    .option('--trajectory <file>', 'also write a still: up to 8 images down, their state at chosen steps across (.png, .jpg, .webp)');
   for (const o of samplerOptions()) command.addOption(o);
   return command
     .addOption(backendOption())
@@ -24,10 +27,38 @@ export function sampleCommand(log: (m: string) => void): Command {
     .action(async (opts) => {
       imageFormatOf(opts.out);
       checkOutputFile(opts.out);
+      if (opts.animate) {
+        animationFormatOf(opts.animate);
+        checkOutputFile(opts.animate);
+      }
+      if (opts.trajectory) {
+        imageFormatOf(opts.trajectory);
+        checkOutputFile(opts.trajectory);
+      }
       await selectBackend(opts.backend as BackendChoice);
-      const { images, record, averaged, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() });
+      // Frames of the first batch, at steps spaced to show both the early and the late steps.
+      const shown = Math.min(opts.n, opts.batchSize);
+      const frames: Frame[] = [];
+      let wanted = new Set<number>();
+      const observe = (x: Float32Array, first: number, step: number, of: number) => {
+        if (first !== 0) return;
+        if (step === 0) wanted = new Set(frameSteps(of, 24));
+        if (wanted.has(step)) frames.push({ step, images: x.slice() });
+      };
+      const watching = opts.animate || opts.trajectory;
+      const { images, record, averaged, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress(), ...(watching ? { observe } : {}) });
       const { model } = record;
       const { width, height } = await writeImageGrid(opts.out, images, opts.n, model.height, model.imageWidth, model.channels);
+      if (opts.animate) {
+        const a = await writeAnimation(opts.animate, frames, shown, model.height, model.imageWidth, model.channels);
+        log(`wrote ${path.resolve(opts.animate)} (${a.frames} frames, ${a.width}x${a.height} px)`);
+      }
+      if (opts.trajectory) {
+        const columns = frames.filter((_, i) => i % Math.ceil(frames.length / 8) === 0 || i === frames.length - 1);
+        const still = trajectoryPixels(columns, Math.min(8, shown), model.height, model.imageWidth, model.channels);
+        await writeImage(opts.trajectory, still.pixels, still.width, still.height, model.channels);
+        log(`wrote ${path.resolve(opts.trajectory)} (steps ${columns.map((f) => f.step).join(', ')} of ${settings.steps ?? record.schedule.timesteps})`);
+      }
       const { cols, rows } = gridLayout(opts.n);
       log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}`);
     });
