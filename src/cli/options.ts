@@ -26,9 +26,9 @@ export function unitInterval(closed = false) {
   };
 }
 
-export function integerList(value: string): number[] {
+export function integerList(value: string, min = 1): number[] {
   const parts = value.split(',').map((p) => p.trim());
-  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1)) throw new InvalidArgumentError('expected positive integers separated by commas.');
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < min)) throw new InvalidArgumentError(`expected ${min === 0 ? 'non-negative' : 'positive'} integers separated by commas.`);
   return parts.map(Number);
 }
 

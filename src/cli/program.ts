@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { OptionError, UserError } from '../errors';
+import { denoiseCommand } from './commands/denoise';
 import { evaluateCommand } from './commands/evaluate';
 import { exportCommand, importCommand, serveCommand } from './commands/export';
 import { sampleCommand } from './commands/sample';
@@ -24,7 +25,7 @@ export function buildProgram(): Command {
     .exitOverride() // main() sets the exit code: 2 for every usage error, as for other user errors
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse evaluate --checkpoint checkpoints --n 1000');
   // Subcommands built apart do not inherit settings, so each gets the exit override itself.
-  for (const command of [trainCommand(log), sampleCommand(log), evaluateCommand(), exportCommand(log), importCommand(log), serveCommand(log)]) program.addCommand(command.exitOverride());
+  for (const command of [trainCommand(log), sampleCommand(log), evaluateCommand(), denoiseCommand(log), exportCommand(log), importCommand(log), serveCommand(log)]) program.addCommand(command.exitOverride());
   return program;
 }
 

@@ -226,3 +226,24 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
   progress.stop(`sampled ${n} images x ${calls} ${sampler} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return images;
 }
+
+/**
+ * The blog post's starting point: noise clean images x0 forward to timestep t, then run the reverse
+ * process back from t with `steps` DDIM steps (η = 0 deterministic, 1 stochastic). Returns the noisy
+ * images and the denoised ones; from a small t the originals come back, from t near T new images appear.
+ */
+export function noiseAndDenoise(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Array, batch: number, t: number, options: { rng: Rng; eta?: number; steps?: number }): { noisy: Float32Array; denoised: Float32Array } {
+  const { rng, eta = 0, steps = 50 } = options;
+  const noisy = scheduler.addNoise(x0, rng.fillNormal(new Float32Array(x0.length)), new Array(batch).fill(t));
+  const x = noisy.slice();
+  const K = Math.min(steps, t + 1);
+  const times = Array.from({ length: K + 1 }, (_, i) => Math.round(-1 + (i * (t + 1)) / K)); // −1 … t
+  const z = new Float32Array(x.length);
+  for (let i = K; i >= 1; i--) {
+    const [from, to] = [times[i], times[i - 1]];
+    const epsHat = predictNoise(model, scheduler, x, batch, from);
+    if (to >= 0 && eta > 0) rng.fillNormal(z);
+    scheduler.ddimStep(epsHat, from, to, x, z, eta, x);
+  }
+  return { noisy, denoised: x };
+}

@@ -4,8 +4,7 @@ export const GRID_GAP = 2;
 export const GRID_GAP_VALUE = 128;
 
 /** Columns and rows of a square-ish grid for n tiles. */
-export function gridLayout(n: number): { cols: number; rows: number } {
-  const cols = Math.ceil(Math.sqrt(n));
+export function gridLayout(n: number, cols = Math.ceil(Math.sqrt(n))): { cols: number; rows: number } {
   return { cols, rows: Math.ceil(n / cols) };
 }
 
@@ -22,9 +21,10 @@ export function quantize(images: Float32Array): Float32Array {
   return images.map((x) => toByte(x) / 127.5 - 1);
 }
 
-/** Lays n images of h×w×channels (one after another in `images`) out in a grid of bytes with a gap between tiles. */
-export function gridPixels(images: Float32Array, n: number, h: number, w: number, channels = 1, gap = GRID_GAP) {
-  const { cols, rows } = gridLayout(n);
+/** Lays n images of h×w×channels (one after another in `images`) out in a grid of bytes (square-ish, or `columns` wide) with a gap between tiles. */
+export function gridPixels(images: Float32Array, n: number, h: number, w: number, channels = 1, columns?: number) {
+  const gap = GRID_GAP;
+  const { cols, rows } = gridLayout(n, columns);
   const width = cols * w + (cols - 1) * gap;
   const height = rows * h + (rows - 1) * gap;
   const pixels = new Uint8Array(width * height * channels).fill(GRID_GAP_VALUE);

@@ -18,8 +18,8 @@ export async function writeImage(file: string, pixels: Uint8Array, width: number
   }
 }
 
-export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1): Promise<{ width: number; height: number }> {
-  const { width, height, pixels } = gridPixels(images, n, h, w, channels);
+export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1, columns?: number): Promise<{ width: number; height: number }> {
+  const { width, height, pixels } = gridPixels(images, n, h, w, channels, columns);
   await writeImage(file, pixels, width, height, channels);
   return { width, height };
 }

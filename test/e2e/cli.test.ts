@@ -334,3 +334,29 @@ test('sample --animate writes the reverse process as an animation, --trajectory 
   assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--animate', path.join(dir, 'a.mp4'), '--out', path.join(dir, 'g3.png')]), /an animation is written as .webp or .gif, not .mp4/);
   assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--trajectory', path.join(dir, 't.tiff'), '--out', path.join(dir, 'g3.png')]), /"\.tiff" names no image format/);
 });
+
+test('denoise: from t = 0 the original comes back, from t = T − 1 the result does not depend on the original', async () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
+  /** The three tiles (original, noisy, denoised) of each row of a denoise grid, as values in [0, 255]. */
+  const rows = async (file: string, count: number) => {
+    const { data, info } = await sharp(file).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height, info.channels], [3 * 28 + 4, count * 28 + (count - 1) * 2, 1]);
+    const tile = (r: number, c: number) => Array.from({ length: 784 }, (_, i) => data[(r * 30 + Math.floor(i / 28)) * info.width + c * 30 + (i % 28)]);
+    return Array.from({ length: count }, (_, r) => ({ original: tile(r, 0), noisy: tile(r, 1), denoised: tile(r, 2) }));
+  };
+  const meanDiff = (a: number[], b: number[]) => a.reduce((s, v, i) => s + Math.abs(v - b[i]), 0) / a.length;
+  const out = (i: number) => path.join(dir, `d${i}.png`);
+  for (const i of [0, 1]) {
+    const r = runCli(['denoise', '--checkpoint', dir, '--mnist-test', String(i), '--t', '0,999', '--out', out(i)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /2 rows: original \| noised to t \| denoised; t = 0, 999/);
+  }
+  const [a, b] = [await rows(out(0), 2), await rows(out(1), 2)];
+  assert.ok(meanDiff(a[0].original, a[0].denoised) < 3, `t = 0 changed the image by ${meanDiff(a[0].original, a[0].denoised)} grey levels on average`);
+  const inputs = meanDiff(a[1].original, b[1].original);
+  const outputs = meanDiff(a[1].denoised, b[1].denoised);
+  assert.ok(outputs < 0.05 * inputs, `from t = 999 two digits ${inputs.toFixed(1)} apart gave results ${outputs.toFixed(2)} apart`);
+  assertCleanFailure(runCli(['denoise', '--checkpoint', dir, '--out', out(2)]), /one of --image FILE or --mnist-test I/);
+  assertCleanFailure(runCli(['denoise', '--checkpoint', dir, '--mnist-test', '0', '--t', '1000', '--out', out(2)]), /--t 1000: the checkpoint's process has timesteps 0..999/);
+});
