@@ -215,6 +215,7 @@ test('--model unet trains on a folder of RGB images, samples an RGB grid, and ev
   assert.equal(meta.model.kind, 'unet');
   assert.deepEqual(meta.model.channelMults, [1, 2]);
   assert.equal(meta.schedule.prediction, 'v'); // the default recipe's U-net target
+  assert.deepEqual(meta.sampling, { clipDenoised: false, sampler: 'dpmpp-2m', steps: 20 }); // and its sampler
   assert.match(train.stderr, /v-prediction/);
   assert.equal(meta.data.count, 6);
   const grid = path.join(dir, 'grid.png');
@@ -289,7 +290,7 @@ test('sample --sampler: DPM-Solver++ and DDIM by name, the checkpoint\'s recorde
   const dir = tempDir();
   assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);
   const record = JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
-  assert.deepEqual(record.sampling, { clipDenoised: false, sampler: 'dpmpp-2m', steps: 20 });
+  assert.deepEqual(record.sampling, { clipDenoised: false, sampler: 'ddim', steps: 100 }); // the default recipe's for the FC model
   const grid = (name: string, ...flags: string[]) => {
     const file = path.join(dir, name);
     const r = runCli(['sample', '--checkpoint', dir, '--n', '4', '--out', file, ...flags]);
@@ -297,10 +298,11 @@ test('sample --sampler: DPM-Solver++ and DDIM by name, the checkpoint\'s recorde
     return { bytes: fs.readFileSync(file), stderr: r.stderr };
   };
   const recorded = grid('recorded.png');
-  assert.match(recorded.stderr, /dpmpp-2m 20 steps/);
-  assert.deepEqual(grid('named.png', '--sampler', 'dpmpp-2m', '--steps', '20').bytes, recorded.bytes);
+  assert.match(recorded.stderr, /ddim 100 steps/);
+  assert.deepEqual(grid('named.png', '--sampler', 'ddim', '--steps', '100', '--eta', '1').bytes, recorded.bytes);
+  assert.match(grid('2m.png', '--sampler', 'dpmpp-2m').stderr, /dpmpp-2m 20 steps/);
   assert.match(grid('3m.png', '--sampler', 'dpmpp-3m', '--steps', '8', '--spacing', 'quadratic').stderr, /dpmpp-3m 8 steps/);
-  assert.match(grid('ddim.png', '--eta', '0').stderr, /ddim 100 steps/);
+  assert.match(grid('ddim.png', '--eta', '0', '--steps', '10').stderr, /ddim 10 steps/);
   assert.match(grid('all.png', '--sampler', 'ancestral').stderr, /ancestral/);
   assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--sampler', 'dpmpp-2m', '--eta', '0', '--out', path.join(dir, 'x.png')]), /--eta applies to the ddim sampler, not dpmpp-2m/);
   assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--sampler', 'ddim', '--spacing', 'linspace', '--out', path.join(dir, 'x.png')]), /--spacing applies to the dpmpp samplers/);
@@ -321,7 +323,7 @@ test('sample --animate writes the reverse process as an animation, --trajectory 
   assert.equal(r.status, 0, r.stderr);
   const anim = await sharp(webp, { animated: true }).metadata();
   assert.equal(anim.format, 'webp');
-  assert.equal(anim.pages, 21); // the starting noise and each of the 20 steps of the recorded sampler
+  assert.equal(anim.pages, 24); // the recorded sampler's 100 steps and the starting noise, shown in 24 frames
   assert.deepEqual([anim.width, anim.pageHeight], [3 * 28 + 4, 3 * 28 + 4]);
   assert.equal(anim.delay!.at(-1), 2000, 'the finished grid is held');
   const s = await sharp(still).metadata();
