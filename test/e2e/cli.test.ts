@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
+import { frameSteps } from '../../src/io/reverseProcess';
 
 const SMALL = ['--limit', '256', '--width', '64', '--batch-size', '64'];
 
@@ -323,7 +324,8 @@ test('sample --animate writes the reverse process as an animation, --trajectory 
   assert.equal(r.status, 0, r.stderr);
   const anim = await sharp(webp, { animated: true }).metadata();
   assert.equal(anim.format, 'webp');
-  assert.equal(anim.pages, 24); // the recorded sampler's 100 steps and the starting noise, shown in 24 frames
+  assert.equal(anim.pages, frameSteps(100, 24).length); // the recorded sampler's 100 steps and the starting noise, in at most 24 frames
+  assert.ok(anim.pages! >= 20);
   assert.deepEqual([anim.width, anim.pageHeight], [3 * 28 + 4, 3 * 28 + 4]);
   assert.equal(anim.delay!.at(-1), 2000, 'the finished grid is held');
   const s = await sharp(still).metadata();
@@ -332,7 +334,7 @@ test('sample --animate writes the reverse process as an animation, --trajectory 
   assert.equal(a.status, 0, a.stderr);
   const g = await sharp(gif, { animated: true }).metadata();
   assert.equal(g.format, 'gif');
-  assert.equal(g.pages, 24); // 1000 steps shown in 24 frames
+  assert.equal(g.pages, frameSteps(1000, 24).length); // 1000 steps shown in at most 24 frames
   assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--animate', path.join(dir, 'a.mp4'), '--out', path.join(dir, 'g3.png')]), /an animation is written as .webp or .gif, not .mp4/);
   assertCleanFailure(runCli(['sample', '--checkpoint', path.join(dir, 'none'), '--trajectory', path.join(dir, 't.tiff'), '--out', path.join(dir, 'g3.png')]), /"\.tiff" names no image format/);
 });

@@ -17,7 +17,8 @@ function setFlag(args: string[], flag: string, value: string): string[] {
 
 /** A README command line at test size. */
 function shrink(args: string[]): string[] {
-  if (args.includes('[options]')) return [args[0], '--help'];
+  // the synopsis lines (`diffuse sample [options]`, `diffuse import FILE`): their help
+  if (args.some((a) => a === '[options]' || /^[A-Z]+$/.test(a))) return [args[0], '--help'];
   if (args[0] === 'train') return setFlag(setFlag(args, '--epochs', args.includes('--resume') ? '2' : '1'), '--limit', '64');
   if (args[0] === 'sample') return setFlag(setFlag(args, '--n', '4'), '--steps', '2');
   if (args[0] === 'evaluate') return setFlag(setFlag(args, '--n', '20'), '--steps', '2');
@@ -27,19 +28,24 @@ function shrink(args: string[]): string[] {
 test("the README's shell commands run (at test size)", { timeout: 300_000 }, (t) => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const lines = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
-    .flatMap((m) => m[1].split('\n'))
+    .flatMap((m) => m[1].replace(/\\\n\s*/g, ' ').split('\n'))
     .map((l) => l.replace(/\s+#.*$/, '').trim())
-    .filter((l) => /^(diffuse |node scripts\/)/.test(l));
+    .filter((l) => /^(diffuse |node scripts\/|PYTHONPATH=python torchrun )/.test(l));
   assert.ok(lines.length >= 10, `${lines.length} commands found`);
   const cwd = tempDir();
   for (const line of lines) {
     const words = line.split(/\s+/);
-    const command =
-      words[0] === 'diffuse'
-        ? [BIN, ...shrink(words.slice(1))]
-        : [path.join(ROOT, words[1]), ...words.slice(2).map((w, i) => (i === 1 ? '40' : w))]; // scripts/shapes.js DIR COUNT SIZE
-    const r = spawnSync(process.execPath, command, { cwd, encoding: 'utf8', timeout: 120_000 });
-    assert.equal(r.status, 0, `${line}\n(run as: ${command.slice(1).join(' ')})\n${r.stderr}`);
+    let r;
+    let command: string[];
+    if (words[0] === 'PYTHONPATH=python') {
+      // two updates on 256 images, with the project's Python package
+      command = [...words.slice(2), '--max-steps', '2', '--limit', '256'];
+      r = spawnSync(words[1], command, { cwd, encoding: 'utf8', timeout: 300_000, env: { ...process.env, PYTHONPATH: path.join(ROOT, 'python'), OMP_NUM_THREADS: '1' } });
+    } else {
+      command = words[0] === 'diffuse' ? [BIN, ...shrink(words.slice(1))] : [path.join(ROOT, words[1]), ...words.slice(2).map((w, i) => (i === 1 ? '40' : w))]; // scripts/shapes.js DIR COUNT SIZE
+      r = spawnSync(process.execPath, command, { cwd, encoding: 'utf8', timeout: 120_000 });
+    }
+    assert.equal(r.status, 0, `${line}\n(run as: ${command.slice(1).join(' ')})\n${r.stdout}\n${r.stderr}`);
     t.diagnostic(`ok: ${line}`);
   }
   assert.ok(fs.existsSync(path.join(cwd, 'shapes.webp')));

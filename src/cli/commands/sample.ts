@@ -54,7 +54,9 @@ export function sampleCommand(log: (m: string) => void): Command {
         log(`wrote ${path.resolve(opts.animate)} (${a.frames} frames, ${a.width}x${a.height} px)`);
       }
       if (opts.trajectory) {
-        const columns = frames.filter((_, i) => i % Math.ceil(frames.length / 8) === 0 || i === frames.length - 1);
+        // up to 8 of the frames, the first and the last among them
+        const count = Math.min(8, frames.length);
+        const columns = [...new Set(Array.from({ length: count }, (_, i) => Math.round((i * (frames.length - 1)) / Math.max(1, count - 1))))].map((i) => frames[i]);
         const still = trajectoryPixels(columns, Math.min(8, shown), model.height, model.imageWidth, model.channels);
         await writeImage(opts.trajectory, still.pixels, still.width, still.height, model.channels);
         log(`wrote ${path.resolve(opts.trajectory)} (steps ${columns.map((f) => f.step).join(', ')} of ${settings.steps ?? record.schedule.timesteps})`);
