@@ -7,7 +7,7 @@
 import { loadMnist } from '../data/mnist';
 import { DigitClassifier, FEATURES, argmax } from './classifier';
 import { frechetDistance, meanAndCovariance } from './frechet';
-import { kernelInceptionDistance, precisionRecall } from './featureSets';
+import { FeatureSet, compareFeatureSets } from './featureSets';
 
 export interface Scores {
   n: number;
@@ -26,15 +26,14 @@ export interface Scores {
 export interface Reference {
   mean: Float64Array;
   cov: Float64Array;
-  features: Float32Array;
-  n: number;
+  features: FeatureSet;
 }
 
 /** The feature statistics of the first n MNIST test images: what samples are compared with. */
 export function testReference(classifier: DigitClassifier, n: number): Reference {
   const test = loadMnist('test', n);
   const { features } = classifier.classify(test.data, test.count);
-  return { ...meanAndCovariance(features, test.count, FEATURES), features, n: test.count };
+  return { ...meanAndCovariance(features, test.count, FEATURES), features: new FeatureSet(features, test.count, FEATURES) };
 }
 
 /** Scores n images (28x28 in [-1, 1], one after another) against the reference. */
@@ -50,8 +49,7 @@ export function score(classifier: DigitClassifier, images: Float32Array, n: numb
   }
   let entropy = 0;
   for (const count of histogram) if (count > 0) entropy -= (count / n) * Math.log(count / n);
-  const kid = kernelInceptionDistance(features, n, reference.features, reference.n, FEATURES);
-  const { precision, recall } = precisionRecall(reference.features, reference.n, features, n, FEATURES);
+  const { kid, precision, recall } = compareFeatureSets(new FeatureSet(features, n, FEATURES), reference.features);
   return {
     n,
     fd: frechetDistance(mean, cov, reference.mean, reference.cov, FEATURES),

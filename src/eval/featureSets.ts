@@ -6,23 +6,67 @@
  */
 import { Rng } from '../rng';
 
-/** Inner products (or, with `distances`, Euclidean distances) of every row of a with every row of b. */
-function gram(a: Float32Array, na: number, b: Float32Array, nb: number, d: number, distances = false): Float64Array {
-  const out = new Float64Array(na * nb);
-  const norms = (x: Float32Array, n: number) => Float64Array.from({ length: n }, (_, i) => {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += x[i * d + k] ** 2;
-    return s;
-  });
-  const [na2, nb2] = distances ? [norms(a, na), norms(b, nb)] : [null, null];
-  for (let i = 0; i < na; i++) {
-    for (let j = 0; j < nb; j++) {
+/**
+ * Rows of d features, with what the measures need of the set alone (its rows' inner products, each
+ * row's k-NN radius) computed once: a reference set scored against several sample sets pays for them once.
+ */
+export class FeatureSet {
+  readonly squaredNorms: Float64Array;
+  private own?: Float64Array;
+  private readonly radiiByK = new Map<number, Float64Array>();
+
+  constructor(
+    readonly rows: Float32Array,
+    readonly n: number,
+    readonly d: number,
+  ) {
+    this.squaredNorms = Float64Array.from({ length: n }, (_, i) => {
       let s = 0;
-      for (let k = 0; k < d; k++) s += a[i * d + k] * b[j * d + k];
-      out[i * nb + j] = distances ? Math.sqrt(Math.max(0, na2![i] + nb2![j] - 2 * s)) : s;
+      for (let k = 0; k < d; k++) s += rows[i * d + k] ** 2;
+      return s;
+    });
+  }
+
+  /** u·v for every pair of its rows. */
+  dots(): Float64Array {
+    return (this.own ??= dotProducts(this, this));
+  }
+
+  /** For each row, the distance to its k-th nearest other row (the radius of its k-NN ball). */
+  radii(k: number): Float64Array {
+    let radii = this.radiiByK.get(k);
+    if (!radii) {
+      const dots = this.dots();
+      radii = new Float64Array(this.n);
+      const row = new Float64Array(this.n);
+      for (let i = 0; i < this.n; i++) {
+        for (let j = 0; j < this.n; j++) row[j] = distance(this, this, dots, i, j);
+        row.sort();
+        radii[i] = row[Math.min(k, this.n - 1)]; // row[0] is the row itself (distance 0)
+      }
+      this.radiiByK.set(k, radii);
+    }
+    return radii;
+  }
+}
+
+/** Inner products of every row of a with every row of b ([a.n, b.n]). */
+export function dotProducts(a: FeatureSet, b: FeatureSet): Float64Array {
+  const { d } = a;
+  const out = new Float64Array(a.n * b.n);
+  for (let i = 0; i < a.n; i++) {
+    for (let j = 0; j < b.n; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += a.rows[i * d + k] * b.rows[j * d + k];
+      out[i * b.n + j] = s;
     }
   }
   return out;
+}
+
+/** The Euclidean distance between row i of a and row j of b, from their inner products `ab`. */
+function distance(a: FeatureSet, b: FeatureSet, ab: Float64Array, i: number, j: number): number {
+  return Math.sqrt(Math.max(0, a.squaredNorms[i] + b.squaredNorms[j] - 2 * ab[i * b.n + j]));
 }
 
 export interface Kid {
@@ -35,19 +79,20 @@ export interface Kid {
 }
 
 /**
- * KID between x (nx rows) and y (ny rows) of d features: the unbiased MMD² with k(u, v) = (u·v/d + 1)³,
- * over `subsets` random subsets of `subsetSize` rows of each (torch-fidelity's convention), so that its
- * spread is reported beside it.
+ * KID between x and y: the unbiased MMD² with k(u, v) = (u·v/d + 1)³, over `subsets` random subsets of
+ * `subsetSize` rows of each (torch-fidelity's convention), so that its spread is reported beside it.
+ * `yx` are y's and x's inner products, where the caller has them.
  */
-export function kernelInceptionDistance(x: Float32Array, nx: number, y: Float32Array, ny: number, d: number, options: { subsets?: number; subsetSize?: number; seed?: number } = {}): Kid {
+export function kernelInceptionDistance(x: FeatureSet, y: FeatureSet, options: { subsets?: number; subsetSize?: number; seed?: number } = {}, yx = dotProducts(y, x)): Kid {
+  const [nx, ny, d] = [x.n, y.n, x.d];
   // By default subsets of half the smaller set (at most 1000), so that they differ from each other.
   const m = options.subsetSize !== undefined ? Math.min(options.subsetSize, nx, ny) : Math.min(1000, Math.floor(Math.min(nx, ny) / 2));
   if (m < 2) throw new RangeError('KID needs subsets of at least 2 samples');
   const subsets = options.subsets ?? 100;
   const kernel = (g: Float64Array) => g.map((v) => (v / d + 1) ** 3);
-  const kxx = kernel(gram(x, nx, x, nx, d));
-  const kyy = kernel(gram(y, ny, y, ny, d));
-  const kxy = kernel(gram(x, nx, y, ny, d));
+  const kxx = kernel(x.dots());
+  const kyy = kernel(y.dots());
+  const kyx = kernel(yx);
   const rng = new Rng(options.seed ?? 0);
   const values: number[] = [];
   for (let s = 0; s < subsets; s++) {
@@ -62,7 +107,7 @@ export function kernelInceptionDistance(x: Float32Array, nx: number, y: Float32A
           sxx += kxx[ix[a] * nx + ix[b]];
           syy += kyy[iy[a] * ny + iy[b]];
         }
-        sxy += kxy[ix[a] * ny + iy[b]];
+        sxy += kyx[iy[b] * nx + ix[a]];
       }
     }
     values.push((sxx + syy) / (m * (m - 1)) - (2 * sxy) / (m * m));
@@ -72,44 +117,35 @@ export function kernelInceptionDistance(x: Float32Array, nx: number, y: Float32A
   return { kid, std, subsets, subsetSize: m };
 }
 
-/** For each row, the distance to its k-th nearest other row (the radius of its k-NN ball). */
-function kthNeighbourRadii(dist: Float64Array, n: number, k: number): Float64Array {
-  const radii = new Float64Array(n);
-  const row = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    row.set(dist.subarray(i * n, (i + 1) * n));
-    row.sort();
-    radii[i] = row[Math.min(k, n - 1)]; // row[0] is the row itself (distance 0)
+/** The share of `count` rows for which some row of the other set makes `inside` true. */
+function shareCovered(count: number, others: number, inside: (row: number, other: number) => boolean): number {
+  let covered = 0;
+  for (let i = 0; i < count; i++) {
+    for (let j = 0; j < others; j++) {
+      if (inside(i, j)) {
+        covered++;
+        break;
+      }
+    }
   }
-  return radii;
+  return covered / count;
 }
 
 /**
  * Precision: the share of generated rows inside the real set's manifold (the union of balls around each
  * real row reaching its k-th nearest real neighbour); recall: the share of real rows inside the generated
- * set's manifold. k = 3, as Kynkäänniemi et al.
+ * set's manifold. k = 3, as Kynkäänniemi et al. `rg` are the sets' inner products, where the caller has them.
  */
-export function precisionRecall(real: Float32Array, nr: number, generated: Float32Array, ng: number, d: number, k = 3): { precision: number; recall: number } {
-  const rr = kthNeighbourRadii(gram(real, nr, real, nr, d, true), nr, k);
-  const gg = kthNeighbourRadii(gram(generated, ng, generated, ng, d, true), ng, k);
-  const rg = gram(real, nr, generated, ng, d, true);
-  let precise = 0;
-  for (let j = 0; j < ng; j++) {
-    for (let i = 0; i < nr; i++) {
-      if (rg[i * ng + j] <= rr[i]) {
-        precise++;
-        break;
-      }
-    }
-  }
-  let recalled = 0;
-  for (let i = 0; i < nr; i++) {
-    for (let j = 0; j < ng; j++) {
-      if (rg[i * ng + j] <= gg[j]) {
-        recalled++;
-        break;
-      }
-    }
-  }
-  return { precision: precise / ng, recall: recalled / nr };
+export function precisionRecall(real: FeatureSet, generated: FeatureSet, k = 3, rg = dotProducts(real, generated)): { precision: number; recall: number } {
+  const [rr, gg] = [real.radii(k), generated.radii(k)];
+  return {
+    precision: shareCovered(generated.n, real.n, (j, i) => distance(real, generated, rg, i, j) <= rr[i]),
+    recall: shareCovered(real.n, generated.n, (i, j) => distance(real, generated, rg, i, j) <= gg[j]),
+  };
+}
+
+/** KID, precision and recall of generated rows against real ones, their inner products computed once. */
+export function compareFeatureSets(generated: FeatureSet, real: FeatureSet): { kid: Kid; precision: number; recall: number } {
+  const rg = dotProducts(real, generated);
+  return { kid: kernelInceptionDistance(generated, real, {}, rg), ...precisionRecall(real, generated, 3, rg) };
 }
