@@ -7,7 +7,7 @@ import { RunRecord } from './config/runRecord';
 import { generate } from './diffusion/sampler';
 import { SamplerChoices, samplerSettings } from './config/sampling';
 import { DDPMScheduler } from './diffusion/schedule';
-import { loadCheckpoint, restoreVariables } from './io/checkpoint';
+import { loadCheckpoint, restoreVariables, samplingPrefix } from './io/checkpoint';
 import { buildModel } from './models/build';
 import { Denoiser } from './models/denoiser';
 import { Rng } from './rng';
@@ -24,14 +24,14 @@ export interface Pipeline {
 export function loadPipeline(dir: string): Pipeline {
   const { meta: record, tensors } = loadCheckpoint(dir);
   const model = buildModel(record.model, new Rng(0));
-  const averaged = [...tensors.keys()].some((k) => k.startsWith('ema/'));
+  const prefix = samplingPrefix(tensors);
   try {
-    restoreVariables(tensors, averaged ? 'ema/' : 'model/', model.variables, true);
+    restoreVariables(tensors, prefix, model.variables, true);
   } catch (e) {
     model.dispose();
     throw e;
   }
-  return { model, scheduler: new DDPMScheduler(record.schedule), record, averaged };
+  return { model, scheduler: new DDPMScheduler(record.schedule), record, averaged: prefix === 'ema/' };
 }
 
 /** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */

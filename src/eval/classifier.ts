@@ -10,6 +10,7 @@ import { gatherBatch, epochBatches } from '../data/batches';
 import { ImageSet, loadMnist, loadMnistLabels } from '../data/mnist';
 import { UserError } from '../errors';
 import { writeAtomically } from '../io/files';
+import { concatValues } from '../io/checkpoint';
 import { Adam, adamConfig } from '../training/optim';
 import { Rng } from '../rng';
 import { assignCopy, variableFrom } from '../tensors';
@@ -142,14 +143,7 @@ export function saveClassifier(classifier: DigitClassifier, dir: string): void {
   const files = cacheFiles(dir);
   fs.mkdirSync(dir, { recursive: true });
   const arrays = [...classifier.variables].map(([name, v]) => ({ name, shape: v.shape, values: v.dataSync() as Float32Array }));
-  const total = arrays.reduce((n, a) => n + a.values.length, 0);
-  const floats = new Float32Array(total);
-  let offset = 0;
-  for (const a of arrays) {
-    floats.set(a.values, offset);
-    offset += a.values.length;
-  }
-  writeAtomically(files.weights, new Uint8Array(floats.buffer));
+  writeAtomically(files.weights, new Uint8Array(concatValues(arrays).buffer));
   const meta = { version: VERSION, testAccuracy: classifier.testAccuracy, tensors: arrays.map(({ name, shape }) => ({ name, shape })) };
   writeAtomically(files.meta, JSON.stringify(meta, null, 2) + '\n');
 }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { TEMP_MARK, ensureDirectory, writeAtomically } from './files';
+import { TEMP_MARK, ensureDirectory, processIsGone, writeAtomically } from './files';
 import { RUN_RECORD_VERSION, RunRecord, migrateRunRecord } from '../config/runRecord';
 import { assignCopy } from '../tensors';
 
@@ -49,16 +49,9 @@ function faultPoint(point: (typeof FAULT_POINTS)[number]): void {
 }
 
 function isTempOfDeadWriter(name: string): boolean {
-  const m = new RegExp(`${TEMP_MARK.replace('.', '\\.')}(\\d+)$`).exec(name);
-  if (!m) return false;
-  const pid = Number(m[1]);
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+  const at = name.lastIndexOf(TEMP_MARK);
+  const pid = at < 0 ? NaN : Number(name.slice(at + TEMP_MARK.length));
+  return Number.isInteger(pid) && (pid === process.pid || processIsGone(pid));
 }
 
 /** Removes weights files the checkpoint does not name and temporary files of dead writers. */
@@ -76,15 +69,7 @@ export function saveCheckpoint(dir: string, meta: RunRecord, tensors: ReadonlyMa
   let weights = `weights-${String(meta.training.epoch).padStart(5, '0')}-${meta.training.step}.bin`;
   if (weights === previous) weights = weights.replace('.bin', `-${Date.now()}.bin`);
 
-  let total = 0;
-  for (const t of tensors.values()) total += t.values.length;
-  const bytes = new Uint8Array(total * 4);
-  const floats = new Float32Array(bytes.buffer);
-  let offset = 0;
-  for (const t of tensors.values()) {
-    floats.set(t.values, offset);
-    offset += t.values.length;
-  }
+  const bytes = new Uint8Array(concatValues([...tensors.values()]).buffer);
   const file: CheckpointFile = {
     format: FORMAT,
     version: RUN_RECORD_VERSION,
@@ -102,6 +87,22 @@ export function saveCheckpoint(dir: string, meta: RunRecord, tensors: ReadonlyMa
     throw new UserError(`cannot write checkpoint in ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   removeStrays(dir, weights);
+}
+
+/** The arrays' values one after another, as a checkpoint's (or an export's) weights file holds them. */
+export function concatValues(arrays: readonly NamedArray[]): Float32Array {
+  const out = new Float32Array(arrays.reduce((n, a) => n + a.values.length, 0));
+  let offset = 0;
+  for (const a of arrays) {
+    out.set(a.values, offset);
+    offset += a.values.length;
+  }
+  return out;
+}
+
+/** Where a checkpoint's sampling weights are: its moving average (`ema/`) where the run kept one, else `model/`. */
+export function samplingPrefix(tensors: ReadonlyMap<string, unknown>): 'ema/' | 'model/' {
+  return [...tensors.keys()].some((k) => k.startsWith('ema/')) ? 'ema/' : 'model/';
 }
 
 export function checkpointExists(dir: string): boolean {

@@ -29,6 +29,25 @@ export function writeAtomically(file: string, data: string | Uint8Array, beforeR
 /** What marks writeAtomically's temporary files (`name.tmp-PID`), so a later writer can remove strays. */
 export const TEMP_MARK = '.tmp-';
 
+/** writeAtomically for a file the user named: a failure is one clear line. */
+export function writeOutputFile(file: string, data: string | Uint8Array): void {
+  try {
+    writeAtomically(file, data);
+  } catch (e) {
+    throw new UserError(`cannot write ${file}: ${errorCode(e)}`);
+  }
+}
+
+/** Whether process `pid` (on this machine) has certainly ended. */
+export function processIsGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 function errorCode(e: unknown): string {
   return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 }
@@ -86,13 +105,7 @@ export function ensureWritableDirectory(dir: string, what = 'directory'): string
   const created = ensureDirectory(dir, what);
   const probe = path.join(dir, `.diffuse-probe-${process.pid}`);
   try {
-    const fd = fs.openSync(probe, 'w');
-    try {
-      fs.writeSync(fd, 'probe');
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    writeAtomically(probe, 'probe');
   } catch (e) {
     fs.rmSync(probe, { force: true });
     removeIfEmpty(created);

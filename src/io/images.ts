@@ -1,8 +1,6 @@
 /** Sample grids as grayscale or RGB images (encoded by sharp in the format the file's extension names). */
 import sharp from 'sharp';
-import { UserError } from '../errors';
-import { imageFormatOf, writeAtomically } from './files';
-
+import { imageFormatOf, writeOutputFile } from './files';
 import { gridPixels } from './grid';
 
 /** Writes pixels (bytes, HWC) in the format the file's extension names. */
@@ -11,11 +9,7 @@ export async function writeImage(file: string, pixels: Uint8Array, width: number
   const raw = sharp(pixels, { raw: { width, height, channels: channels as 1 | 3 } });
   // Grids are small: keep every grey level where the format allows.
   const encoded = await (format === 'png' ? raw.png() : format === 'webp' ? raw.webp({ lossless: true }) : raw.jpeg({ quality: 95 })).toBuffer();
-  try {
-    writeAtomically(file, encoded);
-  } catch (e) {
-    throw new UserError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  writeOutputFile(file, encoded);
 }
 
 export async function writeImageGrid(file: string, images: Float32Array, n: number, h: number, w: number, channels = 1, columns?: number): Promise<{ width: number; height: number }> {

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { TEMP_MARK, ensureWritableDirectory, removeIfEmpty } from './files';
+import { TEMP_MARK, ensureWritableDirectory, processIsGone, removeIfEmpty } from './files';
 
 export const LOCK_FILE = '.diffuse.lock';
 
@@ -44,11 +44,7 @@ function describe(h: Holder): string {
 /** Whether the holder's process is certainly gone; a holder on another host is assumed alive. */
 function isStale(h: Holder): boolean {
   if (h.host !== os.hostname()) return false;
-  try {
-    process.kill(h.pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return true;
-  }
+  if (processIsGone(h.pid)) return true;
   const ticks = processStartTicks(h.pid);
   return h.startTicks !== null && ticks !== null && ticks !== h.startTicks; // the pid now names another process
 }

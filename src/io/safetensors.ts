@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { UserError } from '../errors';
-import { writeAtomically } from './files';
+import { writeOutputFile } from './files';
 
 export interface SafeTensor {
   shape: number[];
@@ -55,11 +55,7 @@ function littleEndianBytes(values: Float32Array): Uint8Array {
 }
 
 export function writeSafetensors(file: string, tensors: ReadonlyMap<string, SafeTensor>, metadata: Record<string, string> = {}): void {
-  try {
-    writeAtomically(file, encodeSafetensors(tensors, metadata));
-  } catch (e) {
-    throw new UserError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  writeOutputFile(file, encodeSafetensors(tensors, metadata));
 }
 
 /** The tensors (float32; F64, F16 and BF16 are converted) and metadata of a safetensors file's bytes; anything malformed is refused. */

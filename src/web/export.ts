@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { ensureWritableDirectory, writeAtomically } from '../io/files';
-import { loadCheckpoint } from '../io/checkpoint';
+import { ensureWritableDirectory, writeOutputFile } from '../io/files';
+import { concatValues, loadCheckpoint, samplingPrefix } from '../io/checkpoint';
 import { WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel } from './format';
 
 const BUILT = path.join(__dirname, '..', '..', 'web'); // dist/web, beside dist/src
@@ -22,28 +22,21 @@ export function exportWeb(checkpoint: string, out: string): { files: string[]; b
   for (const f of PAGE_FILES) if (!fs.existsSync(path.join(BUILT, f))) throw new UserError(`the web page is not built (${path.join(BUILT, f)} missing): run npm run build`);
   const { meta: record, tensors } = loadCheckpoint(checkpoint);
   ensureWritableDirectory(out, 'web folder');
-  const averaged = [...tensors.keys()].some((k) => k.startsWith('ema/'));
-  const prefix = averaged ? 'ema/' : 'model/';
+  const prefix = samplingPrefix(tensors);
   const chosen = [...tensors].filter(([name]) => name.startsWith(prefix));
-  const total = chosen.reduce((n, [, t]) => n + t.values.length, 0);
-  const floats = new Float32Array(total);
-  let offset = 0;
-  for (const [, t] of chosen) {
-    floats.set(t.values, offset);
-    offset += t.values.length;
-  }
+  const floats = concatValues(chosen.map(([, t]) => t));
   const web: WebModel = {
     format: 'diffuse-web-model',
     version: 1,
     record,
     tensors: chosen.map(([name, t]) => ({ name: name.slice(prefix.length), shape: t.shape })),
-    averaged,
-    parameters: total,
+    averaged: prefix === 'ema/',
+    parameters: floats.length,
     exportedAt: new Date().toISOString(),
   };
   const written: string[] = [];
   const write = (name: string, data: string | Uint8Array) => {
-    writeAtomically(path.join(out, name), data);
+    writeOutputFile(path.join(out, name), data);
     written.push(name);
   };
   write(WEB_WEIGHTS_FILE, new Uint8Array(floats.buffer));

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
 import { UserError } from '../../errors';
-import { checkpointExists, loadCheckpoint, saveCheckpoint } from '../../io/checkpoint';
+import { checkpointExists, loadCheckpoint, samplingPrefix, saveCheckpoint } from '../../io/checkpoint';
 import { checkOutputFile } from '../../io/files';
 import { RunLock } from '../../io/runLock';
 import { readSafetensors, writeSafetensors } from '../../io/safetensors';
@@ -63,7 +63,7 @@ export function importCommand(log: (m: string) => void): Command {
       } finally {
         lock.release();
       }
-      log(`imported ${file} into ${path.resolve(opts.out)} (${record.model.kind}, epoch ${record.training.epoch}${[...arrays.keys()].some((k) => k.startsWith('ema/')) ? ', with the averaged weights' : ''})`);
+      log(`imported ${file} into ${path.resolve(opts.out)} (${record.model.kind}, epoch ${record.training.epoch}${samplingPrefix(arrays) === 'ema/' ? ', with the averaged weights' : ''})`);
     });
 }
 
