@@ -41,20 +41,16 @@ export function listImageFiles(dir: string): string[] {
   return files.sort();
 }
 
-/** One file as size × size × channels bytes, or null where sharp cannot decode it. */
-async function decode(file: string, o: FolderOptions): Promise<Uint8Array | null> {
-  try {
-    let image = sharp(file).rotate().resize(o.size, o.size, { fit: 'cover', position: 'centre' }).flatten({ background: '#000000' });
-    image = o.channels === 1 ? image.grayscale() : image.toColourspace('srgb');
-    const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels === o.channels) return data;
-    // A grayscale file read as RGB comes back with one channel: repeat it.
-    const out = new Uint8Array(o.size * o.size * o.channels);
-    for (let i = 0; i < o.size * o.size; i++) for (let c = 0; c < o.channels; c++) out[i * o.channels + c] = data[i * info.channels + Math.min(c, info.channels - 1)];
-    return out;
-  } catch {
-    return null;
-  }
+/** One image file as size × size × channels bytes (resized and centre-cropped, on black); sharp's error where it cannot decode it. */
+export async function decodeImage(file: string, o: Pick<FolderOptions, 'size' | 'channels'>): Promise<Uint8Array> {
+  let image = sharp(file).rotate().resize(o.size, o.size, { fit: 'cover', position: 'centre' }).flatten({ background: '#000000' });
+  image = o.channels === 1 ? image.grayscale() : image.toColourspace('srgb');
+  const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels === o.channels) return data;
+  // A grayscale file read as RGB comes back with one channel: repeat it.
+  const out = new Uint8Array(o.size * o.size * o.channels);
+  for (let i = 0; i < o.size * o.size; i++) for (let c = 0; c < o.channels; c++) out[i * o.channels + c] = data[i * info.channels + Math.min(c, info.channels - 1)];
+  return out;
 }
 
 export async function loadImageFolder(dir: string, o: FolderOptions): Promise<ImageSet & { skipped: number; files: number }> {
@@ -65,7 +61,7 @@ export async function loadImageFolder(dir: string, o: FolderOptions): Promise<Im
   const decoded: Uint8Array[] = [];
   const parallel = 8;
   for (let i = 0; i < files.length; i += parallel) {
-    for (const bytes of await Promise.all(files.slice(i, i + parallel).map((f) => decode(f, o)))) if (bytes) decoded.push(bytes);
+    for (const bytes of await Promise.all(files.slice(i, i + parallel).map((f) => decodeImage(f, o).catch(() => null)))) if (bytes) decoded.push(bytes);
   }
   if (decoded.length === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
   const data = new Float32Array(decoded.length * size);

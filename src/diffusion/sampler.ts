@@ -177,9 +177,7 @@ export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Floa
   const z = new Float32Array(x.length);
   let step = 0;
   if (sampler === 'ancestral' || sampler === 'ddim') {
-    const T = scheduler.timesteps;
-    const pairs = sampler === 'ancestral' ? Array.from({ length: T }, (_, i): [number, number] => [T - 1 - i, T - 2 - i]) : samplingTimesteps(T, calls);
-    for (const [t, tPrev] of pairs) {
+    for (const [t, tPrev] of samplingTimesteps(scheduler.timesteps, calls)) { // all T for ancestral
       const epsHat = predictNoise(model, scheduler, x, batch, t);
       if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
       if (sampler === 'ancestral') scheduler.step(epsHat, t, x, z, x, clipDenoised);
@@ -236,11 +234,9 @@ export function noiseAndDenoise(model: Denoiser, scheduler: DDPMScheduler, x0: F
   const { rng, eta = 0, steps = 50 } = options;
   const noisy = scheduler.addNoise(x0, rng.fillNormal(new Float32Array(x0.length)), new Array(batch).fill(t));
   const x = noisy.slice();
-  const K = Math.min(steps, t + 1);
-  const times = Array.from({ length: K + 1 }, (_, i) => Math.round(-1 + (i * (t + 1)) / K)); // −1 … t
   const z = new Float32Array(x.length);
-  for (let i = K; i >= 1; i--) {
-    const [from, to] = [times[i], times[i - 1]];
+  // DDIM's evenly spaced steps over a process of t + 1 timesteps: from t down to −1
+  for (const [from, to] of samplingTimesteps(t + 1, Math.min(steps, t + 1))) {
     const epsHat = predictNoise(model, scheduler, x, batch, from);
     if (to >= 0 && eta > 0) rng.fillNormal(z);
     scheduler.ddimStep(epsHat, from, to, x, z, eta, x);

@@ -40,3 +40,14 @@ export function gridPixels(images: Float32Array, n: number, h: number, w: number
   }
   return { width, height, pixels };
 }
+
+/** Grid bytes of 1 or 3 channels as RGB (out = 3) or opaque RGBA (out = 4), grey repeated into each colour. */
+export function colourBytes(pixels: Uint8Array, channels: number, out: 3 | 4): Uint8Array {
+  const count = pixels.length / channels;
+  const rgb = new Uint8Array(count * out);
+  for (let i = 0; i < count; i++) {
+    for (let c = 0; c < 3; c++) rgb[i * out + c] = pixels[i * channels + (channels === 3 ? c : 0)];
+    if (out === 4) rgb[i * 4 + 3] = 255;
+  }
+  return rgb;
+}

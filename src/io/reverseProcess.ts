@@ -5,8 +5,8 @@
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { UserError } from '../errors';
-import { writeAtomically } from './files';
-import { GRID_GAP, GRID_GAP_VALUE, gridPixels } from './grid';
+import { writeOutputFile } from './files';
+import { colourBytes, gridPixels } from './grid';
 
 export const ANIMATION_FORMATS = { '.webp': 'webp', '.gif': 'gif' } as const;
 
@@ -41,34 +41,17 @@ export async function writeAnimation(file: string, frames: Frame[], n: number, h
   const { width, height } = grids[0];
   // sharp's GIF and WebP encoders take RGB(A) pages stacked vertically
   const rgb = new Uint8Array(width * height * 3 * grids.length);
-  grids.forEach((g, k) => {
-    for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) rgb[(k * width * height + i) * 3 + c] = g.pixels[i * channels + (channels === 3 ? c : 0)];
-  });
+  grids.forEach((g, k) => rgb.set(colourBytes(g.pixels, channels, 3), k * width * height * 3));
   const delay = frames.map((_, i) => (i === frames.length - 1 ? 2000 : 120));
   const raw = sharp(rgb, { raw: { width, height: height * grids.length, channels: 3, pageHeight: height } });
-  const encoded = await (format === 'gif' ? raw.gif({ delay, loop: 0 }) : raw.webp({ delay, loop: 0, lossless: true })).toBuffer();
-  try {
-    writeAtomically(file, encoded);
-  } catch (e) {
-    throw new UserError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  writeOutputFile(file, await (format === 'gif' ? raw.gif({ delay, loop: 0 }) : raw.webp({ delay, loop: 0, lossless: true })).toBuffer());
   return { width, height, frames: grids.length };
 }
 
 /** A still: `rows` images down, their state at each frame across (pure noise on the left, the image on the right). */
 export function trajectoryPixels(frames: Frame[], rows: number, h: number, w: number, channels: number): { width: number; height: number; pixels: Uint8Array } {
-  const cols = frames.length;
-  const width = cols * w + (cols - 1) * GRID_GAP;
-  const height = rows * h + (rows - 1) * GRID_GAP;
-  const pixels = new Uint8Array(width * height * channels).fill(GRID_GAP_VALUE);
-  frames.forEach((f, col) => {
-    for (let r = 0; r < rows; r++) {
-      const tile = gridPixels(f.images.subarray(r * h * w * channels, (r + 1) * h * w * channels), 1, h, w, channels).pixels;
-      for (let y = 0; y < h; y++) {
-        const to = ((r * (h + GRID_GAP) + y) * width + col * (w + GRID_GAP)) * channels;
-        pixels.set(tile.subarray(y * w * channels, (y + 1) * w * channels), to);
-      }
-    }
-  });
-  return { width, height, pixels };
+  const size = h * w * channels;
+  const tiles = new Float32Array(rows * frames.length * size);
+  for (let r = 0; r < rows; r++) frames.forEach((f, col) => tiles.set(f.images.subarray(r * size, (r + 1) * size), (r * frames.length + col) * size));
+  return gridPixels(tiles, rows * frames.length, h, w, channels, frames.length);
 }

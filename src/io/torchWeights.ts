@@ -27,37 +27,33 @@ export function torchShape(shape: number[]): number[] {
   return shape;
 }
 
-/** values in diffuse's layout → PyTorch's (4-D: [kh, kw, in, out] → [out, in, kh, kw]; 2-D: transposed). */
-export function toTorchLayout(values: Float32Array, shape: number[]): Float32Array {
-  const out = new Float32Array(values.length);
+/** For each value of a diffuse tensor of `shape`, where PyTorch's layout puts it ([kh, kw, in, out] → [out, in, kh, kw]; [in, out] → [out, in]). */
+function torchPositions(shape: number[]): Int32Array {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const at = new Int32Array(size);
   if (shape.length === 4) {
     const [kh, kw, cin, cout] = shape;
-    for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) out[((o * cin + i) * kh + y) * kw + x] = values[((y * kw + x) * cin + i) * cout + o];
-    return out;
-  }
-  if (shape.length === 2) {
+    for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) at[((y * kw + x) * cin + i) * cout + o] = ((o * cin + i) * kh + y) * kw + x;
+  } else if (shape.length === 2) {
     const [rows, cols] = shape;
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
-    return out;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) at[r * cols + c] = c * rows + r;
+  } else {
+    for (let k = 0; k < size; k++) at[k] = k;
   }
-  out.set(values);
+  return at;
+}
+
+/** values in diffuse's layout → PyTorch's. */
+export function toTorchLayout(values: Float32Array, shape: number[]): Float32Array {
+  const out = new Float32Array(values.length);
+  torchPositions(shape).forEach((to, k) => (out[to] = values[k]));
   return out;
 }
 
 /** The inverse of toTorchLayout, for a diffuse tensor of `shape`. */
 export function fromTorchLayout(values: Float32Array, shape: number[]): Float32Array {
   const out = new Float32Array(values.length);
-  if (shape.length === 4) {
-    const [kh, kw, cin, cout] = shape;
-    for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) out[((y * kw + x) * cin + i) * cout + o] = values[((o * cin + i) * kh + y) * kw + x];
-    return out;
-  }
-  if (shape.length === 2) {
-    const [rows, cols] = shape;
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = values[c * rows + r];
-    return out;
-  }
-  out.set(values);
+  torchPositions(shape).forEach((from, k) => (out[k] = values[from]));
   return out;
 }
 

@@ -10,7 +10,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { samplerSettings } from '../config/sampling';
 import { SAMPLERS, SamplerName, denoiseSteps } from '../diffusion/sampler';
 import { DDPMScheduler } from '../diffusion/schedule';
-import { gridPixels } from '../io/grid';
+import { colourBytes, gridPixels } from '../io/grid';
 import { buildModel } from '../models/build';
 import { Denoiser, imageSize } from '../models/denoiser';
 import { Rng } from '../rng';
@@ -52,11 +52,7 @@ function draw(x: Float32Array, n: number, web: WebModel): void {
   const canvas = $<HTMLCanvasElement>('grid');
   canvas.width = grid.width;
   canvas.height = grid.height;
-  const rgba = new Uint8ClampedArray(grid.width * grid.height * 4);
-  for (let i = 0; i < grid.width * grid.height; i++) {
-    for (let c = 0; c < 3; c++) rgba[i * 4 + c] = grid.pixels[i * channels + (channels === 3 ? c : 0)];
-    rgba[i * 4 + 3] = 255;
-  }
+  const rgba = Uint8ClampedArray.from(colourBytes(grid.pixels, channels, 4));
   canvas.getContext('2d')!.putImageData(new ImageData(rgba, grid.width, grid.height), 0, 0);
 }
 

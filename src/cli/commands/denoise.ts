@@ -1,8 +1,8 @@
 /** `diffuse denoise`: noise an image to each of several timesteps and denoise it back, one row per timestep. */
 import * as path from 'node:path';
 import { Command } from 'commander';
-import sharp from 'sharp';
 import { BackendChoice, selectBackend } from '../../backend/select';
+import { decodeImage } from '../../data/folder';
 import { loadMnist, padImages } from '../../data/mnist';
 import { noiseAndDenoise } from '../../diffusion/sampler';
 import { UserError } from '../../errors';
@@ -12,12 +12,9 @@ import { loadPipeline } from '../../pipeline';
 import { Rng } from '../../rng';
 import { backendOption, integer, integerList, unitInterval } from '../options';
 
-async function readImage(file: string, size: number, channels: number): Promise<Float32Array> {
+async function readImage(file: string, size: number, channels: 1 | 3): Promise<Float32Array> {
   try {
-    let image = sharp(file).rotate().resize(size, size, { fit: 'cover' }).flatten({ background: '#000000' });
-    image = channels === 1 ? image.grayscale() : image.toColourspace('srgb');
-    const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
-    return Float32Array.from({ length: size * size * channels }, (_, i) => data[Math.floor(i / channels) * info.channels + Math.min(i % channels, info.channels - 1)] / 127.5 - 1);
+    return Float32Array.from(await decodeImage(file, { size, channels }), (v) => v / 127.5 - 1);
   } catch (e) {
     throw new UserError(`cannot read image ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -47,7 +44,7 @@ export function denoiseCommand(log: (m: string) => void): Command {
         const T = scheduler.timesteps;
         for (const t of opts.t as number[]) if (t > T - 1) throw new UserError(`--t ${t}: the checkpoint's process has timesteps 0..${T - 1}`);
         let x0: Float32Array;
-        if (opts.image) x0 = await readImage(opts.image, height, channels);
+        if (opts.image) x0 = await readImage(opts.image, height, channels as 1 | 3);
         else {
           if (record.data.dataset === 'folder') throw new UserError('--mnist-test needs a model trained on MNIST; give --image');
           const test = loadMnist('test', opts.mnistTest + 1);
