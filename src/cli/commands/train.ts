@@ -50,7 +50,7 @@ export function trainCommand(log: (m: string) => void): Command {
     .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
     .option('--keep-every <k>', 'also keep a copy of the checkpoint in --out/epoch-NNNN every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
     .addOption(backendOption())
-    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 5 --limit 10000 --width 512 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
+    .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 3 --width 1024 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
     .action(async (opts, cmd: Command) => {
       const given: Partial<TrainChoices> = {};
       for (const key of Object.keys(opts)) {
