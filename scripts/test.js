@@ -29,6 +29,8 @@ const files = (named.length > 0 ? named : [TEST_DIR]).flatMap((f) => (fs.statSyn
 // Kept between local runs (dist/ is not committed; CI starts without it), so the classifier trains once.
 process.env.DIFFUSE_DATA_DIR = path.join(ROOT, 'dist', 'test-data');
 fs.mkdirSync(process.env.DIFFUSE_DATA_DIR, { recursive: true });
+// Decoded image folders too (src/data/folderCache.ts), not the user's ~/.cache.
+process.env.DIFFUSE_CACHE_DIR = path.join(process.env.DIFFUSE_DATA_DIR, 'cache');
 
 const skipped = [];
 let failed = 0;

@@ -11,6 +11,7 @@ export const BIN = path.join(ROOT, 'bin', 'diffuse.js');
 
 // Tests keep their own data folder (the digit classifier's cache), also when a file is run on its own.
 process.env.DIFFUSE_DATA_DIR ??= path.join(ROOT, 'dist', 'test-data');
+process.env.DIFFUSE_CACHE_DIR ??= path.join(process.env.DIFFUSE_DATA_DIR, 'cache');
 
 export async function useBackend(name: 'cpu' | 'wasm'): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`backend ${name} unavailable`);

@@ -13,6 +13,7 @@ import { adamConfig } from '../training/optim';
 import { LrSchedule } from '../training/lrSchedule';
 import { Rng } from '../rng';
 import { dataShape } from '../data/dataset';
+import { DEFAULT_BACKGROUND } from '../data/folder';
 import { RecipeName, recipeFor } from './recipes';
 import { DataRecord, RunRecord } from './runRecord';
 
@@ -27,6 +28,10 @@ export interface TrainChoices {
   /** A folder's images: side after resizing and cropping, and channels. */
   imageSize: number;
   channels: 1 | 3;
+  /** A folder's images: the colour transparent pixels are composited onto (#rrggbb). */
+  background: string;
+  /** Mirror each training image left-right with probability 1/2 (augmentation). */
+  flip: boolean;
   /** fc: widths w, w/2, w/4. */
   width: number;
   /** unet: see UnetConfig. */
@@ -54,7 +59,7 @@ export const DEFAULTS = { model: 'fc', imageSize: 32, channels: 3, width: 2048, 
 const FC_ONLY = ['width'] as const;
 const UNET_ONLY = ['baseChannels', 'channelMults', 'blocksPerStage', 'attentionResolutions'] as const;
 /** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
-const FIXED = ['model', 'data', 'imageSize', 'channels', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
+const FIXED = ['model', 'data', 'imageSize', 'channels', 'background', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
 
 function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void {
   const foreign = model === 'fc' ? UNET_ONLY.find((k) => given[k] !== undefined) : FC_ONLY.find((k) => given[k] !== undefined);
@@ -62,9 +67,15 @@ function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void
 }
 
 /** The data record the choices name. */
-function dataRecord(data: string, imageSize: number, channels: 1 | 3, limit: number): DataRecord {
-  if (data === 'mnist' || data === 'mnist32') return { dataset: data, limit, count: 0 };
-  return { dataset: 'folder', path: path.resolve(data), imageSize, channels, limit, count: 0 };
+function dataRecord(data: string, given: Partial<TrainChoices>): DataRecord {
+  const flip = given.flip ?? false;
+  const limit = given.limit ?? DEFAULTS.limit;
+  if (data === 'mnist' || data === 'mnist32') {
+    const folderOnly = (['imageSize', 'channels', 'background'] as const).find((k) => given[k] !== undefined);
+    if (folderOnly) throw new OptionError(folderOnly, `is an option of a folder of images, not of ${data}`);
+    return { dataset: data, flip, limit, count: 0 };
+  }
+  return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.imageSize, channels: given.channels ?? DEFAULTS.channels, background: given.background ?? DEFAULT_BACKGROUND, flip, limit, count: 0 };
 }
 
 /** The complete record of a run that has not started: `given` over `recipe` over the defaults. */
@@ -72,7 +83,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
   const model = given.model ?? DEFAULTS.model;
   checkModelOptions(model, given);
   const r = { ...recipeFor(recipe, model), ...definedOnly(given) };
-  const data = dataRecord(given.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), given.imageSize ?? DEFAULTS.imageSize, given.channels ?? DEFAULTS.channels, given.limit ?? DEFAULTS.limit);
+  const data = dataRecord(given.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), given);
   const shape = dataShape(data);
   let config: FcUnetConfig | UnetConfig;
   if (model === 'fc') {
@@ -121,6 +132,8 @@ function savedChoice(saved: RunRecord, key: (typeof FIXED)[number]): unknown {
       return saved.data.imageSize;
     case 'channels':
       return saved.data.channels;
+    case 'background':
+      return saved.data.background;
     case 'timesteps':
       return saved.schedule.timesteps;
     case 'prediction':
@@ -157,6 +170,7 @@ export function resolveResumedRun(saved: RunRecord, given: Partial<TrainChoices>
   if (given.warmupSteps !== undefined) training.lrSchedule.warmupSteps = given.warmupSteps;
   const data = { ...saved.data };
   if (given.limit !== undefined) data.limit = given.limit;
+  if (given.flip !== undefined) data.flip = given.flip;
   return { ...saved, data, training };
 }
 

@@ -11,8 +11,11 @@ import { SamplerName } from '../diffusion/sampler';
 import { AdamConfig } from '../training/optim';
 import { LrSchedule } from '../training/lrSchedule';
 
-/** The version this diffuse writes. 2: every field required (version 1 left six of them optional). */
-export const RUN_RECORD_VERSION = 2;
+/**
+ * The version this diffuse writes. 2: every field required (version 1 left six of them optional).
+ * 3: data.flip, and a folder's data.background.
+ */
+export const RUN_RECORD_VERSION = 3;
 
 export interface TrainingRecord {
   /** Epochs completed. */
@@ -39,6 +42,10 @@ export interface DataRecord {
   /** Side and channels a folder's images are loaded at. */
   imageSize?: number;
   channels?: number;
+  /** The colour a folder's transparent pixels are composited onto (#rrggbb). */
+  background?: string;
+  /** Training images mirrored left-right with probability 1/2. */
+  flip: boolean;
   /** First n images only (0 = all). */
   limit: number;
   /** Images the run trained on. */
@@ -84,6 +91,11 @@ export function migrateRunRecord(record: Record<string, unknown>, version: numbe
     r.sampling ??= { clipDenoised: false } as RunRecord['sampling'];
     r.sampling.sampler ??= 'ancestral';
     r.sampling.steps ??= null;
+  }
+  if (version <= 2) {
+    // Until version 3 there was no flip, and folders were composited onto black.
+    r.data.flip = false;
+    if (r.data.dataset === 'folder') r.data.background = '#000000';
   }
   return r;
 }

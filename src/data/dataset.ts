@@ -18,7 +18,7 @@ export function describeData(d: DataRecord): string {
 export async function loadTrainingData(data: DataRecord, log: (m: string) => void = () => {}): Promise<ImageSet> {
   if (data.dataset === 'mnist') return loadMnist('train', data.limit);
   if (data.dataset === 'mnist32') return padImages(loadMnist('train', data.limit), 2);
-  const set = await loadImageFolder(data.path!, { size: data.imageSize!, channels: data.channels === 1 ? 1 : 3, limit: data.limit });
+  const set = await loadImageFolder(data.path!, { size: data.imageSize!, channels: data.channels === 1 ? 1 : 3, background: data.background!, limit: data.limit }, log);
   if (set.skipped > 0) log(`skipped ${set.skipped} of ${set.files} image files in ${data.path} that could not be read`);
   return set;
 }

@@ -1,26 +1,51 @@
 /**
- * Training images from a folder: every PNG, JPEG and WebP file below it, decoded by sharp, scaled and
- * center-cropped to a square, as RGB or grayscale, in [-1, 1]. Files sharp cannot read are skipped
- * and counted, so one bad file does not end a long run.
+ * Training images from a folder: every PNG, JPEG, WebP and SVG file below it (symbolic links
+ * followed, each real folder once), decoded by sharp: EXIF orientation applied, SVGs rendered at the
+ * target size, CMYK and 16-bit files brought to 8-bit sRGB (or grey), transparency composited onto a
+ * background colour, scaled and centre-cropped to a square, in [-1, 1]. Files sharp cannot read are
+ * skipped and counted, so one bad file does not end a long run. Decoded folders are cached
+ * (src/data/folderCache.ts), so a long run decodes once.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { OptionError } from '../errors';
 import { ImageSet } from './mnist';
+import { cachedFolder, folderKey } from './folderCache';
 
-const IMAGE_FILE = /\.(png|jpe?g|webp)$/i;
+const IMAGE_FILE = /\.(png|jpe?g|webp|svg)$/i;
+
+/** What transparent pixels become unless told otherwise: icons and drawings are made for light pages. */
+export const DEFAULT_BACKGROUND = '#ffffff';
 
 export interface FolderOptions {
   /** Side of the square images, in pixels. */
   size: number;
   /** 3 for RGB, 1 for grayscale. */
   channels: 1 | 3;
+  /** Colour transparent pixels are composited onto, as #rrggbb. */
+  background: string;
   /** Read at most this many files (0 = all), in sorted path order. */
   limit?: number;
 }
 
-/** Image files below `dir`, sorted so a seed fixes the data whatever order the file system lists. */
+const COLOUR_NAMES: Record<string, string> = { white: '#ffffff', black: '#000000', grey: '#808080', gray: '#808080' };
+
+/** A colour as #rrggbb, from #rgb, #rrggbb or white/black/grey; null where it is none of those. */
+export function parseColour(value: string): string | null {
+  const v = value.trim().toLowerCase();
+  if (COLOUR_NAMES[v]) return COLOUR_NAMES[v];
+  if (/^#[0-9a-f]{6}$/.test(v)) return v;
+  if (/^#[0-9a-f]{3}$/.test(v)) return `#${v[1]}${v[1]}${v[2]}${v[2]}${v[3]}${v[3]}`;
+  return null;
+}
+
+/**
+ * Image files below `dir`, sorted so a seed fixes the data whatever order the file system lists.
+ * Links are followed; a file reached through several names is read once (under its first name in
+ * sorted order: themes link one icon under many names), and a folder reached again through a link is
+ * not walked twice, so a link loop ends.
+ */
 export function listImageFiles(dir: string): string[] {
   let stat: fs.Stats;
   try {
@@ -30,22 +55,60 @@ export function listImageFiles(dir: string): string[] {
   }
   if (!stat.isDirectory()) throw new OptionError('data', `${dir}: not a folder`);
   const files: string[] = [];
+  const walked = new Set<string>();
   const walk = (d: string) => {
+    const real = fs.realpathSync(d);
+    if (walked.has(real)) return;
+    walked.add(real);
     for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (entry.isFile() && IMAGE_FILE.test(entry.name)) files.push(p);
+      let isDir = entry.isDirectory();
+      let isFile = entry.isFile();
+      if (entry.isSymbolicLink()) {
+        try {
+          const target = fs.statSync(p);
+          isDir = target.isDirectory();
+          isFile = target.isFile();
+        } catch {
+          continue; // a dangling link
+        }
+      }
+      if (isDir) walk(p);
+      else if (isFile && IMAGE_FILE.test(entry.name)) files.push(p);
     }
   };
   walk(dir);
-  return files.sort();
+  const seen = new Set<string>();
+  return files.sort().filter((f) => {
+    const real = fs.realpathSync(f);
+    if (seen.has(real)) return false;
+    seen.add(real);
+    return true;
+  });
 }
 
-/** One image file as size × size × channels bytes (resized and centre-cropped, on black); sharp's error where it cannot decode it. */
-export async function decodeImage(file: string, o: Pick<FolderOptions, 'size' | 'channels'>): Promise<Uint8Array> {
-  let image = sharp(file).rotate().resize(o.size, o.size, { fit: 'cover', position: 'centre' }).flatten({ background: '#000000' });
-  image = o.channels === 1 ? image.grayscale() : image.toColourspace('srgb');
-  const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+/**
+ * A sharp pipeline for `file`, read into memory first (libvips caches decoded files by name, which
+ * would keep serving a file's old pixels after it changes); an SVG is rendered at a density that gives
+ * at least `size` pixels on its shorter side.
+ */
+async function open(file: string, size: number): Promise<ReturnType<typeof sharp>> {
+  const bytes = await fs.promises.readFile(file);
+  if (!/\.svg$/i.test(file)) return sharp(bytes);
+  const { width, height, density } = await sharp(bytes).metadata();
+  const side = Math.min(width ?? size, height ?? size);
+  return sharp(bytes, { density: Math.min(2400, Math.max(1, ((density ?? 72) * size) / side)) });
+}
+
+/** One image file as size × size × channels bytes (composited, resized and centre-cropped); sharp's error where it cannot decode it. */
+export async function decodeImage(file: string, o: Pick<FolderOptions, 'size' | 'channels' | 'background'>): Promise<Uint8Array> {
+  let image = (await open(file, o.size))
+    .rotate() // EXIF orientation
+    .flatten({ background: o.background })
+    .resize(o.size, o.size, { fit: 'cover', position: 'centre' });
+  // Explicit 8-bit colour spaces: 16-bit and CMYK files come out as 8-bit sRGB or grey.
+  image = o.channels === 1 ? image.toColourspace('b-w') : image.toColourspace('srgb');
+  const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   if (info.channels === o.channels) return data;
   // A grayscale file read as RGB comes back with one channel: repeat it.
   const out = new Uint8Array(o.size * o.size * o.channels);
@@ -53,20 +116,35 @@ export async function decodeImage(file: string, o: Pick<FolderOptions, 'size' | 
   return out;
 }
 
-export async function loadImageFolder(dir: string, o: FolderOptions): Promise<ImageSet & { skipped: number; files: number }> {
-  let files = listImageFiles(dir);
-  if (files.length === 0) throw new OptionError('data', `${dir}: no PNG, JPEG or WebP images in this folder or below it`);
-  if (o.limit) files = files.slice(0, o.limit);
+export interface DecodedFolder {
+  /** The images' bytes, size × size × channels each, one after another. */
+  bytes: Uint8Array;
+  count: number;
+  /** Files that could not be read. */
+  skipped: number;
+  files: number;
+}
+
+/** Every image of the folder decoded (no cache). */
+export async function decodeFolder(files: readonly string[], o: FolderOptions): Promise<DecodedFolder> {
   const size = o.size * o.size * o.channels;
   const decoded: Uint8Array[] = [];
   const parallel = 8;
   for (let i = 0; i < files.length; i += parallel) {
     for (const bytes of await Promise.all(files.slice(i, i + parallel).map((f) => decodeImage(f, o).catch(() => null)))) if (bytes) decoded.push(bytes);
   }
-  if (decoded.length === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
-  const data = new Float32Array(decoded.length * size);
-  decoded.forEach((bytes, k) => {
-    for (let i = 0; i < size; i++) data[k * size + i] = bytes[i] / 127.5 - 1;
-  });
-  return { count: decoded.length, height: o.size, width: o.size, channels: o.channels, data, skipped: files.length - decoded.length, files: files.length };
+  const bytes = new Uint8Array(decoded.length * size);
+  decoded.forEach((b, k) => bytes.set(b, k * size));
+  return { bytes, count: decoded.length, skipped: files.length - decoded.length, files: files.length };
+}
+
+export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: string) => void = () => {}): Promise<ImageSet & { skipped: number; files: number }> {
+  let files = listImageFiles(dir);
+  if (files.length === 0) throw new OptionError('data', `${dir}: no PNG, JPEG, WebP or SVG images in this folder or below it`);
+  if (o.limit) files = files.slice(0, o.limit);
+  const folder = await cachedFolder(folderKey(dir, files, o), () => decodeFolder(files, o), log);
+  if (folder.count === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
+  const data = new Float32Array(folder.bytes.length);
+  for (let i = 0; i < data.length; i++) data[i] = folder.bytes[i] / 127.5 - 1;
+  return { count: folder.count, height: o.size, width: o.size, channels: o.channels, data, skipped: folder.skipped, files: folder.files };
 }

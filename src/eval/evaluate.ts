@@ -4,7 +4,10 @@
  * manifolds, the mean top-class probability (confidence), and how evenly the ten digits occur
  * (coverage: entropy of the predicted-label histogram / ln 10).
  */
-import { loadMnist } from '../data/mnist';
+import { RunRecord } from '../config/runRecord';
+import { cropImages, loadMnist } from '../data/mnist';
+import { UserError } from '../errors';
+import { quantize } from '../io/grid';
 import { DigitClassifier, FEATURES, argmax } from './classifier';
 import { frechetDistance, meanAndCovariance } from './frechet';
 import { FeatureSet, compareFeatureSets } from './featureSets';
@@ -67,4 +70,19 @@ export function score(classifier: DigitClassifier, images: Float32Array, n: numb
 export function floorScores(classifier: DigitClassifier, n: number, reference: Reference): Scores {
   const train = loadMnist('train', n);
   return score(classifier, train.data, train.count, reference);
+}
+
+/** The frame to crop from a checkpoint's images to get 28×28 MNIST digits (MNIST-32: 2 px); other data is refused. */
+export function mnistFrame(record: RunRecord): number {
+  const { height, imageWidth, channels } = record.model;
+  if (record.data.dataset === 'mnist' && height === 28 && imageWidth === 28 && channels === 1) return 0;
+  if (record.data.dataset === 'mnist32' && height === 32 && imageWidth === 32 && channels === 1) return 2;
+  const source = record.data.dataset === 'folder' ? record.data.path : record.data.dataset;
+  throw new UserError(`the digit classifier scores MNIST digits; this run makes ${height}x${imageWidth}x${channels} images of ${source}`);
+}
+
+/** n generated images of `record`'s run as the classifier sees them: 28×28, at the 8-bit levels a saved file would hold. */
+export function asDigits(record: RunRecord, images: Float32Array, n: number): Float32Array {
+  const frame = mnistFrame(record);
+  return quantize(frame ? cropImages(images, n, { height: record.model.height, width: record.model.imageWidth, channels: 1 }, frame) : images);
 }

@@ -134,6 +134,12 @@ function readCheckpointFile(dir: string, required: boolean): CheckpointFile | nu
   return { ...parsed, ...migrateRunRecord(parsed as unknown as Record<string, unknown>, parsed.version, file) };
 }
 
+/** The run record of the checkpoint in `dir`, without reading its weights. */
+export function loadCheckpointRecord(dir: string): RunRecord {
+  const { model, schedule, data, training, sampling } = readCheckpointFile(dir, true)!;
+  return { model, schedule, data, training, sampling };
+}
+
 export function loadCheckpoint(dir: string): { meta: RunRecord; tensors: Map<string, NamedArray> } {
   let file = readCheckpointFile(dir, true)!;
   let weightsPath = path.join(dir, path.basename(file.weights));

@@ -3,7 +3,9 @@
  * state to the target, a checkpoint after each, optional kept copies and sample grids, a clean stop
  * when asked (Ctrl-C) with the steps taken saved, and progress on stderr.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { resolveResumedRun, TrainChoices } from '../config/resolve';
 import { RunRecord } from '../config/runRecord';
 import { epochBatches } from '../data/batches';
@@ -16,8 +18,14 @@ import { RunLock } from '../io/runLock';
 import { describeModel } from '../models/build';
 import { samplerSettings } from '../config/sampling';
 import { Progress, createProgress, samplingProgress } from '../progress';
+import { EvalFigures, TrainingHistory } from '../report/history';
+import { writeReport } from '../report/html';
 import { Rng } from '../rng';
-import { effectiveWarmup } from './lrSchedule';
+import { DigitClassifier, getClassifier } from '../eval/classifier';
+import { Reference, asDigits, mnistFrame, score, testReference } from '../eval/evaluate';
+import { Denoiser } from '../models/denoiser';
+import { DDPMScheduler } from '../diffusion/schedule';
+import { effectiveWarmup, learningRateAt } from './lrSchedule';
 import { Trainer } from './trainer';
 
 /** How a run starts: a new record (resolved from the options), or the checkpoint's with the given changes. */
@@ -33,7 +41,14 @@ export interface TrainRun {
   sampleEvery: number;
   /** Keep a copy of the checkpoint in out/epoch-NNNN every this many epochs (0 = never). */
   keepEvery: number;
+  /** A history row every this many updates (0 = epoch rows only). */
+  logEvery: number;
+  /** Score 200 samples with the digit classifier every this many epochs (0 = never; MNIST runs only). */
+  evalEvery: number;
 }
+
+/** Samples scored per --eval-every evaluation: enough to rank epochs, few enough to cost seconds. */
+export const EVAL_SAMPLES = 200;
 
 export interface TrainHooks {
   log(message: string): void;
@@ -78,6 +93,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
     }
     meta = o.start.record;
   }
+  if (o.evalEvery > 0) mnistFrame(meta); // before any data loads: only digits can be scored
   const data = await loadTrainingData(meta.data, hooks.log);
   meta.data.count = data.count;
   // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
@@ -88,6 +104,9 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
   }
 
   const trainer = new Trainer(meta, saved);
+  const history = o.start.kind === 'resume' ? TrainingHistory.resume(o.out, trainer.step) : TrainingHistory.start(o.out);
+  const machine = `${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${os.cpus().length} cores, backend ${tf.getBackend()}`;
+  let judge: { classifier: DigitClassifier; reference: Reference } | null = null;
   const batchSize = meta.training.batchSize;
   hooks.log(
     `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
@@ -105,12 +124,21 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
       const started = Date.now();
       let lossSum = 0;
       let seen = 0;
+      let window = { loss: 0, steps: 0, started: Date.now(), images: 0 };
       const payload = (loss: number) => ({ epoch: `${trainer.epoch + 1}/${o.epochs}`, loss: loss.toFixed(4), sps: Math.round((seen * 1000) / Math.max(1, Date.now() - started)) });
       progress.start(batches.length, payload(0));
       for (let i = 0; i < batches.length; i++) {
         const loss = trainer.trainStep(data, batches[i]);
         lossSum += loss * batches[i].length;
         seen += batches[i].length;
+        window.loss += loss;
+        window.steps += 1;
+        window.images += batches[i].length;
+        if (o.logEvery > 0 && window.steps === o.logEvery) {
+          const seconds = (Date.now() - window.started) / 1000;
+          history.append({ ...historyRow('steps', trainer.epoch + 1, window.loss / window.steps, seconds), samplesPerSecond: window.images / Math.max(seconds, 1e-3) });
+          window = { loss: 0, steps: 0, started: Date.now(), images: 0 };
+        }
         progress.update(i + 1, payload(lossSum / seen));
         await new Promise(setImmediate); // lets a pending Ctrl-C handler run
         if (hooks.shouldStop()) {
@@ -130,25 +158,58 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
       }
       lock.verify();
       saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
+      if (interrupted) break;
+      let scores: EvalFigures | undefined;
+      if (o.evalEvery > 0 && (trainer.epoch % o.evalEvery === 0 || trainer.epoch === o.epochs)) {
+        judge ??= loadJudge();
+        scores = evaluateEpoch(trainer, meta, judge, hooks);
+        hooks.log(`epoch ${trainer.epoch}: FD ${scores.fd.toFixed(1)}, confidence ${scores.confidence.toFixed(3)}, coverage ${scores.coverage.toFixed(3)} (${EVAL_SAMPLES} samples)`);
+      }
+      history.append({ ...historyRow('epoch', trainer.epoch, lastLoss!, seconds), samplesPerSecond, ...(scores ? { eval: scores } : {}) });
       if (!interrupted && o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
         saveCheckpoint(path.join(o.out, `epoch-${String(trainer.epoch).padStart(4, '0')}`), trainer.checkpointMeta(lastLoss), trainer.tensors());
       }
       if (!interrupted && o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
         const file = path.join(o.out, `samples-epoch-${String(trainer.epoch).padStart(4, '0')}.png`);
         const averaged = trainer.averagedModel();
-        const images = generate(averaged ?? trainer.model, trainer.scheduler, {
-          n: 64,
-          rng: new Rng(meta.training.seed + 2), // the same noise at every epoch, so grids compare
-          progress: hooks.progress?.() ?? samplingProgress(),
-          ...samplerSettings(meta), // as `diffuse sample` would
-        });
+        // The same noise at every epoch, so grids compare; the sampler as `diffuse sample` would use it.
+        const images = sampleFor(averaged ?? trainer.model, trainer.scheduler, meta, 64, meta.training.seed + 2, hooks);
         averaged?.dispose();
         await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth, meta.model.channels);
         hooks.log(`wrote ${file}`);
       }
+      writeReport(o.out, { record: trainer.checkpointMeta(lastLoss), rows: history.rows, machine });
     }
   } finally {
     trainer.dispose();
+    judge?.classifier.dispose();
   }
   return { epoch: trainer.epoch, interrupted, lastLoss, samplesPerSecond };
+
+  function historyRow(kind: 'steps' | 'epoch', epoch: number, loss: number, seconds: number) {
+    const step = trainer.step;
+    return { time: new Date().toISOString(), kind, epoch, step, loss, lr: learningRateAt(meta.training.optimizer.lr, meta.training.lrSchedule, step), seconds, samplesPerSecond: 0 };
+  }
+
+  function loadJudge() {
+    const classifier = getClassifier(undefined, hooks.progress?.() ?? createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
+    return { classifier, reference: testReference(classifier, EVAL_SAMPLES) };
+  }
+}
+
+/** The classifier's scores of EVAL_SAMPLES images from the (averaged) weights, drawn as `diffuse sample` would. */
+function evaluateEpoch(trainer: Trainer, meta: RunRecord, judge: { classifier: DigitClassifier; reference: Reference }, hooks: TrainHooks): EvalFigures {
+  const averaged = trainer.averagedModel();
+  let images: Float32Array;
+  try {
+    images = sampleFor(averaged ?? trainer.model, trainer.scheduler, meta, EVAL_SAMPLES, meta.training.seed + 3, hooks);
+  } finally {
+    averaged?.dispose();
+  }
+  const s = score(judge.classifier, asDigits(meta, images, EVAL_SAMPLES), EVAL_SAMPLES, judge.reference);
+  return { fd: s.fd, kid: s.kid, confidence: s.confidence, coverage: s.coverage };
+}
+
+function sampleFor(model: Denoiser, scheduler: DDPMScheduler, meta: RunRecord, n: number, seed: number, hooks: TrainHooks): Float32Array {
+  return generate(model, scheduler, { n, rng: new Rng(seed), progress: hooks.progress?.() ?? samplingProgress(), ...samplerSettings(meta) });
 }

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs'; // registers the gradients, which tfjs-core's CommonJS build leaves out
 import { RunRecord } from '../config/runRecord';
-import { gatherBatch } from '../data/batches';
+import { gatherBatch, mirrorImages } from '../data/batches';
 import { ImageSet } from '../data/mnist';
 import { UserError } from '../errors';
 import { NamedArray, restoreVariables } from '../io/checkpoint';
@@ -47,12 +47,19 @@ export class Trainer {
     if (saved) this.restore(saved);
   }
 
+  /** Optimizer updates taken. */
+  get step(): number {
+    return this.optimizer.step;
+  }
+
   /** One optimizer update on the examples `indices` of `data`; returns the loss before the update. */
   trainStep(data: ImageSet, indices: ArrayLike<number>): number {
     const batch = indices.length;
     const pixels = data.height * data.width * data.channels;
     const T = this.scheduler.timesteps;
     const x0 = gatherBatch(data.data, pixels, indices);
+    // Drawn only where the run flips, so runs without it keep the random stream they always had.
+    if (this.meta.data.flip) mirrorImages(x0, data, Array.from({ length: batch }, () => this.rng.uniform() < 0.5));
     const t = new Int32Array(batch);
     for (let b = 0; b < batch; b++) t[b] = this.rng.int(T);
     const eps = this.rng.fillNormal(new Float32Array(batch * pixels));

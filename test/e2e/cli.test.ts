@@ -197,7 +197,7 @@ test('--recipe seed trains the blog post\'s recipe, the default recipe its own; 
   assertCleanFailure(runCli(['train', '--recipe', 'fast']), /--recipe/);
 });
 
-test('--model unet trains on a folder of RGB images, samples an RGB grid, and evaluate refuses non-digits', async () => {
+test('--model unet trains on a folder of RGB images, samples an RGB grid, and evaluate compares it with the folder', async () => {
   const dir = tempDir();
   const images = path.join(dir, 'images');
   fs.mkdirSync(images);
@@ -224,13 +224,30 @@ test('--model unet trains on a folder of RGB images, samples an RGB grid, and ev
   assert.equal(sample.status, 0, sample.stderr);
   const info = await sharp(grid).metadata();
   assert.deepEqual([info.width, info.height, info.channels], [2 * 16 + 2, 2 * 16 + 2, 3]);
-  assertCleanFailure(runCli(['evaluate', '--checkpoint', ckpt, '--n', '10']), /evaluate scores MNIST digits; this checkpoint makes 16x16x3 images/);
+  assert.equal(meta.data.background, '#ffffff');
+  assert.equal(meta.data.flip, false);
+  // A folder model is scored against its folder: copies, diversity, colour; --nearest pairs each sample with its nearest training image.
+  const nearestFile = path.join(dir, 'nearest.png');
+  const ev = runCli(['evaluate', '--checkpoint', ckpt, '--n', '10', '--steps', '3', '--nearest', nearestFile]);
+  assert.equal(ev.status, 0, ev.stderr);
+  assert.match(ev.stdout, /^n 10 \(against 6 training images in /m);
+  assert.match(ev.stdout, /^copies 0\.\d{4} \(samples within/m);
+  assert.match(ev.stdout, /^diversity \d+\.\d{4}/m);
+  assert.match(ev.stdout, /^colour_mean [\d.]+,[\d.]+,[\d.]+ \(data [\d.]+,[\d.]+,[\d.]+\)/m);
+  const pairs = await sharp(nearestFile).metadata();
+  assert.deepEqual([pairs.width, pairs.height], [16 * 16 + 15 * 2, 2 * 16 + 2]); // 20 tiles, 16 a row
+  const json = JSON.parse(runCli(['evaluate', '--checkpoint', ckpt, '--n', '4', '--steps', '3', '--json']).stdout);
+  assert.equal(json.trainingImages, 6);
+  assert.ok(json.copies >= 0 && json.copies <= 1 && json.diversity >= 0);
+  assertCleanFailure(runCli(['evaluate', '--checkpoint', ckpt, '--samples', grid, '--data', images]), /--samples scores digits/);
+  assertCleanFailure(runCli(['evaluate', '--checkpoint', ckpt, '--nearest', path.join(dir, 'x.bmp')]), /bmp/);
   assertCleanFailure(runCli(['train', '--epochs', '2', '--resume', '--model', 'fc', '--out', ckpt]), /--model fc: the checkpoint's run has unet, fixed when a run starts/);
   assertCleanFailure(runCli(['train', '--base-channels', '8', '--out', path.join(dir, 'y')]), /--base-channels is an option of the convolutional U-net \(unet\), not of fc/);
   assertCleanFailure(runCli(['train', '--model', 'unet', '--width', '64', '--out', path.join(dir, 'y')]), /--width is an option of the fully connected model \(fc\), not of unet/);
   const empty = path.join(dir, 'empty');
   fs.mkdirSync(empty);
-  assertCleanFailure(runCli(['train', '--model', 'unet', '--data', empty, '--out', path.join(dir, 'x')]), /no PNG, JPEG or WebP images/);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--data', empty, '--out', path.join(dir, 'x')]), /no PNG, JPEG, WebP or SVG images/);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--data', images, '--background', 'pink', '--out', path.join(dir, 'x')]), /--background.*expected #rrggbb/);
 });
 
 test('a U-net on MNIST-32 (the default data for --model unet) is evaluated on its digits with the frame cropped', () => {

@@ -11,17 +11,15 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Browser } from 'puppeteer-core';
 import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
+import { launchBrowser, skipWithoutChromium } from '../browser';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => fs.existsSync(p));
-// .ci/run installs chromium; elsewhere without one this is skipped, and the runner lists the skip.
-const skip = CHROMIUM ? false : 'no Chromium (apt-get install -y chromium)';
+const skip = skipWithoutChromium;
 let browser: Browser;
 const servers: ChildProcess[] = [];
 
 before(async () => {
   if (skip) return;
-  const puppeteer = await import('puppeteer-core');
-  browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--enable-unsafe-swiftshader', '--use-angle=swiftshader'] });
+  browser = await launchBrowser();
 });
 
 after(async () => {

@@ -12,9 +12,9 @@ import { loadPipeline } from '../../pipeline';
 import { Rng } from '../../rng';
 import { backendOption, integer, integerList, unitInterval } from '../options';
 
-async function readImage(file: string, size: number, channels: 1 | 3): Promise<Float32Array> {
+async function readImage(file: string, size: number, channels: 1 | 3, background: string): Promise<Float32Array> {
   try {
-    return Float32Array.from(await decodeImage(file, { size, channels }), (v) => v / 127.5 - 1);
+    return Float32Array.from(await decodeImage(file, { size, channels, background }), (v) => v / 127.5 - 1);
   } catch (e) {
     throw new UserError(`cannot read image ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -44,7 +44,7 @@ export function denoiseCommand(log: (m: string) => void): Command {
         const T = scheduler.timesteps;
         for (const t of opts.t as number[]) if (t > T - 1) throw new UserError(`--t ${t}: the checkpoint's process has timesteps 0..${T - 1}`);
         let x0: Float32Array;
-        if (opts.image) x0 = await readImage(opts.image, height, channels as 1 | 3);
+        if (opts.image) x0 = await readImage(opts.image, height, channels as 1 | 3, record.data.background ?? '#000000'); // MNIST: digits on black
         else {
           if (record.data.dataset === 'folder') throw new UserError('--mnist-test needs a model trained on MNIST; give --image');
           const test = loadMnist('test', opts.mnistTest + 1);

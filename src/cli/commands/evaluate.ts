@@ -1,41 +1,41 @@
 /** `diffuse evaluate`: FD, confidence and coverage of samples, judged by the project's digit classifier. */
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
-import { RunRecord } from '../../config/runRecord';
-import { cropImages } from '../../data/mnist';
 import { UserError } from '../../errors';
 import { getClassifier } from '../../eval/classifier';
-import { floorScores, score, testReference } from '../../eval/evaluate';
+import { asDigits, floorScores, mnistFrame, score, testReference } from '../../eval/evaluate';
 import { readSamples } from '../../eval/sampleFiles';
-import { quantize } from '../../io/grid';
 import { sampleCheckpoint } from '../../pipeline';
 import { createProgress, samplingProgress } from '../../progress';
 import { backendOption, integer, samplerOptions } from '../options';
-
-/** The frame to crop from a checkpoint's images to get 28×28 MNIST digits (MNIST-32: 2 px); other data is refused. */
-function mnistFrame(record: RunRecord): number {
-  const { height, imageWidth, channels } = record.model;
-  if (record.data.dataset === 'mnist' && height === 28 && imageWidth === 28 && channels === 1) return 0;
-  if (record.data.dataset === 'mnist32' && height === 32 && imageWidth === 32 && channels === 1) return 2;
-  const source = record.data.dataset === 'folder' ? record.data.path : record.data.dataset;
-  throw new UserError(`evaluate scores MNIST digits; this checkpoint makes ${height}x${imageWidth}x${channels} images of ${source}`);
-}
+import { SamplerChoices } from '../../config/sampling';
+import { loadTrainingData } from '../../data/dataset';
+import { scoreAgainstData, toUnit } from '../../eval/imageSet';
+import { checkOutputFile } from '../../io/files';
+import { writeImageGrid } from '../../io/images';
+import { loadCheckpointRecord } from '../../io/checkpoint';
 
 export function evaluateCommand(): Command {
   const command = new Command('evaluate')
-    .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, KID, precision, recall, confidence, coverage")
+    .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, KID, precision, recall, confidence, coverage; a model trained on a folder against its images: copies of training images, diversity, colour")
     .option('--checkpoint <dir>', 'checkpoint to sample from', 'checkpoints')
     .option('--samples <file>', 'score these instead: a PNG grid from `diffuse sample` or a .npy uint8 [n, 28, 28]')
     .option('--n <count>', 'images to generate, and real test images to compare with', integer(2), 1000)
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
-    .option('--batch-size <n>', 'images denoised together', integer(1), 250);
+    .option('--batch-size <n>', 'images denoised together', integer(1), 250)
+    .option('--data <dir>', "a folder model's training images to compare with (default: the folder it trained on, read as it was)")
+    .option('--nearest <file>', 'folder models: also write the first 32 samples, each beside its nearest training image (.png, .jpg, .webp)');
   for (const o of samplerOptions()) command.addOption(o);
   return command
     .option('--json', 'print the figures as one JSON object', false)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json')
     .action(async (opts) => {
+      if (opts.nearest) checkOutputFile(opts.nearest);
+      if (opts.samples && (opts.data || opts.nearest)) throw new UserError('--data and --nearest compare a checkpoint\'s samples with its training folder; --samples scores digits');
       await selectBackend(opts.backend as BackendChoice);
+      if (!opts.samples && loadCheckpointRecord(opts.checkpoint).data.dataset === 'folder') return evaluateFolderModel(opts);
+      if (opts.data || opts.nearest) throw new UserError('--data and --nearest are for models trained on a folder of images; this checkpoint trained on MNIST');
       let images: Float32Array;
       let n: number;
       let sampling: { sampler: string; steps: number | null; seconds: number } | null = null;
@@ -47,8 +47,7 @@ export function evaluateCommand(): Command {
         const started = Date.now();
         const { images: sampled, record, settings } = sampleCheckpoint(opts.checkpoint, n, { ...opts, progress: samplingProgress() }, mnistFrame);
         sampling = { sampler: settings.sampler, steps: settings.steps ?? null, seconds: (Date.now() - started) / 1000 };
-        const frame = mnistFrame(record);
-        images = quantize(frame ? cropImages(sampled, n, { height: record.model.height, width: record.model.imageWidth, channels: 1 }, frame) : sampled);
+        images = asDigits(record, sampled, n);
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
       const reference = testReference(classifier, n);
@@ -73,4 +72,59 @@ export function evaluateCommand(): Command {
       const how = sampling ? [`sampler ${sampling.sampler}${sampling.steps ? ` ${sampling.steps} steps` : ''}, ${sampling.seconds.toFixed(1)} s`] : [];
       process.stdout.write([`n ${n}`, ...how, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
     });
+}
+
+/** The scores of a folder model's samples against its training images (src/eval/imageSet.ts). */
+async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; n: number; data?: string; nearest?: string; json: boolean }): Promise<void> {
+  const started = Date.now();
+  const { images, record, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() });
+  const seconds = (Date.now() - started) / 1000;
+  const { height, imageWidth, channels } = record.model;
+  const dir = opts.data ?? record.data.path!;
+  const data = await loadTrainingData({ ...record.data, path: dir, limit: 0 }, (m) => process.stderr.write(`diffuse: ${m}\n`));
+  if (data.height !== height || data.channels !== channels) throw new UserError(`${dir} loads as ${data.height}x${data.width}x${data.channels}; the model makes ${height}x${imageWidth}x${channels}`);
+  const dims = height * imageWidth * channels;
+  const samples = toUnit(images, opts.n, dims);
+  const train = toUnit(data.data, data.count, dims);
+  const s = scoreAgainstData(samples, train, channels);
+  if (opts.nearest) {
+    // Pairs across: sample, its nearest training image; 8 pairs a row.
+    const pairs = Math.min(32, opts.n);
+    const tiles = new Float32Array(2 * pairs * dims);
+    for (let i = 0; i < pairs; i++) {
+      tiles.set(images.subarray(i * dims, (i + 1) * dims), 2 * i * dims);
+      tiles.set(data.data.subarray(s.nearestIndex[i] * dims, (s.nearestIndex[i] + 1) * dims), (2 * i + 1) * dims);
+    }
+    await writeImageGrid(opts.nearest, tiles, 2 * pairs, height, imageWidth, channels, 16);
+  }
+  const result = {
+    n: s.n,
+    trainingImages: data.count,
+    copies: s.copies,
+    copyThreshold: s.threshold,
+    sampleToNearestTrain: s.sampleToTrain,
+    trainToNearestTrain: s.trainToTrain,
+    diversity: s.diversity,
+    samplesPairDistance: s.samplesPairDistance,
+    trainPairDistance: s.trainPairDistance,
+    colour: s.colour,
+    sampling: { sampler: settings.sampler, steps: settings.steps ?? null, seconds },
+  };
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
+  const list = (v: number[]) => v.map((x) => x.toFixed(3)).join(',');
+  process.stdout.write(
+    [
+      `n ${s.n} (against ${data.count} training images in ${dir})`,
+      `sampler ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}, ${seconds.toFixed(1)} s`,
+      `copies ${s.copies.toFixed(4)} (samples within ${s.threshold.toFixed(4)} of a training image: nearer than 99% of training images are to their nearest other one)`,
+      `nearest_train_distance ${s.sampleToTrain.toFixed(4)} (training images to their nearest other one: ${s.trainToTrain.toFixed(4)}; RMS per pixel, 0..1)`,
+      `diversity ${s.diversity.toFixed(4)} (mean distance between samples ${s.samplesPairDistance.toFixed(4)} / between training images ${s.trainPairDistance.toFixed(4)})`,
+      `colour_mean ${list(s.colour.samples.mean)} (data ${list(s.colour.data.mean)})`,
+      `colour_std ${list(s.colour.samples.std)} (data ${list(s.colour.data.std)})`,
+      ...(opts.nearest ? [`wrote ${opts.nearest} (each sample, then its nearest training image)`] : []),
+    ].join('\n') + '\n',
+  );
 }

@@ -5,17 +5,25 @@ import { BackendChoice, selectBackend } from '../../backend/select';
 import { DEFAULTS, TrainChoices, resolveNewRun } from '../../config/resolve';
 import { RECIPES, RECIPE_NAMES, RecipeName, UNET_DEFAULT } from '../../config/recipes';
 import { UserError } from '../../errors';
+import { parseColour } from '../../data/folder';
+import { mnistFrame } from '../../eval/evaluate';
 import { PREDICTIONS } from '../../diffusion/schedule';
 import { LR_SCHEDULES } from '../../training/lrSchedule';
-import { CheckpointExistsError, RunStart, runTraining } from '../../training/loop';
+import { CheckpointExistsError, EVAL_SAMPLES, RunStart, runTraining } from '../../training/loop';
 import { backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
 
 /** Options that steer the run rather than describe it (not in the run record). */
-const CONTROLS = new Set(['epochs', 'recipe', 'out', 'resume', 'overwrite', 'sampleEvery', 'keepEvery', 'backend']);
+const CONTROLS = new Set(['epochs', 'recipe', 'out', 'resume', 'overwrite', 'sampleEvery', 'keepEvery', 'logEvery', 'evalEvery', 'backend']);
 
 function channelCount(value: string): 1 | 3 {
   if (value !== '1' && value !== '3') throw new InvalidArgumentError('expected 1 or 3.');
   return Number(value) as 1 | 3;
+}
+
+function colour(value: string): string {
+  const c = parseColour(value);
+  if (!c) throw new InvalidArgumentError('expected #rrggbb, #rgb, white, black or grey.');
+  return c;
 }
 
 const recipeDefault = (field: 'batchSize' | 'lr' | 'lrSchedule' | 'warmupSteps' | 'ema' | 'prediction', unet = false) =>
@@ -23,7 +31,7 @@ const recipeDefault = (field: 'batchSize' | 'lr' | 'lrSchedule' | 'warmupSteps' 
 
 export function trainCommand(log: (m: string) => void): Command {
   return new Command('train')
-    .description('train a DDPM (the fully connected U-net on MNIST, or a convolutional U-net) with a checkpoint after every epoch')
+    .description('train a DDPM (the fully connected U-net on MNIST, or a convolutional U-net) with a checkpoint after every epoch, and its history (history.csv) and report (report.html) in --out')
     .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1), 1000)
     .addOption(new Option('--recipe <name>', "training recipe: default (better samples per minute) or seed (the blog post's exact one); the options below override its parts").choices(RECIPE_NAMES).default('default'))
     .option('--batch-size <n>', `images per optimizer step ${recipeDefault('batchSize', true)}`, integer(1))
@@ -36,6 +44,9 @@ export function trainCommand(log: (m: string) => void): Command {
     .option('--data <name>', 'training images: mnist, mnist32 (MNIST padded to 32 px) or a folder of PNG/JPEG/WebP files (default: mnist for fc, mnist32 for unet)')
     .option('--image-size <px>', `side a folder's images are resized and centre-cropped to (default: ${DEFAULTS.imageSize})`, integer(8))
     .addOption(new Option('--channels <n>', `a folder's images as RGB (3) or grayscale (1) (default: ${DEFAULTS.channels})`).argParser(channelCount))
+    .option('--background <colour>', `the colour a folder's transparent pixels are composited onto: #rrggbb, #rgb, white, black or grey (default: white)`, colour)
+    .option('--flip', 'mirror each training image left-right with probability 1/2 (for data that is symmetric so; default: off)')
+    .option('--no-flip', 'do not mirror (on --resume: turn mirroring off)')
     .option('--width <w>', `fc: U-net width w (layers w, w/2, w/4); a multiple of 4 (default: ${DEFAULTS.width})`, fcWidth)
     .option('--base-channels <n>', 'unet: channels of the first stage (default: 16)', integer(2))
     .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,4 (default: 1,2,4 up to 32 px, 1,2,2,4 above)', (v: string) => integerList(v))
@@ -49,6 +60,8 @@ export function trainCommand(log: (m: string) => void): Command {
     .option('--overwrite', 'start afresh even if --out already holds a checkpoint', false)
     .option('--sample-every <k>', 'write a 64-image grid into --out every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
     .option('--keep-every <k>', 'also keep a copy of the checkpoint in --out/epoch-NNNN every k epochs (0 = never)', integer(0, 'a non-negative integer'), 0)
+    .option('--log-every <n>', 'add the mean loss of every n updates to --out/history.csv and the report (0 = per epoch only)', integer(0, 'a non-negative integer'), 50)
+    .option('--eval-every <k>', `score ${EVAL_SAMPLES} samples with the digit classifier every k epochs and at the end (FD, KID, confidence, coverage in the history and report; MNIST runs; 0 = never)`, integer(0, 'a non-negative integer'), 0)
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 3 --width 1024 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
     .action(async (opts, cmd: Command) => {
@@ -60,6 +73,13 @@ export function trainCommand(log: (m: string) => void): Command {
       if (opts.resume && cmd.getOptionValueSource('recipe') === 'cli') throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
       // A new run's configuration is complete (and checked) before the backend starts or data loads.
       const start: RunStart = opts.resume ? { kind: 'resume', given } : { kind: 'new', record: resolveNewRun(opts.recipe as RecipeName, given), overwrite: opts.overwrite };
+      if (opts.evalEvery > 0 && start.kind === 'new') {
+        try {
+          mnistFrame(start.record);
+        } catch (e) {
+          throw new UserError(`--eval-every: ${(e as Error).message}`);
+        }
+      }
       await selectBackend(opts.backend as BackendChoice);
       let stopRequested = false;
       // Ctrl-C, or a SIGTERM from a process manager: finish the step and save.
@@ -72,7 +92,7 @@ export function trainCommand(log: (m: string) => void): Command {
       process.on('SIGTERM', onSignal);
       try {
         const result = await runTraining(
-          { start, out: opts.out, epochs: opts.epochs, sampleEvery: opts.sampleEvery, keepEvery: opts.keepEvery },
+          { start, out: opts.out, epochs: opts.epochs, sampleEvery: opts.sampleEvery, keepEvery: opts.keepEvery, logEvery: opts.logEvery, evalEvery: opts.evalEvery },
           { log, shouldStop: () => stopRequested },
         ).catch((e: unknown) => {
           if (e instanceof CheckpointExistsError) throw new UserError(`${e.message}; pass --resume to continue it, --overwrite to start afresh, or choose another --out`);

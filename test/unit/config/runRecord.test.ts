@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RUN_RECORD_VERSION, migrateRunRecord } from '../../../src/config/runRecord';
 import { loadCheckpoint } from '../../../src/io/checkpoint';
+import { resolveNewRun } from '../../../src/config/resolve';
 import { ROOT, tempDir } from '../../helpers';
 
 const V1 = path.join(ROOT, 'test', 'fixtures', 'v1-fc');
@@ -37,6 +38,22 @@ test('the oldest version-1 records (no average, rate schedule, sampler or output
   assert.equal((record.model as { outputNorm?: boolean }).outputNorm, undefined, 'the input is not changed');
   // a current record passes through unchanged
   assert.deepEqual(migrateRunRecord(r as unknown as Record<string, unknown>, RUN_RECORD_VERSION, 'new.json'), r);
+});
+
+test('version-2 records gain the data fields of version 3 as they meant: no flip, a folder composited onto black', () => {
+  const base = resolveNewRun('default', { width: 8 });
+  const v2 = (data: object) => ({ ...structuredClone(base), data }) as unknown as Record<string, unknown>;
+  const mnist = migrateRunRecord(v2({ dataset: 'mnist', limit: 0, count: 10 }), 2, 'v2.json');
+  assert.deepEqual(mnist.data, { dataset: 'mnist', limit: 0, count: 10, flip: false });
+  const folder = migrateRunRecord(v2({ dataset: 'folder', path: '/x', imageSize: 16, channels: 3, limit: 0, count: 10 }), 2, 'v2.json');
+  assert.equal(folder.data.background, '#000000');
+  assert.equal(folder.data.flip, false);
+  // New folder runs default to white, and say so in the record.
+  const now = resolveNewRun('default', { model: 'unet', data: '/x', imageSize: 16 });
+  assert.equal(now.data.background, '#ffffff');
+  assert.equal(now.data.flip, false);
+  assert.equal(resolveNewRun('default', { model: 'unet', data: '/x', imageSize: 16, background: '#102030', flip: true }).data.background, '#102030');
+  assert.throws(() => resolveNewRun('default', { background: '#ffffff' }), /is an option of a folder of images, not of mnist/);
 });
 
 test('a checkpoint from a newer diffuse, or without a version, is refused with a clear error', () => {

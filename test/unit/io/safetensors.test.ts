@@ -90,7 +90,7 @@ test('PyTorch layouts: conv kernels [kh, kw, in, out] ↔ [out, in, kh, kw], den
 
 test('a run record and its weights through PyTorch names and back; files that do not fit their configuration are refused', async () => {
   await useBackend('cpu');
-  const record = resolveNewRun('default', { model: 'unet', baseChannels: 8, channelMults: [1, 2], imageSize: 16 });
+  const record = resolveNewRun('default', { model: 'unet', baseChannels: 8, channelMults: [1, 2] });
   const arrays = new Map<string, { shape: number[]; values: Float32Array }>();
   const model = new ConvUnet(record.model as UnetConfig, new Rng(1));
   for (const [name, v] of model.variables) {
