@@ -37,7 +37,7 @@ test('train writes history.csv and a report that renders its loss curve, scores 
   assert.deepEqual(rows.filter((x) => x.kind === 'steps').map((x) => x.step), [2, 4, 6, 8, 10, 12, 14, 16]);
   for (const e of epochs) {
     assert.ok(e.eval && e.eval.fd > 0 && e.eval.confidence > 0 && e.eval.confidence <= 1 && e.eval.coverage >= 0, JSON.stringify(e));
-    assert.ok(e.samplesPerSecond > 0 && e.seconds > 0 && e.lr > 0);
+    assert.ok(e.samplesPerSecond > 0 && e.seconds > 0 && e.lr >= 0); // the cosine reaches 0 at the last update
   }
 
   const page = await browser.newPage();
