@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: training throughput, sampling time and peak memory of the seed model (w = 2048,
  * batch 128, Adam) on each available backend, beside the PyTorch reference in the same run; and the
- * training throughput of the default 32-px convolutional U-net (MNIST-32, batch 64).
+ * training throughput of the default 32-px convolutional U-net (MNIST-32, batch 64) beside its PyTorch twin.
  * Each measurement runs in its own process so its peak RSS is its own.
  *
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
@@ -21,6 +21,8 @@ import { loadMnist, padImages } from '../src/data/mnist';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const REFERENCE = path.resolve(ROOT, '..', 'shared', 'reference', 'torch_fc_ddpm.py');
+/** The exact PyTorch twin of the default U-net (same parameters, names and recipe). */
+const UNET_REFERENCE = path.resolve(ROOT, '..', 'shared', 'reference', 'torch_unet_ddpm.py');
 
 interface Result {
   backend: string;
@@ -102,6 +104,15 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
   return { backend: label, trainSamplesPerSecond: +train[1], sampleSeconds: +sample[1], sampleEstimated: true, peakRssMb: rss ? +rss[1] / 1024 : NaN };
 }
 
+/** The U-net twin's training samples/s at 32 px, 1 channel, batch 64 (its own bench, both cores). */
+function torchUnetBench(py: string, extraEnv: Record<string, string>): number | undefined {
+  if (!fs.existsSync(UNET_REFERENCE)) return undefined;
+  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', '32', '--channels', '1'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
+  const m = /unet_train_samples_per_s torch ([\d.]+)/.exec(r.stdout);
+  if (!m) console.error(`torch U-net twin failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
+  return m ? +m[1] : undefined;
+}
+
 function runChild(backend: string): Result | null {
   // FC training steps, FC sampling steps, U-net training steps
   const plan: Record<string, [number, number, number]> = { blas: [200, 1000, 20], wasm: [3, 50, 2], cpu: [2, 20, 1], tensorflow: [200, 1000, 20] };
@@ -137,6 +148,7 @@ async function main(): Promise<void> {
   const py = args.includes('--no-torch') ? null : python();
   if (py && fs.existsSync(REFERENCE)) {
     const plain = torchBench(py, {}, 'torch');
+    if (plain) plain.unetTrainSamplesPerSecond = torchUnetBench(py, {});
     // The same OpenBLAS kernel choice as ours (see src/native/addon.ts), so the comparison is fair.
     const coretype = process.env.OPENBLAS_CORETYPE ?? tunedCoretype();
     const tuned = coretype ? torchBench(py, { OPENBLAS_CORETYPE: coretype }, `torch-${coretype}`) : null;
@@ -151,6 +163,7 @@ async function main(): Promise<void> {
       for (const ref of references) {
         console.log(`ratio_train backend=${ours.backend} vs=${ref.backend} ${(ours.trainSamplesPerSecond / ref.trainSamplesPerSecond).toFixed(2)}`);
         console.log(`ratio_sample_time backend=${ours.backend} vs=${ref.backend} ${(ours.sampleSeconds / ref.sampleSeconds).toFixed(2)}`);
+        if (ours.unetTrainSamplesPerSecond && ref.unetTrainSamplesPerSecond) console.log(`ratio_unet32_train backend=${ours.backend} vs=${ref.backend} ${(ours.unetTrainSamplesPerSecond / ref.unetTrainSamplesPerSecond).toFixed(2)}`);
       }
     }
   } else if (!args.includes('--no-torch')) {

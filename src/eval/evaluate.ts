@@ -24,6 +24,8 @@ export interface Scores {
   confidence: number;
   coverage: number;
   histogram: number[];
+  /** The brightest image's mean pixel value (0 black .. 1 white): white-background failures show here. */
+  maxBrightness: number;
 }
 
 export interface Reference {
@@ -52,6 +54,13 @@ export function score(classifier: DigitClassifier, images: Float32Array, n: numb
   }
   let entropy = 0;
   for (const count of histogram) if (count > 0) entropy -= (count / n) * Math.log(count / n);
+  let maxBrightness = 0;
+  const pixels = images.length / n;
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let p = i * pixels; p < (i + 1) * pixels; p++) sum += images[p];
+    maxBrightness = Math.max(maxBrightness, (sum / pixels + 1) / 2);
+  }
   const { kid, precision, recall } = compareFeatureSets(new FeatureSet(features, n, FEATURES), reference.features);
   return {
     n,
@@ -63,6 +72,7 @@ export function score(classifier: DigitClassifier, images: Float32Array, n: numb
     confidence: confidence / n,
     coverage: entropy / Math.log(10),
     histogram,
+    maxBrightness,
   };
 }
 

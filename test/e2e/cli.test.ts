@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -380,4 +380,15 @@ test('denoise: from t = 0 the original comes back, from t = T − 1 the result d
   assert.ok(outputs < 0.05 * inputs, `from t = 999 two digits ${inputs.toFixed(1)} apart gave results ${outputs.toFixed(2)} apart`);
   assertCleanFailure(runCli(['denoise', '--checkpoint', dir, '--out', out(2)]), /one of --image FILE or --mnist-test I/);
   assertCleanFailure(runCli(['denoise', '--checkpoint', dir, '--mnist-test', '0', '--t', '1000', '--out', out(2)]), /--t 1000: the checkpoint's process has timesteps 0..999/);
+});
+
+test('npm start (scripts/quickstart.js, shrunk) trains, writes the grid and the report, and says what to try next', async () => {
+  const out = path.join(tempDir(), 'quickstart');
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'quickstart.js')], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, DIFFUSE_QUICKSTART_OUT: out, DIFFUSE_QUICKSTART_IMAGES: '64' }, timeout: 300_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const info = await sharp(path.join(out, 'grid.png')).metadata();
+  assert.deepEqual([info.width, info.height], [8 * 28 + 7 * 2, 8 * 28 + 7 * 2]);
+  for (const f of ['report.html', 'history.csv', 'checkpoint.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  assert.match(r.stderr, /quickstart done in \d+ s/);
+  assert.match(r.stderr, /Next:\n.*--animate/);
 });

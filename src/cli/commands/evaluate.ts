@@ -68,6 +68,7 @@ export function evaluateCommand(): Command {
           `${prefix}confidence ${s.confidence.toFixed(4)}`,
           `${prefix}coverage ${s.coverage.toFixed(4)}`,
           `${prefix}histogram ${s.histogram.join(',')}`,
+          `${prefix}max_brightness ${s.maxBrightness.toFixed(4)}`,
         ];
       const how = sampling ? [`sampler ${sampling.sampler}${sampling.steps ? ` ${sampling.steps} steps` : ''}, ${sampling.seconds.toFixed(1)} s`] : [];
       process.stdout.write([`n ${n}`, ...how, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');

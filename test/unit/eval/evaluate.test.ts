@@ -45,6 +45,12 @@ test('FD: a set against itself is ~0; real digits score near the floor; noise fa
   const uniform = Float32Array.from({ length: n * 784 }, () => 2 * rng.uniform() - 1);
   const noise = score(classifier, uniform, n, reference);
   assert.ok(noise.fd > 10 * floor.fd, `noise FD ${noise.fd} vs floor ${floor.fd}`);
+  // Brightness: real digits are mostly black (the brightest of 1000 well under half); uniform noise averages 1/2; one white image is 1.
+  assert.ok(floor.maxBrightness > 0.1 && floor.maxBrightness < 0.5, `brightest real digit ${floor.maxBrightness}`);
+  assert.ok(Math.abs(noise.maxBrightness - 0.5) < 0.05);
+  const withWhite = Float32Array.from(test.data);
+  withWhite.fill(1, 7 * 784, 8 * 784);
+  assert.equal(score(classifier, withWhite, n, reference).maxBrightness, 1);
   // Noise added to real digits raises FD step by step.
   const noisy = (sigma: number) => {
     const r = new Rng(2);
@@ -115,7 +121,7 @@ test('diffuse evaluate scores a grid (lines) and a .npy file (JSON)', { skip }, 
   await writeImageGrid(grid, real.data, 50, 28, 28);
   const r = runCli(['evaluate', '--samples', grid]);
   assert.equal(r.status, 0, r.stderr);
-  for (const key of ['n 50', 'fd ', 'confidence ', 'coverage ', 'histogram ', 'floor_fd ', 'classifier_test_accuracy ']) assert.match(r.stdout, new RegExp(`^${key}`, 'm'));
+  for (const key of ['n 50', 'fd ', 'confidence ', 'coverage ', 'histogram ', 'max_brightness ', 'floor_fd ', 'classifier_test_accuracy ']) assert.match(r.stdout, new RegExp(`^${key}`, 'm'));
   const j = runCli(['evaluate', '--samples', grid, '--json']);
   const result = JSON.parse(j.stdout);
   assert.equal(result.samples.n, 50);
