@@ -4,7 +4,7 @@
 // cosine decay, batch 32) on the first 12,800 MNIST digits, one pass, and samples a 64-image grid with
 // DPM-Solver++(2M), 20 steps. Chosen by measurement among fully connected and convolutional models for
 // that budget (docs/results.md#quickstart). On the portable wasm backend (no native kernels) it trains
-// on 3,200 digits instead, in a similar time, to rougher digits.
+// on 3,200 digits instead (roughly 10 minutes), to rougher digits.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -33,7 +33,7 @@ function run(args) {
 }
 
 const started = Date.now();
-if (!native) console.error('diffuse: without the native kernels this quickstart trains on fewer digits on the slow wasm backend');
+if (!native) console.error('diffuse: without the native kernels this quickstart trains on 3,200 digits on the slow wasm backend (roughly 10 minutes)');
 run(['train', '--model', 'unet', '--data', 'mnist', '--base-channels', '16', '--channel-mults', '1,2,2', '--attention', '7', '--batch-size', '32', '--lr', '0.002', '--warmup', '50', '--limit', images, '--epochs', '1', '--log-every', '20', '--out', out, '--overwrite']);
 run(['sample', '--checkpoint', out, '--n', '64', '--out', grid]);
 const seconds = Math.round((Date.now() - started) / 1000);

@@ -56,13 +56,23 @@ export interface ReportInput {
   machine: string;
 }
 
+/** The run record as rows of dotted names and values (the generator state left out: it is bulk, not configuration). */
+function recordRows(value: unknown, prefix = ''): [string, string][] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [[prefix, Array.isArray(value) ? value.join(', ') : String(value)]];
+  return Object.entries(value as Record<string, unknown>)
+    .filter(([k]) => k !== 'rng')
+    .flatMap(([k, v]) => recordRows(v, prefix ? `${prefix}.${k}` : k));
+}
+
 export function renderReport({ record, rows, grids, machine }: ReportInput): string {
   const epochs = rows.filter((r) => r.kind === 'epoch');
   const last = epochs[epochs.length - 1];
   const totalSeconds = epochs.reduce((s, r) => s + r.seconds, 0);
+  const scored = epochs.some((r) => r.eval);
   const fmt = (v: number | undefined, digits: number) => (v === undefined || !Number.isFinite(v) ? '' : v.toFixed(digits));
+  const scoreCells = (r: HistoryRow) => (scored ? `<td>${fmt(r.eval?.fd, 1)}</td><td>${fmt(r.eval ? r.eval.kid * 1000 : undefined, 2)}</td><td>${fmt(r.eval?.confidence, 3)}</td><td>${fmt(r.eval?.coverage, 3)}</td>` : '');
   const table = epochs
-    .map((r) => `<tr><td>${r.epoch}</td><td>${r.step}</td><td>${fmt(r.loss, 4)}</td><td>${r.lr.toPrecision(3)}</td><td>${fmt(r.samplesPerSecond, 0)}</td><td>${fmt(r.seconds, 1)}</td><td>${fmt(r.eval?.fd, 1)}</td><td>${fmt(r.eval?.kid ? r.eval.kid * 1000 : undefined, 2)}</td><td>${fmt(r.eval?.confidence, 3)}</td><td>${fmt(r.eval?.coverage, 3)}</td></tr>`)
+    .map((r) => `<tr><td>${r.epoch}</td><td>${r.step}</td><td>${fmt(r.loss, 4)}</td><td>${r.lr.toPrecision(3)}</td><td>${fmt(r.samplesPerSecond, 0)}</td><td>${fmt(r.seconds, 1)}</td>${scoreCells(r)}</tr>`)
     .join('\n');
   const figures = grids
     .map((g) => `<figure><img src="${escape(encodeURI(g.file))}" alt="samples after epoch ${g.epoch}"><figcaption>epoch ${g.epoch}</figcaption></figure>`)
@@ -71,6 +81,9 @@ export function renderReport({ record, rows, grids, machine }: ReportInput): str
   const summary = last
     ? `${last.epoch} epoch${last.epoch === 1 ? '' : 's'}, ${last.step} updates, ${(totalSeconds / 60).toFixed(1)} min of training, last epoch ${Math.round(last.samplesPerSecond)} samples/s, loss ${last.loss.toFixed(4)}`
     : 'no epoch completed yet';
+  const config = recordRows(record)
+    .map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`)
+    .join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>diffuse run: ${escape(m.kind)} on ${escape(record.data.dataset)}</title>
@@ -82,24 +95,27 @@ svg .epochs circle { fill: #cc0000; }
 svg .grid { stroke: #e4e4e4; } svg .axis { stroke: #888; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 td, th { padding: 2px 10px; text-align: right; border-bottom: 1px solid #eee; }
+#record th, #record td { text-align: left; font-weight: normal; font-size: 13px; } #record th { color: #666; }
 figure { display: inline-block; margin: 0 1em 1em 0; } figure img { width: 256px; image-rendering: pixelated; }
-pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }
 </style></head>
 <body>
 <h1>diffuse run</h1>
 <p id="summary">${escape(summary)}. ${escape(machine)}.</p>
 <h2>Loss</h2>
 ${lossCurve(rows)}
+<p>Blue: the mean loss of every <code>--log-every</code> updates; red: each epoch's mean. Per-update figures: <a href="history.csv">history.csv</a>.</p>
+<h2>Samples</h2>
+<div id="grids">${figures || '<p>none yet (<code>--sample-every K</code> writes a grid every K epochs)</p>'}</div>
 <h2>Epochs</h2>
-<table id="epochs"><thead><tr><th>epoch</th><th>updates</th><th>loss</th><th>lr</th><th>samples/s</th><th>seconds</th><th>FD</th><th>KID×10³</th><th>confidence</th><th>coverage</th></tr></thead>
+<table id="epochs"><thead><tr><th>epoch</th><th>updates</th><th>loss</th><th>lr</th><th>samples/s</th><th>seconds</th>${scored ? '<th>FD</th><th>KID×10³</th><th>confidence</th><th>coverage</th>' : ''}</tr></thead>
 <tbody>
 ${table}
 </tbody></table>
-<p>FD, KID, confidence and coverage: <code>--eval-every</code> epochs, 200 samples with the checkpoint's sampler against 200 MNIST test digits (the project's classifier; <code>diffuse evaluate</code> with a larger <code>--n</code> gives steadier figures). Per-update losses: <a href="history.csv">history.csv</a>.</p>
-<h2>Samples</h2>
-<div id="grids">${figures || '<p>none yet (<code>--sample-every K</code> writes a grid every K epochs)</p>'}</div>
+${scored ? '<p>FD, KID, confidence and coverage: <code>--eval-every</code> epochs, 200 samples with the checkpoint\'s sampler against 200 MNIST test digits (the project\'s classifier; <code>diffuse evaluate</code> with a larger <code>--n</code> gives steadier figures).</p>' : ''}
 <h2>Configuration</h2>
-<pre id="record">${escape(JSON.stringify(record, (k, v) => (k === 'rng' ? undefined : v), 2))}</pre>
+<table id="record">
+${config}
+</table>
 </body></html>
 `;
 }

@@ -117,6 +117,8 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
   let interrupted = false;
   let lastLoss = meta.training.loss;
   let samplesPerSecond = 0;
+  // The --log-every window runs across epoch ends, so runs with short epochs get their rows too.
+  let window = { loss: 0, steps: 0, started: Date.now(), images: 0 };
   try {
     while (trainer.epoch < o.epochs && !interrupted) {
       const batches = epochBatches(data.count, batchSize, trainer.rng);
@@ -124,7 +126,6 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
       const started = Date.now();
       let lossSum = 0;
       let seen = 0;
-      let window = { loss: 0, steps: 0, started: Date.now(), images: 0 };
       const payload = (loss: number) => ({ epoch: `${trainer.epoch + 1}/${o.epochs}`, loss: loss.toFixed(4), sps: Math.round((seen * 1000) / Math.max(1, Date.now() - started)) });
       progress.start(batches.length, payload(0));
       for (let i = 0; i < batches.length; i++) {

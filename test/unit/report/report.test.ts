@@ -72,7 +72,11 @@ test('the report holds the epochs, scores, grids (relative links) and the config
   assert.match(html, /<td>1<\/td><td>20<\/td><td>0\.2500<\/td>/);
   assert.match(html, /<td>12\.5<\/td><td>12\.30<\/td><td>0\.900<\/td><td>0\.990<\/td>/);
   assert.match(html, /<img src="samples-epoch-0001\.png"/);
-  assert.match(html, /&lt;dir &amp; \\&quot;x\\&quot;&gt;/);
+  assert.match(html, /<tr><th>data\.path<\/th><td>&lt;dir &amp; &quot;x&quot;&gt;<\/td><\/tr>/);
+  assert.match(html, /<tr><th>model\.kind<\/th><td>fc-unet<\/td><\/tr>/);
+  assert.doesNotMatch(html, /training\.rng/);
   assert.doesNotMatch(html, /<dir & "x">/);
   assert.match(html, /test CPU/);
+  // Without scores, no score columns.
+  assert.doesNotMatch(renderReport({ record, rows: [row('epoch', 1, 20, 0.25)], grids: [], machine: '' }), /<th>FD<\/th>/);
 });
