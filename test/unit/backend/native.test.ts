@@ -18,7 +18,7 @@ import { Adam, adamConfig } from '../../../src/training/optim';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
 import { resolveNewRun } from '../../../src/config/resolve';
-import { loadMnist } from '../../../src/data/mnist';
+import { loadMnist, padImages } from '../../../src/data/mnist';
 
 const available = registerBlasBackend();
 const skip = available ? false : 'native kernels not built (apt-get install -y libopenblas-dev && npm run build:native)';
@@ -193,6 +193,15 @@ test('memory stays flat over training steps on the fast path', { skip }, async (
   assert.equal(tf.memory().numTensors, numTensors);
   assert.equal(tf.memory().numBytes, numBytes);
   t.dispose();
+  // The U-net (convolutions, GroupNorm, attention, the average) too.
+  const u = new Trainer(resolveNewRun('default', { model: 'unet', baseChannels: 8, channelMults: [1, 2], attentionResolutions: [16], limit: 0, batchSize: 4, seed: 2 }));
+  const digits = padImages(data, 2);
+  u.trainStep(digits, [0, 1, 2, 3]);
+  const before = tf.memory();
+  for (let i = 1; i < 8; i++) u.trainStep(digits, [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3]);
+  assert.equal(tf.memory().numTensors, before.numTensors);
+  assert.equal(tf.memory().numBytes, before.numBytes);
+  u.dispose();
 });
 
 test('Conv2D and both its gradients match the cpu kernels for strides, paddings, dilations and odd sizes', { skip }, () => {

@@ -116,6 +116,14 @@ test('what real folders hold: transparency onto the background, SVG, CMYK and gr
   // Rotated upright the 4×2 image is 2 wide and 4 tall, white on top; the centre crop of its 4×4 cover
   // scale keeps a white top half and black bottom half.
   assert.ok(at(4, 1, 0).every((v) => v > 200) && at(4, 1, 3).every((v) => v < 60), `rotation: top ${at(4, 1, 0)}, bottom ${at(4, 1, 3)}`);
+  // A one-channel (grayscale) JPEG read as RGB: its grey in all three channels; an RGB file read as grey: one channel.
+  const greyDir = tempDir();
+  await sharp(Buffer.alloc(16, 200), { raw: { width: 4, height: 4, channels: 1 } }).toColourspace('b-w').jpeg({ quality: 100 }).toFile(path.join(greyDir, 'grey.jpg'));
+  assert.equal((await sharp(path.join(greyDir, 'grey.jpg')).metadata()).channels, 1);
+  const asRgb = bytesOf(await loadImageFolder(greyDir, { size: 4, channels: 3, background: WHITE }));
+  assert.ok(asRgb.length === 48 && asRgb.every((v) => Math.abs(v - 200) <= 1), `grey JPEG as RGB: ${asRgb.slice(0, 6)}`);
+  const asGrey = await loadImageFolder(dir, { size: 4, channels: 1, background: WHITE });
+  assert.equal(asGrey.data.length, 5 * 16);
   const black = await loadImageFolder(dir, { size: 4, channels: 3, background: BLACK });
   assert.deepEqual(bytesOf(black).slice(0, 3), [0, 0, 0], 'transparent → black');
 });
