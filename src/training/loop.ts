@@ -167,10 +167,10 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
         hooks.log(`epoch ${trainer.epoch}: FD ${scores.fd.toFixed(1)}, confidence ${scores.confidence.toFixed(3)}, coverage ${scores.coverage.toFixed(3)} (${EVAL_SAMPLES} samples)`);
       }
       history.append({ ...historyRow('epoch', trainer.epoch, lastLoss!, seconds), samplesPerSecond, ...(scores ? { eval: scores } : {}) });
-      if (!interrupted && o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
+      if (o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
         saveCheckpoint(path.join(o.out, `epoch-${String(trainer.epoch).padStart(4, '0')}`), trainer.checkpointMeta(lastLoss), trainer.tensors());
       }
-      if (!interrupted && o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
+      if (o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
         const file = path.join(o.out, `samples-epoch-${String(trainer.epoch).padStart(4, '0')}.png`);
         const averaged = trainer.averagedModel();
         // The same noise at every epoch, so grids compare; the sampler as `diffuse sample` would use it.
