@@ -157,16 +157,19 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
         lastLoss = lossSum / seen;
         progress.stop(`epoch ${trainer.epoch}/${o.epochs}: loss ${lastLoss.toFixed(4)}, ${Math.round(samplesPerSecond)} samples/s, ${seconds.toFixed(1)} s`);
       }
+      if (!interrupted) {
+        let scores: EvalFigures | undefined;
+        if (o.evalEvery > 0 && (trainer.epoch % o.evalEvery === 0 || trainer.epoch === o.epochs)) {
+          judge ??= loadJudge();
+          scores = evaluateEpoch(trainer, meta, judge, hooks);
+          hooks.log(`epoch ${trainer.epoch}: FD ${scores.fd.toFixed(1)}, confidence ${scores.confidence.toFixed(3)}, coverage ${scores.coverage.toFixed(3)} (${EVAL_SAMPLES} samples)`);
+        }
+        // Before the save: a crash between the two leaves a row past the checkpoint, which resume drops.
+        history.append({ ...historyRow('epoch', trainer.epoch, lastLoss!, seconds), samplesPerSecond, ...(scores ? { eval: scores } : {}) });
+      }
       lock.verify();
       saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
       if (interrupted) break;
-      let scores: EvalFigures | undefined;
-      if (o.evalEvery > 0 && (trainer.epoch % o.evalEvery === 0 || trainer.epoch === o.epochs)) {
-        judge ??= loadJudge();
-        scores = evaluateEpoch(trainer, meta, judge, hooks);
-        hooks.log(`epoch ${trainer.epoch}: FD ${scores.fd.toFixed(1)}, confidence ${scores.confidence.toFixed(3)}, coverage ${scores.coverage.toFixed(3)} (${EVAL_SAMPLES} samples)`);
-      }
-      history.append({ ...historyRow('epoch', trainer.epoch, lastLoss!, seconds), samplesPerSecond, ...(scores ? { eval: scores } : {}) });
       if (o.keepEvery > 0 && trainer.epoch % o.keepEvery === 0) {
         saveCheckpoint(path.join(o.out, `epoch-${String(trainer.epoch).padStart(4, '0')}`), trainer.checkpointMeta(lastLoss), trainer.tensors());
       }

@@ -10,6 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
+import { HISTORY_FILE, readHistory } from '../../src/report/history';
+import { REPORT_FILE } from '../../src/report/html';
 import { CHECKPOINT_FILE, FAULT_POINTS, loadCheckpoint } from '../../src/io/checkpoint';
 import { errorReport } from '../../src/cli/program';
 import { UserError } from '../../src/errors';
@@ -32,10 +34,11 @@ function start(args: string[], env: NodeJS.ProcessEnv = {}) {
 
 const deadPid = (): number => spawnSync(process.execPath, ['-e', '0']).pid!;
 
-/** What a folder holds besides a checkpoint's own two files. */
+/** What a folder holds besides a checkpoint's own two files and the run's history and report. */
 function leftovers(dir: string): string[] {
   const weights = JSON.parse(fs.readFileSync(path.join(dir, CHECKPOINT_FILE), 'utf8')).weights;
-  return fs.readdirSync(dir).filter((f) => f !== CHECKPOINT_FILE && f !== weights && !fs.statSync(path.join(dir, f)).isDirectory());
+  const own = new Set([CHECKPOINT_FILE, weights, HISTORY_FILE, REPORT_FILE]);
+  return fs.readdirSync(dir).filter((f) => !own.has(f) && !fs.statSync(path.join(dir, f)).isDirectory());
 }
 
 test('two runs into one folder: the second fails at once naming the first, which finishes intact', { timeout: 120_000 }, async () => {
@@ -172,6 +175,12 @@ test('kill -9 at random moments, then --resume: the weights equal an uninterrupt
     assert.ok(Buffer.from(t.values.buffer, t.values.byteOffset, t.values.byteLength).equals(Buffer.from(b.tensors.get(name)!.values.buffer, b.tensors.get(name)!.values.byteOffset, t.values.byteLength)), `${name} differs`);
   }
   assert.deepEqual(leftovers(dir), []);
+  // The history tells the same story as the uninterrupted run's: one row per epoch, steps only rising.
+  const rows = readHistory(dir);
+  assert.deepEqual(rows.filter((r) => r.kind === 'epoch').map((r) => [r.epoch, r.step]), readHistory(whole).filter((r) => r.kind === 'epoch').map((r) => [r.epoch, r.step]));
+  const steps = rows.filter((r) => r.kind === 'steps').map((r) => r.step);
+  assert.deepEqual(steps, [...steps].sort((x, y) => x - y));
+  assert.equal(new Set(steps).size, steps.length, 'no repeated step rows');
 });
 
 test('a reader loading while a run saves many checkpoints never sees a half-written one', { timeout: 120_000 }, async () => {
