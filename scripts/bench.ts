@@ -6,6 +6,7 @@
  *
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
+ *   npm run bench -- --unet64           # also 64-px RGB U-nets (the twin's configuration and today's default)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -33,10 +34,13 @@ interface Result {
   peakRssMb: number;
   /** The default 32-px convolutional U-net on MNIST-32, batch 64 (absent for the reference). */
   unetTrainSamplesPerSecond?: number;
+  /** With --unet64: 64-px RGB U-nets at batch 64, the twin's configuration (16x[1,2,2,4], attention at 16) and today's default. */
+  unet64TwinSamplesPerSecond?: number;
+  unet64DefaultSamplesPerSecond?: number;
 }
 
 /** Child: measure one backend. */
-async function measure(backend: string, trainSteps: number, sampleSteps: number, unetSteps: number): Promise<Result> {
+async function measure(backend: string, trainSteps: number, sampleSteps: number, unetSteps: number, unet64Steps: number): Promise<Result> {
   await selectBackend(backend as BackendChoice, { ...defaultBackendEnv, log: () => {} });
   const trainer = new Trainer(resolveNewRun('seed', { width: 2048, timesteps: 1000, limit: 0, batchSize: 128, lr: 1e-4, seed: 0 }));
   const data = loadMnist('train', 128 * (trainSteps + 5));
@@ -62,6 +66,12 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
   trainer.dispose();
   return {
     unetTrainSamplesPerSecond: measureUnet(unetSteps),
+    ...(unet64Steps > 0
+      ? {
+          unet64TwinSamplesPerSecond: measureUnetRgb64(unet64Steps, { baseChannels: 16, channelMults: [1, 2, 2, 4], attentionResolutions: [16] }),
+          unet64DefaultSamplesPerSecond: measureUnetRgb64(unet64Steps, {}),
+        }
+      : {}),
     backend: tf.getBackend(),
     trainSamplesPerSecond: (trainSteps * 128) / trainSeconds,
     sampleSeconds,
@@ -74,6 +84,21 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
 function measureUnet(steps: number): number {
   const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', timesteps: 1000, limit: 0, batchSize: 64, lr: 2e-4, seed: 0 }));
   const data = padImages(loadMnist('train', 64 * (steps + 1)), 2);
+  const batch = (i: number) => Array.from({ length: 64 }, (_, j) => 64 * i + j);
+  trainer.trainStep(data, batch(0));
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < steps; i++) trainer.trainStep(data, batch(1 + i));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  trainer.dispose();
+  return (steps * 64) / seconds;
+}
+
+/** Training throughput of a 64-px RGB U-net (random images: speed does not depend on them), batch 64. */
+function measureUnetRgb64(steps: number, overrides: { baseChannels?: number; channelMults?: number[]; attentionResolutions?: number[] }): number {
+  const trainer = new Trainer({ ...resolveNewRun('seed', { model: 'unet', data: 'bench-images', imageSize: 64, channels: 3, batchSize: 64, lr: 2e-4, seed: 0, ...overrides }) });
+  const rng = new Rng(1);
+  const count = 64 * (steps + 1);
+  const data = { count, height: 64, width: 64, channels: 3, data: Float32Array.from({ length: count * 64 * 64 * 3 }, () => 2 * rng.uniform() - 1) };
   const batch = (i: number) => Array.from({ length: 64 }, (_, j) => 64 * i + j);
   trainer.trainStep(data, batch(0));
   const started = process.hrtime.bigint();
@@ -104,20 +129,20 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
   return { backend: label, trainSamplesPerSecond: +train[1], sampleSeconds: +sample[1], sampleEstimated: true, peakRssMb: rss ? +rss[1] / 1024 : NaN };
 }
 
-/** The U-net twin's training samples/s at 32 px, 1 channel, batch 64 (its own bench, both cores). */
-function torchUnetBench(py: string, extraEnv: Record<string, string>): number | undefined {
+/** The U-net twin's training samples/s at `size` px, batch 64 (its own bench, both cores). */
+function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1): number | undefined {
   if (!fs.existsSync(UNET_REFERENCE)) return undefined;
-  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', '32', '--channels', '1'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
+  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
   const m = /unet_train_samples_per_s torch ([\d.]+)/.exec(r.stdout);
   if (!m) console.error(`torch U-net twin failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
   return m ? +m[1] : undefined;
 }
 
-function runChild(backend: string): Result | null {
+function runChild(backend: string, unet64: boolean): Result | null {
   // FC training steps, FC sampling steps, U-net training steps
   const plan: Record<string, [number, number, number]> = { blas: [200, 1000, 20], wasm: [3, 50, 2], cpu: [2, 20, 1], tensorflow: [200, 1000, 20] };
   const [trainSteps, sampleSteps, unetSteps] = plan[backend] ?? [5, 100, 2];
-  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps), String(unetSteps)], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps), String(unetSteps), String(unet64 ? Math.max(1, Math.round(unetSteps / 4)) : 0)], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   if (r.status !== 0 || !line) {
     console.error(`backend ${backend}: not measured (${r.stderr.trim().split('\n').pop()})`);
@@ -129,26 +154,31 @@ function runChild(backend: string): Result | null {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
-    console.log(JSON.stringify(await measure(args[1], +args[2], +args[3], +args[4])));
+    console.log(JSON.stringify(await measure(args[1], +args[2], +args[3], +args[4], +args[5])));
     return;
   }
   const backendsArg = args.indexOf('--backends');
   const backends = backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
   const results: Result[] = [];
   for (const b of backends) {
-    const r = runChild(b);
+    const r = runChild(b, args.includes('--unet64'));
     if (!r || (b !== r.backend)) continue;
     results.push(r);
     console.log(`train_samples_per_s backend=${r.backend} ${r.trainSamplesPerSecond.toFixed(0)}`);
     console.log(`sample_64x1000_s backend=${r.backend} ${r.sampleSeconds.toFixed(1)}${r.sampleEstimated ? ' (extrapolated)' : ''}`);
     console.log(`peak_rss_mb backend=${r.backend} ${r.peakRssMb.toFixed(0)}`);
     console.log(`unet32_train_samples_per_s backend=${r.backend} ${r.unetTrainSamplesPerSecond?.toFixed(1)}`);
+    if (r.unet64TwinSamplesPerSecond) console.log(`unet64rgb_twin_config_train_samples_per_s backend=${r.backend} ${r.unet64TwinSamplesPerSecond.toFixed(1)}`);
+    if (r.unet64DefaultSamplesPerSecond) console.log(`unet64rgb_default_train_samples_per_s backend=${r.backend} ${r.unet64DefaultSamplesPerSecond.toFixed(1)}`);
   }
   const references: Result[] = [];
   const py = args.includes('--no-torch') ? null : python();
   if (py && fs.existsSync(REFERENCE)) {
     const plain = torchBench(py, {}, 'torch');
-    if (plain) plain.unetTrainSamplesPerSecond = torchUnetBench(py, {});
+    if (plain) {
+      plain.unetTrainSamplesPerSecond = torchUnetBench(py, {});
+      if (args.includes('--unet64')) plain.unet64TwinSamplesPerSecond = torchUnetBench(py, {}, 64, 3);
+    }
     // The same OpenBLAS kernel choice as ours (see src/native/addon.ts), so the comparison is fair.
     const coretype = process.env.OPENBLAS_CORETYPE ?? tunedCoretype();
     const tuned = coretype ? torchBench(py, { OPENBLAS_CORETYPE: coretype }, `torch-${coretype}`) : null;
@@ -164,17 +194,20 @@ async function main(): Promise<void> {
         console.log(`ratio_train backend=${ours.backend} vs=${ref.backend} ${(ours.trainSamplesPerSecond / ref.trainSamplesPerSecond).toFixed(2)}`);
         console.log(`ratio_sample_time backend=${ours.backend} vs=${ref.backend} ${(ours.sampleSeconds / ref.sampleSeconds).toFixed(2)}`);
         if (ours.unetTrainSamplesPerSecond && ref.unetTrainSamplesPerSecond) console.log(`ratio_unet32_train backend=${ours.backend} vs=${ref.backend} ${(ours.unetTrainSamplesPerSecond / ref.unetTrainSamplesPerSecond).toFixed(2)}`);
+        if (ours.unet64TwinSamplesPerSecond && ref.unet64TwinSamplesPerSecond) console.log(`ratio_unet64rgb_train backend=${ours.backend} vs=${ref.backend} ${(ours.unet64TwinSamplesPerSecond / ref.unet64TwinSamplesPerSecond).toFixed(2)}`);
       }
     }
   } else if (!args.includes('--no-torch')) {
     console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
   }
   const rows = [...results, ...references];
-  console.log('\n| backend | train samples/s | sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s |');
-  console.log('|---|---:|---:|---:|---:|');
+  const num = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(1));
+  const wide = args.includes('--unet64');
+  console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s |${wide ? ' U-net 64 px RGB (twin config) | U-net 64 px RGB (default) |' : ''}`);
+  console.log(`|---|---:|---:|---:|---:|${wide ? '---:|---:|' : ''}`);
   for (const r of rows) {
-    const unet = r.unetTrainSamplesPerSecond === undefined ? '-' : r.unetTrainSamplesPerSecond.toFixed(1);
-    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${unet} |`);
+    const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} | ${num(r.unet64DefaultSamplesPerSecond)} |` : '';
+    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} |${extra}`);
   }
 }
 

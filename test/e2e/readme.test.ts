@@ -25,7 +25,17 @@ function shrink(args: string[]): string[] {
   return args;
 }
 
-test("the README's shell commands run (at test size)", { timeout: 300_000 }, (t) => {
+const ICONS = '/usr/share/icons/oxygen/base/64x64';
+const hasTorchrun = spawnSync('torchrun', ['--help'], { stdio: 'ignore' }).status === 0;
+
+/** Why a README line cannot run on this machine (.ci/run installs both), or null. */
+function missing(line: string): string | null {
+  if (/oxygen|runs\/icons/.test(line) && !fs.existsSync(ICONS)) return `no ${ICONS} (apt-get install oxygen-icon-theme)`;
+  if (/torchrun|trained\.safetensors/.test(line) && !hasTorchrun) return 'no torchrun (apt-get install python3-torch)';
+  return null;
+}
+
+test("the README's shell commands run (at test size)", { timeout: 300_000 }, async (t) => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   const lines = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
     .flatMap((m) => m[1].replace(/\\\n\s*/g, ' ').split('\n'))
@@ -34,6 +44,11 @@ test("the README's shell commands run (at test size)", { timeout: 300_000 }, (t)
   assert.ok(lines.length >= 10, `${lines.length} commands found`);
   const cwd = tempDir();
   for (const line of lines) {
+    const why = missing(line);
+    if (why) {
+      await t.test(line, { skip: why }, () => {}); // listed by the runner, and a failure under CI
+      continue;
+    }
     const words = line.split(/\s+/);
     let r;
     let command: string[];
