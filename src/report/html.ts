@@ -30,7 +30,8 @@ export function lossCurve(rows: readonly HistoryRow[], width = 720, height = 300
   const steps = points.filter((r) => r.kind === 'steps');
   const epochs = points.filter((r) => r.kind === 'epoch');
   const line = steps.map((r, i) => `${i ? 'L' : 'M'}${x(r.step).toFixed(1)},${y(r.loss).toFixed(1)}`).join('');
-  const dots = epochs.map((r) => `<circle cx="${x(r.step).toFixed(1)}" cy="${y(r.loss).toFixed(1)}" r="3.5"><title>epoch ${r.epoch}: ${r.loss.toFixed(4)}</title></circle>`).join('');
+  const radius = Math.max(1.5, Math.min(3.5, 150 / Math.max(1, epochs.length))); // many epochs: small dots, the line stays visible
+  const dots = epochs.map((r) => `<circle cx="${x(r.step).toFixed(1)}" cy="${y(r.loss).toFixed(1)}" r="${radius.toFixed(1)}"><title>epoch ${r.epoch}: ${r.loss.toFixed(4)}</title></circle>`).join('');
   const ticks: string[] = [];
   for (let e = Math.ceil(lo * 10) / 10; e <= hi + 1e-9; e += (hi - lo) / 4) {
     const v = 10 ** e;
@@ -42,8 +43,9 @@ export function lossCurve(rows: readonly HistoryRow[], width = 720, height = 300
     `<line x1="${pad.left}" x2="${pad.left + w}" y1="${pad.top + h}" y2="${pad.top + h}" class="axis"/>` +
     `<text x="${pad.left}" y="${height - 8}">0</text><text x="${pad.left + w}" y="${height - 8}" text-anchor="end">${maxStep} updates</text>` +
     `<text x="${pad.left + w / 2}" y="${height - 8}" text-anchor="middle">training loss (log scale)</text>` +
+    `<g class="epochs">${dots}</g>` +
     (line ? `<path d="${line}" class="steps"/>` : '') +
-    `<g class="epochs">${dots}</g></svg>`
+    '</svg>'
   );
 }
 
