@@ -19,6 +19,20 @@ export function toUnit(images: Float32Array, count: number, dims: number): Image
   return { data: images.map((v) => Math.round((Math.min(1, Math.max(-1, v)) + 1) * 127.5) / 255), count, dims };
 }
 
+/** |a_i − b_j|² for every row of `a` ([m, d]) and of `b` ([n, d], its squared row norms `bNorms`), as [m, n]. */
+function squaredDistances(a: tf.Tensor2D, b: tf.Tensor2D, bNorms: tf.Tensor1D): Float32Array {
+  const d2 = tf.tidy(() => tf.add(tf.sub(tf.sum(tf.square(a), 1, true), tf.mul(2, tf.matMul(a, b, false, true))), bNorms));
+  const values = d2.dataSync() as Float32Array;
+  d2.dispose();
+  return values;
+}
+
+/** A set as a tensor with its rows' squared norms; the caller disposes both. */
+function rowsOf(s: ImageSet01): { rows: tf.Tensor2D; norms: tf.Tensor1D } {
+  const rows = tf.tensor2d(s.data.subarray(0, s.count * s.dims), [s.count, s.dims]);
+  return { rows, norms: tf.tidy(() => tf.sum(tf.square(rows), 1)) };
+}
+
 /**
  * For each row of `a`, the nearest row of `b` and its RMS distance; `excludeSelf` (a and b the same
  * set) skips each row's own match. Works through `a` in blocks so the distance matrix stays small.
@@ -27,18 +41,13 @@ export function nearest(a: ImageSet01, b: ImageSet01, excludeSelf = false): { in
   const index = new Int32Array(a.count);
   const distance = new Float32Array(a.count);
   const block = Math.max(1, Math.floor(4e6 / Math.max(1, b.count)));
-  const bt = tf.tensor2d(b.data, [b.count, b.dims]);
-  const bNorms = tf.tidy(() => tf.sum(tf.square(bt), 1));
+  const { rows: bt, norms: bNorms } = rowsOf(b);
   try {
     for (let start = 0; start < a.count; start += block) {
       const rows = Math.min(block, a.count - start);
-      const d2 = tf.tidy(() => {
-        const at = tf.tensor2d(a.data.subarray(start * a.dims, (start + rows) * a.dims), [rows, a.dims]);
-        const aNorms = tf.sum(tf.square(at), 1, true);
-        return tf.add(tf.sub(aNorms, tf.mul(2, tf.matMul(at, bt, false, true))), bNorms);
-      });
-      const values = d2.dataSync();
-      d2.dispose();
+      const at = tf.tensor2d(a.data.subarray(start * a.dims, (start + rows) * a.dims), [rows, a.dims]);
+      const values = squaredDistances(at, bt, bNorms);
+      at.dispose();
       for (let i = 0; i < rows; i++) {
         let best = Infinity;
         let bestJ = -1;
@@ -64,13 +73,10 @@ export function nearest(a: ImageSet01, b: ImageSet01, excludeSelf = false): { in
 /** Mean RMS distance between distinct images of the set (all pairs). */
 export function meanPairDistance(s: ImageSet01): number {
   if (s.count < 2) return 0;
-  const d2 = tf.tidy(() => {
-    const x = tf.tensor2d(s.data, [s.count, s.dims]);
-    const norms = tf.sum(tf.square(x), 1);
-    return tf.add(tf.sub(tf.reshape(norms, [-1, 1]), tf.mul(2, tf.matMul(x, x, false, true))), norms);
-  });
-  const values = d2.dataSync();
-  d2.dispose();
+  const { rows, norms } = rowsOf(s);
+  const values = squaredDistances(rows, rows, norms);
+  rows.dispose();
+  norms.dispose();
   let sum = 0;
   for (let i = 0; i < s.count; i++) for (let j = i + 1; j < s.count; j++) sum += Math.sqrt(Math.max(0, values[i * s.count + j]) / s.dims);
   return sum / ((s.count * (s.count - 1)) / 2);

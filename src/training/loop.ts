@@ -18,7 +18,7 @@ import { RunLock } from '../io/runLock';
 import { describeModel } from '../models/build';
 import { samplerSettings } from '../config/sampling';
 import { Progress, createProgress, samplingProgress } from '../progress';
-import { EvalFigures, TrainingHistory } from '../report/history';
+import { EvalFigures, HistoryRow, TrainingHistory } from '../report/history';
 import { writeReport } from '../report/html';
 import { Rng } from '../rng';
 import { DigitClassifier, getClassifier } from '../eval/classifier';
@@ -49,6 +49,15 @@ export interface TrainRun {
 
 /** Samples scored per --eval-every evaluation: enough to rank epochs, few enough to cost seconds. */
 export const EVAL_SAMPLES = 200;
+
+/** --eval-every needs digits the classifier can judge: other runs are refused, naming the option. */
+export function checkScorable(record: RunRecord): void {
+  try {
+    mnistFrame(record);
+  } catch (e) {
+    throw new UserError(`--eval-every: ${(e as Error).message}`);
+  }
+}
 
 export interface TrainHooks {
   log(message: string): void;
@@ -93,7 +102,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
     }
     meta = o.start.record;
   }
-  if (o.evalEvery > 0) mnistFrame(meta); // before any data loads: only digits can be scored
+  if (o.evalEvery > 0) checkScorable(meta); // before any data loads (a new run's command line checked it earlier)
   const data = await loadTrainingData(meta.data, hooks.log);
   meta.data.count = data.count;
   // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
@@ -137,7 +146,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
         window.images += batches[i].length;
         if (o.logEvery > 0 && window.steps === o.logEvery) {
           const seconds = (Date.now() - window.started) / 1000;
-          history.append({ ...historyRow('steps', trainer.epoch + 1, window.loss / window.steps, seconds), samplesPerSecond: window.images / Math.max(seconds, 1e-3) });
+          history.append(historyRow('steps', trainer.epoch + 1, window.loss / window.steps, seconds, window.images / Math.max(seconds, 1e-3)));
           window = { loss: 0, steps: 0, started: Date.now(), images: 0 };
         }
         progress.update(i + 1, payload(lossSum / seen));
@@ -165,7 +174,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
           hooks.log(`epoch ${trainer.epoch}: FD ${scores.fd.toFixed(1)}, confidence ${scores.confidence.toFixed(3)}, coverage ${scores.coverage.toFixed(3)} (${EVAL_SAMPLES} samples)`);
         }
         // Before the save: a crash between the two leaves a row past the checkpoint, which resume drops.
-        history.append({ ...historyRow('epoch', trainer.epoch, lastLoss!, seconds), samplesPerSecond, ...(scores ? { eval: scores } : {}) });
+        history.append({ ...historyRow('epoch', trainer.epoch, lastLoss!, seconds, samplesPerSecond), ...(scores ? { eval: scores } : {}) });
       }
       lock.verify();
       saveCheckpoint(o.out, trainer.checkpointMeta(lastLoss), trainer.tensors());
@@ -190,9 +199,9 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
   }
   return { epoch: trainer.epoch, interrupted, lastLoss, samplesPerSecond };
 
-  function historyRow(kind: 'steps' | 'epoch', epoch: number, loss: number, seconds: number) {
+  function historyRow(kind: 'steps' | 'epoch', epoch: number, loss: number, seconds: number, samplesPerSecond: number): HistoryRow {
     const step = trainer.step;
-    return { time: new Date().toISOString(), kind, epoch, step, loss, lr: learningRateAt(meta.training.optimizer.lr, meta.training.lrSchedule, step), seconds, samplesPerSecond: 0 };
+    return { time: new Date().toISOString(), kind, epoch, step, loss, lr: learningRateAt(meta.training.optimizer.lr, meta.training.lrSchedule, step), seconds, samplesPerSecond };
   }
 
   function loadJudge() {

@@ -6,10 +6,9 @@ import { DEFAULTS, TrainChoices, resolveNewRun } from '../../config/resolve';
 import { RECIPES, RECIPE_NAMES, RecipeName, UNET_DEFAULT } from '../../config/recipes';
 import { UserError } from '../../errors';
 import { parseColour } from '../../data/folder';
-import { mnistFrame } from '../../eval/evaluate';
 import { PREDICTIONS } from '../../diffusion/schedule';
 import { LR_SCHEDULES } from '../../training/lrSchedule';
-import { CheckpointExistsError, EVAL_SAMPLES, RunStart, runTraining } from '../../training/loop';
+import { CheckpointExistsError, EVAL_SAMPLES, RunStart, checkScorable, runTraining } from '../../training/loop';
 import { backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
 
 /** Options that steer the run rather than describe it (not in the run record). */
@@ -73,13 +72,7 @@ export function trainCommand(log: (m: string) => void): Command {
       if (opts.resume && cmd.getOptionValueSource('recipe') === 'cli') throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
       // A new run's configuration is complete (and checked) before the backend starts or data loads.
       const start: RunStart = opts.resume ? { kind: 'resume', given } : { kind: 'new', record: resolveNewRun(opts.recipe as RecipeName, given), overwrite: opts.overwrite };
-      if (opts.evalEvery > 0 && start.kind === 'new') {
-        try {
-          mnistFrame(start.record);
-        } catch (e) {
-          throw new UserError(`--eval-every: ${(e as Error).message}`);
-        }
-      }
+      if (opts.evalEvery > 0 && start.kind === 'new') checkScorable(start.record);
       await selectBackend(opts.backend as BackendChoice);
       let stopRequested = false;
       // Ctrl-C, or a SIGTERM from a process manager: finish the step and save.
