@@ -20,6 +20,24 @@ static void flush_subnormals(void) {
   if (blas_thread_shutdown_) blas_thread_shutdown_();
 }
 
+/*
+ * setThreads(n): the OpenMP team size of the calling thread's kernels and OpenBLAS's thread count
+ * (process-wide); returns the calling thread's previous team size. Data-parallel training runs one
+ * kernel thread per JS thread, each on its share of the batch.
+ */
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  const int n = (int)num(env, argv[0]);
+  const int before = omp_get_max_threads();
+  if (n >= 1) {
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+  }
+  napi_value out;
+  CHECK(napi_create_int32(env, before, &out));
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   flush_subnormals();
   /*
@@ -44,6 +62,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"middleSums", NULL, middle_sums, NULL, NULL, NULL, napi_default, NULL},
       {"softmaxRows", NULL, softmax_rows, NULL, NULL, NULL, napi_default, NULL},
       {"copyRuns", NULL, copy_runs, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -26,6 +26,7 @@ import { Reference, asDigits, mnistFrame, score, testReference } from '../eval/e
 import { Denoiser } from '../models/denoiser';
 import { DDPMScheduler } from '../diffusion/schedule';
 import { effectiveWarmup, learningRateAt } from './lrSchedule';
+import { defaultWorkers } from './dataParallel';
 import { Trainer } from './trainer';
 
 /** How a run starts: a new record (resolved from the options), or the checkpoint's with the given changes. */
@@ -45,6 +46,8 @@ export interface TrainRun {
   logEvery: number;
   /** Score 200 samples with the digit classifier every this many epochs (0 = never; MNIST runs only). */
   evalEvery: number;
+  /** Threads sharing each batch (src/training/dataParallel.ts); absent: defaultWorkers. */
+  workers?: number;
 }
 
 /** Samples scored per --eval-every evaluation: enough to rank epochs, few enough to cost seconds. */
@@ -112,7 +115,8 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
     return { epoch: meta.training.epoch, interrupted: false, lastLoss: meta.training.loss, samplesPerSecond: 0 };
   }
 
-  const trainer = new Trainer(meta, saved);
+  const workers = o.workers ?? defaultWorkers(meta.model);
+  const trainer = new Trainer(meta, saved, { workers });
   const history = o.start.kind === 'resume' ? TrainingHistory.resume(o.out, trainer.step) : TrainingHistory.start(o.out);
   const machine = `${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${os.cpus().length} cores, backend ${tf.getBackend()}`;
   let judge: { classifier: DigitClassifier; reference: Reference } | null = null;
@@ -121,7 +125,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
     `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
       `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule.kind}` +
       `${effectiveWarmup(meta.training.lrSchedule) ? ` (warm-up ${effectiveWarmup(meta.training.lrSchedule)} steps)` : ''}` +
-      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}${meta.schedule.prediction === 'v' ? ', v-prediction' : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
+      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}${meta.schedule.prediction === 'v' ? ', v-prediction' : ''}${workers > 1 ? `, ${workers} threads per batch` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
   );
   let interrupted = false;
   let lastLoss = meta.training.loss;

@@ -17,9 +17,23 @@ import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
 import { WeightAverage } from './ema';
 import { learningRateAt } from './lrSchedule';
+import { GradientWorkers } from './dataParallel';
 import { Adam } from './optim';
 
 export class NonFiniteLossError extends UserError {}
+
+/** The training objective: mean squared error between the model's output and the schedule's target. */
+export function denoisingLoss(model: Denoiser, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D): tf.Scalar {
+  return tf.mean(tf.squaredDifference(model.predict(xt, tFrac), target));
+}
+
+export interface TrainerOptions {
+  /**
+   * Threads sharing each batch's gradient (data parallel, blas backend only; see dataParallel.ts);
+   * 1 computes it on this thread alone. Results agree to float rounding, so it is not in the run record.
+   */
+  workers?: number;
+}
 
 /** The model, its optimizer, the schedule and the random stream, and how far training has come. */
 export class Trainer {
@@ -31,10 +45,14 @@ export class Trainer {
   readonly ema: WeightAverage | null;
   epoch = 0;
   readonly meta: RunRecord;
+  private readonly workers: number;
+  /** Started at the first step that uses them. */
+  private pool: GradientWorkers | null = null;
 
   /** A trainer at the state the record describes, with the saved arrays where resuming. */
-  constructor(meta: RunRecord, saved?: Map<string, NamedArray>) {
+  constructor(meta: RunRecord, saved?: Map<string, NamedArray>, options: TrainerOptions = {}) {
     this.meta = meta;
+    this.workers = Math.max(1, Math.floor(options.workers ?? 1));
     this.scheduler = new DDPMScheduler(meta.schedule);
     this.rng = new Rng(meta.training.rng);
     const init = new Rng(meta.training.seed); // initial weights depend on the seed only
@@ -64,17 +82,51 @@ export class Trainer {
     for (let b = 0; b < batch; b++) t[b] = this.rng.int(T);
     const eps = this.rng.fillNormal(new Float32Array(batch * pixels));
     const xt = this.scheduler.addNoise(x0, eps, t);
+    const tFrac = Float32Array.from(t, (v) => v / T);
+    const target = this.scheduler.trainingTarget(x0, eps, t);
     return tf.tidy(() => {
-      const xs = tf.tensor2d(xt, [batch, pixels]);
-      const tFrac = tf.tensor1d(Float32Array.from(t, (v) => v / T));
-      const target = tf.tensor2d(this.scheduler.trainingTarget(x0, eps, t), [batch, pixels]);
-      const { value, grads } = this.optimizer.gradients(() => tf.mean(tf.squaredDifference(this.model.predict(xs, tFrac), target)));
-      const loss = value.dataSync()[0];
+      // The loss and gradients of images [start, end) of the batch.
+      const share = (start: number, end: number) => {
+        const n = end - start;
+        const xs = tf.tensor2d(xt.subarray(start * pixels, end * pixels), [n, pixels]);
+        const target_ = tf.tensor2d(target.subarray(start * pixels, end * pixels), [n, pixels]);
+        return this.optimizer.gradients(() => denoisingLoss(this.model, xs, tf.tensor1d(tFrac.subarray(start, end)), target_));
+      };
+      let loss: number;
+      let grads: tf.NamedTensorMap;
+      const pool = this.workersFor(batch);
+      if (pool) {
+        const names = [...this.model.variables.keys()];
+        const parallel = pool.gradients(xt, target, tFrac, (start, end) => {
+          const r = share(start, end);
+          return { loss: r.value, grads: names.map((name) => r.grads[name]) };
+        });
+        loss = parallel.loss;
+        grads = Object.fromEntries(names.map((name, i) => [name, parallel.grads[i]]));
+      } else {
+        const r = share(0, batch);
+        loss = r.value.dataSync()[0];
+        grads = r.grads;
+      }
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
       this.optimizer.apply(grads, learningRateAt(this.meta.training.optimizer.lr, this.meta.training.lrSchedule, this.optimizer.step + 1));
       this.ema?.update(this.model.variables, this.optimizer.step);
       return loss;
     });
+  }
+
+  /** The gradient workers for a batch of `batch` images, or null where this thread computes it alone. */
+  private workersFor(batch: number): GradientWorkers | null {
+    if (this.workers < 2 || batch < this.workers || tf.getBackend() !== 'blas') return null;
+    if (this.pool && this.pool.capacity < batch) {
+      this.pool.dispose();
+      this.pool = null;
+    }
+    if (!this.pool) {
+      const pixels = this.meta.model.height * this.meta.model.imageWidth * this.meta.model.channels;
+      this.pool = new GradientWorkers(this.meta.model, [...this.model.variables.values()], pixels, Math.max(batch, this.meta.training.batchSize), this.workers - 1);
+    }
+    return this.pool;
   }
 
   /** Everything a checkpoint holds as arrays: weights and Adam's moments. */
@@ -116,6 +168,8 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.pool?.dispose();
+    this.pool = null;
     this.model.dispose();
     this.optimizer.dispose();
     this.ema?.dispose();

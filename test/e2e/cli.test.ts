@@ -100,6 +100,8 @@ test('bad options are refused with one clear line', () => {
   assertCleanFailure(runCli(['train', '--lr', '-1']), /--lr.*positive number/);
   assertCleanFailure(runCli(['sample', '--n', '-3']), /--n.*expected an integer of at least 1/);
   assertCleanFailure(runCli(['train', '--backend', 'gpu']), /--backend.*Allowed choices/);
+  assertCleanFailure(runCli(['train', '--workers', '0']), /--workers.*expected an integer of at least 1/);
+  assertCleanFailure(runCli(['train', '--model', 'unet', '--workers', '2', '--backend', 'cpu']), /--workers 2 needs the blas backend \(this run has cpu\)/);
 });
 
 test('missing and corrupt checkpoints, and another architecture, are refused without damage', () => {

@@ -12,7 +12,7 @@ import { CheckpointExistsError, EVAL_SAMPLES, RunStart, checkScorable, runTraini
 import { backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
 
 /** Options that steer the run rather than describe it (not in the run record). */
-const CONTROLS = new Set(['epochs', 'recipe', 'out', 'resume', 'overwrite', 'sampleEvery', 'keepEvery', 'logEvery', 'evalEvery', 'backend']);
+const CONTROLS = new Set(['epochs', 'recipe', 'out', 'resume', 'overwrite', 'sampleEvery', 'keepEvery', 'logEvery', 'evalEvery', 'backend', 'workers']);
 
 function channelCount(value: string): 1 | 3 {
   if (value !== '1' && value !== '3') throw new InvalidArgumentError('expected 1 or 3.');
@@ -62,6 +62,7 @@ export function trainCommand(log: (m: string) => void): Command {
     .option('--log-every <n>', 'add the mean loss of every n updates to --out/history.csv and the report (0 = per epoch only)', integer(0, 'a non-negative integer'), 50)
     .option('--eval-every <k>', `score ${EVAL_SAMPLES} samples with the digit classifier every k epochs and at the end (FD, KID, confidence, coverage in the history and report; MNIST runs; 0 = never)`, integer(0, 'a non-negative integer'), 0)
     .addOption(backendOption())
+    .option('--workers <n>', 'threads that each compute the gradient of a share of every batch, on the blas backend (default: the number of cores for unet, 1 for fc)', integer(1))
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse train --epochs 3 --width 1024 --out runs/small --sample-every 1\n  $ diffuse train --epochs 20 --out runs/small --resume')
     .action(async (opts, cmd: Command) => {
       const given: Partial<TrainChoices> = {};
@@ -73,7 +74,8 @@ export function trainCommand(log: (m: string) => void): Command {
       // A new run's configuration is complete (and checked) before the backend starts or data loads.
       const start: RunStart = opts.resume ? { kind: 'resume', given } : { kind: 'new', record: resolveNewRun(opts.recipe as RecipeName, given), overwrite: opts.overwrite };
       if (opts.evalEvery > 0 && start.kind === 'new') checkScorable(start.record);
-      await selectBackend(opts.backend as BackendChoice);
+      const backend = await selectBackend(opts.backend as BackendChoice);
+      if (opts.workers > 1 && backend.name !== 'blas') throw new UserError(`--workers ${opts.workers} needs the blas backend (this run has ${backend.name})`);
       let stopRequested = false;
       // Ctrl-C, or a SIGTERM from a process manager: finish the step and save.
       const onSignal = () => {
@@ -85,7 +87,7 @@ export function trainCommand(log: (m: string) => void): Command {
       process.on('SIGTERM', onSignal);
       try {
         const result = await runTraining(
-          { start, out: opts.out, epochs: opts.epochs, sampleEvery: opts.sampleEvery, keepEvery: opts.keepEvery, logEvery: opts.logEvery, evalEvery: opts.evalEvery },
+          { start, out: opts.out, epochs: opts.epochs, sampleEvery: opts.sampleEvery, keepEvery: opts.keepEvery, logEvery: opts.logEvery, evalEvery: opts.evalEvery, workers: opts.workers },
           { log, shouldStop: () => stopRequested },
         ).catch((e: unknown) => {
           if (e instanceof CheckpointExistsError) throw new UserError(`${e.message}; pass --resume to continue it, --overwrite to start afresh, or choose another --out`);

@@ -1,0 +1,75 @@
+/**
+ * Data-parallel training (src/training/dataParallel.ts): the shares cover the batch, and a U-net
+ * trained with worker threads follows the one-thread run from the same seed, for even and uneven shares.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBackend';
+import { resolveNewRun } from '../../../src/config/resolve';
+import { ImageSet } from '../../../src/data/mnist';
+import { Rng } from '../../../src/rng';
+import { shares } from '../../../src/training/dataParallel';
+import { Trainer } from '../../../src/training/trainer';
+
+const available = registerBlasBackend();
+const skip = available ? false : 'native kernels not built (apt-get install -y libopenblas-dev && npm run build:native)';
+
+before(async () => {
+  if (available) await tf.setBackend(BLAS_BACKEND);
+});
+
+test('shares cut a batch into contiguous parts that differ by at most one image', () => {
+  for (const [batch, parts] of [[64, 2], [5, 2], [7, 3], [3, 3], [1, 1], [33, 4]]) {
+    const cuts = shares(batch, parts);
+    assert.equal(cuts.length, parts);
+    assert.equal(cuts[0][0], 0);
+    assert.equal(cuts[parts - 1][1], batch);
+    const sizes = cuts.map(([a, b]) => b - a);
+    for (let i = 1; i < parts; i++) assert.equal(cuts[i][0], cuts[i - 1][1]);
+    assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `${batch} in ${parts}: ${sizes}`);
+  }
+});
+
+function images(count: number, size: number, seed: number): ImageSet {
+  const rng = new Rng(seed);
+  return { count, height: size, width: size, channels: 1, data: Float32Array.from({ length: count * size * size }, () => 2 * rng.uniform() - 1) };
+}
+
+/** Losses of `steps` updates and the final weights of a small U-net trained with `workers` threads. */
+function train(workers: number, batch: number, steps: number): { losses: number[]; weights: Float32Array[] } {
+  const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: batch, lr: 1e-3, seed: 4, ema: 0.9 } as never);
+  const trainer = new Trainer(record, undefined, { workers });
+  const data = images(batch * steps, 16, 9);
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) losses.push(trainer.trainStep(data, Array.from({ length: batch }, (_, j) => s * batch + j)));
+  const weights = [...trainer.model.variables.values()].map((v) => (v.dataSync() as Float32Array).slice());
+  trainer.dispose();
+  return { losses, weights };
+}
+
+test('training on worker threads follows the one-thread run from the same seed (even and uneven shares)', { skip }, () => {
+  for (const [workers, batch] of [[2, 6], [2, 5], [3, 7]]) {
+    const alone = train(1, batch, 4);
+    const shared = train(workers, batch, 4);
+    alone.losses.forEach((l, i) => assert.ok(Math.abs(shared.losses[i] - l) <= 1e-5 * Math.max(1, l), `${workers} threads, batch ${batch}, step ${i + 1}: loss ${shared.losses[i]} vs ${l}`));
+    let worst = 0;
+    alone.weights.forEach((w, k) => w.forEach((x, j) => (worst = Math.max(worst, Math.abs(shared.weights[k][j] - x)))));
+    // Adam's first steps move each weight by about the rate (1e-3); rounding differences stay far below.
+    assert.ok(worst < 2e-5, `${workers} threads, batch ${batch}: weights differ by up to ${worst}`);
+  }
+});
+
+test('a data-parallel trainer keeps memory flat and falls back to one thread for a batch smaller than its threads', { skip }, () => {
+  const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4, seed: 1 } as never);
+  const trainer = new Trainer(record, undefined, { workers: 2 });
+  const data = images(40, 16, 3);
+  trainer.trainStep(data, [0, 1, 2, 3]);
+  const { numTensors, numBytes } = tf.memory();
+  for (let i = 1; i < 6; i++) trainer.trainStep(data, [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3]);
+  const loss = trainer.trainStep(data, [30]); // one image: this thread alone
+  assert.ok(Number.isFinite(loss));
+  assert.equal(tf.memory().numTensors, numTensors);
+  assert.equal(tf.memory().numBytes, numBytes);
+  trainer.dispose();
+});
