@@ -102,7 +102,7 @@ enum { CONV_FORWARD = 0, CONV_GRAD_INPUT = 1, CONV_GRAD_FILTER = 2 };
 enum { DIRECT_PIXELS = 8, GRAD_CHANNELS = 8, BLOCKS = 2 };
 #else
 #define VW 8
-enum { DIRECT_PIXELS = 4, GRAD_CHANNELS = 4, BLOCKS = 1 };
+enum { DIRECT_PIXELS = 6, GRAD_CHANNELS = 6, BLOCKS = 1 };
 #endif
 typedef float vecf __attribute__((vector_size(VW * 4)));
 enum { NV = 16 / VW }; /* vectors per 16 output channels */
@@ -155,6 +155,16 @@ static inline __attribute__((always_inline)) void direct_forward_tile(const conv
     for (int j = 0; j < blocks * NV; j++) storev(y + (oy * g->outW + ox + p) * CO + co + j * VW, acc[p][j]);
 }
 
+/* The last `pixels` (< DIRECT_PIXELS) pixels of a row, each count its own unrolled tile. */
+static void direct_forward_rest(const conv_geom *g, const float *xp, const float *filter, float *y, int64_t oy, int64_t ox, int64_t co, int pixels, const int blocks) {
+  switch (pixels) {
+#define REST(n) \
+  case n: direct_forward_tile(g, xp, filter, y, oy, ox, co, n, blocks); break;
+    REST(1) REST(2) REST(3) REST(4) REST(5) REST(6) REST(7)
+#undef REST
+  }
+}
+
 /* y ← one padded image convolved with the filter; outC % 16 == 0. */
 static void direct_forward_image(const conv_geom *g, const float *xp, const float *filter, float *y) {
   const int64_t CO = g->outC;
@@ -166,7 +176,10 @@ static void direct_forward_image(const conv_geom *g, const float *xp, const floa
         for (; ox + DIRECT_PIXELS <= g->outW; ox += DIRECT_PIXELS) direct_forward_tile(g, xp, filter, y, oy, ox, co, DIRECT_PIXELS, BLOCKS);
       else
         for (; ox + DIRECT_PIXELS <= g->outW; ox += DIRECT_PIXELS) direct_forward_tile(g, xp, filter, y, oy, ox, co, DIRECT_PIXELS, 1);
-      for (; ox < g->outW; ox++) direct_forward_tile(g, xp, filter, y, oy, ox, co, 1, blocks); /* the row's last few pixels */
+      if (ox < g->outW) {
+        if (blocks == BLOCKS) direct_forward_rest(g, xp, filter, y, oy, ox, co, (int)(g->outW - ox), BLOCKS);
+        else direct_forward_rest(g, xp, filter, y, oy, ox, co, (int)(g->outW - ox), 1);
+      }
       co += 16 * blocks;
     }
 }
@@ -175,41 +188,54 @@ static void direct_forward_image(const conv_geom *g, const float *xp, const floa
  * dfilter[kH, kW, inC, outC] += one padded image's patches × its dy; inC % 8 == 0, outC % 16 == 0.
  * GRAD_CHANNELS input channels by 16·BLOCKS output channels stay in registers over the image's pixels.
  */
-static inline __attribute__((always_inline)) void direct_filter_grad_tile(const conv_geom *g, const float *xp, const float *dy, float *dfilter, int64_t ky, int64_t kx, int64_t ci, int64_t co, const int blocks) {
+static inline __attribute__((always_inline)) void direct_filter_grad_tile(const conv_geom *g, const float *xp, const float *dy, float *dfilter, int64_t ky, int64_t kx, int64_t ci, int64_t co, const int channels, const int blocks) {
   const int64_t PW = padded_width(g), CI = g->inC, CO = g->outC;
   vecf acc[GRAD_CHANNELS][BLOCKS * NV];
-  for (int c = 0; c < GRAD_CHANNELS; c++)
+  for (int c = 0; c < channels; c++)
     for (int j = 0; j < blocks * NV; j++) acc[c][j] = (vecf){0};
   for (int64_t oy = 0; oy < g->outH; oy++) {
     const float *src = xp + ((oy + ky) * PW + kx) * CI + ci, *d = dy + oy * g->outW * CO + co;
     for (int64_t ox = 0; ox < g->outW; ox++) {
       vecf dv[BLOCKS * NV];
       for (int j = 0; j < blocks * NV; j++) dv[j] = loadv(d + ox * CO + j * VW);
-      for (int c = 0; c < GRAD_CHANNELS; c++) {
+      for (int c = 0; c < channels; c++) {
         const float v = src[ox * CI + c];
         for (int j = 0; j < blocks * NV; j++) acc[c][j] += dv[j] * v;
       }
     }
   }
   float *out = dfilter + ((ky * g->kW + kx) * CI + ci) * CO + co;
-  for (int c = 0; c < GRAD_CHANNELS; c++)
+  for (int c = 0; c < channels; c++)
     for (int j = 0; j < blocks * NV; j++) storev(out + c * CO + j * VW, loadv(out + c * CO + j * VW) + acc[c][j]);
+}
+
+/* A tile of `channels` (≤ GRAD_CHANNELS) input channels, each count its own unrolled tile. */
+static void direct_filter_grad_some(const conv_geom *g, const float *xp, const float *dy, float *dfilter, int64_t ky, int64_t kx, int64_t ci, int64_t co, int channels, const int blocks) {
+  switch (channels) {
+#define SOME(n) \
+  case n: direct_filter_grad_tile(g, xp, dy, dfilter, ky, kx, ci, co, n, blocks); break;
+    SOME(1) SOME(2) SOME(3) SOME(4) SOME(5) SOME(6) SOME(7) SOME(8)
+#undef SOME
+  }
 }
 
 static void direct_filter_grad_image(const conv_geom *g, const float *xp, const float *dy, float *dfilter) {
   const int64_t CI = g->inC, CO = g->outC;
   for (int64_t ky = 0; ky < g->kH; ky++)
     for (int64_t kx = 0; kx < g->kW; kx++)
-      for (int64_t ci = 0; ci < CI; ci += GRAD_CHANNELS)
+      for (int64_t ci = 0; ci < CI; ci += GRAD_CHANNELS) {
+        const int channels = ci + GRAD_CHANNELS <= CI ? GRAD_CHANNELS : (int)(CI - ci);
         for (int64_t co = 0; co < CO;) {
           if (co + 16 * BLOCKS <= CO) {
-            direct_filter_grad_tile(g, xp, dy, dfilter, ky, kx, ci, co, BLOCKS);
+            if (channels == GRAD_CHANNELS) direct_filter_grad_tile(g, xp, dy, dfilter, ky, kx, ci, co, GRAD_CHANNELS, BLOCKS);
+            else direct_filter_grad_some(g, xp, dy, dfilter, ky, kx, ci, co, channels, BLOCKS);
             co += 16 * BLOCKS;
           } else {
-            direct_filter_grad_tile(g, xp, dy, dfilter, ky, kx, ci, co, 1);
+            direct_filter_grad_some(g, xp, dy, dfilter, ky, kx, ci, co, channels, 1);
             co += 16;
           }
         }
+      }
 }
 
 /*

@@ -220,6 +220,8 @@ test('Conv2D and both its gradients match the cpu kernels for strides, paddings,
     { x: [2, 6, 6, 16], f: [5, 5, 16, 16], strides: 1, pad: 1 },
     { x: [2, 8, 8, 8], f: [3, 3, 8, 16], strides: 1, pad: 'same' }, // direct filter gradient, im2col input gradient
     { x: [2, 8, 8, 16], f: [3, 3, 16, 3], strides: 1, pad: 'same' }, // direct input gradient only
+    { x: [2, 5, 9, 24], f: [3, 3, 24, 16], strides: 1, pad: 'same' }, // a row of one full tile and 3 pixels over
+    { x: [1, 4, 3, 40], f: [3, 3, 40, 32], strides: 1, pad: 'same' }, // rows shorter than a tile; input channels not a multiple of the filter-gradient tile
   ];
   for (const c of cases) {
     const x = random(c.x, ++seed), filter = random(c.f, ++seed);
