@@ -1,5 +1,6 @@
 /**
- * A checkpoint as a ready sampler (diffusers' "pipeline"): its model with the averaged weights where
+ * A checkpoint as a ready sampler (diffusers' "pipeline"): its model (predicting on every core where
+ * that pays: src/training/dataParallel.ts) with the averaged weights where
  * the run kept an average, its noise scheduler, and the sampler settings its recipe recorded, which
  * the caller's choices override.
  */
@@ -11,6 +12,7 @@ import { loadCheckpoint, restoreVariables, samplingPrefix } from './io/checkpoin
 import { buildModel } from './models/build';
 import { Denoiser } from './models/denoiser';
 import { Rng } from './rng';
+import { withWorkers } from './training/dataParallel';
 
 export interface Pipeline {
   model: Denoiser;
@@ -31,7 +33,7 @@ export function loadPipeline(dir: string): Pipeline {
     model.dispose();
     throw e;
   }
-  return { model, scheduler: new DDPMScheduler(record.schedule), record, averaged: prefix === 'ema/' };
+  return { model: withWorkers(model), scheduler: new DDPMScheduler(record.schedule), record, averaged: prefix === 'ema/' };
 }
 
 /** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */

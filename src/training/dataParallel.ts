@@ -1,21 +1,21 @@
 /**
- * Data-parallel gradients over the machine's cores: each batch is cut into equal shares, worker
- * threads compute the gradient of theirs while this thread computes its own, and the shares' gradients
- * are averaged (weighted by share size, so the result is the whole batch's mean-loss gradient). Each
- * thread runs its kernels single-threaded. Why: most of a U-net step is small kernels and tfjs's
- * per-op JavaScript, which one thread pays serially and which the kernels' own threads cannot split
- * (docs/backends.md has the measurements).
+ * Data parallelism over the machine's cores: each batch is cut into equal shares, worker threads
+ * compute theirs while this thread computes its own. For training, the shares' gradients are averaged
+ * (weighted by share size, so the result is the whole batch's mean-loss gradient); for sampling, the
+ * shares' predictions are put back in order. Each thread runs its kernels single-threaded. Why: much of
+ * a U-net step is small kernels and tfjs's per-op JavaScript, which one thread pays serially and which
+ * the kernels' own threads cannot split (docs/backends.md has the measurements).
  *
- * The threads meet through shared memory and Atomics, so a training step stays synchronous: this
- * thread writes the weights and each worker's inputs, wakes the workers, computes its share, then
- * waits for theirs. Only the blas backend runs here (the workers start it too).
+ * The threads meet through shared memory and Atomics, so a step stays synchronous: this thread writes
+ * the weights and each worker's inputs, wakes the workers, computes its share, then waits for theirs.
+ * Only the blas backend runs here (the workers start it too).
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
-import { ModelConfig } from '../models/denoiser';
+import { Denoiser, ModelConfig } from '../models/denoiser';
 
 /** Slots of a worker's control array. */
 export const Slot = {
@@ -27,7 +27,11 @@ export const Slot = {
   Status: 2,
   /** Images in the request. */
   Count: 3,
+  /** What to compute: Task.Gradients or Task.Predict. */
+  Task: 4,
 } as const;
+
+export const Task = { Gradients: 0, Predict: 1 } as const;
 
 /** What a worker thread is started with (see gradientWorker.ts). */
 export interface WorkerSetup {
@@ -37,8 +41,8 @@ export interface WorkerSetup {
   weights: Float32Array;
   /** The share's noisy images, then its targets, then its t/T. */
   inputs: Float32Array;
-  /** The share's gradients in variable order, then its mean loss. */
-  grads: Float32Array;
+  /** The share's gradients in variable order, then its mean loss; or its predictions. */
+  output: Float32Array;
   pixels: number;
   port: MessagePort;
 }
@@ -58,7 +62,7 @@ interface Share {
   worker: Worker;
   control: Int32Array;
   inputs: Float32Array;
-  grads: Float32Array;
+  output: Float32Array;
   port: MessagePort;
 }
 
@@ -69,7 +73,7 @@ export function shares(batch: number, parts: number): [number, number][] {
   return out;
 }
 
-export class GradientWorkers {
+export class WorkerPool {
   private readonly shares: Share[] = [];
   private readonly weights: Float32Array;
   private request = 0;
@@ -79,25 +83,24 @@ export class GradientWorkers {
   /** Starts `workers` threads for a model of `config` with `pixels` numbers per image, for batches of at most `maxBatch`. */
   constructor(
     config: ModelConfig,
-    private readonly variables: tf.Variable[],
     private readonly pixels: number,
+    private readonly parameters: number,
     maxBatch: number,
     workers: number,
   ) {
-    const size = variables.reduce((n, v) => n + v.size, 0);
-    this.weights = new Float32Array(new SharedArrayBuffer(size * 4));
+    this.weights = new Float32Array(new SharedArrayBuffer(parameters * 4));
     const perShare = Math.ceil(maxBatch / (workers + 1));
     this.capacity = perShare * (workers + 1);
     for (let i = 0; i < workers; i++) {
-      const control = new Int32Array(new SharedArrayBuffer(16));
+      const control = new Int32Array(new SharedArrayBuffer(4 * 5));
       control[Slot.Done] = -1;
       const inputs = new Float32Array(new SharedArrayBuffer(perShare * (2 * pixels + 1) * 4));
-      const grads = new Float32Array(new SharedArrayBuffer((size + 1) * 4));
+      const output = new Float32Array(new SharedArrayBuffer(Math.max(parameters + 1, perShare * pixels) * 4));
       const { port1, port2 } = new MessageChannel();
-      const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, grads, pixels, port: port2 };
+      const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2 };
       const worker = new Worker(path.join(__dirname, 'gradientWorker.js'), { workerData: setup, transferList: [port2] });
-      worker.unref(); // a trainer left undisposed must not keep the process alive
-      this.shares.push({ worker, control, inputs, grads, port: port1 });
+      worker.unref(); // a pool left undisposed must not keep the process alive
+      this.shares.push({ worker, control, inputs, output, port: port1 });
     }
     for (const s of this.shares) {
       // Blocking here is fine: the workers start on their own threads.
@@ -112,20 +115,61 @@ export class GradientWorkers {
   }
 
   /**
-   * The mean loss of the batch and its gradients (in variable order), with `own` computing this
-   * thread's share: own(start, end) returns that share's mean loss and gradients.
+   * The mean loss of the batch and its gradients (in variable order) at the weights `variables`, with
+   * `own` computing this thread's share: own(start, end) returns that share's mean loss and gradients.
    */
   gradients(
+    variables: tf.Variable[],
     xt: Float32Array,
     target: Float32Array,
     tFrac: Float32Array,
     own: (start: number, end: number) => { loss: tf.Scalar; grads: tf.Tensor[] },
   ): { loss: number; grads: tf.Tensor[] } {
-    const batch = tFrac.length;
-    const P = this.pixels;
-    const cuts = shares(batch, this.parts);
+    const cuts = this.run(Task.Gradients, variables, xt, target, tFrac);
+    const mine = this.ownShare(() => own(cuts[0][0], cuts[0][1]));
+    // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
+    const native = loadNativeAddon()!;
+    const sum = new Float32Array(this.parameters + 1);
     let offset = 0;
-    for (const v of this.variables) {
+    mine.grads.forEach((g, k) => {
+      sum.set(g.dataSync() as Float32Array, offset);
+      offset += variables[k].size;
+    });
+    sum[this.parameters] = mine.loss.dataSync()[0];
+    let seen = cuts[0][1] - cuts[0][0];
+    this.shares.forEach((s, i) => {
+      const n = cuts[i + 1][1] - cuts[i + 1][0];
+      native.lerp(sum, s.output.subarray(0, this.parameters + 1), seen / (seen + n));
+      seen += n;
+    });
+    offset = 0;
+    const grads = variables.map((v) => {
+      const g = tf.tensor(sum.subarray(offset, offset + v.size), v.shape, 'float32');
+      offset += v.size;
+      return g;
+    });
+    return { loss: sum[this.parameters], grads };
+  }
+
+  /** The model's output for the images x at t/T = tFrac, with the weights `variables`; `own` predicts this thread's share. */
+  predict(variables: tf.Variable[], x: Float32Array, tFrac: Float32Array, own: (start: number, end: number) => Float32Array): Float32Array {
+    const P = this.pixels;
+    const out = new Float32Array(x.length);
+    const cuts = this.run(Task.Predict, variables, x, null, tFrac);
+    out.set(this.ownShare(() => own(cuts[0][0], cuts[0][1])), 0);
+    this.shares.forEach((s, i) => {
+      const [start, end] = cuts[i + 1];
+      out.set(s.output.subarray(0, (end - start) * P), start * P);
+    });
+    return out;
+  }
+
+  /** Writes the weights and the workers' shares and wakes them; returns the shares, this thread's first. */
+  private run(task: number, variables: tf.Variable[], x: Float32Array, target: Float32Array | null, tFrac: Float32Array): [number, number][] {
+    const P = this.pixels;
+    const cuts = shares(tFrac.length, this.parts);
+    let offset = 0;
+    for (const v of variables) {
       this.weights.set(v.dataSync() as Float32Array, offset);
       offset += v.size;
     }
@@ -133,45 +177,26 @@ export class GradientWorkers {
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
       const n = end - start;
-      s.inputs.set(xt.subarray(start * P, end * P), 0);
-      s.inputs.set(target.subarray(start * P, end * P), n * P);
+      s.inputs.set(x.subarray(start * P, end * P), 0);
+      if (target) s.inputs.set(target.subarray(start * P, end * P), n * P);
       s.inputs.set(tFrac.subarray(start, end), 2 * n * P);
       s.control[Slot.Count] = n;
+      s.control[Slot.Task] = task;
       Atomics.store(s.control, Slot.Request, this.request);
       Atomics.notify(s.control, Slot.Request);
     });
+    return cuts;
+  }
+
+  /** f on this thread with its kernels single-threaded, then the workers awaited (also when f throws). */
+  private ownShare<T>(f: () => T): T {
     const threads = loadNativeAddon()!.setThreads(1);
-    let mine: { loss: tf.Scalar; grads: tf.Tensor[] };
     try {
-      mine = own(cuts[0][0], cuts[0][1]);
+      return f();
     } finally {
       loadNativeAddon()!.setThreads(threads);
       for (const s of this.shares) this.wait(s);
     }
-    // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
-    const native = loadNativeAddon()!;
-    const size = this.weights.length;
-    const sum = new Float32Array(size + 1);
-    offset = 0;
-    mine.grads.forEach((g, k) => {
-      sum.set(g.dataSync() as Float32Array, offset);
-      offset += this.variables[k].size;
-    });
-    sum[size] = mine.loss.dataSync()[0];
-    let seen = cuts[0][1] - cuts[0][0];
-    this.shares.forEach((s, i) => {
-      const n = cuts[i + 1][1] - cuts[i + 1][0];
-      native.lerp(sum, s.grads, seen / (seen + n));
-      seen += n;
-    });
-    offset = 0;
-    const grads = this.variables.map((v) => {
-      const g = tf.tensor(sum.subarray(offset, offset + v.size), v.shape, 'float32');
-      offset += v.size;
-      return g;
-    });
-    const loss = sum[size];
-    return { loss, grads };
   }
 
   private wait(s: Share): void {
@@ -194,4 +219,66 @@ export class GradientWorkers {
     }
     this.shares.length = 0;
   }
+}
+
+/**
+ * A denoiser whose predictions are computed in shares on a pool's threads (the pool started at the
+ * first call, for batches of up to `maxBatch`; larger ones go in pieces). It owns the model it wraps
+ * and, where it started it, the pool.
+ */
+export class ParallelDenoiser implements Denoiser {
+  private ownPool: WorkerPool | null = null;
+
+  constructor(
+    private readonly inner: Denoiser,
+    private readonly workers: number,
+    private readonly maxBatch: number,
+    private readonly shared: WorkerPool | null = null,
+  ) {}
+
+  get config(): ModelConfig {
+    return this.inner.config;
+  }
+
+  get variables(): ReadonlyMap<string, tf.Variable> {
+    return this.inner.variables;
+  }
+
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
+    const [batch, pixels] = x.shape;
+    if (batch < 2) return this.inner.predict(x, tFrac);
+    const pool = this.pool();
+    const xs = x.dataSync() as Float32Array, ts = tFrac.dataSync() as Float32Array;
+    const variables = [...this.inner.variables.values()];
+    const out = new Float32Array(batch * pixels);
+    for (let first = 0; first < batch; first += pool.capacity) {
+      const last = Math.min(batch, first + pool.capacity);
+      const piece = pool.predict(variables, xs.subarray(first * pixels, last * pixels), ts.subarray(first, last), (start, end) =>
+        tf.tidy(() => this.inner.predict(tf.tensor2d(xs.subarray((first + start) * pixels, (first + end) * pixels), [end - start, pixels]), tf.tensor1d(ts.subarray(first + start, first + end))).dataSync() as Float32Array),
+      );
+      out.set(piece, first * pixels);
+    }
+    return tf.tensor2d(out, [batch, pixels]);
+  }
+
+  private pool(): WorkerPool {
+    if (this.shared) return this.shared;
+    if (!this.ownPool) {
+      const { height, imageWidth, channels } = this.inner.config;
+      const parameters = [...this.inner.variables.values()].reduce((n, v) => n + v.size, 0);
+      this.ownPool = new WorkerPool(this.inner.config, height * imageWidth * channels, parameters, this.maxBatch, this.workers - 1);
+    }
+    return this.ownPool;
+  }
+
+  dispose(): void {
+    this.ownPool?.dispose();
+    this.ownPool = null;
+    this.inner.dispose();
+  }
+}
+
+/** `model`, predicting on `workers` threads where that is more than one. */
+export function withWorkers(model: Denoiser, workers = defaultWorkers(model.config), maxBatch = 64): Denoiser {
+  return workers > 1 ? new ParallelDenoiser(model, workers, maxBatch) : model;
 }

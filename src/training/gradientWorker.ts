@@ -1,6 +1,6 @@
 /**
- * A data-parallel gradient worker (see dataParallel.ts): a copy of the model on the blas backend that,
- * on each request, loads the shared weights and writes its share's gradients and mean loss.
+ * A data-parallel worker (see dataParallel.ts): a copy of the model on the blas backend that, on each
+ * request, loads the shared weights and writes its share's gradients and mean loss, or its predictions.
  */
 import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
@@ -9,7 +9,7 @@ import { defaultBackendEnv, selectBackend } from '../backend/select';
 import { buildModel } from '../models/build';
 import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
-import { Slot, WorkerSetup } from './dataParallel';
+import { Slot, Task, WorkerSetup } from './dataParallel';
 import { denoisingLoss } from './trainer';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {
@@ -19,7 +19,7 @@ function finish(control: Int32Array, request: number, ok: boolean): void {
 }
 
 async function serve(setup: WorkerSetup): Promise<void> {
-  const { control, weights, inputs, grads, pixels, port } = setup;
+  const { control, weights, inputs, output, pixels, port } = setup;
   const fail = (request: number, e: unknown) => {
     port.postMessage({ error: e instanceof Error ? e.message : String(e) });
     finish(control, request, false);
@@ -50,15 +50,19 @@ async function serve(setup: WorkerSetup): Promise<void> {
       }
       tf.tidy(() => {
         const xs = tf.tensor2d(inputs.slice(0, n * pixels), [n, pixels]);
-        const target = tf.tensor2d(inputs.slice(n * pixels, 2 * n * pixels), [n, pixels]);
         const tFrac = tf.tensor1d(inputs.slice(2 * n * pixels, 2 * n * pixels + n));
-        const { value, grads: g } = tf.variableGrads(() => denoisingLoss(model, xs, tFrac, target), variables);
+        if (control[Slot.Task] === Task.Predict) {
+          output.set(model.predict(xs, tFrac).dataSync() as Float32Array, 0);
+          return;
+        }
+        const target = tf.tensor2d(inputs.slice(n * pixels, 2 * n * pixels), [n, pixels]);
+        const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xs, tFrac, target), variables);
         offset = 0;
         for (const v of variables) {
-          grads.set(g[v.name].dataSync() as Float32Array, offset);
+          output.set(grads[v.name].dataSync() as Float32Array, offset);
           offset += v.size;
         }
-        grads[offset] = value.dataSync()[0];
+        output[offset] = value.dataSync()[0];
       });
       finish(control, request, true);
     } catch (e) {

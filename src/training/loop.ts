@@ -23,8 +23,6 @@ import { writeReport } from '../report/html';
 import { Rng } from '../rng';
 import { DigitClassifier, getClassifier } from '../eval/classifier';
 import { Reference, asDigits, mnistFrame, score, testReference } from '../eval/evaluate';
-import { Denoiser } from '../models/denoiser';
-import { DDPMScheduler } from '../diffusion/schedule';
 import { effectiveWarmup, learningRateAt } from './lrSchedule';
 import { defaultWorkers } from './dataParallel';
 import { Trainer } from './trainer';
@@ -188,10 +186,8 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
       }
       if (o.sampleEvery > 0 && (trainer.epoch % o.sampleEvery === 0 || trainer.epoch === o.epochs)) {
         const file = path.join(o.out, `samples-epoch-${String(trainer.epoch).padStart(4, '0')}.png`);
-        const averaged = trainer.averagedModel();
         // The same noise at every epoch, so grids compare; the sampler as `diffuse sample` would use it.
-        const images = sampleFor(averaged ?? trainer.model, trainer.scheduler, meta, 64, meta.training.seed + 2, hooks);
-        averaged?.dispose();
+        const images = sampleFor(trainer, meta, 64, meta.training.seed + 2, hooks);
         await writeImageGrid(file, images, 64, meta.model.height, meta.model.imageWidth, meta.model.channels);
         hooks.log(`wrote ${file}`);
       }
@@ -216,17 +212,18 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
 
 /** The classifier's scores of EVAL_SAMPLES images from the (averaged) weights, drawn as `diffuse sample` would. */
 function evaluateEpoch(trainer: Trainer, meta: RunRecord, judge: { classifier: DigitClassifier; reference: Reference }, hooks: TrainHooks): EvalFigures {
-  const averaged = trainer.averagedModel();
-  let images: Float32Array;
-  try {
-    images = sampleFor(averaged ?? trainer.model, trainer.scheduler, meta, EVAL_SAMPLES, meta.training.seed + 3, hooks);
-  } finally {
-    averaged?.dispose();
-  }
+  const images = sampleFor(trainer, meta, EVAL_SAMPLES, meta.training.seed + 3, hooks);
   const s = score(judge.classifier, asDigits(meta, images, EVAL_SAMPLES), EVAL_SAMPLES, judge.reference);
   return { fd: s.fd, kid: s.kid, confidence: s.confidence, coverage: s.coverage };
 }
 
-function sampleFor(model: Denoiser, scheduler: DDPMScheduler, meta: RunRecord, n: number, seed: number, hooks: TrainHooks): Float32Array {
-  return generate(model, scheduler, { n, rng: new Rng(seed), progress: hooks.progress?.() ?? samplingProgress(), ...samplerSettings(meta) });
+/** n images from the trainer's (averaged) weights, on its threads, drawn as `diffuse sample` would. */
+function sampleFor(trainer: Trainer, meta: RunRecord, n: number, seed: number, hooks: TrainHooks): Float32Array {
+  const averaged = trainer.averagedModel();
+  try {
+    const model = trainer.onWorkers(averaged ?? trainer.model);
+    return generate(model, trainer.scheduler, { n, rng: new Rng(seed), progress: hooks.progress?.() ?? samplingProgress(), ...samplerSettings(meta) });
+  } finally {
+    averaged?.dispose();
+  }
 }

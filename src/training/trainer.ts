@@ -17,7 +17,7 @@ import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
 import { WeightAverage } from './ema';
 import { learningRateAt } from './lrSchedule';
-import { GradientWorkers } from './dataParallel';
+import { ParallelDenoiser, WorkerPool } from './dataParallel';
 import { Adam } from './optim';
 
 export class NonFiniteLossError extends UserError {}
@@ -47,7 +47,7 @@ export class Trainer {
   readonly meta: RunRecord;
   private readonly workers: number;
   /** Started at the first step that uses them. */
-  private pool: GradientWorkers | null = null;
+  private pool: WorkerPool | null = null;
 
   /** A trainer at the state the record describes, with the saved arrays where resuming. */
   constructor(meta: RunRecord, saved?: Map<string, NamedArray>, options: TrainerOptions = {}) {
@@ -97,7 +97,7 @@ export class Trainer {
       const pool = this.workersFor(batch);
       if (pool) {
         const names = [...this.model.variables.keys()];
-        const parallel = pool.gradients(xt, target, tFrac, (start, end) => {
+        const parallel = pool.gradients([...this.model.variables.values()], xt, target, tFrac, (start, end) => {
           const r = share(start, end);
           return { loss: r.value, grads: names.map((name) => r.grads[name]) };
         });
@@ -115,18 +115,28 @@ export class Trainer {
     });
   }
 
-  /** The gradient workers for a batch of `batch` images, or null where this thread computes it alone. */
-  private workersFor(batch: number): GradientWorkers | null {
+  /** The worker threads for a batch of `batch` images, or null where this thread computes it alone. */
+  private workersFor(batch: number): WorkerPool | null {
     if (this.workers < 2 || batch < this.workers || tf.getBackend() !== 'blas') return null;
     if (this.pool && this.pool.capacity < batch) {
       this.pool.dispose();
       this.pool = null;
     }
     if (!this.pool) {
-      const pixels = this.meta.model.height * this.meta.model.imageWidth * this.meta.model.channels;
-      this.pool = new GradientWorkers(this.meta.model, [...this.model.variables.values()], pixels, Math.max(batch, this.meta.training.batchSize), this.workers - 1);
+      const { height, imageWidth, channels } = this.meta.model;
+      const parameters = [...this.model.variables.values()].reduce((n, v) => n + v.size, 0);
+      this.pool = new WorkerPool(this.meta.model, height * imageWidth * channels, parameters, Math.max(batch, this.meta.training.batchSize), this.workers - 1);
     }
     return this.pool;
+  }
+
+  /**
+   * `model` (this trainer's, or a copy such as averagedModel()'s) predicting on the training threads.
+   * The result holds nothing of its own: dispose `model` as before, not it.
+   */
+  onWorkers(model: Denoiser): Denoiser {
+    const pool = this.workersFor(this.meta.training.batchSize);
+    return pool ? new ParallelDenoiser(model, this.workers, this.meta.training.batchSize, pool) : model;
   }
 
   /** Everything a checkpoint holds as arrays: weights and Adam's moments. */

@@ -9,7 +9,8 @@ import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBack
 import { resolveNewRun } from '../../../src/config/resolve';
 import { ImageSet } from '../../../src/data/mnist';
 import { Rng } from '../../../src/rng';
-import { shares } from '../../../src/training/dataParallel';
+import { ParallelDenoiser, shares } from '../../../src/training/dataParallel';
+import { buildModel } from '../../../src/models/build';
 import { Trainer } from '../../../src/training/trainer';
 
 const available = registerBlasBackend();
@@ -72,4 +73,21 @@ test('a data-parallel trainer keeps memory flat and falls back to one thread for
   assert.equal(tf.memory().numTensors, numTensors);
   assert.equal(tf.memory().numBytes, numBytes);
   trainer.dispose();
+});
+
+test('predictions shared over threads equal the model\'s own, for batches larger than the pool takes at once', { skip }, () => {
+  const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4, seed: 5 } as never);
+  const model = buildModel(record.model, new Rng(5));
+  const parallel = new ParallelDenoiser(model, 2, 4); // takes 4 images at a time: 9 go in three pieces
+  const x = tf.tensor2d(images(9, 16, 6).data, [9, 256]);
+  const t = tf.tensor1d([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+  const expected = tf.tidy(() => model.predict(x, t).dataSync() as Float32Array);
+  const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
+  let worst = 0;
+  expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
+  assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
+  x.dispose();
+  t.dispose();
+  parallel.dispose(); // the model with it
+  assert.equal(model.variables.values().next().value!.isDisposed, true);
 });
