@@ -2,7 +2,10 @@
  * `npm run bench`: training throughput, sampling time and peak memory of the seed model (w = 2048,
  * batch 128, Adam) on each available backend, beside the PyTorch reference in the same run; and the
  * training throughput of the default 32-px convolutional U-net (MNIST-32, batch 64) beside its PyTorch twin.
- * Each measurement runs in its own process so its peak RSS is its own.
+ * Each measurement runs in its own process so its peak RSS is its own. The U-net rows also give GFLOP/s:
+ * FLOPs per image counted from the layer shapes of one forward pass (2 per multiply-add of every
+ * convolution and matrix product; the norms, activations and adds left out), three times that per
+ * training sample (forward, input gradient, weight gradient), beside OpenBLAS's sgemm on the same cores.
  *
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
@@ -10,10 +13,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { BackendChoice, defaultBackendEnv, selectBackend } from '../src/backend/select';
-import { tuneNativeEnvironment } from '../src/backend/addon';
+import { loadNativeAddon, tuneNativeEnvironment } from '../src/backend/addon';
+import { RunRecord } from '../src/config/runRecord';
+import { DDPMScheduler } from '../src/diffusion/schedule';
+import { buildModel } from '../src/models/build';
+import { ModelConfig, imageSize } from '../src/models/denoiser';
+import { defaultWorkers, withWorkers } from '../src/training/dataParallel';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/diffusion/sampler';
 import { Trainer } from '../src/training/trainer';
@@ -34,6 +43,14 @@ interface Result {
   peakRssMb: number;
   /** The default 32-px convolutional U-net on MNIST-32, batch 64 (absent for the reference). */
   unetTrainSamplesPerSecond?: number;
+  /** Seconds to sample 64 images with 100 DDIM steps from the default 32-px U-net. */
+  unetSampleSeconds?: number;
+  /** FLOPs of one forward pass of the default 32-px U-net for one image (and of the 64-px models). */
+  unetForwardFlops?: number;
+  unet64TwinForwardFlops?: number;
+  unet64DefaultForwardFlops?: number;
+  /** OpenBLAS sgemm GFLOP/s, 1024³, on all the cores. */
+  sgemmGflops?: number;
   /** With --unet64: 64-px RGB U-nets at batch 64, the twin's configuration (16x[1,2,2,4], attention at 16) and today's default. */
   unet64TwinSamplesPerSecond?: number;
   unet64DefaultSamplesPerSecond?: number;
@@ -64,12 +81,18 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
   }
   const sampleSeconds = (Number(process.hrtime.bigint() - started) / 1e9) * (1000 / Math.min(1000, sampleSteps));
   trainer.dispose();
+  const twin64 = { baseChannels: 16, channelMults: [1, 2, 2, 4], attentionResolutions: [16] };
   return {
     unetTrainSamplesPerSecond: measureUnet(unetSteps),
+    unetSampleSeconds: unetSteps > 0 && backend === 'blas' ? measureUnetSampling(100) : undefined,
+    unetForwardFlops: await forwardFlops(unetRecord().model),
+    sgemmGflops: backend === 'blas' ? sgemmGflops() : undefined,
     ...(unet64Steps > 0
       ? {
-          unet64TwinSamplesPerSecond: measureUnetRgb64(unet64Steps, { baseChannels: 16, channelMults: [1, 2, 2, 4], attentionResolutions: [16] }),
+          unet64TwinSamplesPerSecond: measureUnetRgb64(unet64Steps, twin64),
           unet64DefaultSamplesPerSecond: measureUnetRgb64(unet64Steps, {}),
+          unet64TwinForwardFlops: await forwardFlops(rgb64Record(twin64).model),
+          unet64DefaultForwardFlops: await forwardFlops(rgb64Record({}).model),
         }
       : {}),
     backend: tf.getBackend(),
@@ -91,18 +114,74 @@ function timeTrainSteps(trainer: Trainer, data: ImageSet, steps: number): number
   return (steps * 64) / seconds;
 }
 
-/** Training throughput of the default 32-px U-net on MNIST-32 at batch 64. */
-function measureUnet(steps: number): number {
-  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', timesteps: 1000, limit: 0, batchSize: 64, lr: 2e-4, seed: 0 }));
-  return timeTrainSteps(trainer, padImages(loadMnist('train', 64 * (steps + 1)), 2), steps);
+/** A trainer on the threads `diffuse train` would use. */
+function benchTrainer(record: RunRecord): Trainer {
+  return new Trainer(record, undefined, { workers: defaultWorkers(record.model) });
 }
 
+const unetRecord = () => resolveNewRun('seed', { model: 'unet', timesteps: 1000, limit: 0, batchSize: 64, lr: 2e-4, seed: 0 });
+
+/** Training throughput of the default 32-px U-net on MNIST-32 at batch 64. */
+function measureUnet(steps: number): number {
+  return timeTrainSteps(benchTrainer(unetRecord()), padImages(loadMnist('train', 64 * (steps + 1)), 2), steps);
+}
+
+/** Seconds to sample 64 images with `steps` DDIM steps from the default 32-px U-net, as `diffuse sample` would (the twin's sampling bench). */
+function measureUnetSampling(steps: number): number {
+  const record = unetRecord();
+  const model = withWorkers(buildModel(record.model, new Rng(0)));
+  const scheduler = new DDPMScheduler(record.schedule);
+  generate(model, scheduler, { n: 64, rng: new Rng(0), sampler: 'ddim', steps: 2, eta: 0 }); // warm-up
+  const started = process.hrtime.bigint();
+  generate(model, scheduler, { n: 64, rng: new Rng(0), sampler: 'ddim', steps, eta: 0 });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  model.dispose();
+  return seconds;
+}
+
+type UnetShape = { baseChannels?: number; channelMults?: number[]; attentionResolutions?: number[] };
+const rgb64Record = (overrides: UnetShape) => resolveNewRun('seed', { model: 'unet', data: 'bench-images', imageSize: 64, channels: 3, batchSize: 64, lr: 2e-4, seed: 0, ...overrides });
+
 /** Training throughput of a 64-px RGB U-net at batch 64 (random images: speed does not depend on them). */
-function measureUnetRgb64(steps: number, overrides: { baseChannels?: number; channelMults?: number[]; attentionResolutions?: number[] }): number {
-  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', data: 'bench-images', imageSize: 64, channels: 3, batchSize: 64, lr: 2e-4, seed: 0, ...overrides }));
+function measureUnetRgb64(steps: number, overrides: UnetShape): number {
   const rng = new Rng(1);
   const count = 64 * (steps + 1);
-  return timeTrainSteps(trainer, { count, height: 64, width: 64, channels: 3, data: Float32Array.from({ length: count * 64 * 64 * 3 }, () => 2 * rng.uniform() - 1) }, steps);
+  return timeTrainSteps(benchTrainer(rgb64Record(overrides)), { count, height: 64, width: 64, channels: 3, data: Float32Array.from({ length: count * 64 * 64 * 3 }, () => 2 * rng.uniform() - 1) }, steps);
+}
+
+/** FLOPs of one image's forward pass: 2 per multiply-add of the convolutions and matrix products, from the shapes tfjs's profiler records. */
+async function forwardFlops(config: ModelConfig): Promise<number> {
+  const model = buildModel(config, new Rng(0));
+  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+  const profile = await tf.profile(() => {
+    tf.tidy(() => void model.predict(tf.zeros([1, imageSize(config)]), tf.zeros([1])));
+  });
+  model.dispose();
+  let flops = 0;
+  for (const k of profile.kernels) {
+    const out = k.outputShapes[0] as number[];
+    if (k.name === 'Conv2D') flops += 2 * size(out) * size((k.inputShapes[1] as number[]).slice(0, 3));
+    if (k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
+      const [a, b] = k.inputShapes as number[][];
+      // The shared dimension: a's last unless a is transposed (then its second to last), checked against b.
+      const inner = a[a.length - 1] === b[b.length - 2] || a[a.length - 1] === b[b.length - 1] ? a[a.length - 1] : a[a.length - 2];
+      flops += 2 * size(out) * inner;
+    }
+  }
+  return flops;
+}
+
+/** OpenBLAS sgemm GFLOP/s for 1024³ on all cores, best of five after one warm-up. */
+function sgemmGflops(): number {
+  const native = loadNativeAddon()!;
+  const n = 1024, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  let best = Infinity;
+  for (let r = 0; r < 6; r++) {
+    const started = process.hrtime.bigint();
+    native.sgemm(false, false, n, n, n, a, b, c);
+    if (r > 0) best = Math.min(best, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+  return (2 * n ** 3) / best / 1e9;
 }
 
 function python(): string | null {
@@ -126,13 +205,14 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
   return { backend: label, trainSamplesPerSecond: +train[1], sampleSeconds: +sample[1], sampleEstimated: true, peakRssMb: rss ? +rss[1] / 1024 : NaN };
 }
 
-/** The U-net twin's training samples/s at `size` px, batch 64 (its own bench, both cores). */
-function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1): number | undefined {
+/** The U-net twin's training samples/s at `size` px, batch 64, and its seconds for 64 images x 100 DDIM steps (its own bench, both cores). */
+function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1): { train: number; sample?: number } | undefined {
   if (!fs.existsSync(UNET_REFERENCE)) return undefined;
   const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
   const m = /unet_train_samples_per_s torch ([\d.]+)/.exec(r.stdout);
+  const sample = /unet_sample_64x100_s torch ([\d.]+)/.exec(r.stdout);
   if (!m) console.error(`torch U-net twin failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
-  return m ? +m[1] : undefined;
+  return m ? { train: +m[1], sample: sample ? +sample[1] : undefined } : undefined;
 }
 
 function runChild(backend: string, unet64: boolean): Result | null {
@@ -165,6 +245,9 @@ async function main(): Promise<void> {
     console.log(`sample_64x1000_s backend=${r.backend} ${r.sampleSeconds.toFixed(1)}${r.sampleEstimated ? ' (extrapolated)' : ''}`);
     console.log(`peak_rss_mb backend=${r.backend} ${r.peakRssMb.toFixed(0)}`);
     console.log(`unet32_train_samples_per_s backend=${r.backend} ${r.unetTrainSamplesPerSecond?.toFixed(1)}`);
+    if (r.unetSampleSeconds) console.log(`unet32_sample_64x100_s backend=${r.backend} ${r.unetSampleSeconds.toFixed(2)}`);
+    if (r.unetForwardFlops) console.log(`unet32_forward_mflop_per_image ${(r.unetForwardFlops / 1e6).toFixed(1)}`);
+    if (r.sgemmGflops) console.log(`sgemm_1024_gflops backend=${r.backend} ${r.sgemmGflops.toFixed(1)}`);
     if (r.unet64TwinSamplesPerSecond) console.log(`unet64rgb_twin_config_train_samples_per_s backend=${r.backend} ${r.unet64TwinSamplesPerSecond.toFixed(1)}`);
     if (r.unet64DefaultSamplesPerSecond) console.log(`unet64rgb_default_train_samples_per_s backend=${r.backend} ${r.unet64DefaultSamplesPerSecond.toFixed(1)}`);
   }
@@ -173,8 +256,13 @@ async function main(): Promise<void> {
   if (py && fs.existsSync(REFERENCE)) {
     const plain = torchBench(py, {}, 'torch');
     if (plain) {
-      plain.unetTrainSamplesPerSecond = torchUnetBench(py, {});
-      if (args.includes('--unet64')) plain.unet64TwinSamplesPerSecond = torchUnetBench(py, {}, 64, 3);
+      const unet = torchUnetBench(py, {});
+      plain.unetTrainSamplesPerSecond = unet?.train;
+      plain.unetSampleSeconds = unet?.sample;
+      // The same model, so the same FLOPs: the twin's GFLOP/s use ours.
+      plain.unetForwardFlops = results[0]?.unetForwardFlops;
+      plain.unet64TwinForwardFlops = results[0]?.unet64TwinForwardFlops;
+      if (args.includes('--unet64')) plain.unet64TwinSamplesPerSecond = torchUnetBench(py, {}, 64, 3)?.train;
     }
     // The same OpenBLAS kernel choice as ours (see src/native/addon.ts), so the comparison is fair.
     const coretype = process.env.OPENBLAS_CORETYPE ?? tunedCoretype();
@@ -191,6 +279,7 @@ async function main(): Promise<void> {
         console.log(`ratio_train backend=${ours.backend} vs=${ref.backend} ${(ours.trainSamplesPerSecond / ref.trainSamplesPerSecond).toFixed(2)}`);
         console.log(`ratio_sample_time backend=${ours.backend} vs=${ref.backend} ${(ours.sampleSeconds / ref.sampleSeconds).toFixed(2)}`);
         if (ours.unetTrainSamplesPerSecond && ref.unetTrainSamplesPerSecond) console.log(`ratio_unet32_train backend=${ours.backend} vs=${ref.backend} ${(ours.unetTrainSamplesPerSecond / ref.unetTrainSamplesPerSecond).toFixed(2)}`);
+        if (ours.unetSampleSeconds && ref.unetSampleSeconds) console.log(`ratio_unet32_sample_time backend=${ours.backend} vs=${ref.backend} ${(ours.unetSampleSeconds / ref.unetSampleSeconds).toFixed(2)}`);
         if (ours.unet64TwinSamplesPerSecond && ref.unet64TwinSamplesPerSecond) console.log(`ratio_unet64rgb_train backend=${ours.backend} vs=${ref.backend} ${(ours.unet64TwinSamplesPerSecond / ref.unet64TwinSamplesPerSecond).toFixed(2)}`);
       }
     }
@@ -200,12 +289,17 @@ async function main(): Promise<void> {
   const rows = [...results, ...references];
   const num = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(1));
   const wide = args.includes('--unet64');
-  console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s |${wide ? ' U-net 64 px RGB (twin config) | U-net 64 px RGB (default) |' : ''}`);
-  console.log(`|---|---:|---:|---:|---:|${wide ? '---:|---:|' : ''}`);
+  // Training GFLOP/s: three forward passes' FLOPs per sample.
+  const gflops = (sps?: number, flops?: number) => (sps && flops ? ((3 * flops * sps) / 1e9).toFixed(0) : '-');
+  const seconds = (v?: number) => (v === undefined ? '-' : `${v.toFixed(1)} s`);
+  console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s (GFLOP/s) | U-net 32 px sample 64 x 100 DDIM |${wide ? ' U-net 64 px RGB (twin config) (GFLOP/s) | U-net 64 px RGB (default) |' : ''}`);
+  console.log(`|---|---:|---:|---:|---:|---:|${wide ? '---:|---:|' : ''}`);
   for (const r of rows) {
-    const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} | ${num(r.unet64DefaultSamplesPerSecond)} |` : '';
-    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} |${extra}`);
+    const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} |` : '';
+    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
   }
+  const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
+  if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward).`);
 }
 
 function tunedCoretype(): string | undefined {
