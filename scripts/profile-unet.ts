@@ -1,6 +1,6 @@
 /**
  * Where a U-net training step's time goes, by tfjs kernel (tf.profile), on the blas backend.
- *   node dist/scripts/profile-unet.js [--size 32|64] [--channels 1|3] [--steps N]
+ *   node dist/scripts/profile-unet.js [--size 32|64] [--channels 1|3] [--steps N] [--batch B] [--base 16: the twin's 64-px 16x[1,2,2,4], attention 16]
  */
 import * as tf from '@tensorflow/tfjs';
 import { defaultBackendEnv, selectBackend } from '../src/backend/select';
@@ -13,9 +13,9 @@ async function main(): Promise<void> {
     const i = process.argv.indexOf(name);
     return i >= 0 ? Number(process.argv[i + 1]) : def;
   };
-  const size = arg('--size', 32), channels = arg('--channels', 1), steps = arg('--steps', 3), batchSize = arg('--batch', 64);
+  const size = arg('--size', 32), channels = arg('--channels', 1), steps = arg('--steps', 3), batchSize = arg('--batch', 64), base = arg('--base', 0);
   await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
-  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', ...(size === 32 && channels === 1 ? {} : { data: 'bench', imageSize: size, channels }), batchSize, lr: 2e-4, seed: 0, timesteps: 1000, limit: 0 } as never));
+  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', ...(size === 32 && channels === 1 ? {} : { data: 'bench', imageSize: size, channels }), batchSize, lr: 2e-4, seed: 0, timesteps: 1000, limit: 0, ...(base ? { baseChannels: base, channelMults: [1, 2, 2, 4], attentionResolutions: [16] } : {}) } as never));
   const rng = new Rng(1);
   const count = batchSize * (steps + 1);
   const data = { count, height: size, width: size, channels, data: Float32Array.from({ length: count * size * size * channels }, () => 2 * rng.uniform() - 1) };
