@@ -61,6 +61,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"groupNormGrad", NULL, group_norm_grad, NULL, NULL, NULL, napi_default, NULL},
       {"middleSums", NULL, middle_sums, NULL, NULL, NULL, napi_default, NULL},
       {"softmaxRows", NULL, softmax_rows, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxRowsGrad", NULL, softmax_rows_grad, NULL, NULL, NULL, napi_default, NULL},
       {"copyRuns", NULL, copy_runs, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -132,6 +132,7 @@ napi_value conv(napi_env env, napi_callback_info info);
 napi_value group_norm(napi_env env, napi_callback_info info);
 napi_value group_norm_grad(napi_env env, napi_callback_info info);
 napi_value softmax_rows(napi_env env, napi_callback_info info);
+napi_value softmax_rows_grad(napi_env env, napi_callback_info info);
 napi_value copy_runs(napi_env env, napi_callback_info info);
 napi_value silu(napi_env env, napi_callback_info info);
 napi_value silu_grad(napi_env env, napi_callback_info info);

@@ -108,11 +108,12 @@ napi_value group_norm_grad(napi_env env, napi_callback_info info) {
 
 /* softmaxRows(x, cols, y): y = softmax of each row of `cols` values. */
 napi_value softmax_rows(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   size_t len = 0;
   const float *x = f32(env, argv[0], &len);
   const int64_t n = (int64_t)num(env, argv[1]);
   float *y = f32(env, argv[2], NULL);
+  const float scale = argc > 3 ? (float)num(env, argv[3]) : 1.0f;
   if (!x || !y) return NULL;
   const int64_t rows = n > 0 ? (int64_t)len / n : 0;
 #pragma omp parallel for if ((int64_t)len > 65536)
@@ -121,9 +122,38 @@ napi_value softmax_rows(napi_env env, napi_callback_info info) {
     float *yr = y + r * n;
     float max = xr[0], sum = 0;
     for (int64_t i = 1; i < n; i++) max = xr[i] > max ? xr[i] : max;
-    for (int64_t i = 0; i < n; i++) sum += yr[i] = expf(xr[i] - max);
+    /* softmax(scale·x) with scale > 0: the row's largest scaled value is scale·max. */
+    for (int64_t i = 0; i < n; i++) sum += yr[i] = expf(scale * (xr[i] - max));
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < n; i++) yr[i] *= inv;
+  }
+  return NULL;
+}
+
+/*
+ * softmaxRowsGrad(dy, y, n, scale, dx): the gradient of y = softmax(scale·x) over rows of n, in one pass
+ * per row: dx = scale·y·(dy − Σ dy·y). (tfjs composes it from four whole-tensor ops.)
+ */
+napi_value softmax_rows_grad(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  size_t len = 0, ly = 0, lx = 0;
+  const float *dy = f32(env, argv[0], &len), *y = f32(env, argv[1], &ly);
+  const int64_t n = (int64_t)num(env, argv[2]);
+  const float scale = (float)num(env, argv[3]);
+  float *dx = f32(env, argv[4], &lx);
+  if (!dy || !y || !dx) return NULL;
+  if (ly != len || lx != len || n <= 0 || len % (size_t)n != 0) {
+    napi_throw_range_error(env, NULL, "softmaxRowsGrad: lengths do not match");
+    return NULL;
+  }
+  const int64_t rows = (int64_t)len / n;
+#pragma omp parallel for if ((int64_t)len > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *dr = dy + r * n, *yr = y + r * n;
+    float *xr = dx + r * n;
+    float dot = 0;
+    for (int64_t i = 0; i < n; i++) dot += dr[i] * yr[i];
+    for (int64_t i = 0; i < n; i++) xr[i] = scale * yr[i] * (dr[i] - dot);
   }
   return NULL;
 }

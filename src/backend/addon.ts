@@ -37,8 +37,10 @@ export interface NativeAddon {
   /** y = x·σ(x), and its gradient dx from dy and x. */
   silu(x: Float32Array, y: Float32Array): void;
   siluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
-  /** y = softmax of each row of `cols` values. */
-  softmaxRows(x: Float32Array, cols: number, y: Float32Array): void;
+  /** y = softmax of each row of `cols` values, times `scale` (default 1, > 0) first. */
+  softmaxRows(x: Float32Array, cols: number, y: Float32Array, scale?: number): void;
+  /** dx = the gradient of y = softmax(scale·x) over rows of `cols`, given dy and y. */
+  softmaxRowsGrad(dy: Float32Array, y: Float32Array, cols: number, scale: number, dx: Float32Array): void;
   /**
    * Copies a run of `run` values for every index i of the `outer` shape, from srcFirst + Σ i·srcStrides
    * to outFirst + Σ i·outStrides.
@@ -80,7 +82,7 @@ function readCpuFlags(): Set<string> {
 /** Every function the TypeScript side calls; the addon is built from the same checkout. */
 export const NATIVE_FUNCTIONS = [
   'sgemm', 'adam', 'lerp', 'geluLayerNorm', 'geluLayerNormGrad', 'columnSums', 'binary', 'middleSums',
-  'conv', 'groupNorm', 'groupNormGrad', 'silu', 'siluGrad', 'softmaxRows', 'copyRuns', 'setThreads',
+  'conv', 'groupNorm', 'groupNormGrad', 'silu', 'siluGrad', 'softmaxRows', 'softmaxRowsGrad', 'copyRuns', 'setThreads',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 /** The names of NATIVE_FUNCTIONS that `addon` lacks. */

@@ -13,6 +13,8 @@ import {
   GELU_LAYER_NORM_GRAD,
   GROUP_NORM,
   GROUP_NORM_GRAD,
+  SCALED_SOFTMAX,
+  SCALED_SOFTMAX_GRAD,
   SILU,
   SILU_GRAD,
   registerFusedGradients,
@@ -453,6 +455,21 @@ function softmaxKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelF
   };
 }
 
+/** softmax(scale·x) over the last axis (inputs x), or its gradient (inputs dy and the saved y). */
+function scaledSoftmaxKernel(native: NativeAddon, gradient: boolean): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { scale } = attrs as unknown as { scale: number };
+    const cpu = backend as BlasBackend;
+    const ins = inputs as Record<string, tf.TensorInfo>;
+    const shape = (gradient ? ins.y : ins.x).shape;
+    const cols = shape[shape.length - 1];
+    const out = cpu.allocate(tf.util.sizeFromShape(shape));
+    if (gradient) native.softmaxRowsGrad(cpuValues(cpu, ins.dy), cpuValues(cpu, ins.y), cols, scale, out);
+    else native.softmaxRows(cpuValues(cpu, ins.x), cols, out, scale);
+    return cpu.makeTensorInfo(shape, 'float32', out);
+  };
+}
+
 /** The addon the backend was registered with (null before registration). */
 let registered: NativeAddon | null = null;
 
@@ -489,6 +506,8 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
   tf.registerKernel({ kernelName: SILU, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [x], out) => native.silu(cpuValues(cpu, x), out), 'x') });
   tf.registerKernel({ kernelName: SILU_GRAD, backendName: BLAS_BACKEND, kernelFunc: elementwiseKernel((cpu, [dy, x], out) => native.siluGrad(cpuValues(cpu, dy), cpuValues(cpu, x), out), 'dy', 'x') });
   tf.registerKernel({ kernelName: GROUP_NORM, backendName: BLAS_BACKEND, kernelFunc: groupNormKernel(native) });
+  tf.registerKernel({ kernelName: SCALED_SOFTMAX, backendName: BLAS_BACKEND, kernelFunc: scaledSoftmaxKernel(native, false) });
+  tf.registerKernel({ kernelName: SCALED_SOFTMAX_GRAD, backendName: BLAS_BACKEND, kernelFunc: scaledSoftmaxKernel(native, true) });
   tf.registerKernel({ kernelName: GROUP_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: groupNormGradKernel(native) });
   registered = native;
   return true;

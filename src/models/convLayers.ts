@@ -5,7 +5,7 @@
  * backend can differentiate.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { GROUP_NORM, SILU, backendHasKernel } from './fusedOps';
+import { GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel } from './fusedOps';
 
 /** A stride-1 'same' convolution with a k×k filter [k, k, in, out] and a bias. */
 export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
@@ -50,6 +50,12 @@ export function groupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, be
     const normalized = tf.reshape(tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, GROUP_NORM_EPSILON))), [b, h, w, c]);
     return tf.add(tf.mul(normalized, gamma), beta);
   });
+}
+
+/** softmax(scale · x) over the last axis; one native kernel (and one for its gradient) where the backend has it. */
+export function scaledSoftmax<T extends tf.Tensor>(x: T, scale: number): T {
+  if (backendHasKernel(SCALED_SOFTMAX)) return tf.engine().runKernel(SCALED_SOFTMAX, { x }, { scale }) as T;
+  return tf.tidy(() => tf.softmax(tf.mul(x, scale)) as T);
 }
 
 /** SiLU (swish): x · σ(x); one native kernel where the backend has it. */
@@ -109,7 +115,7 @@ export function selfAttention(x: tf.Tensor4D, heads: number, w: { q: tf.Tensor2D
     const rows = tf.reshape(x, [b * n, c]);
     const project = (kernel: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(tf.matMul(rows, kernel), [b, n, heads, d]), [0, 2, 1, 3]), [b * heads, n, d]);
     const [q, k, v] = [project(w.q), project(w.k), project(w.v)];
-    const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)));
+    const weights = scaledSoftmax(tf.matMul(q, k, false, true), 1 / Math.sqrt(d));
     const mixed = tf.reshape(tf.transpose(tf.reshape(tf.matMul(weights, v), [b, heads, n, d]), [0, 2, 1, 3]), [b * n, c]);
     return tf.reshape(tf.add(tf.matMul(mixed, w.out), w.outBias), [b, h, wd, c]);
   });

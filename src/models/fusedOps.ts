@@ -10,6 +10,9 @@ export const SILU = 'DiffuseSilu';
 export const SILU_GRAD = 'DiffuseSiluGrad';
 export const GROUP_NORM = 'DiffuseGroupNorm';
 export const GROUP_NORM_GRAD = 'DiffuseGroupNormGrad';
+/** softmax(scale·x) over the last axis (attention's weights), and its gradient, each one pass. */
+export const SCALED_SOFTMAX = 'DiffuseScaledSoftmax';
+export const SCALED_SOFTMAX_GRAD = 'DiffuseScaledSoftmaxGrad';
 
 export function backendHasKernel(kernelName: string): boolean {
   return tf.getKernel(kernelName, tf.getBackend()) !== undefined;
@@ -44,6 +47,11 @@ export function registerFusedGradients(): void {
       const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: first(dy), xhat, gamma, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
+  });
+  tf.registerGradient({
+    kernelName: SCALED_SOFTMAX,
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => ({ x: () => tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { dy: first(dy), y: saved[0] }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor }),
   });
   tf.registerGradient({
     kernelName: SILU,

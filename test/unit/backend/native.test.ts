@@ -13,7 +13,7 @@ import { ROOT, tempDir } from '../../helpers';
 
 const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 import { geluLayerNorm, gelu, layerNorm } from '../../../src/models/layers';
-import { groupNorm, silu, upsampleNearest } from '../../../src/models/convLayers';
+import { groupNorm, scaledSoftmax, silu, upsampleNearest } from '../../../src/models/convLayers';
 import { Adam, adamConfig } from '../../../src/training/optim';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
@@ -242,6 +242,12 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
   const z = random([3, 70001], ++seed); // above the size where the kernel goes parallel
   compare('silu', [z], (a) => silu(a), 1e-4);
   compare('silu gradient', [z], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(silu(p), tf.cos(p))))(a), 1e-4);
+  // Attention's softmax(scale·x) over rows of odd lengths, and its gradient, against tfjs's composition.
+  for (const shape of [[3, 5, 7], [2, 64, 64], [1, 1]]) {
+    const logits = random(shape, shape.length * 31 + shape[shape.length - 1]);
+    compare(`scaled softmax ${shape}`, [logits], (a) => scaledSoftmax(a, 0.35), 1e-5);
+    compare(`scaled softmax gradient ${shape}`, [logits], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(scaledSoftmax(p, 0.35), tf.cos(tf.mul(p, 3)))))(a), 1e-4);
+  }
   for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8]] as [number[], number][]) {
     const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
     const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D);
