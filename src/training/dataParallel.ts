@@ -33,7 +33,7 @@ export const Slot = {
 
 export const Task = { Gradients: 0, Predict: 1 } as const;
 
-/** What a worker thread is started with (see gradientWorker.ts). */
+/** What a worker thread is started with (see dataParallelWorker.ts). */
 export interface WorkerSetup {
   model: ModelConfig;
   control: Int32Array;
@@ -98,13 +98,13 @@ export class WorkerPool {
       const output = new Float32Array(new SharedArrayBuffer(Math.max(parameters + 1, perShare * pixels) * 4));
       const { port1, port2 } = new MessageChannel();
       const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2 };
-      const worker = new Worker(path.join(__dirname, 'gradientWorker.js'), { workerData: setup, transferList: [port2] });
+      const worker = new Worker(path.join(__dirname, 'dataParallelWorker.js'), { workerData: setup, transferList: [port2] });
       worker.unref(); // a pool left undisposed must not keep the process alive
       this.shares.push({ worker, control, inputs, output, port: port1 });
     }
     for (const s of this.shares) {
       // Blocking here is fine: the workers start on their own threads.
-      if (Atomics.wait(s.control, Slot.Done, -1, STARTUP_MS) === 'timed-out') throw new Error('a gradient worker did not start');
+      if (Atomics.wait(s.control, Slot.Done, -1, STARTUP_MS) === 'timed-out') throw new Error('a data-parallel worker thread did not start');
       this.check(s);
     }
   }
@@ -207,7 +207,7 @@ export class WorkerPool {
   private check(s: Share): void {
     if (Atomics.load(s.control, Slot.Status) === 0) return;
     const message = receiveMessageOnPort(s.port)?.message as { error?: string } | undefined;
-    throw new Error(`gradient worker: ${message?.error ?? 'failed'}`);
+    throw new Error(`data-parallel worker thread: ${message?.error ?? 'failed'}`);
   }
 
   dispose(): void {
