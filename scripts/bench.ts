@@ -292,10 +292,10 @@ async function main(): Promise<void> {
   // Training GFLOP/s: three forward passes' FLOPs per sample.
   const gflops = (sps?: number, flops?: number) => (sps && flops ? ((3 * flops * sps) / 1e9).toFixed(0) : '-');
   const seconds = (v?: number) => (v === undefined ? '-' : `${v.toFixed(1)} s`);
-  console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s (GFLOP/s) | U-net 32 px sample 64 x 100 DDIM |${wide ? ' U-net 64 px RGB (twin config) (GFLOP/s) | U-net 64 px RGB (default) |' : ''}`);
+  console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s (GFLOP/s) | U-net 32 px sample 64 x 100 DDIM |${wide ? ' U-net 64 px RGB (twin config) (GFLOP/s) | U-net 64 px RGB (default) (GFLOP/s) |' : ''}`);
   console.log(`|---|---:|---:|---:|---:|---:|${wide ? '---:|---:|' : ''}`);
   for (const r of rows) {
-    const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} |` : '';
+    const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} (${gflops(r.unet64DefaultSamplesPerSecond, r.unet64DefaultForwardFlops)}) |` : '';
     console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
   }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
