@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
-import { Denoiser, ModelConfig } from '../models/denoiser';
+import { Denoiser, ModelConfig, imageSize, parameterCount } from '../models/denoiser';
 
 /** Slots of a worker's control array. */
 export const Slot = {
@@ -66,6 +66,22 @@ interface Share {
   port: MessagePort;
 }
 
+/** Writes the arrays one after another into `out` from its start (the layout of the shared weights and gradients). */
+export function pack(arrays: readonly Float32Array[], out: Float32Array): Float32Array {
+  let offset = 0;
+  for (const a of arrays) {
+    out.set(a, offset);
+    offset += a.length;
+  }
+  return out;
+}
+
+/** The pieces of `flat` that pack() made from arrays of these variables' sizes, as views. */
+export function unpack(flat: Float32Array, variables: readonly tf.Variable[]): Float32Array[] {
+  let offset = 0;
+  return variables.map((v) => flat.subarray(offset, (offset += v.size)));
+}
+
 /** Cuts `batch` into `parts` contiguous shares as equal as possible; returns their [start, end). */
 export function shares(batch: number, parts: number): [number, number][] {
   const out: [number, number][] = [];
@@ -77,17 +93,18 @@ export class WorkerPool {
   private readonly shares: Share[] = [];
   private readonly weights: Float32Array;
   private request = 0;
+  /** Numbers per image, and weights in all. */
+  private readonly pixels: number;
+  private readonly parameters: number;
   /** The largest batch it takes. */
   readonly capacity: number;
 
-  /** Starts `workers` threads for a model of `config` with `pixels` numbers per image, for batches of at most `maxBatch`. */
-  constructor(
-    config: ModelConfig,
-    private readonly pixels: number,
-    private readonly parameters: number,
-    maxBatch: number,
-    workers: number,
-  ) {
+  /** Starts `workers` threads, each with a copy of `model`'s architecture, for batches of at most `maxBatch`. */
+  constructor(model: Denoiser, maxBatch: number, workers: number) {
+    const config = model.config;
+    this.pixels = imageSize(config);
+    this.parameters = parameterCount(model);
+    const { pixels, parameters } = this;
     this.weights = new Float32Array(new SharedArrayBuffer(parameters * 4));
     const perShare = Math.ceil(maxBatch / (workers + 1));
     this.capacity = perShare * (workers + 1);
@@ -129,25 +146,14 @@ export class WorkerPool {
     const mine = this.ownShare(() => own(cuts[0][0], cuts[0][1]));
     // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
     const native = loadNativeAddon()!;
-    const sum = new Float32Array(this.parameters + 1);
-    let offset = 0;
-    mine.grads.forEach((g, k) => {
-      sum.set(g.dataSync() as Float32Array, offset);
-      offset += variables[k].size;
-    });
-    sum[this.parameters] = mine.loss.dataSync()[0];
+    const sum = pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], new Float32Array(this.parameters + 1));
     let seen = cuts[0][1] - cuts[0][0];
     this.shares.forEach((s, i) => {
       const n = cuts[i + 1][1] - cuts[i + 1][0];
       native.lerp(sum, s.output.subarray(0, this.parameters + 1), seen / (seen + n));
       seen += n;
     });
-    offset = 0;
-    const grads = variables.map((v) => {
-      const g = tf.tensor(sum.subarray(offset, offset + v.size), v.shape, 'float32');
-      offset += v.size;
-      return g;
-    });
+    const grads = unpack(sum, variables).map((values, k) => tf.tensor(values, variables[k].shape, 'float32'));
     return { loss: sum[this.parameters], grads };
   }
 
@@ -168,11 +174,7 @@ export class WorkerPool {
   private run(task: number, variables: tf.Variable[], x: Float32Array, target: Float32Array | null, tFrac: Float32Array): [number, number][] {
     const P = this.pixels;
     const cuts = shares(tFrac.length, this.parts);
-    let offset = 0;
-    for (const v of variables) {
-      this.weights.set(v.dataSync() as Float32Array, offset);
-      offset += v.size;
-    }
+    pack(variables.map((v) => v.dataSync() as Float32Array), this.weights);
     this.request += 1;
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
@@ -263,11 +265,7 @@ export class ParallelDenoiser implements Denoiser {
 
   private pool(): WorkerPool {
     if (this.shared) return this.shared;
-    if (!this.ownPool) {
-      const { height, imageWidth, channels } = this.inner.config;
-      const parameters = [...this.inner.variables.values()].reduce((n, v) => n + v.size, 0);
-      this.ownPool = new WorkerPool(this.inner.config, height * imageWidth * channels, parameters, this.maxBatch, this.workers - 1);
-    }
+    this.ownPool ??= new WorkerPool(this.inner, this.maxBatch, this.workers - 1);
     return this.ownPool;
   }
 

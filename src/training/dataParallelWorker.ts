@@ -9,7 +9,7 @@ import { defaultBackendEnv, selectBackend } from '../backend/select';
 import { buildModel } from '../models/build';
 import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
-import { Slot, Task, WorkerSetup } from './dataParallel';
+import { Slot, Task, WorkerSetup, pack, unpack } from './dataParallel';
 import { denoisingLoss } from './trainer';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {
@@ -43,11 +43,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
     seen = request;
     try {
       const n = control[Slot.Count];
-      let offset = 0;
-      for (const v of variables) {
-        assignCopy(v, weights.subarray(offset, offset + v.size));
-        offset += v.size;
-      }
+      unpack(weights, variables).forEach((values, k) => assignCopy(variables[k], values));
       tf.tidy(() => {
         const xs = tf.tensor2d(inputs.slice(0, n * pixels), [n, pixels]);
         const tFrac = tf.tensor1d(inputs.slice(2 * n * pixels, 2 * n * pixels + n));
@@ -57,12 +53,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
         }
         const target = tf.tensor2d(inputs.slice(n * pixels, 2 * n * pixels), [n, pixels]);
         const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xs, tFrac, target), variables);
-        offset = 0;
-        for (const v of variables) {
-          output.set(grads[v.name].dataSync() as Float32Array, offset);
-          offset += v.size;
-        }
-        output[offset] = value.dataSync()[0];
+        pack([...variables.map((v) => grads[v.name].dataSync() as Float32Array), value.dataSync() as Float32Array], output);
       });
       finish(control, request, true);
     } catch (e) {

@@ -89,8 +89,8 @@ export class Trainer {
       const share = (start: number, end: number) => {
         const n = end - start;
         const xs = tf.tensor2d(xt.subarray(start * pixels, end * pixels), [n, pixels]);
-        const target_ = tf.tensor2d(target.subarray(start * pixels, end * pixels), [n, pixels]);
-        return this.optimizer.gradients(() => denoisingLoss(this.model, xs, tf.tensor1d(tFrac.subarray(start, end)), target_));
+        const ys = tf.tensor2d(target.subarray(start * pixels, end * pixels), [n, pixels]);
+        return this.optimizer.gradients(() => denoisingLoss(this.model, xs, tf.tensor1d(tFrac.subarray(start, end)), ys));
       };
       let loss: number;
       let grads: tf.NamedTensorMap;
@@ -122,11 +122,7 @@ export class Trainer {
       this.pool.dispose();
       this.pool = null;
     }
-    if (!this.pool) {
-      const { height, imageWidth, channels } = this.meta.model;
-      const parameters = [...this.model.variables.values()].reduce((n, v) => n + v.size, 0);
-      this.pool = new WorkerPool(this.meta.model, height * imageWidth * channels, parameters, Math.max(batch, this.meta.training.batchSize), this.workers - 1);
-    }
+    this.pool ??= new WorkerPool(this.model, Math.max(batch, this.meta.training.batchSize), this.workers - 1);
     return this.pool;
   }
 
