@@ -45,10 +45,17 @@ def timestep_embedding(steps, dim):
     return torch.cat([angles.sin(), angles.cos()], 1).float()
 
 
-def space_to_depth(x):
-    """Each 2x2 block of pixels becomes one pixel with 4x the channels, ordered (dy, dx, c) as diffuse's NHWC version."""
+def space_to_depth(x, block=2):
+    """Each block x block square of pixels becomes one pixel with block^2 x the channels, ordered (dy, dx, c) as diffuse's NHWC version (not pixel_unshuffle's (c, dy, dx))."""
     b, c, h, w = x.shape
-    return x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 1, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
+    return x.reshape(b, c, h // block, block, w // block, block).permute(0, 3, 5, 1, 2, 4).reshape(b, block * block * c, h // block, w // block)
+
+
+def depth_to_space(x, block):
+    """The inverse of space_to_depth."""
+    b, cc, h, w = x.shape
+    c = cc // (block * block)
+    return x.reshape(b, block, block, c, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, c, h * block, w * block)
 
 
 class ResBlock(nn.Module):
@@ -100,8 +107,9 @@ class ConvUnet(nn.Module):
         base, mults, groups, heads, tdim = c["baseChannels"], c["channelMults"], c["groups"], c["heads"], 4 * c["baseChannels"]
         blocks, attention = c["blocksPerStage"], c["attentionResolutions"]
         self.time = nn.ModuleDict({"dense1": nn.Linear(base, tdim), "dense2": nn.Linear(tdim, tdim)})
-        self.init = nn.Conv2d(c["channels"], base, 3, padding=1)
-        ch, res, skips = base, c["height"], []
+        patch = c.get("patchSize", 1)
+        self.init = nn.Conv2d(c["channels"] * patch * patch, base, 3, padding=1)
+        ch, res, skips = base, c["height"] // patch, []
         for stage, m in enumerate(mults):
             d = nn.ModuleDict()
             for i in range(blocks):
@@ -132,7 +140,7 @@ class ConvUnet(nn.Module):
         out = nn.ModuleDict()
         if c["outputNorm"]:
             out["norm"] = nn.GroupNorm(groups, base, eps=1e-5)
-        out["conv"] = nn.Conv2d(base, c["channels"], 3, padding=1)
+        out["conv"] = nn.Conv2d(base, c["channels"] * patch * patch, 3, padding=1)
         self.out = out
 
     def state_names(self):
@@ -145,7 +153,8 @@ class ConvUnet(nn.Module):
         x = x.reshape(-1, size, size, channels).permute(0, 3, 1, 2)
         time = timestep_embedding(t_frac * 1000, c["baseChannels"])
         time = F.silu(self.time["dense2"](F.silu(self.time["dense1"](time))))
-        h = self.init(x)
+        patch = c.get("patchSize", 1)
+        h = self.init(space_to_depth(x, patch) if patch > 1 else x)
         initial, skips = h, []
         for stage in range(len(c["channelMults"])):
             d = getattr(self, f"down{stage}")
@@ -168,7 +177,8 @@ class ConvUnet(nn.Module):
         h = self.final["block"](torch.cat([h, initial], 1), time)
         if "norm" in self.out:
             h = F.silu(self.out["norm"](h))
-        return self.out["conv"](h).permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+        out = self.out["conv"](h)
+        return (depth_to_space(out, patch) if patch > 1 else out).permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
 
 def build(model_config):

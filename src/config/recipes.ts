@@ -46,7 +46,14 @@ export const RECIPE_NAMES = Object.keys(RECIPES) as RecipeName[];
  */
 export const UNET_DEFAULT: Partial<Recipe> = { batchSize: 64, ema: 0.999, prediction: 'v', sampler: 'dpmpp-2m', steps: 20 };
 
-/** The recipe `name` as it applies to `model`. */
-export function recipeFor(name: RecipeName, model: 'fc' | 'unet'): Recipe {
-  return { ...RECIPES[name], ...(model === 'unet' && name === 'default' ? UNET_DEFAULT : {}) };
+/**
+ * From 64 px (the icons) the U-net's checkpoints sample with DDIM's fresh noise at every step, 100 steps:
+ * the deterministic samplers' images of the same nets were smeared and speckled where these are clean
+ * shapes (docs/results.md).
+ */
+export const UNET_64_DEFAULT: Partial<Recipe> = { ...UNET_DEFAULT, sampler: 'ddim', steps: 100 };
+
+/** The recipe `name` as it applies to `model` on images of side `size`. */
+export function recipeFor(name: RecipeName, model: 'fc' | 'unet', size = 32): Recipe {
+  return { ...RECIPES[name], ...(model === 'unet' && name === 'default' ? (size >= 64 ? UNET_64_DEFAULT : UNET_DEFAULT) : {}) };
 }

@@ -37,6 +37,7 @@ export interface TrainChoices {
   /** unet: see UnetConfig. */
   baseChannels: number;
   channelMults: number[];
+  patchSize: number;
   blocksPerStage: number;
   attentionResolutions: number[];
   timesteps: number;
@@ -57,7 +58,7 @@ export interface TrainChoices {
 export const DEFAULTS = { model: 'fc', imageSize: 32, channels: 3, width: 2048, timesteps: 1000, limit: 0, seed: 0 } as const;
 
 const FC_ONLY = ['width'] as const;
-const UNET_ONLY = ['baseChannels', 'channelMults', 'blocksPerStage', 'attentionResolutions'] as const;
+const UNET_ONLY = ['baseChannels', 'channelMults', 'patchSize', 'blocksPerStage', 'attentionResolutions'] as const;
 /** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
 const FIXED = ['model', 'data', 'imageSize', 'channels', 'background', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
 
@@ -82,9 +83,9 @@ function dataRecord(data: string, given: Partial<TrainChoices>): DataRecord {
 export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>): RunRecord {
   const model = given.model ?? DEFAULTS.model;
   checkModelOptions(model, given);
-  const r = { ...recipeFor(recipe, model), ...definedOnly(given) };
   const data = dataRecord(given.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), given);
   const shape = dataShape(data);
+  const r = { ...recipeFor(recipe, model, shape.height), ...definedOnly(given) };
   let config: FcUnetConfig | UnetConfig;
   if (model === 'fc') {
     const width = given.width ?? DEFAULTS.width;

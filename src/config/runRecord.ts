@@ -13,9 +13,9 @@ import { LrSchedule } from '../training/lrSchedule';
 
 /**
  * The version this diffuse writes. 2: every field required (version 1 left six of them optional).
- * 3: data.flip, and a folder's data.background.
+ * 3: data.flip, and a folder's data.background. 4: the U-net's patchSize.
  */
-export const RUN_RECORD_VERSION = 3;
+export const RUN_RECORD_VERSION = 4;
 
 export interface TrainingRecord {
   /** Epochs completed. */
@@ -97,5 +97,6 @@ export function migrateRunRecord(record: Record<string, unknown>, version: numbe
     r.data.flip = false;
     if (r.data.dataset === 'folder') r.data.background = '#000000';
   }
+  if (version <= 3 && r.model.kind === 'unet') r.model.patchSize = 1; // no patches before version 4
   return r;
 }

@@ -15,5 +15,5 @@ export function describeModel(model: Denoiser): string {
   const c = model.config;
   const size = `${(parameterCount(model) / 1e6).toFixed(2)} M parameters`;
   if (c.kind === 'fc-unet') return `fc-unet width ${c.width} (${size})`;
-  return `unet ${c.baseChannels}x[${c.channelMults}] attention at ${c.attentionResolutions.join(',')} px (${size})`;
+  return `unet ${c.baseChannels}x[${c.channelMults}]${c.patchSize > 1 ? ` on ${c.patchSize}x${c.patchSize} patches` : ''} attention at ${c.attentionResolutions.join(',')} px (${size})`;
 }

@@ -94,12 +94,22 @@ export function upsampleNearest(x: tf.Tensor4D): tf.Tensor4D {
   });
 }
 
-/** Space-to-depth: each 2×2 block of pixels becomes one pixel with 4× the channels. */
-export function spaceToDepth(x: tf.Tensor4D): tf.Tensor4D {
+/** Space-to-depth: each block × block square of pixels becomes one pixel with block² × the channels, ordered (dy, dx, c). */
+export function spaceToDepth(x: tf.Tensor4D, block = 2): tf.Tensor4D {
   return tf.tidy(() => {
     const [b, h, w, c] = x.shape;
-    const blocks = tf.transpose(tf.reshape(x, [b, h / 2, 2, w / 2, 2, c]), [0, 1, 3, 2, 4, 5]);
-    return tf.reshape(blocks, [b, h / 2, w / 2, 4 * c]);
+    const blocks = tf.transpose(tf.reshape(x, [b, h / block, block, w / block, block, c]), [0, 1, 3, 2, 4, 5]);
+    return tf.reshape(blocks, [b, h / block, w / block, block * block * c]);
+  });
+}
+
+/** The inverse of spaceToDepth: each pixel's channels, read as (dy, dx, c), become a block × block square. */
+export function depthToSpace(x: tf.Tensor4D, block: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, h, w, c] = x.shape;
+    const out = c / (block * block);
+    const pixels = tf.transpose(tf.reshape(x, [b, h, w, block, block, out]), [0, 1, 3, 2, 4, 5]);
+    return tf.reshape(pixels, [b, h * block, w * block, out]);
   });
 }
 

@@ -30,7 +30,13 @@ export interface UnetConfig {
   channelMults: number[];
   /** Residual blocks per stage (down and up). */
   blocksPerStage: number;
-  /** Side lengths (in pixels) at which blocks are followed by self-attention; the middle always has it. */
+  /**
+   * Side of the square patches folded into channels before the first convolution (and unfolded after the
+   * last): 2 runs a 64-px net at 32 px with 4x the channels per pixel, as simple diffusion and DiT do.
+   * Records before version 4 have 1.
+   */
+  patchSize: number;
+  /** Side lengths of the feature maps (image side / patchSize / 2^stage) whose blocks are followed by self-attention; the middle always has it. */
   attentionResolutions: number[];
   /** GroupNorm groups (must divide every stage's channels). */
   groups: number;

@@ -11,15 +11,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
 import { variableFrom } from '../tensors';
 import { Denoiser, UnetConfig, imageSize } from './denoiser';
-import { conv2d, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
+import { conv2d, depthToSpace, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
 import { dense } from './layers';
 
 /**
  * Defaults by image side. At 32 px (MNIST-32): 16 channels at full resolution, 64 at 8 px where
  * attention works, 0.53 M parameters; chosen for what trains in 90 minutes on two cores (docs/results.md).
- * From 64 px a stage more, with the channels of the 32-px model at 16 and 8 px (where global shape is
- * decided) and half of them above: 8 at 64 px, 16 at 32, attention at 8 px only; 0.52 M parameters,
- * 2.4x the training speed of 16x[1,2,2,4] with attention at 16 px at batch 64 (`npm run bench -- --unet64`: 35.5 vs 15.1).
+ * From 64 px the net works on 2x2 patches folded into channels (12 for RGB): a 32-px net of four stages,
+ * 32, 64, 64 and 128 channels at 32, 16, 8 and 4 px, attention at 8 and 4; 2.43 M parameters. For the
+ * cost of the 0.52 M 8x[1,2,4,8] net on pixels (55 vs 69 samples/s at batch 32 here) it has 4.7x the
+ * weights, 4x the channels where shapes are decided, and made icons where that net made smears (docs/results.md).
  */
 export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
   const config: UnetConfig = {
@@ -27,10 +28,11 @@ export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfi
     height: size,
     imageWidth: size,
     channels,
-    baseChannels: size >= 64 ? 8 : 16,
-    channelMults: size >= 64 ? [1, 2, 4, 8] : [1, 2, 4],
+    baseChannels: size >= 64 ? 32 : 16,
+    channelMults: size >= 64 ? [1, 2, 2, 4] : [1, 2, 4],
     blocksPerStage: 1,
-    attentionResolutions: [8],
+    patchSize: size >= 64 ? 2 : 1,
+    attentionResolutions: size >= 64 ? [8, 4] : [8],
     groups: 8,
     heads: 4,
     outputNorm: false,
@@ -46,8 +48,10 @@ export function validateUnetConfig(c: UnetConfig): void {
   };
   if (c.height !== c.imageWidth) fail(`images must be square, not ${c.height}x${c.imageWidth}`);
   if (c.channelMults.length < 1) fail('at least one stage is needed');
+  if (!Number.isInteger(c.patchSize) || c.patchSize < 1) fail(`the patch size must be a positive integer, not ${c.patchSize}`);
+  if (c.height % c.patchSize !== 0) fail(`${c.height} px cannot be cut into ${c.patchSize}x${c.patchSize} patches`);
   const factor = 2 ** (c.channelMults.length - 1);
-  if (c.height % factor !== 0) fail(`${c.height} px cannot be halved ${c.channelMults.length - 1} times`);
+  if ((c.height / c.patchSize) % factor !== 0) fail(`${c.height / c.patchSize} px${c.patchSize > 1 ? ` (${c.height} px in ${c.patchSize}x${c.patchSize} patches)` : ''} cannot be halved ${c.channelMults.length - 1} times`);
   for (const m of c.channelMults) {
     const ch = c.baseChannels * m;
     if (!Number.isInteger(m) || m < 1) fail(`channel multipliers must be positive integers, not ${m}`);
@@ -126,14 +130,15 @@ export class ConvUnet implements Denoiser {
   }
 
   predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
-    const { height, imageWidth, channels, baseChannels, channelMults, blocksPerStage, attentionResolutions } = this.config;
+    const { height, imageWidth, channels, patchSize, baseChannels, channelMults, blocksPerStage, attentionResolutions } = this.config;
     return tf.tidy(() => {
       const batch = x.shape[0];
       // The model sees t/T like the FC net; the sinusoids want the step's scale, so ×1000.
       let time = timestepEmbedding(tf.mul(tFrac, 1000), baseChannels);
       time = this.linear(silu(this.linear(time, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
 
-      let h = this.conv(tf.reshape(x, [batch, height, imageWidth, channels]), 'init', baseChannels);
+      const image = tf.reshape(x, [batch, height, imageWidth, channels]) as tf.Tensor4D;
+      let h = this.conv(patchSize > 1 ? spaceToDepth(image, patchSize) : image, 'init', baseChannels);
       const initial = h; // joins the last block again, as in lucidrains' U-net: a short path from input to output
       const skips: tf.Tensor4D[] = [];
       channelMults.forEach((mult, stage) => {
@@ -156,8 +161,8 @@ export class ConvUnet implements Denoiser {
         if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
       }
       h = this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels);
-      const out = this.conv(this.config.outputNorm ? silu(this.norm(h, 'out/norm')) : h, 'out/conv', channels);
-      return tf.reshape(out, [batch, height * imageWidth * channels]);
+      const out = this.conv(this.config.outputNorm ? silu(this.norm(h, 'out/norm')) : h, 'out/conv', channels * patchSize * patchSize);
+      return tf.reshape(patchSize > 1 ? depthToSpace(out, patchSize) : out, [batch, height * imageWidth * channels]);
     });
   }
 

@@ -41,7 +41,7 @@ async function startBackend(wanted: string): Promise<string> {
 
 function describe(web: WebModel): string {
   const { model, data, training, schedule } = web.record;
-  const arch = model.kind === 'fc-unet' ? `fully connected U-net, width ${model.width}` : `convolutional U-net, ${model.baseChannels} x [${model.channelMults}] channels, attention at ${model.attentionResolutions} px`;
+  const arch = model.kind === 'fc-unet' ? `fully connected U-net, width ${model.width}` : `convolutional U-net, ${model.baseChannels} x [${model.channelMults}] channels${model.patchSize > 1 ? ` on ${model.patchSize}x${model.patchSize} patches` : ''}, attention at ${model.attentionResolutions} px`;
   const source = data.dataset === 'folder' ? `a folder of ${data.count} images` : `${data.dataset === 'mnist' ? 'MNIST' : 'MNIST-32'} (${data.count} images)`;
   return `${arch}; ${(web.parameters / 1e6).toFixed(2)} M parameters; ${model.height}x${model.imageWidth}x${model.channels}; trained ${training.epoch} epochs on ${source}; predicts ${schedule.prediction}; ${web.averaged ? 'averaged weights' : 'raw weights'}`;
 }

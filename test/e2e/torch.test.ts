@@ -73,11 +73,12 @@ function compareWithTwin(ckpt: string, file: string): number {
   return worst;
 }
 
-test('exported FC (ε) and U-net (v) checkpoints give the PyTorch twins the same outputs; import restores them bit for bit', { skip, timeout: 400_000 }, () => {
+test('exported FC (ε) and U-net (v; with and without patches) checkpoints give the PyTorch twins the same outputs; import restores them bit for bit', { skip, timeout: 400_000 }, () => {
   const dir = tempDir();
   const runs = [
     ['fc', ['--width', '64', '--limit', '256', '--batch-size', '64']],
     ['unet', ['--model', 'unet', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '16', '--limit', '64', '--batch-size', '32', '--prediction', 'v']],
+    ['unet-patches', ['--model', 'unet', '--patch-size', '2', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '8', '--limit', '32', '--batch-size', '16', '--prediction', 'v']],
   ] as const;
   for (const [name, flags] of runs) {
     const ckpt = path.join(dir, name);

@@ -56,6 +56,14 @@ test('version-2 records gain the data fields of version 3 as they meant: no flip
   assert.throws(() => resolveNewRun('default', { background: '#ffffff' }), /is an option of a folder of images, not of mnist/);
 });
 
+test('version-3 U-net records gain the patch size of version 4 as they meant: none (1)', () => {
+  const v3 = structuredClone(resolveNewRun('default', { model: 'unet' })) as unknown as { model: Record<string, unknown> };
+  delete v3.model.patchSize;
+  const r = migrateRunRecord(v3 as unknown as Record<string, unknown>, 3, 'v3.json');
+  assert.equal(r.model.kind === 'unet' && r.model.patchSize, 1);
+  assert.equal(migrateRunRecord(structuredClone(resolveNewRun('default', {})) as unknown as Record<string, unknown>, 3, 'v3.json').model.kind, 'fc-unet');
+});
+
 test('a checkpoint from a newer diffuse, or without a version, is refused with a clear error', () => {
   const dir = tempDir();
   fs.cpSync(V1, dir, { recursive: true });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { ConvUnet, unetConfig } from '../../../src/models/unet';
-import { conv2dByIm2col, groupNorm, spaceToDepth, timestepEmbedding, upsampleNearest } from '../../../src/models/convLayers';
+import { conv2dByIm2col, depthToSpace, groupNorm, spaceToDepth, timestepEmbedding, upsampleNearest } from '../../../src/models/convLayers';
 import { parameterCount } from '../../../src/models/denoiser';
 import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBackend';
 import { Rng } from '../../../src/rng';
@@ -91,6 +91,37 @@ test('im2col convolution equals tf.conv2d, with gradients; GroupNorm, space-to-d
   const emb = timestepEmbedding(tf.tensor1d([0, 10]), 8).arraySync() as number[][];
   assert.deepEqual(emb[0], [0, 0, 0, 0, 1, 1, 1, 1]);
   assert.ok(Math.abs(emb[1][0] - Math.sin(10)) < 1e-5 && Math.abs(emb[1][4] - Math.cos(10)) < 1e-5);
+});
+
+test('patches: space-to-depth and back at blocks 2 and 3; the net folds 2x2 patches in and unfolds its output as (dy, dx, c); sizes are checked', () => {
+  for (const [block, shape] of [[2, [2, 4, 6, 3]], [3, [1, 6, 9, 2]]] as const) {
+    const x = random([...shape], 11) as tf.Tensor4D;
+    const folded = spaceToDepth(x, block);
+    assert.deepEqual(folded.shape, [shape[0], shape[1] / block, shape[2] / block, shape[3] * block * block]);
+    assert.deepEqual(depthToSpace(folded, block).dataSync(), x.dataSync());
+    // the folded pixel (i, j) holds channel c of pixel (block·i + dy, block·j + dx) at (dy·block + dx)·C + c
+    const [xs, fs] = [x.arraySync() as number[][][][], folded.arraySync() as number[][][][]];
+    const C = shape[3];
+    for (const [i, j, dy, dx, c] of [[0, 0, 1, 0, 1], [1, 1, block - 1, block - 1, 0], [1, 0, 0, 1, C - 1]]) {
+      assert.equal(fs[0][i][j][(dy * block + dx) * C + c], xs[0][block * i + dy][block * j + dx][c]);
+    }
+  }
+  // The 64-px default works on 2x2 patches: its first convolution reads 4·3 channels, its last writes them.
+  const config = unetConfig(64, 3);
+  assert.equal(config.patchSize, 2);
+  const model = new ConvUnet(config, new Rng(0));
+  assert.deepEqual(model.variables.get('init/kernel')!.shape, [3, 3, 12, config.baseChannels]);
+  assert.deepEqual(model.variables.get('out/conv/kernel')!.shape, [3, 3, config.baseChannels, 12]);
+  assert.ok([...model.variables.keys()].some((k) => k.startsWith('down2/attn0/')), 'attention at 8 px: the third stage of a 32-px feature map');
+  // With the output convolution's kernel zeroed and its bias k at channel k, pixel (y, x, c) must read (y%2·2 + x%2)·3 + c.
+  model.variables.get('out/conv/kernel')!.assign(tf.zerosLike(model.variables.get('out/conv/kernel')!));
+  model.variables.get('out/conv/bias')!.assign(tf.range(0, 12, 1, 'float32'));
+  const out = tf.tidy(() => model.predict(random([1, 64 * 64 * 3], 12) as tf.Tensor2D, tf.tensor1d([0.5])).dataSync());
+  for (const [y, x, c] of [[0, 0, 0], [0, 1, 2], [1, 0, 1], [63, 62, 2], [5, 7, 0]]) assert.equal(out[(y * 64 + x) * 3 + c], ((y % 2) * 2 + (x % 2)) * 3 + c);
+  model.dispose();
+  assert.throws(() => unetConfig(32, 1, { patchSize: 3 }), /32 px cannot be cut into 3x3 patches/);
+  assert.throws(() => unetConfig(32, 1, { patchSize: 4, channelMults: [1, 2, 4, 8, 8] }), /8 px \(32 px in 4x4 patches\) cannot be halved 4 times/);
+  assert.throws(() => unetConfig(32, 1, { patchSize: 0 }), /patch size must be a positive integer/);
 });
 
 test('a tiny U-net overfits a small folder of generated coloured squares', async () => {

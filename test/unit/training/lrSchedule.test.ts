@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { learningRateAt } from '../../../src/training/lrSchedule';
 import { RECIPES, recipeFor } from '../../../src/config/recipes';
+import { resolveNewRun } from '../../../src/config/resolve';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
 
@@ -39,4 +40,10 @@ test('the default recipe gives the U-net its own batch, averaging and prediction
   assert.equal(unet.ema, 0.999);
   assert.equal(unet.prediction, 'v');
   assert.equal(unet.lr, RECIPES.default.lr);
+  // few deterministic steps up to 32 px; from 64 px DDIM 100 with fresh noise, recorded in the run
+  assert.deepEqual([unet.sampler, unet.steps], ['dpmpp-2m', 20]);
+  const big = recipeFor('default', 'unet', 64);
+  assert.deepEqual([big.sampler, big.steps, big.batchSize], ['ddim', 100, 64]);
+  assert.deepEqual(resolveNewRun('default', { model: 'unet', data: '/x', imageSize: 64 }).sampling, { clipDenoised: false, sampler: 'ddim', steps: 100 });
+  assert.deepEqual(resolveNewRun('default', { model: 'unet', data: '/x', imageSize: 32 }).sampling, { clipDenoised: false, sampler: 'dpmpp-2m', steps: 20 });
 });
