@@ -19,8 +19,9 @@ import { dense } from './layers';
  * attention works, 0.53 M parameters; chosen for what trains in 90 minutes on two cores (docs/results.md).
  * From 64 px the net works on 2x2 patches folded into channels (12 for RGB): a 32-px net of four stages,
  * 32, 64, 64 and 128 channels at 32, 16, 8 and 4 px, attention at 8 and 4; 2.43 M parameters. For the
- * cost of the 0.52 M 8x[1,2,4,8] net on pixels (55 vs 69 samples/s at batch 32 here) it has 4.7x the
- * weights, 4x the channels where shapes are decided, and made icons where that net made smears (docs/results.md).
+ * cost of the 0.52 M 8x[1,2,4,8] net on pixels (49.6 vs 69.2 samples/s at batch 32 here) it has 4.7x the
+ * weights and 4x the channels where shapes are decided; on the icons it drew outlines where that net
+ * drew smears (docs/results.md#64-px-icons).
  */
 export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
   const config: UnetConfig = {
