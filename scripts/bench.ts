@@ -81,7 +81,7 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
   }
   const sampleSeconds = (Number(process.hrtime.bigint() - started) / 1e9) * (1000 / Math.min(1000, sampleSteps));
   trainer.dispose();
-  const twin64 = { baseChannels: 16, channelMults: [1, 2, 2, 4], attentionResolutions: [16] };
+  const twin64 = { baseChannels: 16, channelMults: [1, 2, 2, 4], attentionResolutions: [16], patchSize: 1 }; // on pixels, as the twin
   return {
     unetTrainSamplesPerSecond: measureUnet(unetSteps),
     unetSampleSeconds: unetSteps > 0 && backend === 'blas' ? measureUnetSampling(100) : undefined,
@@ -139,7 +139,7 @@ function measureUnetSampling(steps: number): number {
   return seconds;
 }
 
-type UnetShape = { baseChannels?: number; channelMults?: number[]; attentionResolutions?: number[] };
+type UnetShape = { baseChannels?: number; channelMults?: number[]; attentionResolutions?: number[]; patchSize?: number };
 const rgb64Record = (overrides: UnetShape) => resolveNewRun('seed', { model: 'unet', data: 'bench-images', imageSize: 64, channels: 3, batchSize: 64, lr: 2e-4, seed: 0, ...overrides });
 
 /** Training throughput of a 64-px RGB U-net at batch 64 (random images: speed does not depend on them). */

@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   };
   const size = arg('--size', 32), channels = arg('--channels', 1), steps = arg('--steps', 3), batchSize = arg('--batch', 64), base = arg('--base', 0);
   await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
-  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', ...(size === 32 && channels === 1 ? {} : { data: 'bench', imageSize: size, channels }), batchSize, lr: 2e-4, seed: 0, timesteps: 1000, limit: 0, ...(base ? { baseChannels: base, channelMults: [1, 2, 2, 4], attentionResolutions: [16] } : {}) } as never));
+  const trainer = new Trainer(resolveNewRun('seed', { model: 'unet', ...(size === 32 && channels === 1 ? {} : { data: 'bench', imageSize: size, channels }), batchSize, lr: 2e-4, seed: 0, timesteps: 1000, limit: 0, ...(base ? { baseChannels: base, channelMults: [1, 2, 2, 4], attentionResolutions: [16], patchSize: 1 } : {}) } as never));
   const rng = new Rng(1);
   const count = batchSize * (steps + 1);
   const data = { count, height: size, width: size, channels, data: Float32Array.from({ length: count * size * size * channels }, () => 2 * rng.uniform() - 1) };
