@@ -107,7 +107,7 @@ class ConvUnet(nn.Module):
         base, mults, groups, heads, tdim = c["baseChannels"], c["channelMults"], c["groups"], c["heads"], 4 * c["baseChannels"]
         blocks, attention = c["blocksPerStage"], c["attentionResolutions"]
         self.time = nn.ModuleDict({"dense1": nn.Linear(base, tdim), "dense2": nn.Linear(tdim, tdim)})
-        patch = c.get("patchSize", 1)
+        self.patch = patch = c.get("patchSize", 1)  # records before version 4 have none
         self.init = nn.Conv2d(c["channels"] * patch * patch, base, 3, padding=1)
         ch, res, skips = base, c["height"] // patch, []
         for stage, m in enumerate(mults):
@@ -153,7 +153,7 @@ class ConvUnet(nn.Module):
         x = x.reshape(-1, size, size, channels).permute(0, 3, 1, 2)
         time = timestep_embedding(t_frac * 1000, c["baseChannels"])
         time = F.silu(self.time["dense2"](F.silu(self.time["dense1"](time))))
-        patch = c.get("patchSize", 1)
+        patch = self.patch
         h = self.init(space_to_depth(x, patch) if patch > 1 else x)
         initial, skips = h, []
         for stage in range(len(c["channelMults"])):
