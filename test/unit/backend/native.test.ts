@@ -41,23 +41,28 @@ function on(backend: string, inputs: { shape: number[]; values: Float32Array }[]
   });
 }
 
-function assertClose(actual: { shape: number[]; values: Float32Array }[], expected: { shape: number[]; values: Float32Array }[], what: string, tol = 2e-4): void {
+/**
+ * Element-wise within tol (relative above 1). `floor`, where given, also lets any element be off by
+ * floor x the output's largest magnitude: for results that amplify rounding (see the Conv2D test).
+ */
+function assertClose(actual: { shape: number[]; values: Float32Array }[], expected: { shape: number[]; values: Float32Array }[], what: string, tol = 2e-4, floor = 0): void {
   assert.equal(actual.length, expected.length, what);
   actual.forEach((a, i) => {
     assert.deepEqual(a.shape, expected[i].shape, `${what}: shape of output ${i}`);
+    const largest = expected[i].values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     for (let j = 0; j < a.values.length; j++) {
       const e = expected[i].values[j];
-      if (!(Math.abs(a.values[j] - e) <= tol * Math.max(1, Math.abs(e)))) {
+      if (!(Math.abs(a.values[j] - e) <= Math.max(tol * Math.max(1, Math.abs(e)), floor * largest))) {
         assert.fail(`${what}: output ${i}[${j}] = ${a.values[j]}, reference ${e}`);
       }
     }
   });
 }
 
-function compare(what: string, inputs: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[], tol?: number): void {
+function compare(what: string, inputs: { shape: number[]; values: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[], tol?: number, floor?: number): void {
   const expected = on('cpu', inputs, f);
   const actual = on(BLAS_BACKEND, inputs, f);
-  assertClose(actual, expected, what, tol);
+  assertClose(actual, expected, what, tol, floor);
 }
 
 test('matMul matches the cpu kernel for all transposes, odd sizes and batches', { skip }, () => {
@@ -167,6 +172,23 @@ test('training on the fast path and the plain path from one seed gives the same 
   fast.forEach((l, i) => assert.ok(Math.abs(l - plain[i]) < 1e-4 * plain[i], `step ${i}: ${l} vs ${plain[i]}`));
 });
 
+test('a U-net trained on the fast path (Winograd and direct convolutions) and on the plain path from one seed gives the same losses', { skip }, async () => {
+  // 8-px noise images: tfjs's cpu kernels take seconds per U-net step even this small.
+  const rng = new Rng(3), side = 8, count = 12;
+  const images = { count, height: side, width: side, channels: 1, data: Float32Array.from({ length: count * side * side }, () => 2 * rng.uniform() - 1) };
+  const losses = async (backend: string) => {
+    await tf.setBackend(backend);
+    const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: side, channels: 1, baseChannels: 16, channelMults: [1, 2], attentionResolutions: [4], limit: 0, batchSize: 4, seed: 4 } as never);
+    const t = new Trainer(record);
+    const out = Array.from({ length: 3 }, (_, i) => t.trainStep(images, [4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3]));
+    t.dispose();
+    return out;
+  };
+  const fast = await losses(BLAS_BACKEND);
+  const plain = await losses('cpu');
+  fast.forEach((l, i) => assert.ok(Math.abs(l - plain[i]) < 1e-4 * plain[i], `step ${i}: ${l} vs ${plain[i]}`));
+});
+
 test('the weights\' moving average on the fast path (in place) matches the plain path', { skip }, async () => {
   const data = loadMnist('train', 128);
   const averages = async (backend: string) => {
@@ -223,17 +245,88 @@ test('Conv2D and both its gradients match the cpu kernels for strides, paddings,
     { x: [2, 5, 9, 24], f: [3, 3, 24, 16], strides: 1, pad: 'same' }, // a row of one full tile and 3 pixels over
     { x: [1, 4, 3, 40], f: [3, 3, 40, 32], strides: 1, pad: 'same' }, // rows shorter than a tile; input channels not a multiple of the filter-gradient tile
   ];
-  for (const c of cases) {
-    const x = random(c.x, ++seed), filter = random(c.f, ++seed);
-    const what = `conv x=[${c.x}] filter=[${c.f}] stride ${c.strides} pad ${c.pad}`;
-    const conv = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
-    compare(what, [x, filter], conv, 1e-3);
-    if (c.dilations) continue; // tfjs has no gradient for dilated convolutions
-    const grads = (a: tf.Tensor, b: tf.Tensor) => {
-      const g = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(conv(p, q), tf.sin(conv(p, q)))));
-      return g([a, b]);
-    };
-    compare(`${what}: gradients`, [x, filter], grads, 2e-3);
+  // Both 3x3 paths: Winograd (the default) and the direct loops.
+  for (const winograd of ['1', '0'])
+    withEnv('DIFFUSE_WINOGRAD', winograd, () => {
+      for (const c of cases) {
+        const x = random(c.x, ++seed), filter = random(c.f, ++seed);
+        const what = `conv x=[${c.x}] filter=[${c.f}] stride ${c.strides} pad ${c.pad} (DIFFUSE_WINOGRAD=${winograd})`;
+        const conv = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
+        compare(what, [x, filter], conv, 1e-3);
+        if (c.dilations) continue; // tfjs has no gradient for dilated convolutions
+        const grads = (a: tf.Tensor, b: tf.Tensor) => {
+          const g = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(conv(p, q), tf.sin(conv(p, q)))));
+          return g([a, b]);
+        };
+        // sin(conv) multiplies the forward pass's rounding by |conv| (up to ~60 here) before the gradients
+        // sum it, so a kernel that sums in another order than tfjs (Winograd) differs by ~1e-5 of the
+        // gradients' largest values; the float64 test below bounds each kernel's own error.
+        compare(`${what}: gradients`, [x, filter], grads, 2e-3, 3e-5);
+      }
+    });
+});
+
+function withEnv(name: string, value: string, f: () => void): void {
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    f();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
+/** A convolution's three modes summed in float64, straight from the definition (the addon's geometry). */
+function convReference(mode: 0 | 1 | 2, g: number[], a: Float32Array, b: Float32Array): Float64Array {
+  const [B, H, W, CI, OH, OW, CO, KH, KW, sH, sW, pT, pL] = g;
+  const out = new Float64Array(mode === 0 ? B * OH * OW * CO : mode === 1 ? B * H * W * CI : KH * KW * CI * CO);
+  for (let n = 0; n < B; n++)
+    for (let oy = 0; oy < OH; oy++)
+      for (let ox = 0; ox < OW; ox++)
+        for (let ky = 0; ky < KH; ky++)
+          for (let kx = 0; kx < KW; kx++) {
+            const iy = oy * sH + ky - pT, ix = ox * sW + kx - pL;
+            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+            for (let ci = 0; ci < CI; ci++)
+              for (let co = 0; co < CO; co++) {
+                const xi = ((n * H + iy) * W + ix) * CI + ci, fi = ((ky * KW + kx) * CI + ci) * CO + co, yi = ((n * OH + oy) * OW + ox) * CO + co;
+                if (mode === 0) out[yi] += a[xi] * b[fi];
+                else if (mode === 1) out[xi] += a[yi] * b[fi];
+                else out[fi] += a[xi] * b[yi];
+              }
+          }
+  return out;
+}
+
+test('3x3 convolutions on Winograd tiles and on the direct loops match a float64 reference on odd shapes', { skip }, () => {
+  const addon = loadNativeAddon()!;
+  let seed = 900;
+  // batch, in H, W, C, out H, W, C, kernel H, W, strides, padding top, left, dilations (the addon's geometry)
+  const cases = [
+    [2, 7, 11, 32, 7, 11, 16, 3, 3, 1, 1, 1, 1, 1, 1], // odd sides: the last tiles hang over the edge
+    [3, 8, 8, 16, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1],
+    [2, 9, 9, 16, 7, 7, 16, 3, 3, 1, 1, 0, 0, 1, 1], // no padding
+    [1, 1, 1, 16, 1, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1], // one pixel: one tile, three quarters outside
+    [2, 5, 9, 24, 5, 9, 48, 3, 3, 1, 1, 1, 1, 1, 1], // input channels not a multiple of 16 (im2col input gradient)
+    [3, 12, 12, 96, 12, 12, 96, 3, 3, 1, 1, 1, 1, 1, 1], // more tiles than one chunk at 96 channels
+    [2, 6, 5, 16, 6, 5, 16, 3, 3, 1, 1, 2, 0, 1, 1], // lopsided padding: a row cut below, columns past the right edge
+  ];
+  for (const geometry of cases) {
+    const [B, H, W, CI, OH, OW, CO, KH, KW] = geometry;
+    const x = random([B * H * W * CI], ++seed).values, filter = random([KH * KW * CI * CO], ++seed).values, dy = random([B * OH * OW * CO], ++seed).values;
+    for (const mode of [0, 1, 2] as const) {
+      const [a, b] = mode === 0 ? [x, filter] : mode === 1 ? [dy, filter] : [x, dy];
+      const expected = convReference(mode, geometry, a, b);
+      const largest = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      for (const winograd of ['1', '0'])
+        withEnv('DIFFUSE_WINOGRAD', winograd, () => {
+          const out = new Float32Array(expected.length).fill(Number.NaN);
+          addon.conv(mode, Int32Array.from(geometry), a, b, out);
+          const worst = out.reduce((m, v, i) => Math.max(m, Math.abs(v - expected[i])), 0);
+          assert.ok(worst <= 2e-6 * largest, `conv [${geometry}] mode ${mode} DIFFUSE_WINOGRAD=${winograd}: off by ${worst} of ${largest}`);
+        });
+    }
   }
 });
 
