@@ -45,9 +45,11 @@ def default_record(kind, data, channels, size):
         model = {"kind": "fc-unet", "width": 2048, "height": size, "imageWidth": size, "channels": channels}
         training, prediction = dict(batchSize=128, ema=0.9995), "epsilon"
     else:
-        model = {"kind": "unet", "height": size, "imageWidth": size, "channels": channels, "baseChannels": 8 if size >= 64 else 16,
-                 "channelMults": [1, 2, 4, 8] if size >= 64 else [1, 2, 4], "blocksPerStage": 1,
-                 "attentionResolutions": [8], "groups": 8, "heads": 4, "outputNorm": False}
+        # as diffuse's unetConfig (src/models/unet.ts): from 64 px a wider net on 2x2 patches
+        wide = size >= 64
+        model = {"kind": "unet", "height": size, "imageWidth": size, "channels": channels, "baseChannels": 32 if wide else 16,
+                 "channelMults": [1, 2, 2, 4] if wide else [1, 2, 4], "patchSize": 2 if wide else 1, "blocksPerStage": 1,
+                 "attentionResolutions": [8, 4] if wide else [8], "groups": 8, "heads": 4, "outputNorm": False}
         training, prediction = dict(batchSize=64, ema=0.999), "v"
     dataset = data if data in ("mnist", "mnist32") else "folder"
     return {
@@ -57,7 +59,7 @@ def default_record(kind, data, channels, size):
                  "flip": False, "limit": 0, "count": 0},
         "training": {"epoch": 0, "step": 0, "optimizer": {"kind": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
                      "seed": 0, "rng": {"s": [1, 2, 3, 4]}, "loss": None, "lrSchedule": {"kind": "cosine", "warmupSteps": 1000, "totalSteps": 0}, **training},
-        "sampling": {"clipDenoised": False, "sampler": "dpmpp-2m", "steps": 20},
+        "sampling": {"clipDenoised": False, **({"sampler": "ddim", "steps": 100} if kind == "unet" and size >= 64 else {"sampler": "dpmpp-2m", "steps": 20})},
     }
 
 
