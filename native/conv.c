@@ -268,11 +268,13 @@ static conv_geom tile_product(const conv_geom *g, int64_t n) {
 
 /*
  * Tiles per chunk: the chunk's V and M (16·n·(inC + outC) floats) about 128 KiB, so they stay in L2
- * between the transforms and the products (4x larger chunks ran 1.5-2x slower); a multiple of 6.
+ * between the transforms and the products (4x larger chunks ran 1.5-2x slower, 1.5x larger a few
+ * percent slower); at least 18 tiles, as products of fewer rows ran up to 1.5x slower for 64-128
+ * channels; a multiple of 6.
  */
 static int64_t winograd_chunk(const conv_geom *g) {
   int64_t n = 2048 / (g->inC + g->outC);
-  n = n < 6 ? 6 : n - n % 6;
+  n = n < 18 ? 18 : n - n % 6;
   const int64_t all = g->batch * tiles_down(g) * tiles_across(g);
   return n > all ? all : n;
 }
