@@ -436,7 +436,7 @@ static bool conv_winograd(int mode, const conv_geom *g, const float *a, const fl
   {
     const int id = omp_get_thread_num();
     float *V = buffers + (int64_t)id * scratch, *M = V + 16 * chunk * g->inC, *edge = M + 16 * chunk * g->outC;
-    float *dU = U + (int64_t)id * 16 * S;
+    float *dU = mode == CONV_GRAD_FILTER ? U + (int64_t)id * 16 * S : NULL;
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < chunks; k++) {
       const int64_t first = k * chunk, n = first + chunk > all ? all - first : chunk;
