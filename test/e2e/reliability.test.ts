@@ -144,8 +144,10 @@ test('a fault at each point of a save leaves a loadable checkpoint, and the next
 test('kill -9 at random moments, then --resume: the weights equal an uninterrupted run\'s byte for byte', { timeout: 300_000 }, async (t) => {
   const args = ['--epochs', '8', '--limit', '2048', '--width', '256', '--batch-size', '64', '--recipe', 'seed', '--seed', '5'];
   const whole = tempDir();
+  const began = Date.now();
   const w = runCli(['train', ...args, '--out', whole]);
   assert.equal(w.status, 0, w.stderr);
+  const took = Date.now() - began; // the kills' moments scale with it: fixed delays outlasted a fast machine's runs
 
   const dir = tempDir();
   const delays = new Rng(11);
@@ -153,8 +155,8 @@ test('kill -9 at random moments, then --resume: the weights equal an uninterrupt
   for (let attempt = 0; attempt < 12; attempt++) {
     const resume = fs.existsSync(path.join(dir, CHECKPOINT_FILE));
     const run = start(['train', ...(resume ? ['--epochs', '8', '--resume'] : args), '--out', dir]);
-    // up to four kills from start-up to the last epoch (a run takes about 4 s here), then let it finish
-    const delay = kills < 4 ? 500 + 3000 * delays.uniform() : Infinity;
+    // up to four kills, each within the first 40% of an uninterrupted run's time (start-up included), then let it finish
+    const delay = kills < 4 ? took * (0.05 + 0.35 * delays.uniform()) : Infinity;
     const timer = Number.isFinite(delay) ? setTimeout(() => run.child.kill('SIGKILL'), delay) : undefined;
     const end = await run.done;
     clearTimeout(timer);
