@@ -119,12 +119,9 @@ static bool direct_eligible(const conv_geom *g) { return g->sH == 1 && g->sW == 
 static int64_t padded_height(const conv_geom *g) { return g->outH + g->kH - 1; }
 static int64_t padded_width(const conv_geom *g) { return g->outW + g->kW - 1; }
 
-/*
- * xp[PH, PW, inC] ← image `img` of x inside a zero frame: padTop rows above, padLeft columns to the
- * left, zeros below and right up to PH x PW.
- */
-static void pad_image(const conv_geom *g, const float *x, int64_t img, int64_t PH, int64_t PW, float *xp) {
-  const int64_t C = g->inC;
+/* xp ← image `img` of x inside a zero frame: padTop rows above, padLeft columns to the left. */
+static void pad_image(const conv_geom *g, const float *x, int64_t img, float *xp) {
+  const int64_t PH = padded_height(g), PW = padded_width(g), C = g->inC;
   memset(xp, 0, sizeof(float) * PH * PW * C);
   for (int64_t iy = 0; iy < g->inH; iy++) {
     const int64_t py = iy + g->padTop;
@@ -313,11 +310,10 @@ static void winograd_filter_grad(const float *dU, int64_t S, float *df) {
 }
 
 /*
- * The transforms, on `vecf` lanes of channels (T = vecf) or one channel (T = float): Bᵀ d B of a 4x4
- * patch (rows `rs` apart, pixels C apart) into 16 planes `ps` apart; Aᵀ m A of 16 planes into 2x2 outputs;
- * A dy Aᵀ of 2x2 gradients into 16 planes.
+ * Bᵀ d B of a 4x4 patch (rows `rs` apart, pixels C apart) into 16 planes `ps` apart, on `vecf` lanes of
+ * channels (T = vecf) or one channel (T = float: input channels need not fill whole vectors).
  */
-#define WINOGRAD_TRANSFORMS(T, LOAD, STORE, SUFFIX)                                                              \
+#define WINOGRAD_INPUT_TILE(T, LOAD, STORE, SUFFIX)                                                              \
   static inline void input_tile_##SUFFIX(const float *d, int64_t rs, int64_t C, float *v, int64_t ps) {          \
     T q[4][4];                                                                                                  \
     for (int b = 0; b < 4; b++) {                                                                               \
@@ -330,35 +326,39 @@ static void winograd_filter_grad(const float *dU, int64_t S, float *df) {
       STORE(v + (a * 4 + 2) * ps, q[a][2] - q[a][1]);                                                           \
       STORE(v + (a * 4 + 3) * ps, q[a][1] - q[a][3]);                                                           \
     }                                                                                                           \
-  }                                                                                                             \
-  static inline void output_tile_##SUFFIX(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, bool down, bool right) { \
-    T q[2][4];                                                                                                  \
-    for (int b = 0; b < 4; b++) {                                                                               \
-      const T m0 = LOAD(m + b * ps), m1 = LOAD(m + (4 + b) * ps), m2 = LOAD(m + (8 + b) * ps), m3 = LOAD(m + (12 + b) * ps); \
-      q[0][b] = m0 + m1 + m2, q[1][b] = m1 - m2 - m3;                                                           \
-    }                                                                                                           \
-    STORE(o, q[0][0] + q[0][1] + q[0][2]);                                                                      \
-    if (right) STORE(o + C, q[0][1] - q[0][2] - q[0][3]);                                                       \
-    if (down) {                                                                                                 \
-      STORE(o + rs, q[1][0] + q[1][1] + q[1][2]);                                                               \
-      if (right) STORE(o + rs + C, q[1][1] - q[1][2] - q[1][3]);                                                \
-    }                                                                                                           \
-  }                                                                                                             \
-  static inline void output_grad_tile_##SUFFIX(const float *o, int64_t rs, int64_t C, bool down, bool right, float *m, int64_t ps) { \
-    const T zero = {0};                                                                                         \
-    const T y00 = LOAD(o), y01 = right ? LOAD(o + C) : zero, y10 = down ? LOAD(o + rs) : zero, y11 = down && right ? LOAD(o + rs + C) : zero; \
-    const T r[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11}, {-y10, -y11}};               \
-    for (int a = 0; a < 4; a++) {                                                                               \
-      STORE(m + (a * 4 + 0) * ps, r[a][0]);                                                                     \
-      STORE(m + (a * 4 + 1) * ps, r[a][0] + r[a][1]);                                                           \
-      STORE(m + (a * 4 + 2) * ps, r[a][0] - r[a][1]);                                                           \
-      STORE(m + (a * 4 + 3) * ps, -r[a][1]);                                                                    \
-    }                                                                                                           \
   }
 #define LOAD1(p) (*(p))
 #define STORE1(p, v) (*(p) = (v))
-WINOGRAD_TRANSFORMS(vecf, loadv, storev, vec)
-WINOGRAD_TRANSFORMS(float, LOAD1, STORE1, one)
+WINOGRAD_INPUT_TILE(vecf, loadv, storev, vec)
+WINOGRAD_INPUT_TILE(float, LOAD1, STORE1, one)
+
+/* Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), those inside the image. */
+static inline void output_tile(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, bool down, bool right) {
+  vecf q[2][4];
+  for (int b = 0; b < 4; b++) {
+    const vecf m0 = loadv(m + b * ps), m1 = loadv(m + (4 + b) * ps), m2 = loadv(m + (8 + b) * ps), m3 = loadv(m + (12 + b) * ps);
+    q[0][b] = m0 + m1 + m2, q[1][b] = m1 - m2 - m3;
+  }
+  storev(o, q[0][0] + q[0][1] + q[0][2]);
+  if (right) storev(o + C, q[0][1] - q[0][2] - q[0][3]);
+  if (down) {
+    storev(o + rs, q[1][0] + q[1][1] + q[1][2]);
+    if (right) storev(o + rs + C, q[1][1] - q[1][2] - q[1][3]);
+  }
+}
+
+/* A dy Aᵀ of a tile's 2x2 gradients (zeros outside the image) into 16 planes `ps` apart. */
+static inline void output_grad_tile(const float *o, int64_t rs, int64_t C, bool down, bool right, float *m, int64_t ps) {
+  const vecf zero = {0};
+  const vecf y00 = loadv(o), y01 = right ? loadv(o + C) : zero, y10 = down ? loadv(o + rs) : zero, y11 = down && right ? loadv(o + rs + C) : zero;
+  const vecf r[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11}, {-y10, -y11}};
+  for (int a = 0; a < 4; a++) {
+    storev(m + (a * 4 + 0) * ps, r[a][0]);
+    storev(m + (a * 4 + 1) * ps, r[a][0] + r[a][1]);
+    storev(m + (a * 4 + 2) * ps, r[a][0] - r[a][1]);
+    storev(m + (a * 4 + 3) * ps, -r[a][1]);
+  }
+}
 
 /* Where tile t of the batch sits: its image, and its top-left output pixel. */
 static inline void tile_place(const conv_geom *g, int64_t t, int64_t *img, int64_t *oy, int64_t *ox) {
@@ -399,7 +399,7 @@ static void winograd_output(const conv_geom *g, const float *M, int64_t first, i
     tile_place(g, first + i, &img, &oy, &ox);
     float *o = y + ((img * g->outH + oy) * g->outW + ox) * C;
     const bool down = oy + 1 < g->outH, right = ox + 1 < g->outW;
-    for (int64_t c = 0; c < C; c += VW) output_tile_vec(M + i * C + c, ps, o + c, rs, C, down, right); /* C % 16 == 0 */
+    for (int64_t c = 0; c < C; c += VW) output_tile(M + i * C + c, ps, o + c, rs, C, down, right); /* C % 16 == 0 */
   }
 }
 
@@ -411,7 +411,7 @@ static void winograd_output_grad(const conv_geom *g, const float *dy, int64_t fi
     tile_place(g, first + i, &img, &oy, &ox);
     const float *o = dy + ((img * g->outH + oy) * g->outW + ox) * C;
     const bool down = oy + 1 < g->outH, right = ox + 1 < g->outW;
-    for (int64_t c = 0; c < C; c += VW) output_grad_tile_vec(o + c, rs, C, down, right, dM + i * C + c, ps);
+    for (int64_t c = 0; c < C; c += VW) output_grad_tile(o + c, rs, C, down, right, dM + i * C + c, ps);
   }
 }
 
@@ -464,8 +464,8 @@ static bool conv_winograd(int mode, const conv_geom *g, const float *a, const fl
 /*
  * The direct path for one mode, or false where it does not apply (strides, dilations, channel counts
  * that are not multiples of 16, or of 8 for the filter gradient's inputs). The input gradient is the
- * forward convolution of dy with the filter turned 180° and its channel axes swapped. 3x3 filters go
- * through Winograd's tiles.
+ * forward convolution of dy with the filter turned 180° and its channel axes swapped. 3x3 filters on
+ * 8+ input channels go through Winograd's tiles.
  */
 static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out) {
   if (!direct_eligible(g)) return false;
@@ -491,8 +491,7 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
     free(turned);
     return done;
   }
-  const int64_t PH = padded_height(&fg), PW = padded_width(&fg);
-  const int64_t padLen = PH * PW * fg.inC, fLen = g->kH * g->kW * g->inC * g->outC;
+  const int64_t padLen = padded_height(&fg) * padded_width(&fg) * fg.inC, fLen = g->kH * g->kW * g->inC * g->outC;
   const int threads = fg.batch > 1 ? omp_get_max_threads() : 1;
   float *pads = (float *)malloc(sizeof(float) * threads * padLen);
   float *partial = mode == CONV_GRAD_FILTER && threads > 1 ? (float *)calloc((size_t)(threads - 1) * fLen, sizeof(float)) : NULL;
@@ -511,7 +510,7 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
     float *myFilter = id == 0 ? out : partial + (int64_t)(id - 1) * fLen;
 #pragma omp for schedule(static)
     for (int64_t img = 0; img < fg.batch; img++) {
-      pad_image(&fg, a, img, PH, PW, myPad);
+      pad_image(&fg, a, img, myPad);
       if (mode == CONV_GRAD_FILTER)
         direct_filter_grad_image(&fg, myPad, b + img * fg.outH * fg.outW * fg.outC, myFilter);
       else

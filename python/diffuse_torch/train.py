@@ -44,6 +44,7 @@ def default_record(kind, data, channels, size):
     if kind == "fc":
         model = {"kind": "fc-unet", "width": 2048, "height": size, "imageWidth": size, "channels": channels}
         training, prediction = dict(batchSize=128, ema=0.9995), "epsilon"
+        sampling = {"sampler": "dpmpp-2m", "steps": 20}
     else:
         # as diffuse's unetConfig (src/models/unet.ts): from 64 px a wider net on 2x2 patches
         wide = size >= 64
@@ -51,6 +52,7 @@ def default_record(kind, data, channels, size):
                  "channelMults": [1, 2, 2, 4] if wide else [1, 2, 4], "patchSize": 2 if wide else 1, "blocksPerStage": 1,
                  "attentionResolutions": [8, 4] if wide else [8], "groups": 8, "heads": 4, "outputNorm": False}
         training, prediction = dict(batchSize=64, ema=0.999), "v"
+        sampling = {"sampler": "ddim", "steps": 100} if wide else {"sampler": "dpmpp-2m", "steps": 20}
     dataset = data if data in ("mnist", "mnist32") else "folder"
     return {
         "model": model,
@@ -59,7 +61,7 @@ def default_record(kind, data, channels, size):
                  "flip": False, "limit": 0, "count": 0},
         "training": {"epoch": 0, "step": 0, "optimizer": {"kind": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
                      "seed": 0, "rng": {"s": [1, 2, 3, 4]}, "loss": None, "lrSchedule": {"kind": "cosine", "warmupSteps": 1000, "totalSteps": 0}, **training},
-        "sampling": {"clipDenoised": False, **({"sampler": "ddim", "steps": 100} if kind == "unet" and size >= 64 else {"sampler": "dpmpp-2m", "steps": 20})},
+        "sampling": {"clipDenoised": False, **sampling},
     }
 
 
