@@ -142,8 +142,7 @@ export class WorkerPool {
     tFrac: Float32Array,
     own: (start: number, end: number) => { loss: tf.Scalar; grads: tf.Tensor[] },
   ): { loss: number; grads: tf.Tensor[] } {
-    const cuts = this.run(Task.Gradients, variables, xt, target, tFrac);
-    const mine = this.ownShare(() => own(cuts[0][0], cuts[0][1]));
+    const { cuts, mine } = this.step(Task.Gradients, variables, xt, target, tFrac, own);
     // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
     const native = loadNativeAddon()!;
     const sum = pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], new Float32Array(this.parameters + 1));
@@ -161,8 +160,8 @@ export class WorkerPool {
   predict(variables: tf.Variable[], x: Float32Array, tFrac: Float32Array, own: (start: number, end: number) => Float32Array): Float32Array {
     const P = this.pixels;
     const out = new Float32Array(x.length);
-    const cuts = this.run(Task.Predict, variables, x, null, tFrac);
-    out.set(this.ownShare(() => own(cuts[0][0], cuts[0][1])), 0);
+    const { cuts, mine } = this.step(Task.Predict, variables, x, null, tFrac, own);
+    out.set(mine, 0);
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
       out.set(s.output.subarray(0, (end - start) * P), start * P);
@@ -190,14 +189,31 @@ export class WorkerPool {
     return cuts;
   }
 
-  /** f on this thread with its kernels single-threaded, then the workers awaited (also when f throws). */
-  private ownShare<T>(f: () => T): T {
+  /**
+   * Wakes the workers on their shares, computes this thread's (the first) with `own`, and waits for
+   * theirs (also when `own` throws). Every thread's kernels run single-threaded meanwhile, OpenBLAS's
+   * included: its thread count is process-wide, so it is lowered before the workers wake and raised
+   * only once they are done. (Raised while a worker still ran, its products ran on OpenBLAS's threads
+   * in some steps and not others, and two runs from one seed ended with different weights.)
+   */
+  private step<T>(
+    task: number,
+    variables: tf.Variable[],
+    x: Float32Array,
+    target: Float32Array | null,
+    tFrac: Float32Array,
+    own: (start: number, end: number) => T,
+  ): { cuts: [number, number][]; mine: T } {
     const threads = loadNativeAddon()!.setThreads(1);
     try {
-      return f();
+      const cuts = this.run(task, variables, x, target, tFrac);
+      try {
+        return { cuts, mine: own(cuts[0][0], cuts[0][1]) };
+      } finally {
+        for (const s of this.shares) this.wait(s);
+      }
     } finally {
       loadNativeAddon()!.setThreads(threads);
-      for (const s of this.shares) this.wait(s);
     }
   }
 
