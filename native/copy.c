@@ -43,3 +43,66 @@ napi_value copy_runs(napi_env env, napi_callback_info info) {
   }
   return NULL;
 }
+
+/*
+ * upsample2x(x, geom [B, H, W, C], out): nearest-neighbour 2x upsampling of NHWC images, out[b, y, x]
+ * = x[b, ⌊y/2⌋, ⌊x/2⌋] (tfjs's rule for exact doubling without aligned corners); upsample2xGrad(dy,
+ * geom, out) sums each 2x2 block of dy into the pixel it came from. (tfjs's cpu kernels compute a
+ * source coordinate per value in JavaScript: an eighth of a small U-net's step.)
+ */
+static bool upsample_args(napi_env env, napi_value *argv, const float **src, float **out, int64_t g[4], bool grad) {
+  size_t srcLen = 0, outLen = 0, n = 0;
+  *src = f32(env, argv[0], &srcLen);
+  const int32_t *geom = i32(env, argv[1], &n);
+  *out = f32(env, argv[2], &outLen);
+  if (!*src || !geom || !*out) return false;
+  if (n != 4) {
+    napi_throw_range_error(env, NULL, "upsample2x: geometry is [batch, height, width, channels]");
+    return false;
+  }
+  for (int a = 0; a < 4; a++) g[a] = geom[a];
+  const size_t small = (size_t)(g[0] * g[1] * g[2] * g[3]);
+  if ((grad ? outLen : srcLen) != small || (grad ? srcLen : outLen) != 4 * small) {
+    napi_throw_range_error(env, NULL, "upsample2x: array sizes do not match the geometry");
+    return false;
+  }
+  return true;
+}
+
+napi_value upsample2x(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  const float *x;
+  float *out;
+  int64_t g[4];
+  if (!upsample_args(env, argv, &x, &out, g, false)) return NULL;
+  const int64_t rows = g[0] * g[1], W = g[2], C = g[3];
+#pragma omp parallel for if (rows * W * C > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *in = x + r * W * C;
+    float *o = out + r * 4 * W * C; /* output rows 2y and 2y + 1 */
+    for (int64_t i = 0; i < W; i++) {
+      memcpy(o + 2 * i * C, in + i * C, C * sizeof(float));
+      memcpy(o + (2 * i + 1) * C, in + i * C, C * sizeof(float));
+    }
+    memcpy(o + 2 * W * C, o, 2 * W * C * sizeof(float));
+  }
+  return NULL;
+}
+
+napi_value upsample2x_grad(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  const float *dy;
+  float *out;
+  int64_t g[4];
+  if (!upsample_args(env, argv, &dy, &out, g, true)) return NULL;
+  const int64_t rows = g[0] * g[1], W = g[2], C = g[3];
+#pragma omp parallel for if (rows * W * C > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *top = dy + r * 4 * W * C, *bottom = top + 2 * W * C;
+    float *o = out + r * W * C;
+    for (int64_t i = 0; i < W; i++)
+      for (int64_t c = 0; c < C; c++)
+        o[i * C + c] = (top[2 * i * C + c] + top[(2 * i + 1) * C + c]) + (bottom[2 * i * C + c] + bottom[(2 * i + 1) * C + c]);
+  }
+  return NULL;
+}

@@ -47,6 +47,10 @@ export interface NativeAddon {
    * to outFirst + Σ i·outStrides.
    */
   copyRuns(src: Float32Array, srcFirst: number, srcStrides: Int32Array, out: Float32Array, outFirst: number, outStrides: Int32Array, outer: Int32Array, run: number): void;
+  /** Nearest-neighbour 2x upsampling of NHWC images x of geometry [batch, height, width, channels] (the input's) into out. */
+  upsample2x(x: Float32Array, geometry: Int32Array, out: Float32Array): void;
+  /** The gradient of upsample2x: each 2x2 block of dy summed into out (the input's geometry). */
+  upsample2xGrad(dy: Float32Array, geometry: Int32Array, out: Float32Array): void;
   /** Sets the calling thread's OpenMP team size and OpenBLAS's threads (n ≥ 1); returns the thread's previous team size. */
   setThreads(n: number): number;
   groupNormGrad(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
@@ -83,7 +87,8 @@ function readCpuFlags(): Set<string> {
 /** Every function the TypeScript side calls; the addon is built from the same checkout. */
 export const NATIVE_FUNCTIONS = [
   'sgemm', 'adam', 'lerp', 'geluLayerNorm', 'geluLayerNormGrad', 'columnSums', 'binary', 'middleSums',
-  'conv', 'groupNorm', 'groupNormGrad', 'silu', 'siluGrad', 'softmaxRows', 'softmaxRowsGrad', 'copyRuns', 'setThreads',
+  'conv', 'groupNorm', 'groupNormGrad', 'silu', 'siluGrad', 'softmaxRows', 'softmaxRowsGrad', 'copyRuns', 'upsample2x',
+  'upsample2xGrad', 'setThreads',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 /** The names of NATIVE_FUNCTIONS that `addon` lacks. */

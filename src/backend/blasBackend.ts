@@ -404,17 +404,44 @@ function concatKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFu
   };
 }
 
+/** Where a nearest-neighbour resize is an exact doubling (tfjs's source pixel ⌊out/2⌋): the U-net's upsampling. */
+function isDoubling(inShape: number[], outH: number, outW: number, alignCorners: boolean): boolean {
+  return !alignCorners && outH === 2 * inShape[1] && outW === 2 * inShape[2];
+}
+
+/** Nearest-neighbour resizing, natively where it doubles the size (the cpu kernel computes each source pixel in JavaScript). */
+function resizeNearestKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { images } = args.inputs as { images: tf.TensorInfo };
+    const { alignCorners, size } = args.attrs as unknown as { alignCorners: boolean; size: [number, number] };
+    if (images.dtype !== 'float32' || !isDoubling(images.shape, size[0], size[1], alignCorners)) return fallback(args);
+    const [batch, h, w, channels] = images.shape;
+    const cpu = args.backend as BlasBackend;
+    const out = cpu.allocate(4 * tf.util.sizeFromShape(images.shape));
+    native.upsample2x(cpuValues(cpu, images), Int32Array.from(images.shape), out);
+    return cpu.makeTensorInfo([batch, 2 * h, 2 * w, channels], 'float32', out);
+  };
+}
+
 /**
  * The gradient of nearest-neighbour resizing: each dy pixel added to the input pixel the forward pass
- * read (tfjs's own source-pixel rule). Replaces the cpu kernel, which misplaces every image after the first.
+ * read (tfjs's own source-pixel rule); natively for a doubling. Replaces the cpu kernel, which
+ * misplaces every image after the first.
  */
-function resizeNearestGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+function resizeNearestGradKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { images, dy } = args.inputs as { images: tf.TensorInfo; dy: tf.TensorInfo };
     const { alignCorners, halfPixelCenters } = args.attrs as unknown as { alignCorners: boolean; halfPixelCenters: boolean };
     if (dy.dtype !== 'float32') return fallback(args);
     const [batch, inH, inW, channels] = images.shape;
     const [, outH, outW] = dy.shape;
+    const cpu = args.backend as BlasBackend;
+    const g = cpuValues(cpu, dy);
+    if (isDoubling(images.shape, outH, outW, alignCorners)) {
+      const out = cpu.allocate(tf.util.sizeFromShape(images.shape));
+      native.upsample2xGrad(g, Int32Array.from(images.shape), out);
+      return cpu.makeTensorInfo(images.shape, 'float32', out);
+    }
     const source = (out: number, inSize: number, outSize: number) => {
       const ratio = (alignCorners && outSize > 1 ? inSize - 1 : inSize) / (alignCorners && outSize > 1 ? outSize - 1 : outSize);
       const frac = halfPixelCenters ? ratio * (out + 0.5) : ratio * out;
@@ -423,8 +450,6 @@ function resizeNearestGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     };
     const rows = Array.from({ length: outH }, (_, y) => source(y, inH, outH));
     const cols = Array.from({ length: outW }, (_, x) => source(x, inW, outW));
-    const cpu = args.backend as BlasBackend;
-    const g = cpuValues(cpu, dy);
     const out = cpu.allocate(batch * inH * inW * channels).fill(0);
     for (let b = 0; b < batch; b++) {
       for (let y = 0; y < outH; y++) {
@@ -491,7 +516,8 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
     [tf.Transpose]: (f) => transposeKernel(native, f),
     [tf.Concat]: (f) => concatKernel(native, f),
     [tf.Softmax]: (f) => softmaxKernel(native, f),
-    [tf.ResizeNearestNeighborGrad]: (f) => resizeNearestGradKernel(f),
+    [tf.ResizeNearestNeighbor]: (f) => resizeNearestKernel(native, f),
+    [tf.ResizeNearestNeighborGrad]: (f) => resizeNearestGradKernel(native, f),
     [tf.Conv2D]: (f) => convKernel(native, 0, f),
     [tf.Conv2DBackpropInput]: (f) => convKernel(native, 1, f),
     [tf.Conv2DBackpropFilter]: (f) => convKernel(native, 2, f),

@@ -365,6 +365,19 @@ test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gr
   const tiled = on('cpu', [dy], (g) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(upsampleNearest(x as tf.Tensor4D), g)))(tf.zeros([3, 4, 3, 5])));
   const resized = on(BLAS_BACKEND, [dy], (g) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [8, 6]), g)))(tf.zeros([3, 4, 3, 5])));
   assertClose(resized, tiled, 'resize nearest gradient');
+  // doubling (the U-net's upsampling, a native kernel both ways), on odd sides and one large enough to split over threads
+  for (const [shape, seed] of [[[3, 5, 3, 7], 815], [[4, 16, 16, 40], 816]] as [number[], number][]) {
+    const [, h, w] = shape;
+    const small = random(shape, seed);
+    compare(`resize doubling ${shape}`, [small], (a) => [
+      tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [2 * h, 2 * w]),
+      tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [2 * h, 2 * w], false, true),
+    ]);
+    const g = random([shape[0], 2 * h, 2 * w, shape[3]], seed + 100);
+    const expected = on('cpu', [g], (d) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(upsampleNearest(x as tf.Tensor4D), d)))(tf.zeros(shape)));
+    const actual = on(BLAS_BACKEND, [g], (d) => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [2 * h, 2 * w]), d)))(tf.zeros(shape)));
+    assertClose(actual, expected, `resize doubling gradient ${shape}`);
+  }
   // and against the forward pass's own source pixels (resize an image of pixel indices), where the cpu
   // kernel is also wrong (half-pixel centres, odd sizes)
   for (const [ih, iw, oh, ow, half] of [[3, 4, 5, 7, true], [5, 5, 3, 2, true], [3, 4, 5, 7, false]] as [number, number, number, number, boolean][]) {
