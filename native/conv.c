@@ -1,5 +1,5 @@
 /*
- * 2-D convolutions (NHWC) and both their gradients: Winograd F(2x2, 3x3) tiles for 3x3 stride-1 layers,
+ * 2-D convolutions (NHWC) and both their gradients: Winograd F(4x4, 3x3) tiles for 3x3 stride-1 layers,
  * direct loops for other stride-1 layers, else im2col + sgemm.
  */
 #include "kernels.h"
@@ -241,22 +241,24 @@ static void direct_filter_grad_image(const conv_geom *g, const float *xp, const 
 }
 
 /*
- * Winograd F(2x2, 3x3) (Lavin & Gray 2015) for the 3x3 stride-1 layers: each 2x2 block of outputs
- * ("tile") comes from its 4x4 input patch d as Aᵀ [U ⊙ V] A with V = Bᵀ d B and the filter's U = G g Gᵀ,
- * where the sum over input channels of U ⊙ V is 16 independent products [tiles, inC] x [inC, outC], one
- * per point ξ of the 4x4 transform: 16 multiply-adds per tile and channel pair where the direct loops
- * do 36, 2.25x fewer. Those products run on the direct kernels above as 1x1 convolutions over a row of
- * tiles. The filter gradient is the same in reverse: dU_ξ = Σ_tiles V_ξᵀ (A dY Aᵀ)_ξ, then dg = Gᵀ dU G.
- * Tiles are numbered across the whole batch (image, tile row, tile) and go in chunks, so small images
- * share a chunk. DIFFUSE_WINOGRAD=0 turns it off (tests compare both paths).
+ * Winograd's minimal filtering (Lavin & Gray 2015) for the 3x3 stride-1 layers, in tiles of m x m
+ * outputs, F(m x m, 3x3) with m = 4 (or 2): each tile comes from its a x a input patch d (a = m + 2) as
+ * Aᵀ [U ⊙ V] A with V = Bᵀ d B and the filter's U = G g Gᵀ, where the sum over input channels of U ⊙ V
+ * is a² independent products [tiles, inC] x [inC, outC], one per point ξ of the transform: a²/m²
+ * multiply-adds per output and channel pair where the direct loops do 9 (2.25 for m = 4, 4 for m = 2).
+ * Those products run on the direct kernels above as 1x1 convolutions over a row of tiles. The filter
+ * gradient is the same in reverse: dU_ξ = Σ_tiles V_ξᵀ (A dY Aᵀ)_ξ, then dg = Gᵀ dU G. Tiles are
+ * numbered across the whole batch (image, tile row, tile) and go in chunks, so small images share a
+ * chunk. DIFFUSE_WINOGRAD=0 turns the tiles off, =2 picks m = 2 (tests compare all three paths).
  */
-static bool winograd_eligible(const conv_geom *g) {
+static int winograd_tile(const conv_geom *g) {
   const char *env = getenv("DIFFUSE_WINOGRAD");
   /* below 8 input channels the transforms cost more than the products save (3x slower at 1 and 3) */
-  return g->kH == 3 && g->kW == 3 && g->inC >= 8 && !(env && env[0] == '0');
+  if (g->kH != 3 || g->kW != 3 || g->inC < 8 || (env && env[0] == '0')) return 0;
+  return env && env[0] == '2' ? 2 : 4;
 }
-static int64_t tiles_down(const conv_geom *g) { return (g->outH + 1) / 2; }
-static int64_t tiles_across(const conv_geom *g) { return (g->outW + 1) / 2; }
+static int64_t tiles_down(const conv_geom *g, int m) { return (g->outH + m - 1) / m; }
+static int64_t tiles_across(const conv_geom *g, int m) { return (g->outW + m - 1) / m; }
 
 /* The 1x1 "convolution" of n tiles, inC to outC channels, that each transform point's product is. */
 static conv_geom tile_product(const conv_geom *g, int64_t n) {
@@ -264,57 +266,103 @@ static conv_geom tile_product(const conv_geom *g, int64_t n) {
 }
 
 /*
- * Tiles per chunk: the chunk's V and M (16·n·(inC + outC) floats) about 128 KiB, so they stay in L2
- * between the transforms and the products (4x larger chunks ran 1.5-2x slower, 1.5x larger a few
- * percent slower); at least 18 tiles, as products of fewer rows ran up to 1.5x slower for 64-128
- * channels; a multiple of 6.
+ * Tiles per chunk: the chunk's V and M (a²·n·(inC + outC) floats) about 128 KiB, so they stay in L2
+ * between the transforms and the products (4x larger chunks ran 1.5-2x slower); at least 30 tiles, as
+ * products of fewer rows ran slower for 64-128 channels (18-30 measured within noise for F(4x4), 12
+ * worse); a multiple of 6.
  */
-static int64_t winograd_chunk(const conv_geom *g) {
-  int64_t n = 2048 / (g->inC + g->outC);
-  n = n < 18 ? 18 : n - n % 6;
-  const int64_t all = g->batch * tiles_down(g) * tiles_across(g);
+static int64_t winograd_chunk(const conv_geom *g, int m) {
+  int64_t n = 32768 / ((m + 2) * (m + 2)) / (g->inC + g->outC);
+  n = n < 30 ? 30 : n - n % 6;
+  const int64_t all = g->batch * tiles_down(g, m) * tiles_across(g, m);
   return n > all ? all : n;
 }
 
-/* U[16, inC, outC] ← G g Gᵀ for every filter g[3, 3] of filter[3, 3, inC, outC]. */
-static void winograd_filter(const float *f, int64_t S, float *U) {
-  for (int64_t k = 0; k < S; k++) {
-    float t[4][3];
-    for (int b = 0; b < 3; b++) {
-      const float g0 = f[b * S + k], g1 = f[(3 + b) * S + k], g2 = f[(6 + b) * S + k];
-      t[0][b] = g0, t[1][b] = 0.5f * (g0 + g1 + g2), t[2][b] = 0.5f * (g0 - g1 + g2), t[3][b] = g2;
-    }
-    for (int a = 0; a < 4; a++) {
-      U[(a * 4 + 0) * S + k] = t[a][0];
-      U[(a * 4 + 1) * S + k] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-      U[(a * 4 + 2) * S + k] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-      U[(a * 4 + 3) * S + k] = t[a][2];
-    }
+/* G g of a filter column g (3 values) into a = m + 2 values: the filter transform along one axis. */
+static inline void g_apply(int m, const vecf *g, vecf *t) {
+  if (m == 2) {
+    t[0] = g[0], t[1] = 0.5f * (g[0] + g[1] + g[2]), t[2] = 0.5f * (g[0] - g[1] + g[2]), t[3] = g[2];
+  } else { /* G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
+    const vecf p = g[0] * (1.0f / 24) + g[2] * (1.0f / 6), q = g[1] * (1.0f / 12);
+    t[0] = g[0] * 0.25f, t[1] = (g[0] + g[1] + g[2]) * (-1.0f / 6), t[2] = (g[0] - g[1] + g[2]) * (-1.0f / 6);
+    t[3] = p + q, t[4] = p - q, t[5] = g[2];
   }
 }
 
-/* dfilter[3, 3, inC, outC] ← Gᵀ dU G for every dU[16, inC, outC] (the filter transform's adjoint). */
-static void winograd_filter_grad(const float *dU, int64_t S, float *df) {
-  for (int64_t k = 0; k < S; k++) {
-    float t[3][4];
-    for (int j = 0; j < 4; j++) {
-      const float u0 = dU[j * S + k], u1 = dU[(4 + j) * S + k], u2 = dU[(8 + j) * S + k], u3 = dU[(12 + j) * S + k];
-      t[0][j] = u0 + 0.5f * (u1 + u2), t[1][j] = 0.5f * (u1 - u2), t[2][j] = 0.5f * (u1 + u2) + u3;
-    }
-    for (int a = 0; a < 3; a++) {
-      df[(a * 3 + 0) * S + k] = t[a][0] + 0.5f * (t[a][1] + t[a][2]);
-      df[(a * 3 + 1) * S + k] = 0.5f * (t[a][1] - t[a][2]);
-      df[(a * 3 + 2) * S + k] = 0.5f * (t[a][1] + t[a][2]) + t[a][3];
-    }
+/* Gᵀ u of a = m + 2 values into 3: the filter transform's adjoint along one axis. */
+static inline void gt_apply(int m, const vecf *u, vecf *r) {
+  if (m == 2) {
+    r[0] = u[0] + 0.5f * (u[1] + u[2]), r[1] = 0.5f * (u[1] - u[2]), r[2] = 0.5f * (u[1] + u[2]) + u[3];
+  } else {
+    r[0] = u[0] * 0.25f - (u[1] + u[2]) * (1.0f / 6) + (u[3] + u[4]) * (1.0f / 24);
+    r[1] = (u[2] - u[1]) * (1.0f / 6) + (u[3] - u[4]) * (1.0f / 12);
+    r[2] = (u[3] + u[4] - u[1] - u[2]) * (1.0f / 6) + u[5];
   }
 }
 
 /*
- * Bᵀ d B of a 4x4 patch (rows `rs` apart, pixels C apart) into 16 planes `ps` apart, on `vecf` lanes of
- * channels (T = vecf) or one channel (T = float: input channels need not fill whole vectors).
+ * The filter transforms go through blocks of FB filters (a block's 9 + a² planes stay in L1): written
+ * straight to the a² planes, S floats apart, every store missed L1 (the planes alias in its sets)
+ * and F(4x4)'s transform of a 128 → 128 layer took longer than its products.
  */
-#define WINOGRAD_INPUT_TILE(T, LOAD, STORE, SUFFIX)                                                              \
-  static inline void input_tile_##SUFFIX(const float *d, int64_t rs, int64_t C, float *v, int64_t ps) {          \
+enum { FB = 64 };
+
+/* U[a², inC, outC] ← G g Gᵀ for every filter g[3, 3] of filter[3, 3, inC, outC]; S = inC·outC, a multiple of 16. */
+static void winograd_filter(int m, const float *f, int64_t S, float *U) {
+  const int A = m + 2;
+  float in[9][FB], out[36][FB];
+  for (int64_t k0 = 0; k0 < S; k0 += FB) {
+    const int64_t kn = S - k0 < FB ? S - k0 : FB;
+    for (int i = 0; i < 9; i++) memcpy(in[i], f + i * S + k0, sizeof(float) * kn);
+    for (int64_t kk = 0; kk < kn; kk += VW) {
+      vecf t[6][3];
+      for (int b = 0; b < 3; b++) {
+        vecf g[3], r[6];
+        for (int a = 0; a < 3; a++) g[a] = loadv(in[a * 3 + b] + kk);
+        g_apply(m, g, r);
+        for (int a = 0; a < A; a++) t[a][b] = r[a];
+      }
+      for (int a = 0; a < A; a++) {
+        vecf r[6];
+        g_apply(m, t[a], r);
+        for (int j = 0; j < A; j++) storev(out[a * A + j] + kk, r[j]);
+      }
+    }
+    for (int xi = 0; xi < A * A; xi++) memcpy(U + xi * S + k0, out[xi], sizeof(float) * kn);
+  }
+}
+
+/* dfilter[3, 3, inC, outC] ← Gᵀ dU G for every dU[a², inC, outC] (the filter transform's adjoint). */
+static void winograd_filter_grad(int m, const float *dU, int64_t S, float *df) {
+  const int A = m + 2;
+  float in[36][FB], out[9][FB];
+  for (int64_t k0 = 0; k0 < S; k0 += FB) {
+    const int64_t kn = S - k0 < FB ? S - k0 : FB;
+    for (int xi = 0; xi < A * A; xi++) memcpy(in[xi], dU + xi * S + k0, sizeof(float) * kn);
+    for (int64_t kk = 0; kk < kn; kk += VW) {
+      vecf t[3][6];
+      for (int j = 0; j < A; j++) {
+        vecf u[6], r[3];
+        for (int i = 0; i < A; i++) u[i] = loadv(in[i * A + j] + kk);
+        gt_apply(m, u, r);
+        for (int a = 0; a < 3; a++) t[a][j] = r[a];
+      }
+      for (int a = 0; a < 3; a++) {
+        vecf r[3];
+        gt_apply(m, t[a], r);
+        for (int b = 0; b < 3; b++) storev(out[a * 3 + b] + kk, r[b]);
+      }
+    }
+    for (int i = 0; i < 9; i++) memcpy(df + i * S + k0, out[i], sizeof(float) * kn);
+  }
+}
+
+/*
+ * Bᵀ d B of an a x a patch (rows `rs` apart, pixels C apart) into a² planes `ps` apart, on `vecf` lanes
+ * of channels (T = vecf) or one channel (T = float: input channels need not fill whole vectors).
+ */
+#define WINOGRAD_INPUT_TILES(T, LOAD, STORE, SUFFIX)                                                            \
+  static inline void input_tile2_##SUFFIX(const float *d, int64_t rs, int64_t C, float *v, int64_t ps) {       \
     T q[4][4];                                                                                                  \
     for (int b = 0; b < 4; b++) {                                                                               \
       const T r0 = LOAD(d + b * C), r1 = LOAD(d + rs + b * C), r2 = LOAD(d + 2 * rs + b * C), r3 = LOAD(d + 3 * rs + b * C); \
@@ -326,31 +374,74 @@ static void winograd_filter_grad(const float *dU, int64_t S, float *df) {
       STORE(v + (a * 4 + 2) * ps, q[a][2] - q[a][1]);                                                           \
       STORE(v + (a * 4 + 3) * ps, q[a][1] - q[a][3]);                                                           \
     }                                                                                                           \
+  }                                                                                                             \
+  /* Bᵀ = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1] */            \
+  static inline void input_tile4_##SUFFIX(const float *d, int64_t rs, int64_t C, float *v, int64_t ps) {       \
+    T q[6][6];                                                                                                  \
+    for (int b = 0; b < 6; b++) {                                                                               \
+      T r[6];                                                                                                   \
+      for (int i = 0; i < 6; i++) r[i] = LOAD(d + i * rs + b * C);                                              \
+      const T s13 = r[3] - 4 * r[1], s24 = r[4] - 4 * r[2], d13 = 2 * (r[3] - r[1]), d24 = r[4] - r[2];          \
+      q[0][b] = 4 * r[0] - 5 * r[2] + r[4], q[1][b] = s13 + s24, q[2][b] = s24 - s13;                           \
+      q[3][b] = d13 + d24, q[4][b] = d24 - d13, q[5][b] = 4 * r[1] - 5 * r[3] + r[5];                           \
+    }                                                                                                           \
+    for (int a = 0; a < 6; a++) {                                                                               \
+      const T *r = q[a];                                                                                        \
+      const T s13 = r[3] - 4 * r[1], s24 = r[4] - 4 * r[2], d13 = 2 * (r[3] - r[1]), d24 = r[4] - r[2];          \
+      STORE(v + (a * 6 + 0) * ps, 4 * r[0] - 5 * r[2] + r[4]);                                                  \
+      STORE(v + (a * 6 + 1) * ps, s13 + s24);                                                                   \
+      STORE(v + (a * 6 + 2) * ps, s24 - s13);                                                                   \
+      STORE(v + (a * 6 + 3) * ps, d13 + d24);                                                                   \
+      STORE(v + (a * 6 + 4) * ps, d24 - d13);                                                                   \
+      STORE(v + (a * 6 + 5) * ps, 4 * r[1] - 5 * r[3] + r[5]);                                                  \
+    }                                                                                                           \
   }
 #define LOAD1(p) (*(p))
 #define STORE1(p, v) (*(p) = (v))
-WINOGRAD_INPUT_TILE(vecf, loadv, storev, vec)
-WINOGRAD_INPUT_TILE(float, LOAD1, STORE1, one)
+WINOGRAD_INPUT_TILES(vecf, loadv, storev, vec)
+WINOGRAD_INPUT_TILES(float, LOAD1, STORE1, one)
 
-/* Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), those inside the image. */
-static inline void output_tile(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, bool down, bool right) {
+/* Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), the `rows` x `cols` inside the image. */
+static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols) {
   vecf q[2][4];
   for (int b = 0; b < 4; b++) {
     const vecf m0 = loadv(m + b * ps), m1 = loadv(m + (4 + b) * ps), m2 = loadv(m + (8 + b) * ps), m3 = loadv(m + (12 + b) * ps);
     q[0][b] = m0 + m1 + m2, q[1][b] = m1 - m2 - m3;
   }
-  storev(o, q[0][0] + q[0][1] + q[0][2]);
-  if (right) storev(o + C, q[0][1] - q[0][2] - q[0][3]);
-  if (down) {
-    storev(o + rs, q[1][0] + q[1][1] + q[1][2]);
-    if (right) storev(o + rs + C, q[1][1] - q[1][2] - q[1][3]);
+  for (int a = 0; a < rows; a++) {
+    storev(o + a * rs, q[a][0] + q[a][1] + q[a][2]);
+    if (cols > 1) storev(o + a * rs + C, q[a][1] - q[a][2] - q[a][3]);
+  }
+}
+
+/* Aᵀ u of a 6-vector (Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]). */
+#define AT6(u, r)                                                                          \
+  do {                                                                                     \
+    const vecf p12 = u[1] + u[2], m12 = u[1] - u[2], p34 = u[3] + u[4], m34 = u[3] - u[4]; \
+    r[0] = u[0] + p12 + p34, r[1] = m12 + 2 * m34, r[2] = p12 + 4 * p34;                   \
+    r[3] = m12 + 8 * m34 + u[5];                                                           \
+  } while (0)
+
+/* Aᵀ m A of 36 planes `ps` apart into a tile's 4x4 outputs, the `rows` x `cols` inside the image. */
+static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols) {
+  vecf q[4][6];
+  for (int b = 0; b < 6; b++) {
+    vecf u[6], r[4];
+    for (int i = 0; i < 6; i++) u[i] = loadv(m + (i * 6 + b) * ps);
+    AT6(u, r);
+    for (int a = 0; a < 4; a++) q[a][b] = r[a];
+  }
+  for (int a = 0; a < rows; a++) {
+    vecf r[4];
+    AT6(q[a], r);
+    for (int j = 0; j < cols; j++) storev(o + a * rs + j * C, r[j]);
   }
 }
 
 /* A dy Aᵀ of a tile's 2x2 gradients (zeros outside the image) into 16 planes `ps` apart. */
-static inline void output_grad_tile(const float *o, int64_t rs, int64_t C, bool down, bool right, float *m, int64_t ps) {
+static inline void output_grad_tile2(const float *o, int64_t rs, int64_t C, int rows, int cols, float *m, int64_t ps) {
   const vecf zero = {0};
-  const vecf y00 = loadv(o), y01 = right ? loadv(o + C) : zero, y10 = down ? loadv(o + rs) : zero, y11 = down && right ? loadv(o + rs + C) : zero;
+  const vecf y00 = loadv(o), y01 = cols > 1 ? loadv(o + C) : zero, y10 = rows > 1 ? loadv(o + rs) : zero, y11 = rows > 1 && cols > 1 ? loadv(o + rs + C) : zero;
   const vecf r[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11}, {-y10, -y11}};
   for (int a = 0; a < 4; a++) {
     storev(m + (a * 4 + 0) * ps, r[a][0]);
@@ -360,101 +451,137 @@ static inline void output_grad_tile(const float *o, int64_t rs, int64_t C, bool 
   }
 }
 
-/* Where tile t of the batch sits: its image, and its top-left output pixel. */
-static inline void tile_place(const conv_geom *g, int64_t t, int64_t *img, int64_t *oy, int64_t *ox) {
-  const int64_t TW = tiles_across(g), per = tiles_down(g) * TW;
-  *img = t / per, *oy = 2 * ((t % per) / TW), *ox = 2 * (t % TW);
+/* A y of a 4-vector (A = (Aᵀ)ᵀ: rows y0; Σy; y0-y1+y2-y3; y0+2y1+4y2+8y3; y0-2y1+4y2-8y3; y3). */
+#define A6(y, r)                                                                      \
+  do {                                                                                \
+    const vecf e = y[0] + y[2], o1 = y[1] + y[3], e4 = y[0] + 4 * y[2], o4 = 2 * y[1] + 8 * y[3]; \
+    r[0] = y[0], r[1] = e + o1, r[2] = e - o1, r[3] = e4 + o4, r[4] = e4 - o4, r[5] = y[3];  \
+  } while (0)
+
+/* A dy Aᵀ of a tile's 4x4 gradients (zeros outside the image) into 36 planes `ps` apart. */
+static inline void output_grad_tile4(const float *o, int64_t rs, int64_t C, int rows, int cols, float *m, int64_t ps) {
+  const vecf zero = {0};
+  vecf q[6][4]; /* A applied down each column */
+  for (int b = 0; b < 4; b++) {
+    vecf y[4], r[6];
+    for (int a = 0; a < 4; a++) y[a] = a < rows && b < cols ? loadv(o + a * rs + b * C) : zero;
+    A6(y, r);
+    for (int a = 0; a < 6; a++) q[a][b] = r[a];
+  }
+  for (int a = 0; a < 6; a++) {
+    vecf r[6];
+    A6(q[a], r);
+    for (int j = 0; j < 6; j++) storev(m + (a * 6 + j) * ps, r[j]);
+  }
 }
 
-/* V[16, n, inC] ← Bᵀ d B for tiles [first, first + n); patches crossing the image's edge go through `edge`. */
-static void winograd_input(const conv_geom *g, const float *x, int64_t first, int64_t n, float *V, float *edge) {
-  const int64_t C = g->inC, ps = n * C;
+/* Where tile t of the batch sits: its image, and its top-left output pixel. */
+static inline void tile_place(const conv_geom *g, int m, int64_t t, int64_t *img, int64_t *oy, int64_t *ox) {
+  const int64_t TW = tiles_across(g, m), per = tiles_down(g, m) * TW;
+  *img = t / per, *oy = m * ((t % per) / TW), *ox = m * (t % TW);
+}
+
+/* V[a², n, inC] ← Bᵀ d B for tiles [first, first + n); patches crossing the image's edge go through `edge`. */
+static void winograd_input(const conv_geom *g, int m, const float *x, int64_t first, int64_t n, float *V, float *edge) {
+  const int64_t C = g->inC, ps = n * C, A = m + 2;
   for (int64_t i = 0; i < n; i++) {
     int64_t img, oy, ox;
-    tile_place(g, first + i, &img, &oy, &ox);
+    tile_place(g, m, first + i, &img, &oy, &ox);
     const int64_t y0 = oy - g->padTop, x0 = ox - g->padLeft;
     const float *d = x + ((img * g->inH + y0) * g->inW + x0) * C;
     int64_t rs = g->inW * C;
-    if (y0 < 0 || x0 < 0 || y0 + 4 > g->inH || x0 + 4 > g->inW) {
-      for (int a = 0; a < 4; a++)
-        for (int b = 0; b < 4; b++) {
+    if (y0 < 0 || x0 < 0 || y0 + A > g->inH || x0 + A > g->inW) {
+      for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < A; b++) {
           const int64_t iy = y0 + a, ix = x0 + b;
-          float *e = edge + (a * 4 + b) * C;
+          float *e = edge + (a * A + b) * C;
           if (iy < 0 || iy >= g->inH || ix < 0 || ix >= g->inW) memset(e, 0, sizeof(float) * C);
           else memcpy(e, x + ((img * g->inH + iy) * g->inW + ix) * C, sizeof(float) * C);
         }
-      d = edge, rs = 4 * C;
+      d = edge, rs = A * C;
     }
     int64_t c = 0;
-    for (; c + VW <= C; c += VW) input_tile_vec(d + c, rs, C, V + i * C + c, ps);
-    for (; c < C; c++) input_tile_one(d + c, rs, C, V + i * C + c, ps);
+    if (m == 2) {
+      for (; c + VW <= C; c += VW) input_tile2_vec(d + c, rs, C, V + i * C + c, ps);
+      for (; c < C; c++) input_tile2_one(d + c, rs, C, V + i * C + c, ps);
+    } else {
+      for (; c + VW <= C; c += VW) input_tile4_vec(d + c, rs, C, V + i * C + c, ps);
+      for (; c < C; c++) input_tile4_one(d + c, rs, C, V + i * C + c, ps);
+    }
   }
 }
 
-/* y's tiles [first, first + n) ← Aᵀ M A from M[16, n, outC]; outputs past the image's edge dropped. */
-static void winograd_output(const conv_geom *g, const float *M, int64_t first, int64_t n, float *y) {
+static inline int inside(int64_t from, int64_t size, int m) { return size - from < m ? (int)(size - from) : m; }
+
+/* y's tiles [first, first + n) ← Aᵀ M A from M[a², n, outC]; outputs past the image's edge dropped. */
+static void winograd_output(const conv_geom *g, int m, const float *M, int64_t first, int64_t n, float *y) {
   const int64_t C = g->outC, ps = n * C, rs = g->outW * C;
   for (int64_t i = 0; i < n; i++) {
     int64_t img, oy, ox;
-    tile_place(g, first + i, &img, &oy, &ox);
+    tile_place(g, m, first + i, &img, &oy, &ox);
     float *o = y + ((img * g->outH + oy) * g->outW + ox) * C;
-    const bool down = oy + 1 < g->outH, right = ox + 1 < g->outW;
-    for (int64_t c = 0; c < C; c += VW) output_tile(M + i * C + c, ps, o + c, rs, C, down, right); /* C % 16 == 0 */
+    const int rows = inside(oy, g->outH, m), cols = inside(ox, g->outW, m);
+    for (int64_t c = 0; c < C; c += VW) /* C % 16 == 0 */
+      if (m == 2) output_tile2(M + i * C + c, ps, o + c, rs, C, rows, cols);
+      else output_tile4(M + i * C + c, ps, o + c, rs, C, rows, cols);
   }
 }
 
-/* dM[16, n, outC] ← A dY Aᵀ for tiles [first, first + n) of dy (zeros past the image's edge). */
-static void winograd_output_grad(const conv_geom *g, const float *dy, int64_t first, int64_t n, float *dM) {
+/* dM[a², n, outC] ← A dY Aᵀ for tiles [first, first + n) of dy (zeros past the image's edge). */
+static void winograd_output_grad(const conv_geom *g, int m, const float *dy, int64_t first, int64_t n, float *dM) {
   const int64_t C = g->outC, ps = n * C, rs = g->outW * C;
   for (int64_t i = 0; i < n; i++) {
     int64_t img, oy, ox;
-    tile_place(g, first + i, &img, &oy, &ox);
+    tile_place(g, m, first + i, &img, &oy, &ox);
     const float *o = dy + ((img * g->outH + oy) * g->outW + ox) * C;
-    const bool down = oy + 1 < g->outH, right = ox + 1 < g->outW;
-    for (int64_t c = 0; c < C; c += VW) output_grad_tile(o + c, rs, C, down, right, dM + i * C + c, ps);
+    const int rows = inside(oy, g->outH, m), cols = inside(ox, g->outW, m);
+    for (int64_t c = 0; c < C; c += VW)
+      if (m == 2) output_grad_tile2(o + c, rs, C, rows, cols, dM + i * C + c, ps);
+      else output_grad_tile4(o + c, rs, C, rows, cols, dM + i * C + c, ps);
   }
 }
 
 /*
- * conv_winograd(mode, g, a, b, out) for the forward pass (a = x, b = filter, out = y) or the filter
- * gradient (a = x, b = dy, out = dfilter); outC % 16 == 0. False when out of memory.
+ * conv_winograd(mode, m, g, a, b, out) for the forward pass (a = x, b = filter, out = y) or the filter
+ * gradient (a = x, b = dy, out = dfilter), in m x m tiles; outC % 16 == 0. False when out of memory.
  */
-static bool conv_winograd(int mode, const conv_geom *g, const float *a, const float *b, float *out) {
-  const int64_t S = g->inC * g->outC, chunk = winograd_chunk(g), all = g->batch * tiles_down(g) * tiles_across(g);
-  const int64_t chunks = (all + chunk - 1) / chunk, scratch = 16 * chunk * (g->inC + g->outC) + 16 * g->inC;
+static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, const float *b, float *out) {
+  const int64_t P = (m + 2) * (m + 2); /* transform points */
+  const int64_t S = g->inC * g->outC, chunk = winograd_chunk(g, m), all = g->batch * tiles_down(g, m) * tiles_across(g, m);
+  const int64_t chunks = (all + chunk - 1) / chunk, scratch = P * chunk * (g->inC + g->outC) + P * g->inC;
   const int threads = chunks > 1 ? omp_get_max_threads() : 1;
   float *buffers = (float *)malloc(sizeof(float) * threads * scratch);
   /* the filter's transform, or the filter gradient's transformed sums, one per thread */
-  float *U = (float *)calloc((size_t)(mode == CONV_GRAD_FILTER ? threads : 1) * 16 * S, sizeof(float));
+  float *U = (float *)calloc((size_t)(mode == CONV_GRAD_FILTER ? threads : 1) * P * S, sizeof(float));
   if (!buffers || !U) {
     free(buffers);
     free(U);
     return false;
   }
-  if (mode == CONV_FORWARD) winograd_filter(b, S, U);
+  if (mode == CONV_FORWARD) winograd_filter(m, b, S, U);
 #pragma omp parallel num_threads(threads)
   {
     const int id = omp_get_thread_num();
-    float *V = buffers + (int64_t)id * scratch, *M = V + 16 * chunk * g->inC, *edge = M + 16 * chunk * g->outC;
-    float *dU = mode == CONV_GRAD_FILTER ? U + (int64_t)id * 16 * S : NULL;
+    float *V = buffers + (int64_t)id * scratch, *M = V + P * chunk * g->inC, *edge = M + P * chunk * g->outC;
+    float *dU = mode == CONV_GRAD_FILTER ? U + (int64_t)id * P * S : NULL;
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < chunks; k++) {
       const int64_t first = k * chunk, n = first + chunk > all ? all - first : chunk;
       const conv_geom p = tile_product(g, n);
-      winograd_input(g, a, first, n, V, edge);
+      winograd_input(g, m, a, first, n, V, edge);
       if (mode == CONV_GRAD_FILTER) {
-        winograd_output_grad(g, b, first, n, M);
-        for (int xi = 0; xi < 16; xi++) direct_filter_grad_image(&p, V + xi * n * g->inC, M + xi * n * g->outC, dU + xi * S);
+        winograd_output_grad(g, m, b, first, n, M);
+        for (int64_t xi = 0; xi < P; xi++) direct_filter_grad_image(&p, V + xi * n * g->inC, M + xi * n * g->outC, dU + xi * S);
       } else {
-        for (int xi = 0; xi < 16; xi++) direct_forward_image(&p, V + xi * n * g->inC, U + xi * S, M + xi * n * g->outC);
-        winograd_output(g, M, first, n, out);
+        for (int64_t xi = 0; xi < P; xi++) direct_forward_image(&p, V + xi * n * g->inC, U + xi * S, M + xi * n * g->outC);
+        winograd_output(g, m, M, first, n, out);
       }
     }
   }
   if (mode == CONV_GRAD_FILTER) {
     for (int t = 1; t < threads; t++)
-      for (int64_t i = 0; i < 16 * S; i++) U[i] += U[(size_t)t * 16 * S + i];
-    winograd_filter_grad(U, S, out);
+      for (int64_t i = 0; i < P * S; i++) U[i] += U[(size_t)t * P * S + i];
+    winograd_filter_grad(m, U, S, out);
   }
   free(buffers);
   free(U);
@@ -486,8 +613,9 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
             turned[(((g->kH - 1 - ky) * g->kW + (g->kW - 1 - kx)) * g->outC + co) * g->inC + ci] = b[((ky * g->kW + kx) * g->inC + ci) * g->outC + co];
     filter = turned;
   }
-  if (winograd_eligible(&fg)) {
-    const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, &fg, a, filter, out);
+  const int tile = winograd_tile(&fg);
+  if (tile > 0) {
+    const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, tile, &fg, a, filter, out);
     free(turned);
     return done;
   }

@@ -6,8 +6,9 @@
  * FLOPs per image counted from the layer shapes of one forward pass (2 per multiply-add of every
  * convolution and matrix product; the norms, activations and adds left out), three times that per
  * training sample (forward, input gradient, weight gradient), beside OpenBLAS's sgemm on the same cores.
- * They count a 3x3 convolution's FLOPs as the direct definition does; diffuse's Winograd tiles do 2.25x
- * fewer multiply-adds there, so its figure is the direct-equivalent rate (DIFFUSE_WINOGRAD=0 to compare).
+ * They count a 3x3 convolution's FLOPs as the direct definition does; diffuse's Winograd F(4x4, 3x3)
+ * tiles do 4x fewer multiply-adds there, so its figure is the direct-equivalent rate (DIFFUSE_WINOGRAD=0
+ * to compare).
  *
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
@@ -301,7 +302,7 @@ async function main(): Promise<void> {
     console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
   }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
-  if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do 2.25x fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
+  if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
 }
 
 function tunedCoretype(): string | undefined {

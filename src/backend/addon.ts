@@ -27,8 +27,8 @@ export interface NativeAddon {
   /** out[o, i] = Σ_m x[o, m, i] for x as [outer, middle, inner]. */
   middleSums(x: Float32Array, outer: number, middle: number, inner: number, out: Float32Array): void;
   /**
-   * An NHWC convolution: for stride 1 and channels in multiples of 16, Winograd tiles (3x3, 8+ input
-   * channels; DIFFUSE_WINOGRAD=0 turns them off) or direct loops; else im2col + sgemm
+   * An NHWC convolution: for stride 1 and channels in multiples of 16, Winograd F(4x4, 3x3) tiles (3x3,
+   * 8+ input channels; DIFFUSE_WINOGRAD=2 for 2x2 tiles, =0 off) or direct loops; else im2col + sgemm
    * (mode 0: y from x and filter; 1: dx from dy and filter; 2: dfilter from x and dy); geom = batch,
    * inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop, padLeft, dilations.
    */
