@@ -123,7 +123,9 @@ napi_value softmax_rows(napi_env env, napi_callback_info info) {
     float max = xr[0], sum = 0;
     for (int64_t i = 1; i < n; i++) max = xr[i] > max ? xr[i] : max;
     /* softmax(scale·x) with scale > 0: the row's largest scaled value is scale·max. */
-    for (int64_t i = 0; i < n; i++) sum += yr[i] = expf(scale * (xr[i] - max));
+    /* exp_f vectorizes where libm's expf did not (7x slower for attention's 256-long rows) */
+    for (int64_t i = 0; i < n; i++) yr[i] = exp_f(scale * (xr[i] - max));
+    for (int64_t i = 0; i < n; i++) sum += yr[i];
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < n; i++) yr[i] *= inv;
   }
