@@ -65,6 +65,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"copyRuns", NULL, copy_runs, NULL, NULL, NULL, napi_default, NULL},
       {"upsample2x", NULL, upsample2x, NULL, NULL, NULL, napi_default, NULL},
       {"upsample2xGrad", NULL, upsample2x_grad, NULL, NULL, NULL, napi_default, NULL},
+      {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},
+      {"attentionGrad", NULL, attention_grad, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

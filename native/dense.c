@@ -6,21 +6,27 @@
 #include "kernels.h"
 
 /*
- * sgemm(transA, transB, m, n, k, a, b, c[, bias]): c[m×n] = op(a)·op(b) (+ bias on every row), row-major,
- * op(a) m×k, op(b) k×n.
+ * sgemm(transA, transB, m, n, k, a, b, c[, bias[, batches, strideA, strideB]]): c[m×n] = op(a)·op(b)
+ * (+ bias on every row), row-major, op(a) m×k, op(b) k×n; with `batches`, that many products, the i-th
+ * reading a + i·strideA and b + i·strideB (a stride of 0 broadcasts) and writing c + i·m·n. One call
+ * for a batch: attention's per-head products are hundreds of small matrices, and a call per matrix
+ * from JavaScript cost as much as the product.
  */
 napi_value sgemm(napi_env env, napi_callback_info info) {
-  ARGS(9);
+  ARGS(12);
   if (argc < 8) {
     napi_throw_error(env, NULL, "sgemm: 8 arguments expected");
     return NULL;
   }
   bool ta = flag(env, argv[0]), tb = flag(env, argv[1]);
   int m = (int)num(env, argv[2]), n = (int)num(env, argv[3]), k = (int)num(env, argv[4]);
+  const int64_t batches = argc > 9 ? (int64_t)num(env, argv[9]) : 1;
+  const int64_t sa = argc > 10 ? (int64_t)num(env, argv[10]) : 0, sb = argc > 11 ? (int64_t)num(env, argv[11]) : 0;
   size_t la = 0, lb = 0, lc = 0;
   float *a = f32(env, argv[5], &la), *b = f32(env, argv[6], &lb), *c = f32(env, argv[7], &lc);
   if (!a || !b || !c) return NULL;
-  if (la < (size_t)m * k || lb < (size_t)k * n || lc < (size_t)m * n) {
+  if (batches < 1 || sa < 0 || sb < 0 || la < (size_t)((batches - 1) * sa) + (size_t)m * k || lb < (size_t)((batches - 1) * sb) + (size_t)k * n ||
+      lc < (size_t)batches * m * n) {
     napi_throw_range_error(env, NULL, "sgemm: array too small for its shape");
     return NULL;
   }
@@ -35,12 +41,23 @@ napi_value sgemm(napi_env env, napi_callback_info info) {
       napi_throw_range_error(env, NULL, "sgemm: bias length differs from n");
       return NULL;
     }
-    for (int i = 0; i < m; i++)
+    for (int64_t i = 0; i < batches * m; i++)
       for (int j = 0; j < n; j++) c[(size_t)i * n + j] = bias[j];
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a,
-              ta ? m : k, b, tb ? k : n, beta, c, n);
+  if (batches == 1) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, beta,
+                c, n);
+    return NULL;
+  }
+  /* Several products: the cores take whole products, each a one-thread sgemm (as the convolutions' chunks). */
+  const int threads = omp_get_max_threads(), blasThreads = openblas_get_num_threads();
+  if (threads > 1) openblas_set_num_threads(1);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (double)batches * m * n * k > 1e6)
+  for (int64_t i = 0; i < batches; i++)
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a + i * sa, ta ? m : k, b + i * sb,
+                tb ? k : n, beta, c + i * m * n, n);
+  if (threads > 1) openblas_set_num_threads(blasThreads);
   return NULL;
 }
 

@@ -135,6 +135,8 @@ napi_value softmax_rows(napi_env env, napi_callback_info info);
 napi_value softmax_rows_grad(napi_env env, napi_callback_info info);
 napi_value copy_runs(napi_env env, napi_callback_info info);
 napi_value upsample2x(napi_env env, napi_callback_info info);
+napi_value attention(napi_env env, napi_callback_info info);
+napi_value attention_grad(napi_env env, napi_callback_info info);
 napi_value upsample2x_grad(napi_env env, napi_callback_info info);
 napi_value silu(napi_env env, napi_callback_info info);
 napi_value silu_grad(napi_env env, napi_callback_info info);

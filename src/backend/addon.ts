@@ -7,7 +7,8 @@ import * as path from 'node:path';
 
 export interface NativeAddon {
   /** c[m×n] = op(a)·op(b) (+ bias on every row), row-major; op transposes when the flag is set. */
-  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, bias?: Float32Array): void;
+  /** c = op(a)·op(b) (+ bias per row); with `batches`, that many products, the i-th from a + i·strideA and b + i·strideB (0 broadcasts) into c + i·m·n. */
+  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, bias?: Float32Array | null, batches?: number, strideA?: number, strideB?: number): void;
   /** One Adam update of p, m, v in place (torch.optim.Adam's formula). */
   adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number, beta2: number, eps: number, correction1: number, correction2: number): void;
   /** shadow ← d·shadow + (1 − d)·p in place. */
@@ -51,6 +52,14 @@ export interface NativeAddon {
   upsample2x(x: Float32Array, geometry: Int32Array, out: Float32Array): void;
   /** The gradient of upsample2x: each 2x2 block of dy summed into out (the input's geometry). */
   upsample2xGrad(dy: Float32Array, geometry: Int32Array, out: Float32Array): void;
+  /**
+   * Multi-head attention o = softmax(scale·q kᵀ) v per head without the attention matrices; q, k, v, o
+   * [batch, tokens, channels] (head h in channels h·d..), lse [batch, heads, tokens] the rows' log-sum-exp
+   * (for the gradient); geometry [batch, tokens, channels, heads].
+   */
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, geometry: Int32Array, scale: number, o: Float32Array, lse: Float32Array): void;
+  /** The gradient of attention: dq, dk, dv from dO and the forward pass's inputs, output and lse. */
+  attentionGrad(dO: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Array, lse: Float32Array, geometry: Int32Array, scale: number, dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   /** Sets the calling thread's OpenMP team size and OpenBLAS's threads (n ≥ 1); returns the thread's previous team size. */
   setThreads(n: number): number;
   groupNormGrad(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
@@ -88,7 +97,7 @@ function readCpuFlags(): Set<string> {
 export const NATIVE_FUNCTIONS = [
   'sgemm', 'adam', 'lerp', 'geluLayerNorm', 'geluLayerNormGrad', 'columnSums', 'binary', 'middleSums',
   'conv', 'groupNorm', 'groupNormGrad', 'silu', 'siluGrad', 'softmaxRows', 'softmaxRowsGrad', 'copyRuns', 'upsample2x',
-  'upsample2xGrad', 'setThreads',
+  'upsample2xGrad', 'attention', 'attentionGrad', 'setThreads',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 /** The names of NATIVE_FUNCTIONS that `addon` lacks. */

@@ -9,6 +9,8 @@ import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { NativeAddon, loadNativeAddon } from './addon';
 import { installInPlaceUpdates } from '../tensors';
 import {
+  ATTENTION,
+  ATTENTION_GRAD,
   GELU_LAYER_NORM,
   GELU_LAYER_NORM_GRAD,
   GROUP_NORM,
@@ -118,10 +120,7 @@ function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Ker
     const av = cpuValues(backend, a), bv = cpuValues(backend, b);
     const biasValues = bias ? cpuValues(backend, bias) : undefined;
     const out = backend.allocate(batches * m * n);
-    for (let i = 0; i < batches; i++) {
-      const ai = sizeA === 1 ? 0 : i, bi = sizeB === 1 ? 0 : i;
-      native.sgemm(transposeA, transposeB, m, n, k, av.subarray(ai * m * k, (ai + 1) * m * k), bv.subarray(bi * k * n, (bi + 1) * k * n), out.subarray(i * m * n, (i + 1) * m * n), biasValues);
-    }
+    if (batches > 0 && m > 0 && n > 0) native.sgemm(transposeA, transposeB, m, n, k, av, bv, out, biasValues ?? null, batches, sizeA === 1 ? 0 : m * k, sizeB === 1 ? 0 : k * n);
     return backend.makeTensorInfo([...batchShape, m, n], 'float32', out);
   };
 }
@@ -495,6 +494,26 @@ function scaledSoftmaxKernel(native: NativeAddon, gradient: boolean): tf.KernelF
   };
 }
 
+/** Multi-head attention (inputs q, k, v [batch, tokens, channels]; outputs o and the rows' log-sum-exp), or its gradient. */
+function attentionKernel(native: NativeAddon, gradient: boolean): tf.KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const { heads, scale } = attrs as unknown as { heads: number; scale: number };
+    const cpu = backend as BlasBackend;
+    const ins = inputs as Record<string, tf.TensorInfo>;
+    const [b, n, c] = ins.q.shape;
+    const geometry = Int32Array.from([b, n, c, heads]);
+    const [q, k, v] = [ins.q, ins.k, ins.v].map((t) => cpuValues(cpu, t));
+    if (!gradient) {
+      const o = cpu.allocate(b * n * c), lse = cpu.allocate(b * heads * n);
+      native.attention(q, k, v, geometry, scale, o, lse);
+      return [cpu.makeTensorInfo([b, n, c], 'float32', o), cpu.makeTensorInfo([b, heads, n], 'float32', lse)];
+    }
+    const [dq, dk, dv] = [0, 1, 2].map(() => cpu.allocate(b * n * c));
+    native.attentionGrad(cpuValues(cpu, ins.dy), q, k, v, cpuValues(cpu, ins.o), cpuValues(cpu, ins.lse), geometry, scale, dq, dk, dv);
+    return [dq, dk, dv].map((values) => cpu.makeTensorInfo([b, n, c], 'float32', values));
+  };
+}
+
 /** The addon the backend was registered with (null before registration). */
 let registered: NativeAddon | null = null;
 
@@ -535,6 +554,8 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
   tf.registerKernel({ kernelName: SCALED_SOFTMAX, backendName: BLAS_BACKEND, kernelFunc: scaledSoftmaxKernel(native, false) });
   tf.registerKernel({ kernelName: SCALED_SOFTMAX_GRAD, backendName: BLAS_BACKEND, kernelFunc: scaledSoftmaxKernel(native, true) });
   tf.registerKernel({ kernelName: GROUP_NORM_GRAD, backendName: BLAS_BACKEND, kernelFunc: groupNormGradKernel(native) });
+  tf.registerKernel({ kernelName: ATTENTION, backendName: BLAS_BACKEND, kernelFunc: attentionKernel(native, false) });
+  tf.registerKernel({ kernelName: ATTENTION_GRAD, backendName: BLAS_BACKEND, kernelFunc: attentionKernel(native, true) });
   registered = native;
   return true;
 }

@@ -5,7 +5,7 @@
  * backend can differentiate.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel } from './fusedOps';
+import { ATTENTION, GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel } from './fusedOps';
 
 /** A stride-1 'same' convolution with a k×k filter [k, k, in, out] and a bias. */
 export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
@@ -123,6 +123,12 @@ export function selfAttention(x: tf.Tensor4D, heads: number, w: { q: tf.Tensor2D
     const n = h * wd;
     const d = c / heads;
     const rows = tf.reshape(x, [b * n, c]);
+    if (backendHasKernel(ATTENTION)) {
+      // One native kernel for all heads, on the projections as they come (no per-head transposes, no attention matrices).
+      const [q, k, v] = [w.q, w.k, w.v].map((kernel) => tf.reshape(tf.matMul(rows, kernel), [b, n, c]));
+      const [mixed] = tf.engine().runKernel(ATTENTION, { q, k, v }, { heads, scale: 1 / Math.sqrt(d) }) as tf.Tensor[];
+      return tf.reshape(tf.add(tf.matMul(tf.reshape(mixed, [b * n, c]), w.out), w.outBias), [b, h, wd, c]);
+    }
     const project = (kernel: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(tf.matMul(rows, kernel), [b, n, heads, d]), [0, 2, 1, 3]), [b * heads, n, d]);
     const [q, k, v] = [project(w.q), project(w.k), project(w.v)];
     const weights = scaledSoftmax(tf.matMul(q, k, false, true), 1 / Math.sqrt(d));

@@ -13,6 +13,9 @@ export const GROUP_NORM_GRAD = 'DiffuseGroupNormGrad';
 /** softmax(scale·x) over the last axis (attention's weights), and its gradient, each one pass. */
 export const SCALED_SOFTMAX = 'DiffuseScaledSoftmax';
 export const SCALED_SOFTMAX_GRAD = 'DiffuseScaledSoftmaxGrad';
+/** Multi-head attention softmax(scale·q kᵀ) v over [batch, tokens, channels] without the attention matrices, and its gradient. */
+export const ATTENTION = 'DiffuseAttention';
+export const ATTENTION_GRAD = 'DiffuseAttentionGrad';
 
 export function backendHasKernel(kernelName: string): boolean {
   return tf.getKernel(kernelName, tf.getBackend()) !== undefined;
@@ -52,6 +55,16 @@ export function registerFusedGradients(): void {
     kernelName: SCALED_SOFTMAX,
     outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => ({ x: () => tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { dy: first(dy), y: saved[0] }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor }),
+  });
+  tf.registerGradient({
+    kernelName: ATTENTION,
+    inputsToSave: ['q', 'k', 'v'],
+    outputsToSave: [true, true],
+    gradFunc: (dy, saved, attrs) => {
+      const [q, k, v, o, lse] = saved;
+      const [dq, dk, dv] = tf.engine().runKernel(ATTENTION_GRAD, { dy: first(dy), q, k, v, o, lse }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      return { q: () => dq, k: () => dk, v: () => dv };
+    },
   });
   tf.registerGradient({
     kernelName: SILU,

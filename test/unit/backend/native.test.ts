@@ -13,7 +13,7 @@ import { ROOT, tempDir } from '../../helpers';
 
 const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 import { geluLayerNorm, gelu, layerNorm } from '../../../src/models/layers';
-import { groupNorm, scaledSoftmax, silu, upsampleNearest } from '../../../src/models/convLayers';
+import { groupNorm, scaledSoftmax, selfAttention, silu, upsampleNearest } from '../../../src/models/convLayers';
 import { Adam, adamConfig } from '../../../src/training/optim';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
@@ -78,6 +78,13 @@ test('matMul matches the cpu kernel for all transposes, odd sizes and batches', 
   compare('batched matMul', [random([2, 3, 4], 1), random([2, 4, 5], 2)], (x, y) => tf.matMul(x, y));
   compare('broadcast batch', [random([1, 3, 4], 3), random([3, 4, 5], 4)], (x, y) => tf.matMul(x, y));
   compare('3-D times 2-D', [random([2, 3, 4], 5), random([4, 5], 6)], (x, y) => tf.matMul(x, y));
+  // batches large enough to go to the cores in one native call (attention's per-head products), all transposes
+  for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
+    const a = random(ta ? [96, 17, 33] : [96, 33, 17], 7), b = random(tb ? [96, 29, 17] : [96, 17, 29], 8);
+    compare(`batched matMul 96 x 33x17x29 ta=${ta} tb=${tb}`, [a, b], (x, y) => tf.matMul(x, y, ta, tb));
+  }
+  compare('broadcast batch on the right, large', [random([80, 31, 23], 9), random([1, 23, 40], 10)], (x, y) => tf.matMul(x, y));
+  compare('batched matMul with bias', [random([40, 31, 23], 11), random([40, 23, 19], 12), random([19], 13)], (x, y, z) => tf.fused.matMul({ a: x, b: y, bias: z }));
 });
 
 test('fused matMul with a bias matches, and with an activation falls back correctly', { skip }, () => {
@@ -331,6 +338,26 @@ test('3x3 convolutions on Winograd tiles (4x4 and 2x2) and on the direct loops m
           assert.ok(worst <= tolerance * largest, `conv [${geometry}] mode ${mode} DIFFUSE_WINOGRAD=${winograd}: off by ${worst} of ${largest}`);
         });
     }
+  }
+});
+
+test('fused attention (one kernel for all heads, no attention matrices) and its gradients match the composed tfjs ops', { skip }, () => {
+  let seed = 950;
+  // [batch, height, width, channels], heads: odd token counts and head widths, one head, one token, and a 64-px U-net's 16x16 attention
+  for (const [shape, heads] of [[[3, 5, 3, 12], 3], [[2, 3, 3, 8], 1], [[2, 1, 1, 8], 2], [[2, 16, 16, 32], 4]] as [number[], number][]) {
+    const c = shape[3];
+    // projections at their initial scale (N(0, 1/c)): N(0, 1) ones make logits of ~±100, where float32's
+    // rounding of the logits alone moves outputs that cancel to near zero by more than 1e-4
+    const projection = () => { const r = random([c, c], ++seed); return { shape: r.shape, values: r.values.map((x) => x / Math.sqrt(c)) }; };
+    const inputs = [random(shape, ++seed), projection(), projection(), projection(), projection(), random([c], ++seed)];
+    const attend = (x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, out: tf.Tensor, outBias: tf.Tensor) =>
+      selfAttention(x as tf.Tensor4D, heads, { q: q as tf.Tensor2D, k: k as tf.Tensor2D, v: v as tf.Tensor2D, out: out as tf.Tensor2D, outBias: outBias as tf.Tensor1D });
+    compare(`attention ${shape}, ${heads} heads`, inputs, attend, 1e-4);
+    const probe = random([...shape], ++seed);
+    compare(`attention gradients ${shape}, ${heads} heads`, [...inputs, probe], (...t) => {
+      const [x, q, k, v, out, outBias, g] = t;
+      return tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(attend(a[0], a[1], a[2], a[3], a[4], a[5]), g)))([x, q, k, v, out, outBias]);
+    }, 1e-3, 1e-5);
   }
 });
 

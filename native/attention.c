@@ -1,0 +1,205 @@
+/*
+ * Multi-head self-attention, O = softmax(scale·Q Kᵀ) V per head, and its gradient, without the
+ * attention matrices: each query row's scores live in a row-sized scratch and are recomputed in the
+ * backward pass from the row's log-sum-exp (as FlashAttention does). At 16 px (256 tokens) those
+ * matrices were 256 KiB per image and head, written, softmaxed and multiplied back through memory.
+ *
+ * Layout: q, k, v, o [batch, tokens, channels] with head h in channels [h·d, (h + 1)·d), d =
+ * channels / heads; lse [batch, heads, tokens]. The geometry comes as an Int32Array: batch, tokens,
+ * channels, heads. Each (image, head) goes to one thread; its keys and values are first copied
+ * transposed ([d, tokens], contiguous over tokens) so every loop below runs along tokens.
+ */
+#include "kernels.h"
+
+/* Tokens go in vectors of AW; a head's transposed keys and values are padded to whole vectors. */
+#define AW 8
+typedef float av __attribute__((vector_size(AW * 4)));
+static inline av lda(const float *p) {
+  av v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void sta(float *p, av v) { memcpy(p, &v, sizeof v); }
+static inline float hsum(av v) {
+  float s = 0;
+  for (int i = 0; i < AW; i++) s += v[i];
+  return s;
+}
+
+typedef struct {
+  int64_t B, N, C, H, D;
+} attn_geom;
+
+static bool read_attn(napi_env env, napi_value v, attn_geom *g) {
+  size_t len = 0;
+  const int32_t *d = i32(env, v, &len);
+  if (!d) return false;
+  if (len != 4 || d[0] < 1 || d[1] < 1 || d[3] < 1 || d[2] % d[3] != 0) {
+    napi_throw_range_error(env, NULL, "attention: geometry is [batch, tokens, channels, heads], heads dividing channels");
+    return false;
+  }
+  *g = (attn_geom){d[0], d[1], d[2], d[3], d[2] / d[3]};
+  return true;
+}
+
+static bool sized(napi_env env, size_t len, size_t want) {
+  if (len == want) return true;
+  napi_throw_range_error(env, NULL, "attention: an array's size does not match the geometry");
+  return false;
+}
+
+static int64_t padded(int64_t n) { return (n + AW - 1) / AW * AW; }
+
+/* t[c·NP + j] ← x[(b·N + j)·C + h·D + c]: head h of image b, transposed; zeros past N. */
+static void gather_transposed(const attn_geom *g, const float *x, int64_t b, int64_t h, float *t) {
+  const int64_t NP = padded(g->N);
+  for (int64_t j = 0; j < NP; j++) {
+    const float *row = x + (b * g->N + j) * g->C + h * g->D;
+    for (int64_t c = 0; c < g->D; c++) t[c * NP + j] = j < g->N ? row[c] : 0.0f;
+  }
+}
+
+/* s[j] ← scale · q·k_j for every key j (kt transposed keys), a vector of keys at a time. */
+static inline void scores(const attn_geom *g, const float *q, const float *kt, float scale, float *s) {
+  const int64_t NP = padded(g->N);
+  for (int64_t j = 0; j < NP; j += AW) {
+    av acc = {0};
+    for (int64_t c = 0; c < g->D; c++) acc += (q[c] * scale) * lda(kt + c * NP + j);
+    sta(s + j, acc);
+  }
+}
+
+/* out[c] ← Σ_j p[j] · t[c][j] for each c < D, eight channels' sums held in vectors at a time. */
+static inline void weighted_sums(const attn_geom *g, const float *p, const float *t, float *out) {
+  const int64_t NP = padded(g->N);
+  int64_t c0 = 0;
+  for (; c0 + 8 <= g->D; c0 += 8) { /* a fixed count, so the sums stay in registers */
+    av acc[8] = {{0}};
+    for (int64_t j = 0; j < NP; j += AW) {
+      const av pj = lda(p + j);
+      for (int c = 0; c < 8; c++) acc[c] += pj * lda(t + (c0 + c) * NP + j);
+    }
+    for (int c = 0; c < 8; c++) out[c0 + c] = hsum(acc[c]);
+  }
+  for (; c0 < g->D; c0++) {
+    av acc = {0};
+    for (int64_t j = 0; j < NP; j += AW) acc += lda(p + j) * lda(t + c0 * NP + j);
+    out[c0] = hsum(acc);
+  }
+}
+
+/* attention(q, k, v, geom, scale, o, lse) */
+napi_value attention(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  attn_geom g;
+  if (!read_attn(env, argv[3], &g)) return NULL;
+  size_t lq = 0, lk = 0, lv = 0, lo = 0, ll = 0;
+  const float *q = f32(env, argv[0], &lq), *k = f32(env, argv[1], &lk), *v = f32(env, argv[2], &lv);
+  const float scale = (float)num(env, argv[4]);
+  float *o = f32(env, argv[5], &lo), *lse = f32(env, argv[6], &ll);
+  if (!q || !k || !v || !o || !lse) return NULL;
+  const size_t all = (size_t)(g.B * g.N * g.C);
+  if (!sized(env, lq, all) || !sized(env, lk, all) || !sized(env, lv, all) || !sized(env, lo, all) || !sized(env, ll, (size_t)(g.B * g.H * g.N)))
+    return NULL;
+  const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 2 * D * NP + NP + D;
+  const int threads = pairs > 1 ? omp_get_max_threads() : 1;
+  float *scratch = (float *)malloc(sizeof(float) * threads * per);
+  if (!scratch) {
+    napi_throw_error(env, NULL, "attention: out of memory");
+    return NULL;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    float *kt = scratch + (int64_t)omp_get_thread_num() * per, *vt = kt + D * NP, *p = vt + D * NP, *sums = p + NP;
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < pairs; bh++) {
+      const int64_t b = bh / g.H, h = bh % g.H;
+      gather_transposed(&g, k, b, h, kt);
+      gather_transposed(&g, v, b, h, vt);
+      for (int64_t i = 0; i < N; i++) {
+        const int64_t at = (b * N + i) * g.C + h * D;
+        scores(&g, q + at, kt, scale, p);
+        float max = p[0], sum = 0;
+        for (int64_t j = 1; j < N; j++) max = p[j] > max ? p[j] : max;
+        for (int64_t j = 0; j < N; j++) p[j] = exp_f(p[j] - max);
+        for (int64_t j = N; j < NP; j++) p[j] = 0;
+        for (int64_t j = 0; j < N; j++) sum += p[j];
+        const float inv = 1.0f / sum;
+        weighted_sums(&g, p, vt, sums);
+        for (int64_t c = 0; c < D; c++) o[at + c] = sums[c] * inv;
+        lse[bh * N + i] = max + logf(sum);
+      }
+    }
+  }
+  free(scratch);
+  return NULL;
+}
+
+/*
+ * attentionGrad(dO, q, k, v, o, lse, geom, scale, dq, dk, dv): per query row i, with p_j = exp(s_j −
+ * lse_i) recomputed, D_i = dO_i·o_i: dv_j += p_j dO_i; ds_j = p_j (dO_i·v_j − D_i); dq_i = scale Σ_j
+ * ds_j k_j; dk_j += scale ds_j q_i.
+ */
+napi_value attention_grad(napi_env env, napi_callback_info info) {
+  ARGS(11);
+  attn_geom g;
+  if (!read_attn(env, argv[6], &g)) return NULL;
+  size_t ld = 0, lq = 0, lk = 0, lv = 0, lo = 0, ll = 0, l1 = 0, l2 = 0, l3 = 0;
+  const float *dO = f32(env, argv[0], &ld), *q = f32(env, argv[1], &lq), *k = f32(env, argv[2], &lk), *v = f32(env, argv[3], &lv);
+  const float *o = f32(env, argv[4], &lo), *lse = f32(env, argv[5], &ll);
+  const float scale = (float)num(env, argv[7]);
+  float *dq = f32(env, argv[8], &l1), *dk = f32(env, argv[9], &l2), *dv = f32(env, argv[10], &l3);
+  if (!dO || !q || !k || !v || !o || !lse || !dq || !dk || !dv) return NULL;
+  const size_t all = (size_t)(g.B * g.N * g.C);
+  if (!sized(env, ld, all) || !sized(env, lq, all) || !sized(env, lk, all) || !sized(env, lv, all) || !sized(env, lo, all) ||
+      !sized(env, ll, (size_t)(g.B * g.H * g.N)) || !sized(env, l1, all) || !sized(env, l2, all) || !sized(env, l3, all))
+    return NULL;
+  const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 4 * D * NP + 2 * NP;
+  const int threads = pairs > 1 ? omp_get_max_threads() : 1;
+  float *scratch = (float *)malloc(sizeof(float) * threads * per);
+  if (!scratch) {
+    napi_throw_error(env, NULL, "attentionGrad: out of memory");
+    return NULL;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    float *kt = scratch + (int64_t)omp_get_thread_num() * per, *vt = kt + D * NP, *dkt = vt + D * NP, *dvt = dkt + D * NP;
+    float *p = dvt + D * NP, *ds = p + NP;
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < pairs; bh++) {
+      const int64_t b = bh / g.H, h = bh % g.H;
+      gather_transposed(&g, k, b, h, kt);
+      gather_transposed(&g, v, b, h, vt);
+      for (int64_t x = 0; x < 2 * D * NP; x++) dkt[x] = 0; /* dkt and dvt */
+      for (int64_t i = 0; i < N; i++) {
+        const int64_t at = (b * N + i) * g.C + h * D;
+        const float *qi = q + at, *gi = dO + at, *oi = o + at;
+        scores(&g, qi, kt, scale, p);
+        const float l = lse[bh * N + i];
+        for (int64_t j = 0; j < N; j++) p[j] = exp_f(p[j] - l);
+        for (int64_t j = N; j < NP; j++) p[j] = 0;
+        float Di = 0;
+        for (int64_t c = 0; c < D; c++) Di += gi[c] * oi[c];
+        /* by vectors of keys: ds = scale·p·(dO_i·v_j − D_i); dv_j += p_j dO_i; dk_j += ds_j q_i */
+        for (int64_t j = 0; j < NP; j += AW) {
+          const av pj = lda(p + j);
+          av dp = {0};
+          for (int64_t c = 0; c < D; c++) {
+            dp += gi[c] * lda(vt + c * NP + j);
+            sta(dvt + c * NP + j, lda(dvt + c * NP + j) + gi[c] * pj);
+          }
+          const av dsj = (scale * pj) * (dp - Di);
+          sta(ds + j, dsj);
+          for (int64_t c = 0; c < D; c++) sta(dkt + c * NP + j, lda(dkt + c * NP + j) + qi[c] * dsj);
+        }
+        weighted_sums(&g, ds, kt, dq + at); /* dq_i = Σ_j ds_j k_j */
+      }
+      for (int64_t j = 0; j < N; j++) {
+        const int64_t at = (b * N + j) * g.C + h * D;
+        for (int64_t c = 0; c < D; c++) dk[at + c] = dkt[c * NP + j], dv[at + c] = dvt[c * NP + j];
+      }
+    }
+  }
+  free(scratch);
+  return NULL;
+}
