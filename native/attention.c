@@ -53,10 +53,12 @@ static int64_t padded(int64_t n) { return (n + AW - 1) / AW * AW; }
 /* t[c·NP + j] ← x[(b·N + j)·C + h·D + c]: head h of image b, transposed; zeros past N. */
 static void gather_transposed(const attn_geom *g, const float *x, int64_t b, int64_t h, float *t) {
   const int64_t NP = padded(g->N);
-  for (int64_t j = 0; j < NP; j++) {
+  for (int64_t j = 0; j < g->N; j++) {
     const float *row = x + (b * g->N + j) * g->C + h * g->D;
-    for (int64_t c = 0; c < g->D; c++) t[c * NP + j] = j < g->N ? row[c] : 0.0f;
+    for (int64_t c = 0; c < g->D; c++) t[c * NP + j] = row[c];
   }
+  for (int64_t c = 0; c < g->D; c++)
+    for (int64_t j = g->N; j < NP; j++) t[c * NP + j] = 0.0f;
 }
 
 /* s[j] ← scale · q·k_j for every key j (kt transposed keys), a vector of keys at a time. */
