@@ -4,12 +4,14 @@
 #include "kernels.h"
 
 /*
- * groupNorm(x, gamma, beta, batch, pixels, channels, groups, y, xhat, rstd): for each image and group
- * of channels/groups channels, normalize over its pixels × channels; y = x̂·γ[c] + β[c]. x̂ and each
- * (image, group)'s 1/σ are kept for the gradient.
+ * groupNorm(x, gamma, beta, batch, pixels, channels, groups, y, xhat, rstd[, silu]): for each image and
+ * group of channels/groups channels, normalize over its pixels × channels; y = x̂·γ[c] + β[c], or with
+ * `silu` SiLU of that (the U-net's norm-then-activation in one pass, without the normalized tensor in
+ * memory). x̂ and each (image, group)'s 1/σ are kept for the gradient.
  */
 napi_value group_norm(napi_env env, napi_callback_info info) {
-  ARGS(10);
+  ARGS(11);
+  const bool act = argc > 10 && flag(env, argv[10]);
   const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
   const int64_t B = (int64_t)num(env, argv[3]), P = (int64_t)num(env, argv[4]), C = (int64_t)num(env, argv[5]), G = (int64_t)num(env, argv[6]);
   float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], NULL), *rstd = f32(env, argv[9], NULL);
@@ -45,9 +47,9 @@ napi_value group_norm(napi_env env, napi_callback_info info) {
     for (int64_t p = 0; p < P; p++) {
       const int64_t off = (b * P + p) * C;
       for (int64_t c = 0; c < C; c++) {
-        const float h = (x[off + c] - mean[c]) * r[c];
+        const float h = (x[off + c] - mean[c]) * r[c], z = h * gamma[c] + beta[c];
         xhat[off + c] = h;
-        y[off + c] = h * gamma[c] + beta[c];
+        y[off + c] = act ? z / (1.0f + exp_f(-z)) : z;
       }
     }
     free(acc);
@@ -57,9 +59,16 @@ napi_value group_norm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Gradients of groupNorm: dx, and dγ, dβ summed over images and pixels. */
+/*
+ * Gradients of groupNorm: dx, and dγ, dβ summed over images and pixels; with `silu` (then beta given)
+ * of the fused norm and SiLU, the SiLU's gradient taken first at z = x̂·γ + β, recomputed (it is kept in
+ * dx between the two passes).
+ */
 napi_value group_norm_grad(napi_env env, napi_callback_info info) {
-  ARGS(11);
+  ARGS(13);
+  const bool act = argc > 12 && flag(env, argv[12]);
+  const float *beta = act ? f32(env, argv[11], NULL) : NULL;
+  if (act && !beta) return NULL;
   const float *dy = f32(env, argv[0], NULL), *xhat = f32(env, argv[1], NULL), *gamma = f32(env, argv[2], NULL), *rstd = f32(env, argv[3], NULL);
   const int64_t B = (int64_t)num(env, argv[4]), P = (int64_t)num(env, argv[5]), C = (int64_t)num(env, argv[6]), G = (int64_t)num(env, argv[7]);
   float *dx = f32(env, argv[8], NULL), *dgamma = f32(env, argv[9], NULL), *dbeta = f32(env, argv[10], NULL);
@@ -74,14 +83,21 @@ napi_value group_norm_grad(napi_env env, napi_callback_info info) {
     double *sumD = (double *)calloc(2 * C, sizeof(double)), *sumDX = sumD + C;
     double *dg = partial + 2 * b * C, *db = dg + C;
     float *meanD = (float *)malloc(3 * C * sizeof(float)), *meanDX = meanD + C, *r = meanD + 2 * C;
+    /* g: the gradient at the norm's output (dy, or through the SiLU; then kept in dx for the second pass) */
+    const float *g = act ? dx : dy;
     for (int64_t p = 0; p < P; p++) {
       const int64_t off = (b * P + p) * C;
+      if (act)
+        for (int64_t c = 0; c < C; c++) {
+          const float z = xhat[off + c] * gamma[c] + beta[c], sg = 1.0f / (1.0f + exp_f(-z));
+          dx[off + c] = dy[off + c] * sg * (1.0f + z * (1.0f - sg));
+        }
       for (int64_t c = 0; c < C; c++) {
-        const float d = dy[off + c] * gamma[c];
+        const float d = g[off + c] * gamma[c];
         sumD[c] += d;
         sumDX[c] += d * xhat[off + c];
-        dg[c] += dy[off + c] * xhat[off + c];
-        db[c] += dy[off + c];
+        dg[c] += g[off + c] * xhat[off + c];
+        db[c] += g[off + c];
       }
     }
     for (int64_t g = 0; g < G; g++) {
@@ -91,7 +107,7 @@ napi_value group_norm_grad(napi_env env, napi_callback_info info) {
     }
     for (int64_t p = 0; p < P; p++) {
       const int64_t off = (b * P + p) * C;
-      for (int64_t c = 0; c < C; c++) dx[off + c] = r[c] * (dy[off + c] * gamma[c] - meanD[c] - xhat[off + c] * meanDX[c]);
+      for (int64_t c = 0; c < C; c++) dx[off + c] = r[c] * (g[off + c] * gamma[c] - meanD[c] - xhat[off + c] * meanDX[c]);
     }
     free(sumD);
     free(meanD);

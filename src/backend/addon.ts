@@ -35,7 +35,8 @@ export interface NativeAddon {
    */
   conv(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
   /** GroupNorm over [batch, pixels, channels] in `groups` groups; saves x̂ and each group's 1/σ. */
-  groupNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, batch: number, pixels: number, channels: number, groups: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array): void;
+  /** GroupNorm (then SiLU where `silu`); x̂ and each (image, group)'s 1/σ kept for the gradient. */
+  groupNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, batch: number, pixels: number, channels: number, groups: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array, silu?: boolean): void;
   /** y = x·σ(x), and its gradient dx from dy and x. */
   silu(x: Float32Array, y: Float32Array): void;
   siluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
@@ -62,7 +63,8 @@ export interface NativeAddon {
   attentionGrad(dO: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Array, lse: Float32Array, geometry: Int32Array, scale: number, dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   /** Sets the calling thread's OpenMP team size and OpenBLAS's threads (n ≥ 1); returns the thread's previous team size. */
   setThreads(n: number): number;
-  groupNormGrad(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
+  /** The gradient of groupNorm; with `silu`, of GroupNorm then SiLU (beta needed then). */
+  groupNormGrad(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, beta?: Float32Array | null, silu?: boolean): void;
 }
 
 export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run build:native';

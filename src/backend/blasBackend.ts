@@ -327,23 +327,23 @@ function elementwiseKernel(run: (cpu: BlasBackend, inputs: tf.TensorInfo[], out:
 function groupNormKernel(native: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const { x, gamma, beta } = inputs as Record<string, tf.TensorInfo>;
-    const { groups } = attrs as unknown as { groups: number };
+    const { groups, silu } = attrs as unknown as { groups: number; silu?: boolean };
     const cpu = backend as BlasBackend;
     const [b, h, w, c] = x.shape;
     const y = cpu.allocate(b * h * w * c), xhat = cpu.allocate(b * h * w * c), rstd = cpu.allocate(b * groups);
-    native.groupNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), b, h * w, c, groups, y, xhat, rstd);
+    native.groupNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), b, h * w, c, groups, y, xhat, rstd, silu === true);
     return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([b * groups], 'float32', rstd)];
   };
 }
 
 function groupNormGradKernel(native: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
-    const { dy, xhat, gamma, rstd } = inputs as Record<string, tf.TensorInfo>;
-    const { groups } = attrs as unknown as { groups: number };
+    const { dy, xhat, gamma, beta, rstd } = inputs as Record<string, tf.TensorInfo>;
+    const { groups, silu } = attrs as unknown as { groups: number; silu?: boolean };
     const cpu = backend as BlasBackend;
     const [b, h, w, c] = xhat.shape;
     const dx = cpu.allocate(b * h * w * c), dgamma = cpu.allocate(c), dbeta = cpu.allocate(c);
-    native.groupNormGrad(cpuValues(cpu, dy), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), b, h * w, c, groups, dx, dgamma, dbeta);
+    native.groupNormGrad(cpuValues(cpu, dy), cpuValues(cpu, xhat), cpuValues(cpu, gamma), cpuValues(cpu, rstd), b, h * w, c, groups, dx, dgamma, dbeta, silu ? cpuValues(cpu, beta) : null, silu === true);
     return [cpu.makeTensorInfo(xhat.shape, 'float32', dx), cpu.makeTensorInfo([c], 'float32', dgamma), cpu.makeTensorInfo([c], 'float32', dbeta)];
   };
 }
@@ -503,13 +503,14 @@ function attentionKernel(native: NativeAddon, gradient: boolean): tf.KernelFunc 
     const [b, n, c] = ins.q.shape;
     const geometry = Int32Array.from([b, n, c, heads]);
     const [q, k, v] = [ins.q, ins.k, ins.v].map((t) => cpuValues(cpu, t));
+    const empty = b * n === 0; // a thread's share of a batch can be empty
     if (!gradient) {
       const o = cpu.allocate(b * n * c), lse = cpu.allocate(b * heads * n);
-      native.attention(q, k, v, geometry, scale, o, lse);
+      if (!empty) native.attention(q, k, v, geometry, scale, o, lse);
       return [cpu.makeTensorInfo([b, n, c], 'float32', o), cpu.makeTensorInfo([b, heads, n], 'float32', lse)];
     }
     const [dq, dk, dv] = [0, 1, 2].map(() => cpu.allocate(b * n * c));
-    native.attentionGrad(cpuValues(cpu, ins.dy), q, k, v, cpuValues(cpu, ins.o), cpuValues(cpu, ins.lse), geometry, scale, dq, dk, dv);
+    if (!empty) native.attentionGrad(cpuValues(cpu, ins.dy), q, k, v, cpuValues(cpu, ins.o), cpuValues(cpu, ins.lse), geometry, scale, dq, dk, dv);
     return [dq, dk, dv].map((values) => cpu.makeTensorInfo([b, n, c], 'float32', values));
   };
 }

@@ -36,13 +36,17 @@ export function conv2dByIm2col(x: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D
 
 export const GROUP_NORM_EPSILON = 1e-5;
 
-/** GroupNorm: each image's channels in `groups` groups, each normalized over its pixels and channels. */
-export function groupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D): tf.Tensor4D {
+/**
+ * GroupNorm: each image's channels in `groups` groups, each normalized over its pixels and channels;
+ * then SiLU where `thenSilu` (one kernel for both on blas).
+ */
+export function groupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, thenSilu = false): tf.Tensor4D {
   if (backendHasKernel(GROUP_NORM)) {
     // One native kernel (blas); x̂ and 1/σ, its other outputs, are kept for the gradient.
-    const [y] = tf.engine().runKernel(GROUP_NORM, { x, gamma, beta }, { groups }) as tf.Tensor[];
+    const [y] = tf.engine().runKernel(GROUP_NORM, { x, gamma, beta }, { groups, silu: thenSilu }) as tf.Tensor[];
     return y as tf.Tensor4D;
   }
+  if (thenSilu) return tf.tidy(() => silu(groupNorm(x, groups, gamma, beta)));
   return tf.tidy(() => {
     const [b, h, w, c] = x.shape;
     const grouped = tf.reshape(x, [b, h * w, groups, c / groups]);

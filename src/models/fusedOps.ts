@@ -43,11 +43,11 @@ export function registerFusedGradients(): void {
   });
   tf.registerGradient({
     kernelName: GROUP_NORM,
-    inputsToSave: ['gamma'],
+    inputsToSave: ['gamma', 'beta'], // β: where a SiLU follows (attribute silu), its input is recomputed from x̂
     outputsToSave: [false, true, true],
     gradFunc: (dy, saved, attrs) => {
-      const [gamma, xhat, rstd] = saved;
-      const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: first(dy), xhat, gamma, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      const [gamma, beta, xhat, rstd] = saved;
+      const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: first(dy), xhat, gamma, beta, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
   });

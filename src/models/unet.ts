@@ -105,16 +105,17 @@ export class ConvUnet implements Denoiser {
     return dense(x, this.param(`${name}/kernel`, [cin, out], 'fan-in', cin), this.param(`${name}/bias`, [out], 'fan-in', cin));
   }
 
-  private norm(x: tf.Tensor4D, name: string): tf.Tensor4D {
+  /** GroupNorm, then SiLU where `thenSilu` (one fused kernel on blas). */
+  private norm(x: tf.Tensor4D, name: string, thenSilu = false): tf.Tensor4D {
     const c = x.shape[3];
-    return groupNorm(x, this.config.groups, this.param(`${name}/gamma`, [c], 'ones'), this.param(`${name}/beta`, [c], 'zeros'));
+    return groupNorm(x, this.config.groups, this.param(`${name}/gamma`, [c], 'ones'), this.param(`${name}/beta`, [c], 'zeros'), thenSilu);
   }
 
   private resBlock(x: tf.Tensor4D, time: tf.Tensor2D, name: string, cout: number): tf.Tensor4D {
-    let h = this.conv(silu(this.norm(x, `${name}/norm1`)), `${name}/conv1`, cout);
+    let h = this.conv(this.norm(x, `${name}/norm1`, true), `${name}/conv1`, cout);
     const shift = this.linear(silu(time), `${name}/time`, cout);
     h = tf.add(h, tf.reshape(shift, [-1, 1, 1, cout]));
-    h = this.conv(silu(this.norm(h, `${name}/norm2`)), `${name}/conv2`, cout);
+    h = this.conv(this.norm(h, `${name}/norm2`, true), `${name}/conv2`, cout);
     const skip = x.shape[3] === cout ? x : this.conv(x, `${name}/skip`, cout, 1);
     return tf.add(h, skip);
   }
@@ -159,7 +160,7 @@ export class ConvUnet implements Denoiser {
         if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
       }
       h = this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels);
-      const out = this.conv(this.config.outputNorm ? silu(this.norm(h, 'out/norm')) : h, 'out/conv', channels * patchSize * patchSize);
+      const out = this.conv(this.config.outputNorm ? this.norm(h, 'out/norm', true) : h, 'out/conv', channels * patchSize * patchSize);
       return tf.reshape(patchSize > 1 ? depthToSpace(out, patchSize) : out, [batch, height * imageWidth * channels]);
     });
   }

@@ -374,10 +374,14 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
   }
   for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8]] as [number[], number][]) {
     const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
-    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D);
-    compare(`groupNorm [${shape}] / ${groups}`, [x, gamma, beta], f, 1e-3);
-    const grads = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(f(p, q, r), tf.cos(p))))([a, g, b]);
-    compare(`groupNorm [${shape}] / ${groups}: gradients`, [x, gamma, beta], grads, 2e-3);
+    // alone, and fused with the SiLU that follows it in the U-net (against silu(groupNorm) composed on cpu)
+    for (const thenSilu of [false, true]) {
+      const what = `groupNorm${thenSilu ? ' + SiLU' : ''} [${shape}] / ${groups}`;
+      const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D, thenSilu);
+      compare(what, [x, gamma, beta], f, 1e-3);
+      const grads = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(f(p, q, r), tf.cos(p))))([a, g, b]);
+      compare(`${what}: gradients`, [x, gamma, beta], grads, 2e-3);
+    }
   }
 });
 
