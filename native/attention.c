@@ -90,6 +90,14 @@ static inline void weighted_sums(const attn_geom *g, const float *p, const float
   }
 }
 
+/* `per` floats of scratch for each thread that will share `pairs` (image, head) pairs; NULL (thrown) when out of memory. */
+static float *thread_scratch(napi_env env, int64_t pairs, int64_t per, int *threads) {
+  *threads = pairs > 1 ? omp_get_max_threads() : 1;
+  float *scratch = (float *)malloc(sizeof(float) * *threads * per);
+  if (!scratch) napi_throw_error(env, NULL, "attention: out of memory");
+  return scratch;
+}
+
 /* attention(q, k, v, geom, scale, o, lse) */
 napi_value attention(napi_env env, napi_callback_info info) {
   ARGS(7);
@@ -104,12 +112,9 @@ napi_value attention(napi_env env, napi_callback_info info) {
   if (!sized(env, lq, all) || !sized(env, lk, all) || !sized(env, lv, all) || !sized(env, lo, all) || !sized(env, ll, (size_t)(g.B * g.H * g.N)))
     return NULL;
   const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 2 * D * NP + NP + D;
-  const int threads = pairs > 1 ? omp_get_max_threads() : 1;
-  float *scratch = (float *)malloc(sizeof(float) * threads * per);
-  if (!scratch) {
-    napi_throw_error(env, NULL, "attention: out of memory");
-    return NULL;
-  }
+  int threads;
+  float *scratch = thread_scratch(env, pairs, per, &threads);
+  if (!scratch) return NULL;
 #pragma omp parallel num_threads(threads)
   {
     float *kt = scratch + (int64_t)omp_get_thread_num() * per, *vt = kt + D * NP, *p = vt + D * NP, *sums = p + NP;
@@ -157,12 +162,9 @@ napi_value attention_grad(napi_env env, napi_callback_info info) {
       !sized(env, ll, (size_t)(g.B * g.H * g.N)) || !sized(env, l1, all) || !sized(env, l2, all) || !sized(env, l3, all))
     return NULL;
   const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 4 * D * NP + 2 * NP;
-  const int threads = pairs > 1 ? omp_get_max_threads() : 1;
-  float *scratch = (float *)malloc(sizeof(float) * threads * per);
-  if (!scratch) {
-    napi_throw_error(env, NULL, "attentionGrad: out of memory");
-    return NULL;
-  }
+  int threads;
+  float *scratch = thread_scratch(env, pairs, per, &threads);
+  if (!scratch) return NULL;
 #pragma omp parallel num_threads(threads)
   {
     float *kt = scratch + (int64_t)omp_get_thread_num() * per, *vt = kt + D * NP, *dkt = vt + D * NP, *dvt = dkt + D * NP;

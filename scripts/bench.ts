@@ -25,6 +25,7 @@ import { RunRecord } from '../src/config/runRecord';
 import { DDPMScheduler } from '../src/diffusion/schedule';
 import { buildModel } from '../src/models/build';
 import { ModelConfig, imageSize } from '../src/models/denoiser';
+import { ATTENTION } from '../src/models/fusedOps';
 import { defaultWorkers, withWorkers } from '../src/training/dataParallel';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/diffusion/sampler';
@@ -164,6 +165,11 @@ async function forwardFlops(config: ModelConfig): Promise<number> {
   for (const k of profile.kernels) {
     const out = k.outputShapes[0] as number[];
     if (k.name === 'Conv2D') flops += 2 * size(out) * size((k.inputShapes[1] as number[]).slice(0, 3));
+    // diffuse's fused attention: q kᵀ and the weights times v, each 2·tokens²·channels per image (all heads)
+    if (k.name === ATTENTION) {
+      const [b, n, c] = k.inputShapes[0] as number[];
+      flops += 4 * b * n * n * c;
+    }
     if (k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
       const [a, b] = k.inputShapes as number[][];
       // The shared dimension: a's last unless a is transposed (then its second to last), checked against b.
