@@ -257,6 +257,25 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
 }
 
 /**
+ * A convolution with its bias (tfjs's FusedConv2D without an activation): the native convolution, then
+ * the bias added in place, instead of a second kernel with an output of its own. Else the cpu kernel.
+ */
+function fusedConvKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  const conv = convKernel(native, 0, fallback);
+  return (args) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const { activation, dataFormat } = args.attrs as unknown as { activation?: string; dataFormat?: string };
+    const plain = !preluActivationWeights && (activation === undefined || activation === 'linear') && dataFormat !== 'NCHW';
+    if (!plain || !x || !filter || !bias || bias.dtype !== 'float32' || x.dtype !== 'float32' || filter.dtype !== 'float32' || bias.shape.length !== 1) return fallback(args);
+    const y = conv({ ...args, inputs: { x, filter } }) as tf.TensorInfo;
+    const cpu = args.backend as BlasBackend;
+    const values = cpuValues(cpu, y);
+    native.binary(0, values, cpuValues(cpu, bias), values, false);
+    return y;
+  };
+}
+
+/**
  * For every index i of the `outer` shape (row-major), copies `run` contiguous values from
  * srcFirst + Σ i[a]·srcStrides[a] to outFirst + Σ i[a]·outStrides[a]: slices, concatenations and
  * transposes that keep the last axis. Native, because a JS loop of typed-array views costs ~100 ns a run
@@ -539,6 +558,7 @@ export function registerBlasBackend(native: NativeAddon | null = loadNativeAddon
     [tf.ResizeNearestNeighbor]: (f) => resizeNearestKernel(native, f),
     [tf.ResizeNearestNeighborGrad]: (f) => resizeNearestGradKernel(native, f),
     [tf.Conv2D]: (f) => convKernel(native, 0, f),
+    [tf.FusedConv2D]: (f) => fusedConvKernel(native, f),
     [tf.Conv2DBackpropInput]: (f) => convKernel(native, 1, f),
     [tf.Conv2DBackpropFilter]: (f) => convKernel(native, 2, f),
   };

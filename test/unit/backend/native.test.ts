@@ -273,6 +273,19 @@ test('Conv2D and both its gradients match the cpu kernels for strides, paddings,
     });
 });
 
+test('convolutions and 1x1 products with their bias (fused ops) and their gradients match the cpu kernels', { skip }, () => {
+  let seed = 980;
+  for (const [x, f] of [[[2, 8, 8, 16], [3, 3, 16, 32]], [[2, 7, 5, 16], [3, 3, 16, 1]], [[3, 6, 6, 3], [3, 3, 3, 16]], [[2, 5, 5, 8], [1, 1, 8, 24]]]) {
+    const inputs = [random(x, ++seed), random(f, ++seed), random([f[3]], ++seed)];
+    const fused = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      f[0] === 1
+        ? tf.fused.matMul({ a: tf.reshape(a, [-1, f[2]]), b: tf.reshape(b, [f[2], f[3]]), bias: c })
+        : tf.fused.conv2d({ x: a as tf.Tensor4D, filter: b as tf.Tensor4D, strides: 1, pad: 'same', bias: c });
+    compare(`fused conv x=[${x}] filter=[${f}] with bias`, inputs, fused, 1e-3);
+    compare(`fused conv x=[${x}] filter=[${f}] with bias: gradients`, inputs, (a, b, c) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(fused(p, q, r), tf.cos(fused(p, q, r)))))([a, b, c]), 2e-3, 3e-5);
+  }
+});
+
 function withEnv(name: string, value: string, f: () => void): void {
   const before = process.env[name];
   process.env[name] = value;
