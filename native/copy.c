@@ -69,36 +69,27 @@ static bool upsample_args(napi_env env, napi_value *argv, const float **src, flo
   return true;
 }
 
-napi_value upsample2x(napi_env env, napi_callback_info info) {
+/* One row r of the small images: its pixels doubled into output rows 2y and 2y + 1, or (grad) each 2x2 block of dy summed. */
+static napi_value upsample(napi_env env, napi_callback_info info, bool grad) {
   ARGS(3);
-  const float *x;
+  const float *src;
   float *out;
   int64_t g[4];
-  if (!upsample_args(env, argv, &x, &out, g, false)) return NULL;
+  if (!upsample_args(env, argv, &src, &out, g, grad)) return NULL;
   const int64_t rows = g[0] * g[1], W = g[2], C = g[3];
 #pragma omp parallel for if (rows * W * C > 65536)
   for (int64_t r = 0; r < rows; r++) {
-    const float *in = x + r * W * C;
-    float *o = out + r * 4 * W * C; /* output rows 2y and 2y + 1 */
-    for (int64_t i = 0; i < W; i++) {
-      memcpy(o + 2 * i * C, in + i * C, C * sizeof(float));
-      memcpy(o + (2 * i + 1) * C, in + i * C, C * sizeof(float));
+    if (!grad) {
+      const float *in = src + r * W * C;
+      float *o = out + r * 4 * W * C;
+      for (int64_t i = 0; i < W; i++) {
+        memcpy(o + 2 * i * C, in + i * C, C * sizeof(float));
+        memcpy(o + (2 * i + 1) * C, in + i * C, C * sizeof(float));
+      }
+      memcpy(o + 2 * W * C, o, 2 * W * C * sizeof(float));
+      continue;
     }
-    memcpy(o + 2 * W * C, o, 2 * W * C * sizeof(float));
-  }
-  return NULL;
-}
-
-napi_value upsample2x_grad(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  const float *dy;
-  float *out;
-  int64_t g[4];
-  if (!upsample_args(env, argv, &dy, &out, g, true)) return NULL;
-  const int64_t rows = g[0] * g[1], W = g[2], C = g[3];
-#pragma omp parallel for if (rows * W * C > 65536)
-  for (int64_t r = 0; r < rows; r++) {
-    const float *top = dy + r * 4 * W * C, *bottom = top + 2 * W * C;
+    const float *top = src + r * 4 * W * C, *bottom = top + 2 * W * C;
     float *o = out + r * W * C;
     for (int64_t i = 0; i < W; i++)
       for (int64_t c = 0; c < C; c++)
@@ -106,3 +97,7 @@ napi_value upsample2x_grad(napi_env env, napi_callback_info info) {
   }
   return NULL;
 }
+
+napi_value upsample2x(napi_env env, napi_callback_info info) { return upsample(env, info, false); }
+
+napi_value upsample2x_grad(napi_env env, napi_callback_info info) { return upsample(env, info, true); }

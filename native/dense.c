@@ -5,6 +5,11 @@
  */
 #include "kernels.h"
 
+/* c[m×n] = op(a)·op(b) + beta·c, row-major. */
+static void product(bool ta, bool tb, int m, int n, int k, const float *a, const float *b, float beta, float *c) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, beta, c, n);
+}
+
 /*
  * sgemm(transA, transB, m, n, k, a, b, c[, bias[, batches, strideA, strideB]]): c[m×n] = op(a)·op(b)
  * (+ bias on every row), row-major, op(a) m×k, op(b) k×n; with `batches`, that many products, the i-th
@@ -46,8 +51,7 @@ napi_value sgemm(napi_env env, napi_callback_info info) {
     beta = 1.0f;
   }
   if (batches == 1) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, beta,
-                c, n);
+    product(ta, tb, m, n, k, a, b, beta, c);
     return NULL;
   }
   /* Several products: the cores take whole products, each a one-thread sgemm (as the convolutions' chunks). */
@@ -55,8 +59,7 @@ napi_value sgemm(napi_env env, napi_callback_info info) {
   if (threads > 1) openblas_set_num_threads(1);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (double)batches * m * n * k > 1e6)
   for (int64_t i = 0; i < batches; i++)
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a + i * sa, ta ? m : k, b + i * sb,
-                tb ? k : n, beta, c + i * m * n, n);
+    product(ta, tb, m, n, k, a + i * sa, b + i * sb, beta, c + i * m * n);
   if (threads > 1) openblas_set_num_threads(blasThreads);
   return NULL;
 }

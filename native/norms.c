@@ -46,11 +46,19 @@ napi_value group_norm(napi_env env, napi_callback_info info) {
     }
     for (int64_t p = 0; p < P; p++) {
       const int64_t off = (b * P + p) * C;
+#pragma omp simd
       for (int64_t c = 0; c < C; c++) {
-        const float h = (x[off + c] - mean[c]) * r[c], z = h * gamma[c] + beta[c];
+        const float h = (x[off + c] - mean[c]) * r[c];
         xhat[off + c] = h;
-        y[off + c] = act ? z / (1.0f + exp_f(-z)) : z;
+        y[off + c] = h * gamma[c] + beta[c];
       }
+    }
+    /* The SiLU as a pass of its own over the image (still in cache): inside the loop above it kept
+       the loop from vectorizing (4x slower). */
+    if (act) {
+      float *yb = y + b * P * C;
+#pragma omp simd
+      for (int64_t i = 0; i < P * C; i++) yb[i] = yb[i] / (1.0f + exp_f(-yb[i]));
     }
     free(acc);
     free(mean);
@@ -85,13 +93,17 @@ napi_value group_norm_grad(napi_env env, napi_callback_info info) {
     float *meanD = (float *)malloc(3 * C * sizeof(float)), *meanDX = meanD + C, *r = meanD + 2 * C;
     /* g: the gradient at the norm's output (dy, or through the SiLU; then kept in dx for the second pass) */
     const float *g = act ? dx : dy;
-    for (int64_t p = 0; p < P; p++) {
-      const int64_t off = (b * P + p) * C;
-      if (act)
+    if (act) /* a pass of its own, as in the forward */
+      for (int64_t p = 0; p < P; p++) {
+        const int64_t off = (b * P + p) * C;
+#pragma omp simd
         for (int64_t c = 0; c < C; c++) {
           const float z = xhat[off + c] * gamma[c] + beta[c], sg = 1.0f / (1.0f + exp_f(-z));
           dx[off + c] = dy[off + c] * sg * (1.0f + z * (1.0f - sg));
         }
+      }
+    for (int64_t p = 0; p < P; p++) {
+      const int64_t off = (b * P + p) * C;
       for (int64_t c = 0; c < C; c++) {
         const float d = g[off + c] * gamma[c];
         sumD[c] += d;
@@ -107,6 +119,7 @@ napi_value group_norm_grad(napi_env env, napi_callback_info info) {
     }
     for (int64_t p = 0; p < P; p++) {
       const int64_t off = (b * P + p) * C;
+#pragma omp simd
       for (int64_t c = 0; c < C; c++) dx[off + c] = r[c] * (g[off + c] * gamma[c] - meanD[c] - xhat[off + c] * meanDX[c]);
     }
     free(sumD);

@@ -14,11 +14,20 @@ export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): 
     // The bias goes in with the product (tfjs's fused ops; one native kernel each on blas).
     if (k === 1) {
       const [b, h, w] = x.shape;
-      return tf.reshape(tf.fused.matMul({ a: tf.reshape(x, [b * h * w, cin]), b: tf.reshape(filter, [cin, cout]), bias }), [b, h, w, cout]);
+      return tf.reshape(pointwise(tf.reshape(x, [b * h * w, cin]), tf.reshape(filter, [cin, cout]), bias), [b, h, w, cout]);
     }
     if (backendHasKernel('Conv2DBackpropFilter')) return tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias });
     return tf.add(conv2dByIm2col(x, filter), bias);
   });
+}
+
+/**
+ * rows·W + b for a 1×1 convolution on pixels as rows [pixels, in] (W is [in, out]), the bias added in the
+ * product's kernel. (Unlike layers.ts's dense(), whose first-layer input needs no gradient, these
+ * inputs always need theirs, which the fused product's gradient computes anyway.)
+ */
+export function pointwise(rows: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  return tf.fused.matMul({ a: rows, b: w, bias }) as tf.Tensor2D;
 }
 
 /** The same convolution as patches × filter: the copies of x shifted by each filter offset, concatenated on channels. */
@@ -132,12 +141,12 @@ export function selfAttention(x: tf.Tensor4D, heads: number, w: { q: tf.Tensor2D
       // One native kernel for all heads, on the projections as they come (no per-head transposes, no attention matrices).
       const [q, k, v] = [w.q, w.k, w.v].map((kernel) => tf.reshape(tf.matMul(rows, kernel), [b, n, c]));
       const [mixed] = tf.engine().runKernel(ATTENTION, { q, k, v }, { heads, scale: 1 / Math.sqrt(d) }) as tf.Tensor[];
-      return tf.reshape(tf.add(tf.matMul(tf.reshape(mixed, [b * n, c]), w.out), w.outBias), [b, h, wd, c]);
+      return tf.reshape(pointwise(tf.reshape(mixed, [b * n, c]), w.out, w.outBias), [b, h, wd, c]);
     }
     const project = (kernel: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(tf.matMul(rows, kernel), [b, n, heads, d]), [0, 2, 1, 3]), [b * heads, n, d]);
     const [q, k, v] = [project(w.q), project(w.k), project(w.v)];
     const weights = scaledSoftmax(tf.matMul(q, k, false, true), 1 / Math.sqrt(d));
-    const mixed = tf.reshape(tf.transpose(tf.reshape(tf.matMul(weights, v), [b, heads, n, d]), [0, 2, 1, 3]), [b * n, c]);
-    return tf.reshape(tf.add(tf.matMul(mixed, w.out), w.outBias), [b, h, wd, c]);
+    const mixed = tf.reshape<tf.Rank.R2>(tf.transpose(tf.reshape(tf.matMul(weights, v), [b, heads, n, d]), [0, 2, 1, 3]), [b * n, c]);
+    return tf.reshape(pointwise(mixed, w.out, w.outBias), [b, h, wd, c]);
   });
 }
