@@ -187,6 +187,56 @@ static void direct_forward_image(const conv_geom *g, const float *xp, const floa
 }
 
 /*
+ * Few output channels (the U-net's last layer: 1 or 3, or 12 on 2x2 patches): each output value is the
+ * dot product of the filter with its kH runs of kW·inC contiguous padded values; NARROW_PIXELS pixels
+ * of a row by NARROW_OUTPUTS channels at a time, so each vector loaded serves several multiply-adds. `ft` is the filter per output channel,
+ * [outC][kH, kW, inC]. (im2col copied every input value kH·kW times for a product one column wide.)
+ */
+enum { NARROW_PIXELS = 4, NARROW_OUTPUTS = 3 };
+static bool narrow_eligible(const conv_geom *g) { return g->outC < 16 && (g->kW * g->inC) % VW == 0; }
+
+/* `outputs` (≤ NARROW_OUTPUTS) output channels from co of `pixels` pixels from ox: their sums in 12 registers. */
+static inline __attribute__((always_inline)) void narrow_tile(const conv_geom *g, const float *xp, const float *ft, float *y, int64_t oy, int64_t ox, int64_t co, const int pixels, const int outputs) {
+  const int64_t PW = padded_width(g), CI = g->inC, RUN = g->kW * CI, F = g->kH * RUN;
+  vecf acc[NARROW_PIXELS][NARROW_OUTPUTS];
+  for (int p = 0; p < pixels; p++)
+    for (int o = 0; o < outputs; o++) acc[p][o] = (vecf){0};
+  for (int64_t ky = 0; ky < g->kH; ky++) {
+    const float *src = xp + ((oy + ky) * PW + ox) * CI, *wk = ft + co * F + ky * RUN;
+    for (int64_t j = 0; j < RUN; j += VW) {
+      vecf wv[NARROW_OUTPUTS];
+      for (int o = 0; o < outputs; o++) wv[o] = loadv(wk + o * F + j);
+      for (int p = 0; p < pixels; p++) {
+        const vecf v = loadv(src + p * CI + j);
+        for (int o = 0; o < outputs; o++) acc[p][o] += v * wv[o];
+      }
+    }
+  }
+  for (int p = 0; p < pixels; p++)
+    for (int o = 0; o < outputs; o++) {
+      float sum = 0;
+      for (int i = 0; i < VW; i++) sum += acc[p][o][i];
+      y[(oy * g->outW + ox + p) * g->outC + co + o] = sum;
+    }
+}
+
+static void narrow_row(const conv_geom *g, const float *xp, const float *ft, float *y, int64_t oy, int64_t co, const int outputs) {
+  int64_t ox = 0;
+  for (; ox + NARROW_PIXELS <= g->outW; ox += NARROW_PIXELS) narrow_tile(g, xp, ft, y, oy, ox, co, NARROW_PIXELS, outputs);
+  for (; ox < g->outW; ox++) narrow_tile(g, xp, ft, y, oy, ox, co, 1, outputs);
+}
+
+static void narrow_forward_image(const conv_geom *g, const float *xp, const float *ft, float *y) {
+  for (int64_t oy = 0; oy < g->outH; oy++)
+    for (int64_t co = 0; co < g->outC; co += NARROW_OUTPUTS) {
+      const int64_t left = g->outC - co;
+      if (left >= 3) narrow_row(g, xp, ft, y, oy, co, 3);
+      else if (left == 2) narrow_row(g, xp, ft, y, oy, co, 2);
+      else narrow_row(g, xp, ft, y, oy, co, 1);
+    }
+}
+
+/*
  * dfilter[kH, kW, inC, outC] += one padded image's patches × its dy; inC % 8 == 0, outC % 16 == 0.
  * GRAD_CHANNELS input channels by 16·BLOCKS output channels stay in registers over the image's pixels.
  */
@@ -589,21 +639,22 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
 }
 
 /*
- * The direct path for one mode, or false where it does not apply (strides, dilations, channel counts
- * that are not multiples of 16, or of 8 for the filter gradient's inputs). The input gradient is the
- * forward convolution of dy with the filter turned 180° and its channel axes swapped. 3x3 filters on
- * 8+ input channels go through Winograd's tiles.
+ * The direct path for one mode, or false where it does not apply (strides, dilations, output channels
+ * that are neither a multiple of 16 nor fewer than 16, or the filter gradient's channels not multiples of
+ * 8 and 16). The input gradient is the forward convolution of dy with the filter turned 180° and its
+ * channel axes swapped. 3x3 filters on 8+ input channels into multiples of 16 go through Winograd's tiles.
  */
 static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out) {
   if (!direct_eligible(g)) return false;
-  if (mode == CONV_FORWARD && g->outC % 16 != 0) return false;
-  if (mode == CONV_GRAD_INPUT && g->inC % 16 != 0) return false;
   if (mode == CONV_GRAD_FILTER && (g->inC % 8 != 0 || g->outC % 16 != 0)) return false;
   conv_geom fg = *g; /* the forward convolution that runs */
+  if (mode == CONV_GRAD_INPUT)
+    fg = (conv_geom){g->batch, g->outH, g->outW, g->outC, g->inH, g->inW, g->inC, g->kH, g->kW, 1, 1, g->kH - 1 - g->padTop, g->kW - 1 - g->padLeft, 1, 1};
+  const bool narrow = mode != CONV_GRAD_FILTER && fg.outC % 16 != 0;
+  if (narrow && !narrow_eligible(&fg)) return false;
   const float *filter = b;
   float *turned = NULL;
   if (mode == CONV_GRAD_INPUT) {
-    fg = (conv_geom){g->batch, g->outH, g->outW, g->outC, g->inH, g->inW, g->inC, g->kH, g->kW, 1, 1, g->kH - 1 - g->padTop, g->kW - 1 - g->padLeft, 1, 1};
     turned = (float *)malloc(sizeof(float) * g->kH * g->kW * g->inC * g->outC);
     if (!turned) return false;
     for (int64_t ky = 0; ky < g->kH; ky++)
@@ -613,7 +664,18 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
             turned[(((g->kH - 1 - ky) * g->kW + (g->kW - 1 - kx)) * g->outC + co) * g->inC + ci] = b[((ky * g->kW + kx) * g->inC + ci) * g->outC + co];
     filter = turned;
   }
-  const int tile = winograd_tile(&fg);
+  if (narrow) { /* the filter per output channel, [outC][kH, kW, inC] */
+    float *ft = (float *)malloc(sizeof(float) * fg.kH * fg.kW * fg.inC * fg.outC);
+    if (!ft) {
+      free(turned);
+      return false;
+    }
+    for (int64_t i = 0; i < fg.kH * fg.kW * fg.inC; i++)
+      for (int64_t co = 0; co < fg.outC; co++) ft[co * fg.kH * fg.kW * fg.inC + i] = filter[i * fg.outC + co];
+    free(turned);
+    filter = turned = ft;
+  }
+  const int tile = narrow ? 0 : winograd_tile(&fg);
   if (tile > 0) {
     const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, tile, &fg, a, filter, out);
     free(turned);
@@ -641,6 +703,8 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
       pad_image(&fg, a, img, myPad);
       if (mode == CONV_GRAD_FILTER)
         direct_filter_grad_image(&fg, myPad, b + img * fg.outH * fg.outW * fg.outC, myFilter);
+      else if (narrow)
+        narrow_forward_image(&fg, myPad, filter, out + img * fg.outH * fg.outW * fg.outC);
       else
         direct_forward_image(&fg, myPad, filter, out + img * fg.outH * fg.outW * fg.outC);
     }

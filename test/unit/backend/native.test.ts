@@ -319,7 +319,7 @@ function convReference(mode: 0 | 1 | 2, g: number[], a: Float32Array, b: Float32
   return out;
 }
 
-test('3x3 convolutions on Winograd tiles (4x4 and 2x2) and on the direct loops match a float64 reference on odd shapes', { skip }, () => {
+test('3x3 convolutions on Winograd tiles (4x4 and 2x2), on the direct loops and into few channels match a float64 reference on odd shapes', { skip }, () => {
   const addon = loadNativeAddon()!;
   let seed = 900;
   // batch, in H, W, C, out H, W, C, kernel H, W, strides, padding top, left, dilations (the addon's geometry)
@@ -332,6 +332,12 @@ test('3x3 convolutions on Winograd tiles (4x4 and 2x2) and on the direct loops m
     [2, 5, 9, 24, 5, 9, 48, 3, 3, 1, 1, 1, 1, 1, 1], // input channels not a multiple of 16 (im2col input gradient)
     [3, 12, 12, 96, 12, 12, 96, 3, 3, 1, 1, 1, 1, 1, 1], // more tiles than one chunk at 96 channels
     [2, 6, 5, 16, 6, 5, 16, 3, 3, 1, 1, 2, 0, 1, 1], // lopsided padding: a row cut below, columns past the right edge
+    // Few output channels (a U-net's last layer), forward and the input gradient of their mirror image:
+    [2, 7, 11, 16, 7, 11, 1, 3, 3, 1, 1, 1, 1, 1, 1],
+    [3, 9, 6, 32, 9, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1],
+    [2, 5, 7, 8, 5, 7, 12, 3, 3, 1, 1, 1, 1, 1, 1], // 8 input channels: a run of 24 values
+    [2, 6, 6, 3, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1], // an input gradient into 3 channels
+    [1, 9, 9, 16, 7, 7, 5, 3, 3, 1, 1, 0, 0, 1, 1], // no padding
   ];
   for (const geometry of cases) {
     const [B, H, W, CI, OH, OW, CO, KH, KW] = geometry;
