@@ -7,50 +7,61 @@
  * groupNorm(x, gamma, beta, batch, pixels, channels, groups, y, xhat, rstd[, silu]): for each image and
  * group of channels/groups channels, normalize over its pixels × channels; y = x̂·γ[c] + β[c], or with
  * `silu` SiLU of that (the U-net's norm-then-activation in one pass, without the normalized tensor in
- * memory). x̂ and each (image, group)'s 1/σ are kept for the gradient.
+ * memory). x̂ and each (image, group)'s 1/σ are kept for the gradient; an empty xhat is not written
+ * (sampling: no gradient, one output stream fewer).
  */
 napi_value group_norm(napi_env env, napi_callback_info info) {
   ARGS(11);
   const bool act = argc > 10 && flag(env, argv[10]);
   const float *x = f32(env, argv[0], NULL), *gamma = f32(env, argv[1], NULL), *beta = f32(env, argv[2], NULL);
   const int64_t B = (int64_t)num(env, argv[3]), P = (int64_t)num(env, argv[4]), C = (int64_t)num(env, argv[5]), G = (int64_t)num(env, argv[6]);
-  float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], NULL), *rstd = f32(env, argv[9], NULL);
-  if (!x || !gamma || !beta || !y || !xhat || !rstd) return NULL;
+  size_t keptLen = 0;
+  float *y = f32(env, argv[7], NULL), *xhat = f32(env, argv[8], &keptLen), *rstd = f32(env, argv[9], NULL);
+  bool thrown = false;
+  napi_is_exception_pending(env, &thrown);
+  /* an empty Float32Array may have no data pointer: xhat is NULL then without an error */
+  if (thrown || !x || !gamma || !beta || !y || !rstd) return NULL;
+  const bool keep = keptLen > 0;
+  if (keep && keptLen != (size_t)(B * P * C)) {
+    napi_throw_range_error(env, NULL, "groupNorm: xhat is empty or the size of x");
+    return NULL;
+  }
   const int64_t cg = C / G;
   /* One image per thread, its rows read whole (per-channel sums, then grouped): groups of a few
-     channels read strided were 5x slower. */
+     channels read strided were 5x slower. Σx and Σx² in one pass, in double: the variance as
+     E[x²] − E[x]² loses to cancellation only digits float32 does not have. */
 #pragma omp parallel for if (B * P * C > 65536)
   for (int64_t b = 0; b < B; b++) {
     const float *xb = x + b * P * C;
-    double *acc = (double *)calloc(C, sizeof(double));
-    float *mean = (float *)malloc(C * sizeof(float)), *r = (float *)malloc(C * sizeof(float));
+    double *sum = (double *)calloc(2 * C, sizeof(double)), *squares = sum + C;
+    float *mean = (float *)malloc(2 * C * sizeof(float)), *r = mean + C;
     for (int64_t p = 0; p < P; p++)
-      for (int64_t c = 0; c < C; c++) acc[c] += xb[p * C + c];
-    for (int64_t g = 0; g < G; g++) {
-      double s = 0;
-      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += acc[c];
-      for (int64_t c = g * cg; c < (g + 1) * cg; c++) mean[c] = (float)(s / (double)(P * cg));
-    }
-    for (int64_t c = 0; c < C; c++) acc[c] = 0;
-    for (int64_t p = 0; p < P; p++)
+#pragma omp simd
       for (int64_t c = 0; c < C; c++) {
-        const float d = xb[p * C + c] - mean[c];
-        acc[c] += d * d;
+        const double v = xb[p * C + c];
+        sum[c] += v;
+        squares[c] += v * v;
       }
     for (int64_t g = 0; g < G; g++) {
-      double s = 0;
-      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += acc[c];
-      const float rg = (float)(1.0 / sqrt(s / (double)(P * cg) + 1e-5));
+      double s = 0, s2 = 0;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += sum[c], s2 += squares[c];
+      const double n = (double)(P * cg), mu = s / n, var = s2 / n - mu * mu;
+      const float rg = (float)(1.0 / sqrt((var > 0 ? var : 0) + 1e-5));
       rstd[b * G + g] = rg;
-      for (int64_t c = g * cg; c < (g + 1) * cg; c++) r[c] = rg;
+      for (int64_t c = g * cg; c < (g + 1) * cg; c++) mean[c] = (float)mu, r[c] = rg;
     }
     for (int64_t p = 0; p < P; p++) {
       const int64_t off = (b * P + p) * C;
+      if (keep) {
 #pragma omp simd
-      for (int64_t c = 0; c < C; c++) {
-        const float h = (x[off + c] - mean[c]) * r[c];
-        xhat[off + c] = h;
-        y[off + c] = h * gamma[c] + beta[c];
+        for (int64_t c = 0; c < C; c++) {
+          const float h = (x[off + c] - mean[c]) * r[c];
+          xhat[off + c] = h;
+          y[off + c] = h * gamma[c] + beta[c];
+        }
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) y[off + c] = (x[off + c] - mean[c]) * r[c] * gamma[c] + beta[c];
       }
     }
     /* The SiLU as a pass of its own over the image (still in cache): inside the loop above it kept
@@ -60,9 +71,8 @@ napi_value group_norm(napi_env env, napi_callback_info info) {
 #pragma omp simd
       for (int64_t i = 0; i < P * C; i++) yb[i] = yb[i] / (1.0f + exp_f(-yb[i]));
     }
-    free(acc);
+    free(sum);
     free(mean);
-    free(r);
   }
   return NULL;
 }

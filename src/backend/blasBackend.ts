@@ -346,12 +346,13 @@ function elementwiseKernel(run: (cpu: BlasBackend, inputs: tf.TensorInfo[], out:
 function groupNormKernel(native: NativeAddon): tf.KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const { x, gamma, beta } = inputs as Record<string, tf.TensorInfo>;
-    const { groups, silu } = attrs as unknown as { groups: number; silu?: boolean };
+    const { groups, silu, keep } = attrs as unknown as { groups: number; silu?: boolean; keep?: boolean };
     const cpu = backend as BlasBackend;
     const [b, h, w, c] = x.shape;
-    const y = cpu.allocate(b * h * w * c), xhat = cpu.allocate(b * h * w * c), rstd = cpu.allocate(b * groups);
+    // x̂ only where a gradient will need it (keep: false when no gradient is being recorded)
+    const y = cpu.allocate(b * h * w * c), xhat = cpu.allocate(keep === false ? 0 : b * h * w * c), rstd = cpu.allocate(b * groups);
     native.groupNorm(cpuValues(cpu, x), cpuValues(cpu, gamma), cpuValues(cpu, beta), b, h * w, c, groups, y, xhat, rstd, silu === true);
-    return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(x.shape, 'float32', xhat), cpu.makeTensorInfo([b * groups], 'float32', rstd)];
+    return [cpu.makeTensorInfo(x.shape, 'float32', y), cpu.makeTensorInfo(keep === false ? [0] : x.shape, 'float32', xhat), cpu.makeTensorInfo([b * groups], 'float32', rstd)];
   };
 }
 

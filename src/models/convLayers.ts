@@ -52,8 +52,8 @@ export const GROUP_NORM_EPSILON = 1e-5;
  */
 export function groupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, thenSilu = false): tf.Tensor4D {
   if (backendHasKernel(GROUP_NORM)) {
-    // One native kernel (blas); x̂ and 1/σ, its other outputs, are kept for the gradient.
-    const [y] = tf.engine().runKernel(GROUP_NORM, { x, gamma, beta }, { groups, silu: thenSilu }) as tf.Tensor[];
+    // One native kernel (blas); x̂ and 1/σ, its other outputs, are kept for the gradient (x̂ only when one is recorded).
+    const [y] = tf.engine().runKernel(GROUP_NORM, { x, gamma, beta }, { groups, silu: thenSilu, keep: tf.engine().isTapeOn() }) as tf.Tensor[];
     return y as tf.Tensor4D;
   }
   if (thenSilu) return tf.tidy(() => silu(groupNorm(x, groups, gamma, beta)));

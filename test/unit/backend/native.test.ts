@@ -393,7 +393,8 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
   }
   for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8]] as [number[], number][]) {
     const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
-    // alone, and fused with the SiLU that follows it in the U-net (against silu(groupNorm) composed on cpu)
+    // alone, and fused with the SiLU that follows it in the U-net (against silu(groupNorm) composed on cpu);
+    // the forward pass outside a gradient (x̂ not kept), the gradients with it
     for (const thenSilu of [false, true]) {
       const what = `groupNorm${thenSilu ? ' + SiLU' : ''} [${shape}] / ${groups}`;
       const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, groups, g as tf.Tensor1D, b as tf.Tensor1D, thenSilu);
@@ -402,6 +403,10 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
       compare(`${what}: gradients`, [x, gamma, beta], grads, 2e-3);
     }
   }
+  // Σx and Σx² in one pass: values far from zero (mean 100, spread 1) keep their variance
+  const far = random([2, 6, 6, 8], ++seed);
+  far.values.forEach((v, i) => (far.values[i] = 100 + v));
+  compare('groupNorm of values around 100', [far, random([8], ++seed), random([8], ++seed)], (a, g, b) => groupNorm(a as tf.Tensor4D, 2, g as tf.Tensor1D, b as tf.Tensor1D), 1e-3);
 });
 
 test('slice, split, transpose, softmax, middle-axis broadcasts and the resize gradient match the cpu kernels or a reference', { skip }, () => {
