@@ -111,9 +111,10 @@ export class ConvUnet implements Denoiser {
     return groupNorm(x, this.config.groups, this.param(`${name}/gamma`, [c], 'ones'), this.param(`${name}/beta`, [c], 'zeros'), thenSilu);
   }
 
+  /** `time`: SiLU of the time embedding (the same for every block). */
   private resBlock(x: tf.Tensor4D, time: tf.Tensor2D, name: string, cout: number): tf.Tensor4D {
     let h = this.conv(this.norm(x, `${name}/norm1`, true), `${name}/conv1`, cout);
-    const shift = this.linear(silu(time), `${name}/time`, cout);
+    const shift = this.linear(time, `${name}/time`, cout);
     h = tf.add(h, tf.reshape(shift, [-1, 1, 1, cout]));
     h = this.conv(this.norm(h, `${name}/norm2`, true), `${name}/conv2`, cout);
     const skip = x.shape[3] === cout ? x : this.conv(x, `${name}/skip`, cout, 1);
@@ -133,8 +134,9 @@ export class ConvUnet implements Denoiser {
     return tf.tidy(() => {
       const batch = x.shape[0];
       // The model sees t/T like the FC net; the sinusoids want the step's scale, so ×1000.
-      let time = timestepEmbedding(tf.mul(tFrac, 1000), baseChannels);
-      time = this.linear(silu(this.linear(time, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
+      const sinusoids = timestepEmbedding(tf.mul(tFrac, 1000), baseChannels);
+      const embedding = this.linear(silu(this.linear(sinusoids, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
+      const time = silu(embedding); // every block's projection reads SiLU(embedding): computed once here
 
       const image = tf.reshape(x, [batch, height, imageWidth, channels]) as tf.Tensor4D;
       let h = this.conv(patchSize > 1 ? spaceToDepth(image, patchSize) : image, 'init', baseChannels);
