@@ -24,8 +24,7 @@ import { loadNativeAddon, tuneNativeEnvironment } from '../src/backend/addon';
 import { RunRecord } from '../src/config/runRecord';
 import { DDPMScheduler } from '../src/diffusion/schedule';
 import { buildModel } from '../src/models/build';
-import { ModelConfig, imageSize } from '../src/models/denoiser';
-import { ATTENTION } from '../src/models/fusedOps';
+import { forwardFlops } from '../src/models/flops';
 import { defaultWorkers, withWorkers } from '../src/training/dataParallel';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/diffusion/sampler';
@@ -151,33 +150,6 @@ function measureUnetRgb64(steps: number, overrides: UnetShape): number {
   const rng = new Rng(1);
   const count = 64 * (steps + 1);
   return timeTrainSteps(benchTrainer(rgb64Record(overrides)), { count, height: 64, width: 64, channels: 3, data: Float32Array.from({ length: count * 64 * 64 * 3 }, () => 2 * rng.uniform() - 1) }, steps);
-}
-
-/** FLOPs of one image's forward pass: 2 per multiply-add of the convolutions and matrix products, from the shapes tfjs's profiler records. */
-async function forwardFlops(config: ModelConfig): Promise<number> {
-  const model = buildModel(config, new Rng(0));
-  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
-  const profile = await tf.profile(() => {
-    tf.tidy(() => void model.predict(tf.zeros([1, imageSize(config)]), tf.zeros([1])));
-  });
-  model.dispose();
-  let flops = 0;
-  for (const k of profile.kernels) {
-    const out = k.outputShapes[0] as number[];
-    if (k.name === 'Conv2D') flops += 2 * size(out) * size((k.inputShapes[1] as number[]).slice(0, 3));
-    // diffuse's fused attention: q kᵀ and the weights times v, each 2·tokens²·channels per image (all heads)
-    if (k.name === ATTENTION) {
-      const [b, n, c] = k.inputShapes[0] as number[];
-      flops += 4 * b * n * n * c;
-    }
-    if (k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
-      const [a, b] = k.inputShapes as number[][];
-      // The shared dimension: a's last unless a is transposed (then its second to last), checked against b.
-      const inner = a[a.length - 1] === b[b.length - 2] || a[a.length - 1] === b[b.length - 1] ? a[a.length - 1] : a[a.length - 2];
-      flops += 2 * size(out) * inner;
-    }
-  }
-  return flops;
 }
 
 /** OpenBLAS sgemm GFLOP/s for 1024³ on all cores, best of five after one warm-up. */

@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { ConvUnet, unetConfig } from '../../../src/models/unet';
 import { conv2dByIm2col, depthToSpace, groupNorm, spaceToDepth, timestepEmbedding, upsampleNearest } from '../../../src/models/convLayers';
 import { parameterCount } from '../../../src/models/denoiser';
+import { forwardFlops } from '../../../src/models/flops';
 import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBackend';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
@@ -173,6 +174,18 @@ test('the default 32-px U-net has exactly 533,105 parameters (as its PyTorch twi
   const model = new ConvUnet(unetConfig(32, 1), new Rng(0));
   assert.equal(parameterCount(model), 533_105);
   model.dispose();
+});
+
+test("the bench's FLOP count sees every convolution (fused bias or not), product and attention: 163,176,464 per 32-px image", async () => {
+  // Convolutions 2·outputs·k²·in, products 2·rows·in·out, attention 4·tokens²·channels; the figure is
+  // pinned because the count once missed the convolutions that take their bias in the same kernel (and
+  // the bench printed 16 MFLOP).
+  const previous = tf.getBackend();
+  for (const backend of ['cpu', ...(registerBlasBackend() ? [BLAS_BACKEND] : [])]) {
+    await tf.setBackend(backend);
+    assert.equal(await forwardFlops(unetConfig(32, 1)), 163_176_464, backend);
+  }
+  await tf.setBackend(previous);
 });
 
 test('a U-net checkpoint round trip (weights, Adam state, average, v-prediction) gives identical predictions and next step', async () => {
