@@ -47,6 +47,8 @@ export function registerFusedGradients(): void {
     outputsToSave: [false, true, true],
     gradFunc: (dy, saved, attrs) => {
       const [gamma, beta, xhat, rstd] = saved;
+      // x̂ is written only when isTapeOn() said a gradient was being recorded (convLayers.groupNorm)
+      if (xhat.size === 0) throw new Error('GroupNorm gradient: the forward pass ran without a gradient recorded, so x̂ was not kept');
       const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: first(dy), xhat, gamma, beta, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
       return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     },
