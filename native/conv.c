@@ -189,8 +189,8 @@ static void direct_forward_image(const conv_geom *g, const float *xp, const floa
 /*
  * Few output channels (the U-net's last layer: 1 or 3, or 12 on 2x2 patches): each output value is the
  * dot product of the filter with its kH runs of kW·inC contiguous padded values; NARROW_PIXELS pixels
- * of a row by NARROW_OUTPUTS channels at a time, so each vector loaded serves several multiply-adds. `ft` is the filter per output channel,
- * [outC][kH, kW, inC]. (im2col copied every input value kH·kW times for a product one column wide.)
+ * of a row by NARROW_OUTPUTS channels at a time, so each vector loaded serves several multiply-adds.
+ * `ft` is the filter per output channel, [outC][kH, kW, inC]. (im2col copied every input value kH·kW times for a product one column wide.)
  */
 enum { NARROW_PIXELS = 4, NARROW_OUTPUTS = 3 };
 static bool narrow_eligible(const conv_geom *g) { return g->outC < 16 && (g->kW * g->inC) % VW == 0; }
@@ -229,8 +229,8 @@ static void narrow_row(const conv_geom *g, const float *xp, const float *ft, flo
 static void narrow_forward_image(const conv_geom *g, const float *xp, const float *ft, float *y) {
   for (int64_t oy = 0; oy < g->outH; oy++)
     for (int64_t co = 0; co < g->outC; co += NARROW_OUTPUTS) {
-      const int64_t left = g->outC - co;
-      if (left >= 3) narrow_row(g, xp, ft, y, oy, co, 3);
+      const int64_t left = g->outC - co; /* each count a constant, so the sums stay in registers */
+      if (left >= NARROW_OUTPUTS) narrow_row(g, xp, ft, y, oy, co, NARROW_OUTPUTS);
       else if (left == 2) narrow_row(g, xp, ft, y, oy, co, 2);
       else narrow_row(g, xp, ft, y, oy, co, 1);
     }

@@ -9,8 +9,6 @@ import { ModelConfig, imageSize } from './denoiser';
 import { ATTENTION } from './fusedOps';
 import { Rng } from '../rng';
 
-const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-
 export async function forwardFlops(config: ModelConfig): Promise<number> {
   const model = buildModel(config, new Rng(0));
   const profile = await tf.profile(() => {
@@ -21,7 +19,7 @@ export async function forwardFlops(config: ModelConfig): Promise<number> {
   for (const k of profile.kernels) {
     const out = k.outputShapes[0] as number[];
     // with or without the bias in the same kernel (tf.fused.conv2d)
-    if (k.name === 'Conv2D' || k.name === 'FusedConv2D') flops += 2 * size(out) * size((k.inputShapes[1] as number[]).slice(0, 3));
+    if (k.name === 'Conv2D' || k.name === 'FusedConv2D') flops += 2 * tf.util.sizeFromShape(out) * tf.util.sizeFromShape((k.inputShapes[1] as number[]).slice(0, 3));
     // q kᵀ and the weights times v, each 2·tokens²·channels per image (all heads)
     if (k.name === ATTENTION) {
       const [b, n, c] = k.inputShapes[0] as number[];
@@ -31,7 +29,7 @@ export async function forwardFlops(config: ModelConfig): Promise<number> {
       const [a, b] = k.inputShapes as number[][];
       // The shared dimension: a's last unless a is transposed (then its second to last), checked against b.
       const inner = a[a.length - 1] === b[b.length - 2] || a[a.length - 1] === b[b.length - 1] ? a[a.length - 1] : a[a.length - 2];
-      flops += 2 * size(out) * inner;
+      flops += 2 * tf.util.sizeFromShape(out) * inner;
     }
   }
   return flops;
