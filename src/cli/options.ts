@@ -62,5 +62,12 @@ export const samplerOptions = () => [
   new Option('--clip-denoised', "clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint's recipe says)"),
   new Option('--no-clip-denoised', 'do not clamp it'),
   new Option('--steps <K>', "model calls of a few-step sampler (default: the checkpoint's, else 100 for ddim, 20 for dpmpp)").argParser(integer(1)),
+  new Option('--guide <checkpoint>', 'autoguidance: a weaker checkpoint of the same run (e.g. an early epoch kept by --keep-every) whose predictions the checkpoint\'s are pushed away from; two model calls per step'),
+  new Option('--guidance <w>', 'weight of the guidance: 1 is none, larger sharpens (default: 2 with --guide)').argParser(positiveNumber),
   new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(unitInterval(true)),
 ];
+
+/** ", guided by DIR (w 2)" where sampling was guided, for the commands' reports. */
+export function guidedBy(settings: { guide?: { checkpoint: string; weight: number } }): string {
+  return settings.guide ? `, guided by ${settings.guide.checkpoint} (w ${settings.guide.weight})` : '';
+}

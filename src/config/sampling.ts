@@ -20,6 +20,10 @@ export interface SamplerChoices {
   spacing?: Spacing;
   /** Clamp x̂0 at every step; absent = as the checkpoint's recipe says. */
   clipDenoised?: boolean;
+  /** Autoguidance: a weaker checkpoint of the same images and schedule (src/models/autoguidance.ts). */
+  guide?: string;
+  /** Its weight w (default DEFAULT_GUIDANCE in src/pipeline.ts); only with `guide`. */
+  guidance?: number;
   progress?: Progress;
   /** Sees the images as they form (see SampleOptions.observe). */
   observe?: SampleOptions['observe'];

@@ -336,6 +336,34 @@ test('sample --sampler: DPM-Solver++ and DDIM by name, the checkpoint\'s recorde
   assert.match(r.stderr, /ddim 5 steps/);
 });
 
+test('sample --guide: autoguidance by an earlier epoch changes the grid; guides of other images or schedules are refused first', () => {
+  const dir = tempDir();
+  assert.equal(runCli(['train', '--epochs', '2', '--keep-every', '1', ...SMALL, '--out', dir]).status, 0);
+  const early = path.join(dir, 'epoch-0001');
+  const grid = (name: string, ...flags: string[]) => {
+    const file = path.join(dir, name);
+    const r = runCli(['sample', '--checkpoint', dir, '--n', '4', '--steps', '10', '--out', file, ...flags]);
+    assert.equal(r.status, 0, r.stderr);
+    return { bytes: fs.readFileSync(file), stderr: r.stderr };
+  };
+  const plain = grid('plain.png');
+  const guided = grid('guided.png', '--guide', early);
+  assert.match(guided.stderr, new RegExp(`ddim 10 steps, guided by ${early.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(w 2\\)`));
+  assert.notDeepEqual(guided.bytes, plain.bytes);
+  assert.match(grid('w3.png', '--guide', early, '--guidance', '3').stderr, /\(w 3\)/);
+  const out = path.join(dir, 'refused.png');
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--guidance', '2', '--out', out]), /--guidance weighs a guide: give --guide <checkpoint> too/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--guide', early, '--guidance', '-1', '--out', out]), /--guidance.*positive number/);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--guide', path.join(dir, 'none'), '--out', out]), /none/);
+  const v = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--prediction', 'v', '--out', v]).status, 0);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--guide', v, '--out', out]), /--guide .*noise schedule/);
+  const wide = tempDir();
+  assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--data', 'mnist32', '--out', wide]).status, 0);
+  assertCleanFailure(runCli(['sample', '--checkpoint', dir, '--guide', wide, '--out', out]), /--guide .*its images are 32x32x1, the checkpoint's 28x28x1/);
+  assert.ok(!fs.existsSync(out), 'nothing written');
+});
+
 test('sample --animate writes the reverse process as an animation, --trajectory as a still; other extensions are refused first', async () => {
   const dir = tempDir();
   assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--out', dir]).status, 0);

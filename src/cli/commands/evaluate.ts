@@ -5,9 +5,9 @@ import { UserError } from '../../errors';
 import { getClassifier } from '../../eval/classifier';
 import { asDigits, floorScores, mnistFrame, score, testReference } from '../../eval/evaluate';
 import { readSamples } from '../../eval/sampleFiles';
-import { sampleCheckpoint } from '../../pipeline';
+import { Guide, sampleCheckpoint } from '../../pipeline';
 import { createProgress, samplingProgress } from '../../progress';
-import { backendOption, integer, samplerOptions } from '../options';
+import { backendOption, guidedBy, integer, samplerOptions } from '../options';
 import { SamplerChoices } from '../../config/sampling';
 import { loadTrainingData } from '../../data/dataset';
 import { scoreAgainstData, toUnit } from '../../eval/imageSet';
@@ -38,7 +38,7 @@ export function evaluateCommand(): Command {
       if (opts.data || opts.nearest) throw new UserError('--data and --nearest are for models trained on a folder of images; this checkpoint trained on MNIST');
       let images: Float32Array;
       let n: number;
-      let sampling: { sampler: string; steps: number | null; seconds: number } | null = null;
+      let sampling: SamplingRecord | null = null;
       if (opts.samples) {
         ({ images, n } = await readSamples(opts.samples));
         if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
@@ -46,7 +46,7 @@ export function evaluateCommand(): Command {
         n = opts.n;
         const started = Date.now();
         const { images: sampled, record, settings } = sampleCheckpoint(opts.checkpoint, n, { ...opts, progress: samplingProgress() }, mnistFrame);
-        sampling = { sampler: settings.sampler, steps: settings.steps ?? null, seconds: (Date.now() - started) / 1000 };
+        sampling = samplingRecord(settings, (Date.now() - started) / 1000);
         images = asDigits(record, sampled, n);
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
@@ -70,9 +70,25 @@ export function evaluateCommand(): Command {
           `${prefix}histogram ${s.histogram.join(',')}`,
           `${prefix}max_brightness ${s.maxBrightness.toFixed(4)}`,
         ];
-      const how = sampling ? [`sampler ${sampling.sampler}${sampling.steps ? ` ${sampling.steps} steps` : ''}, ${sampling.seconds.toFixed(1)} s`] : [];
+      const how = sampling ? [samplingLine(sampling)] : [];
       process.stdout.write([`n ${n}`, ...how, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
     });
+}
+
+/** How the scored samples were drawn, as the JSON output records it. */
+interface SamplingRecord {
+  sampler: string;
+  steps: number | null;
+  guide?: Guide;
+  seconds: number;
+}
+
+function samplingRecord(settings: { sampler: string; steps?: number; guide?: Guide }, seconds: number): SamplingRecord {
+  return { sampler: settings.sampler, steps: settings.steps ?? null, ...(settings.guide ? { guide: settings.guide } : {}), seconds };
+}
+
+function samplingLine(s: SamplingRecord): string {
+  return `sampler ${s.sampler}${s.steps ? ` ${s.steps} steps` : ''}${guidedBy(s)}, ${s.seconds.toFixed(1)} s`;
 }
 
 /** The scores of a folder model's samples against its training images (src/eval/imageSet.ts). */
@@ -109,7 +125,7 @@ async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; 
     samplesPairDistance: s.samplesPairDistance,
     trainPairDistance: s.trainPairDistance,
     colour: s.colour,
-    sampling: { sampler: settings.sampler, steps: settings.steps ?? null, seconds },
+    sampling: samplingRecord(settings, seconds),
   };
   if (opts.json) {
     process.stdout.write(JSON.stringify(result) + '\n');
@@ -119,7 +135,7 @@ async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; 
   process.stdout.write(
     [
       `n ${s.n} (against ${data.count} training images in ${dir})`,
-      `sampler ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}, ${seconds.toFixed(1)} s`,
+      samplingLine(samplingRecord(settings, seconds)),
       `copies ${s.copies.toFixed(4)} (samples within ${s.threshold.toFixed(4)} of a training image: nearer than 99% of training images are to their nearest other one)`,
       `nearest_train_distance ${s.sampleToTrain.toFixed(4)} (training images to their nearest other one: ${s.trainToTrain.toFixed(4)}; RMS per pixel, 0..1)`,
       `diversity ${s.diversity.toFixed(4)} (mean distance between samples ${s.samplesPairDistance.toFixed(4)} / between training images ${s.trainPairDistance.toFixed(4)})`,

@@ -8,7 +8,7 @@ import { writeImage, writeImageGrid } from '../../io/images';
 import { Frame, animationFormatOf, frameSteps, trajectoryPixels, writeAnimation } from '../../io/reverseProcess';
 import { sampleCheckpoint } from '../../pipeline';
 import { samplingProgress } from '../../progress';
-import { backendOption, integer, samplerOptions } from '../options';
+import { backendOption, guidedBy, integer, samplerOptions } from '../options';
 
 export function sampleCommand(log: (m: string) => void): Command {
   const command = new Command('sample')
@@ -62,6 +62,6 @@ export function sampleCommand(log: (m: string) => void): Command {
         log(`wrote ${path.resolve(opts.trajectory)} (steps ${columns.map((f) => f.step).join(', ')} of ${settings.steps ?? record.schedule.timesteps})`);
       }
       const { cols, rows } = gridLayout(opts.n);
-      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}`);
+      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}${guidedBy(settings)}`);
     });
 }
