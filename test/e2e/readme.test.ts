@@ -15,12 +15,18 @@ function setFlag(args: string[], flag: string, value: string): string[] {
   return i >= 0 ? [...args.slice(0, i + 1), value, ...args.slice(i + 2)] : [...args, flag, value];
 }
 
+/** A guide kept at epoch N (`--guide DIR/epoch-000N`) is the first epoch's copy: runs shrink to one epoch. */
+function guideKept(args: string[]): string[] {
+  const i = args.indexOf('--guide');
+  return i >= 0 ? setFlag(args, '--guide', args[i + 1].replace(/epoch-\d+$/, 'epoch-0001')) : args;
+}
+
 /** A README command line at test size. */
 function shrink(args: string[]): string[] {
   // the synopsis lines (`diffuse sample [options]`, `diffuse import FILE`): their help
   if (args.some((a) => a === '[options]' || /^[A-Z]+$/.test(a))) return [args[0], '--help'];
   if (args[0] === 'train') return setFlag(setFlag(args, '--epochs', args.includes('--resume') ? '2' : '1'), '--limit', '64');
-  if (args[0] === 'sample') return setFlag(setFlag(args, '--n', '4'), '--steps', '2');
+  if (args[0] === 'sample') return setFlag(setFlag(guideKept(args), '--n', '4'), '--steps', '2');
   if (args[0] === 'evaluate') return setFlag(setFlag(args, '--n', '20'), '--steps', '2');
   return args;
 }
