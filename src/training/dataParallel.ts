@@ -271,9 +271,16 @@ export class ParallelDenoiser implements Denoiser {
     const out = new Float32Array(batch * pixels);
     for (let first = 0; first < batch; first += pool.capacity) {
       const last = Math.min(batch, first + pool.capacity);
-      const piece = pool.predict(variables, xs.subarray(first * pixels, last * pixels), ts.subarray(first, last), (start, end) =>
-        tf.tidy(() => this.inner.predict(tf.tensor2d(xs.subarray((first + start) * pixels, (first + end) * pixels), [end - start, pixels]), tf.tensor1d(ts.subarray(first + start, first + end))).dataSync() as Float32Array),
-      );
+      const piece = pool.predict(variables, xs.subarray(first * pixels, last * pixels), ts.subarray(first, last), (start, end) => {
+        // The tensor leaves the tidy, not its values: tidy walks what it returns, and walks a typed
+        // array element by element (3.8 ms for a 32-image share, 5% of a sampling step).
+        const out = tf.tidy(() => this.inner.predict(tf.tensor2d(xs.subarray((first + start) * pixels, (first + end) * pixels), [end - start, pixels]), tf.tensor1d(ts.subarray(first + start, first + end))));
+        try {
+          return (out.dataSync() as Float32Array).slice();
+        } finally {
+          out.dispose();
+        }
+      });
       out.set(piece, first * pixels);
     }
     return tf.tensor2d(out, [batch, pixels]);
