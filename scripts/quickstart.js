@@ -34,7 +34,7 @@ function run(args) {
 
 const started = Date.now();
 if (!native) console.error('diffuse: without the native kernels this quickstart trains on 3,200 digits on the slow wasm backend (roughly 10 minutes)');
-run(['train', '--model', 'unet', '--data', 'mnist', '--base-channels', '16', '--channel-mults', '1,2,2', '--attention', '7', '--batch-size', '32', '--lr', '0.002', '--warmup', '50', '--limit', images, '--epochs', '1', '--log-every', '20', '--out', out, '--overwrite']);
+run(['train', '--model', 'unet', '--data', 'mnist', '--base-channels', '16', '--channel-mults', '1,2,2', '--blocks', '1', '--attention', '7', '--batch-size', '32', '--lr', '0.002', '--warmup', '50', '--limit', images, '--epochs', '1', '--log-every', '20', '--out', out, '--overwrite']);
 run(['sample', '--checkpoint', out, '--n', '64', '--out', grid]);
 const seconds = Math.round((Date.now() - started) / 1000);
 console.error(`

@@ -13,6 +13,7 @@ export function variableFrom(values: Float32Array, shape: number[], trainable: b
 
 /** Sets a variable to a copy of `values` (not the array itself: see variableFrom). */
 export function assignCopy(variable: tf.Variable, values: Float32Array): void {
+  if (values.length === variable.size && inPlace.copy(variable, values)) return;
   tf.tidy(() => variable.assign(tf.tensor(values.slice(), variable.shape, 'float32')));
 }
 
@@ -29,9 +30,11 @@ export interface InPlaceUpdates {
     correction2: number,
   ): boolean;
   average(pairs: { shadow: tf.Variable; p: tf.Variable }[], decay: number): boolean;
+  /** The variable's values overwritten with `values` (a data-parallel worker loads every weight at every step). */
+  copy(variable: tf.Variable, values: Float32Array): boolean;
 }
 
-let inPlace: InPlaceUpdates = { adam: () => false, average: () => false };
+let inPlace: InPlaceUpdates = { adam: () => false, average: () => false, copy: () => false };
 
 export function installInPlaceUpdates(updates: InPlaceUpdates): void {
   inPlace = updates;
