@@ -7,7 +7,8 @@
  * Layout: q, k, v, o [batch, tokens, channels] with head h in channels [h·d, (h + 1)·d), d =
  * channels / heads; lse [batch, heads, tokens]. The geometry comes as an Int32Array: batch, tokens,
  * channels, heads. Each (image, head) goes to one thread; its keys and values are first copied
- * transposed ([d, tokens], contiguous over tokens) so every loop below runs along tokens.
+ * transposed ([d, tokens], contiguous over tokens) so every loop below runs along tokens. Heads of 8k
+ * channels (the U-nets' 8, 16, 32) go in blocks of query rows (QROWS below); others a row at a time.
  */
 #include "kernels.h"
 
@@ -198,6 +199,54 @@ static void attend_head(const attn_geom *g, const float *q, const float *kt, con
   }
 }
 
+/*
+ * The gradient of `rows` query rows [i, i + rows) of one (image, head), as attention_grad's comment
+ * says, by blocks: dv and dk (transposed, [D][NP]) read and written once per block, not once per row.
+ * q, dO, o, k, dq point at the head's first token; p is QROWS·(2·NP + D) floats of scratch.
+ */
+static inline __attribute__((always_inline)) void attend_grad_rows(const attn_geom *g, const float *q, const float *dO, const float *o, const float *k, const float *kt, const float *vt, const float *lse, float scale, float *p, float *dkt, float *dvt, float *dq, int64_t i, const int rows) {
+  const int64_t N = g->N, NP = padded(N), C = g->C, D = g->D;
+  float *ds = p + QROWS * NP, *qk = ds + QROWS * NP;
+  float Di[QROWS], one[QROWS];
+  for (int r = 0; r < QROWS; r++) one[r] = 1.0f;
+  scores_rows(g, q + i * C, C, kt, scale, qk, p, rows);
+  scores_rows(g, dO + i * C, C, vt, 1.0f, qk, ds, rows); /* dp_j = dO_i·v_j */
+  for (int r = 0; r < rows; r++) {
+    float *pr = p + r * NP, *dr = ds + r * NP;
+    const float l = lse[i + r];
+    for (int64_t j = 0; j < N; j++) pr[j] = exp_f(pr[j] - l);
+    for (int64_t j = N; j < NP; j++) pr[j] = 0;
+    float d = 0;
+    for (int64_t c = 0; c < D; c++) d += dO[(i + r) * C + c] * o[(i + r) * C + c];
+    Di[r] = d;
+    for (int64_t j = 0; j < NP; j++) dr[j] = (scale * pr[j]) * (dr[j] - Di[r]);
+  }
+  for (int64_t c = 0; c < D; c++)
+    for (int64_t j = 0; j < NP; j += AW) {
+      av dv = lda(dvt + c * NP + j), dk = lda(dkt + c * NP + j);
+      for (int r = 0; r < rows; r++) {
+        dv += dO[(i + r) * C + c] * lda(p + r * NP + j);
+        dk += q[(i + r) * C + c] * lda(ds + r * NP + j);
+      }
+      sta(dvt + c * NP + j, dv), sta(dkt + c * NP + j, dk);
+    }
+  int64_t c0 = 0; /* dq_i = Σ_j ds_j k_j */
+  for (; c0 + 2 * AW <= D; c0 += 2 * AW) value_sums(g, ds, k, one, dq + i * C, c0, rows, 2);
+  if (c0 < D) value_sums(g, ds, k, one, dq + i * C, c0, rows, 1);
+}
+
+static void attend_grad_head(const attn_geom *g, const float *q, const float *dO, const float *o, const float *k, const float *kt, const float *vt, const float *lse, float scale, float *p, float *dkt, float *dvt, float *dq) {
+  int64_t i = 0;
+  for (; i + QROWS <= g->N; i += QROWS) attend_grad_rows(g, q, dO, o, k, kt, vt, lse, scale, p, dkt, dvt, dq, i, QROWS);
+  switch (g->N - i) {
+    case 5: attend_grad_rows(g, q, dO, o, k, kt, vt, lse, scale, p, dkt, dvt, dq, i, 5); break;
+    case 4: attend_grad_rows(g, q, dO, o, k, kt, vt, lse, scale, p, dkt, dvt, dq, i, 4); break;
+    case 3: attend_grad_rows(g, q, dO, o, k, kt, vt, lse, scale, p, dkt, dvt, dq, i, 3); break;
+    case 2: attend_grad_rows(g, q, dO, o, k, kt, vt, lse, scale, p, dkt, dvt, dq, i, 2); break;
+    case 1: attend_grad_rows(g, q, dO, o, k, kt, vt, lse, scale, p, dkt, dvt, dq, i, 1); break;
+  }
+}
+
 /* `per` floats of scratch for each thread that will share `pairs` (image, head) pairs; NULL (thrown) when out of memory. */
 static float *thread_scratch(napi_env env, int64_t pairs, int64_t per, int *threads) {
   *threads = pairs > 1 ? omp_get_max_threads() : 1;
@@ -274,7 +323,7 @@ napi_value attention_grad(napi_env env, napi_callback_info info) {
   if (!sized(env, ld, all) || !sized(env, lq, all) || !sized(env, lk, all) || !sized(env, lv, all) || !sized(env, lo, all) ||
       !sized(env, ll, (size_t)(g.B * g.H * g.N)) || !sized(env, l1, all) || !sized(env, l2, all) || !sized(env, l3, all))
     return NULL;
-  const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 4 * D * NP + 2 * NP;
+  const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 4 * D * NP + QROWS * (2 * NP + D);
   int threads;
   float *scratch = thread_scratch(env, pairs, per, &threads);
   if (!scratch) return NULL;
@@ -288,28 +337,33 @@ napi_value attention_grad(napi_env env, napi_callback_info info) {
       gather_transposed(&g, k, b, h, kt);
       gather_transposed(&g, v, b, h, vt);
       for (int64_t x = 0; x < 2 * D * NP; x++) dkt[x] = 0; /* dkt and dvt */
-      for (int64_t i = 0; i < N; i++) {
-        const int64_t at = (b * N + i) * g.C + h * D;
-        const float *qi = q + at, *gi = dO + at, *oi = o + at;
-        scores(&g, qi, kt, scale, p);
-        const float l = lse[bh * N + i];
-        for (int64_t j = 0; j < N; j++) p[j] = exp_f(p[j] - l);
-        for (int64_t j = N; j < NP; j++) p[j] = 0;
-        float Di = 0;
-        for (int64_t c = 0; c < D; c++) Di += gi[c] * oi[c];
-        /* by vectors of keys: ds = scale·p·(dO_i·v_j − D_i); dv_j += p_j dO_i; dk_j += ds_j q_i */
-        for (int64_t j = 0; j < NP; j += AW) {
-          const av pj = lda(p + j);
-          av dp = {0};
-          for (int64_t c = 0; c < D; c++) {
-            dp += gi[c] * lda(vt + c * NP + j);
-            sta(dvt + c * NP + j, lda(dvt + c * NP + j) + gi[c] * pj);
+      if (D % AW == 0) {
+        const int64_t head = b * N * g.C + h * D;
+        attend_grad_head(&g, q + head, dO + head, o + head, k + head, kt, vt, lse + bh * N, scale, p, dkt, dvt, dq + head);
+      } else {
+        for (int64_t i = 0; i < N; i++) {
+          const int64_t at = (b * N + i) * g.C + h * D;
+          const float *qi = q + at, *gi = dO + at, *oi = o + at;
+          scores(&g, qi, kt, scale, p);
+          const float l = lse[bh * N + i];
+          for (int64_t j = 0; j < N; j++) p[j] = exp_f(p[j] - l);
+          for (int64_t j = N; j < NP; j++) p[j] = 0;
+          float Di = 0;
+          for (int64_t c = 0; c < D; c++) Di += gi[c] * oi[c];
+          /* by vectors of keys: ds = scale·p·(dO_i·v_j − D_i); dv_j += p_j dO_i; dk_j += ds_j q_i */
+          for (int64_t j = 0; j < NP; j += AW) {
+            const av pj = lda(p + j);
+            av dp = {0};
+            for (int64_t c = 0; c < D; c++) {
+              dp += gi[c] * lda(vt + c * NP + j);
+              sta(dvt + c * NP + j, lda(dvt + c * NP + j) + gi[c] * pj);
+            }
+            const av dsj = (scale * pj) * (dp - Di);
+            sta(ds + j, dsj);
+            for (int64_t c = 0; c < D; c++) sta(dkt + c * NP + j, lda(dkt + c * NP + j) + qi[c] * dsj);
           }
-          const av dsj = (scale * pj) * (dp - Di);
-          sta(ds + j, dsj);
-          for (int64_t c = 0; c < D; c++) sta(dkt + c * NP + j, lda(dkt + c * NP + j) + qi[c] * dsj);
+          weighted_sums(&g, ds, kt, dq + at); /* dq_i = Σ_j ds_j k_j */
         }
-        weighted_sums(&g, ds, kt, dq + at); /* dq_i = Σ_j ds_j k_j */
       }
       for (int64_t j = 0; j < N; j++) {
         const int64_t at = (b * N + j) * g.C + h * D;
