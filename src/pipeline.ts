@@ -33,19 +33,19 @@ export interface Guide {
 /** The checkpoint in `dir` loaded for sampling, guided by `guide` if given; the caller disposes the model. */
 export function loadPipeline(dir: string, guide?: Guide): Pipeline {
   const { meta: record, tensors } = loadCheckpoint(dir);
-  const guideRecord = guide ? loadCheckpoint(guide.checkpoint) : null;
-  if (guide && guideRecord) checkGuide(record, guideRecord.meta, guide.checkpoint);
-  const model = restoredModel(record, tensors);
-  if (!guide || !guideRecord) return { model: withWorkers(model.model), scheduler: new DDPMScheduler(record.schedule), record, averaged: model.averaged };
-  let bad: ReturnType<typeof restoredModel>;
+  const guiding = guide ? { ...loadCheckpoint(guide.checkpoint), ...guide } : null;
+  if (guiding) checkGuide(record, guiding.meta, guiding.checkpoint);
+  const good = restoredModel(record, tensors);
+  const scheduler = new DDPMScheduler(record.schedule);
+  if (!guiding) return { model: withWorkers(good.model), scheduler, record, averaged: good.averaged };
+  let bad: Denoiser;
   try {
-    bad = restoredModel(guideRecord.meta, guideRecord.tensors);
+    bad = restoredModel(guiding.meta, guiding.tensors).model;
   } catch (e) {
-    model.model.dispose();
+    good.model.dispose();
     throw e;
   }
-  const guided = new AutoGuided(withWorkers(model.model), withWorkers(bad.model), guide.weight);
-  return { model: guided, scheduler: new DDPMScheduler(record.schedule), record, averaged: model.averaged };
+  return { model: new AutoGuided(withWorkers(good.model), withWorkers(bad), guiding.weight), scheduler, record, averaged: good.averaged };
 }
 
 /** A record's model with its sampling weights (the moving average where the run kept one). */
