@@ -6,7 +6,7 @@
  */
 import { RunRecord } from './config/runRecord';
 import { generate } from './diffusion/sampler';
-import { SamplerChoices, samplerSettings } from './config/sampling';
+import { DEFAULT_GUIDANCE, SamplerChoices, samplerSettings } from './config/sampling';
 import { DDPMScheduler } from './diffusion/schedule';
 import { loadCheckpoint, restoreVariables, samplingPrefix } from './io/checkpoint';
 import { buildModel } from './models/build';
@@ -69,12 +69,6 @@ export function checkGuide(record: RunRecord, guide: RunRecord, guideDir: string
   if (a.kind !== b.kind || a.timesteps !== b.timesteps || a.betaStart !== b.betaStart || a.betaEnd !== b.betaEnd || a.prediction !== b.prediction)
     throw new OptionError('guide', `${guideDir}: its noise schedule (${JSON.stringify(b)}) is not the checkpoint's (${JSON.stringify(a)})`);
 }
-
-/**
- * w when only a guide is named: on the 90-minute MNIST-32 U-net guided by its third epoch, w = 2 raised
- * confidence from 0.93 to 0.96 at the same FD (n = 250, docs/results.md).
- */
-export const DEFAULT_GUIDANCE = 2;
 
 /** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */
 export function sampleCheckpoint(dir: string, n: number, choices: SamplerChoices, check: (record: RunRecord) => void = () => {}) {

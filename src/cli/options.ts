@@ -2,6 +2,7 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../backend/select';
 import { SAMPLERS, SPACINGS } from '../diffusion/sampler';
+import { DEFAULT_GUIDANCE } from '../config/sampling';
 
 export function integer(min: number, what = `an integer of at least ${min}`) {
   return (value: string): number => {
@@ -63,7 +64,7 @@ export const samplerOptions = () => [
   new Option('--no-clip-denoised', 'do not clamp it'),
   new Option('--steps <K>', "model calls of a few-step sampler (default: the checkpoint's, else 100 for ddim, 20 for dpmpp)").argParser(integer(1)),
   new Option('--guide <checkpoint>', 'autoguidance: a weaker checkpoint of the same run (e.g. an early epoch kept by --keep-every) whose predictions the checkpoint\'s are pushed away from; two model calls per step'),
-  new Option('--guidance <w>', 'weight of the guidance: 1 is none, larger sharpens (default: 2 with --guide)').argParser(positiveNumber),
+  new Option('--guidance <w>', `weight of the guidance: 1 is none, larger sharpens (default: ${DEFAULT_GUIDANCE} with --guide)`).argParser(positiveNumber),
   new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(unitInterval(true)),
 ];
 

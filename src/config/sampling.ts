@@ -22,12 +22,19 @@ export interface SamplerChoices {
   clipDenoised?: boolean;
   /** Autoguidance: a weaker checkpoint of the same images and schedule (src/models/autoguidance.ts). */
   guide?: string;
-  /** Its weight w (default DEFAULT_GUIDANCE in src/pipeline.ts); only with `guide`. */
+  /** Its weight w (default DEFAULT_GUIDANCE); only with `guide`. */
   guidance?: number;
   progress?: Progress;
   /** Sees the images as they form (see SampleOptions.observe). */
   observe?: SampleOptions['observe'];
 }
+
+/**
+ * Autoguidance's w when only a guide is named: on the 90-minute MNIST-32 U-net guided by its third epoch,
+ * w = 2 raised confidence from 0.93 to 0.96 at the same FD (n = 250), 0.946 to 0.965 at n = 1000
+ * (docs/results.md).
+ */
+export const DEFAULT_GUIDANCE = 2;
 
 /** Model calls a few-step sampler makes when neither the user nor the checkpoint says. */
 export const USUAL_STEPS: Record<SamplerName, number | null> = { ancestral: null, ddim: 100, 'dpmpp-2m': 20, 'dpmpp-3m': 20 };
