@@ -7,8 +7,8 @@
  * Layout: q, k, v, o [batch, tokens, channels] with head h in channels [h·d, (h + 1)·d), d =
  * channels / heads; lse [batch, heads, tokens]. The geometry comes as an Int32Array: batch, tokens,
  * channels, heads. Each (image, head) goes to one thread; its keys and values are first copied
- * transposed ([d, tokens], contiguous over tokens) so every loop below runs along tokens. Heads of 8k
- * channels (the U-nets' 8, 16, 32) go in blocks of query rows (QROWS below); others a row at a time.
+ * transposed ([d, tokens], contiguous over tokens) so the score loops run along tokens; query rows go
+ * in blocks (QROWS below).
  */
 #include "kernels.h"
 
@@ -21,11 +21,6 @@ static inline av lda(const float *p) {
   return v;
 }
 static inline void sta(float *p, av v) { memcpy(p, &v, sizeof v); }
-static inline float hsum(av v) {
-  float s = 0;
-  for (int i = 0; i < AW; i++) s += v[i];
-  return s;
-}
 
 typedef struct {
   int64_t B, N, C, H, D;
@@ -62,37 +57,8 @@ static void gather_transposed(const attn_geom *g, const float *x, int64_t b, int
     for (int64_t j = g->N; j < NP; j++) t[c * NP + j] = 0.0f;
 }
 
-/* s[j] ← scale · q·k_j for every key j (kt transposed keys), a vector of keys at a time. */
-static inline void scores(const attn_geom *g, const float *q, const float *kt, float scale, float *s) {
-  const int64_t NP = padded(g->N);
-  for (int64_t j = 0; j < NP; j += AW) {
-    av acc = {0};
-    for (int64_t c = 0; c < g->D; c++) acc += (q[c] * scale) * lda(kt + c * NP + j);
-    sta(s + j, acc);
-  }
-}
-
-/* out[c] ← Σ_j p[j] · t[c][j] for each c < D, eight channels' sums held in vectors at a time. */
-static inline void weighted_sums(const attn_geom *g, const float *p, const float *t, float *out) {
-  const int64_t NP = padded(g->N);
-  int64_t c0 = 0;
-  for (; c0 + 8 <= g->D; c0 += 8) { /* a fixed count, so the sums stay in registers */
-    av acc[8] = {{0}};
-    for (int64_t j = 0; j < NP; j += AW) {
-      const av pj = lda(p + j);
-      for (int c = 0; c < 8; c++) acc[c] += pj * lda(t + (c0 + c) * NP + j);
-    }
-    for (int c = 0; c < 8; c++) out[c0 + c] = hsum(acc[c]);
-  }
-  for (; c0 < g->D; c0++) {
-    av acc = {0};
-    for (int64_t j = 0; j < NP; j += AW) acc += lda(p + j) * lda(t + c0 * NP + j);
-    out[c0] = hsum(acc);
-  }
-}
-
 /*
- * Blocks of QROWS query rows (heads of 8k channels): each key vector loaded serves QROWS rows' scores,
+ * Blocks of QROWS query rows: each key vector loaded serves QROWS rows' scores,
  * and each value row QROWS rows' sums, so the sums are independent chains instead of one chain per
  * row waiting on its multiply-add's latency (one row at a time ran at ~17 GFLOP/s).
  */
@@ -167,6 +133,20 @@ static inline __attribute__((always_inline)) void value_sums(const attn_geom *g,
     for (int u = 0; u < nv; u++) sta(o + r * C + c0 + u * AW, acc[r][u] * inv[r]);
 }
 
+/* value_sums over all D channels: vectors of 2·AW, then AW, then one channel at a time (heads of other widths). */
+static inline __attribute__((always_inline)) void all_value_sums(const attn_geom *g, const float *p, const float *v, const float *inv, float *o, const int rows) {
+  const int64_t NP = padded(g->N), C = g->C, D = g->D;
+  int64_t c0 = 0;
+  for (; c0 + 2 * AW <= D; c0 += 2 * AW) value_sums(g, p, v, inv, o, c0, rows, 2);
+  if (c0 + AW <= D) value_sums(g, p, v, inv, o, c0, rows, 1), c0 += AW;
+  for (; c0 < D; c0++)
+    for (int r = 0; r < rows; r++) {
+      float acc = 0;
+      for (int64_t j = 0; j < g->N; j++) acc += p[r * NP + j] * v[j * C + c0];
+      o[r * C + c0] = acc * inv[r];
+    }
+}
+
 /*
  * Attention of `rows` query rows of one (image, head): o and lse of rows [i, i + rows). q, v, o point at
  * the head's first token; p is QROWS·(NP + D) floats of scratch.
@@ -182,9 +162,7 @@ static inline __attribute__((always_inline)) void attend_rows(const attn_geom *g
     inv[r] = 1.0f / sum;
     lse[i + r] = max + logf(sum);
   }
-  int64_t c0 = 0;
-  for (; c0 + 2 * AW <= g->D; c0 += 2 * AW) value_sums(g, p, v, inv, o + i * C, c0, rows, 2);
-  if (c0 < g->D) value_sums(g, p, v, inv, o + i * C, c0, rows, 1); /* D % AW == 0 */
+  all_value_sums(g, p, v, inv, o + i * C, rows);
 }
 
 static void attend_head(const attn_geom *g, const float *q, const float *kt, const float *v, float scale, float *p, float *o, float *lse) {
@@ -230,9 +208,7 @@ static inline __attribute__((always_inline)) void attend_grad_rows(const attn_ge
       }
       sta(dvt + c * NP + j, dv), sta(dkt + c * NP + j, dk);
     }
-  int64_t c0 = 0; /* dq_i = Σ_j ds_j k_j */
-  for (; c0 + 2 * AW <= D; c0 += 2 * AW) value_sums(g, ds, k, one, dq + i * C, c0, rows, 2);
-  if (c0 < D) value_sums(g, ds, k, one, dq + i * C, c0, rows, 1);
+  all_value_sums(g, ds, k, one, dq + i * C, rows); /* dq_i = Σ_j ds_j k_j */
 }
 
 static void attend_grad_head(const attn_geom *g, const float *q, const float *dO, const float *o, const float *k, const float *kt, const float *vt, const float *lse, float scale, float *p, float *dkt, float *dvt, float *dq) {
@@ -268,36 +244,18 @@ napi_value attention(napi_env env, napi_callback_info info) {
   const size_t all = (size_t)(g.B * g.N * g.C);
   if (!sized(env, lq, all) || !sized(env, lk, all) || !sized(env, lv, all) || !sized(env, lo, all) || !sized(env, ll, (size_t)(g.B * g.H * g.N)))
     return NULL;
-  const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = 2 * D * NP + QROWS * (NP + D);
+  const int64_t N = g.N, NP = padded(N), D = g.D, pairs = g.B * g.H, per = D * NP + QROWS * (NP + D);
   int threads;
   float *scratch = thread_scratch(env, pairs, per, &threads);
   if (!scratch) return NULL;
 #pragma omp parallel num_threads(threads)
   {
-    float *kt = scratch + (int64_t)omp_get_thread_num() * per, *vt = kt + D * NP, *p = vt + D * NP, *sums = p + NP;
+    float *kt = scratch + (int64_t)omp_get_thread_num() * per, *p = kt + D * NP;
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < pairs; bh++) {
-      const int64_t b = bh / g.H, h = bh % g.H;
+      const int64_t b = bh / g.H, h = bh % g.H, head = b * N * g.C + h * D;
       gather_transposed(&g, k, b, h, kt);
-      if (D % AW == 0) {
-        const int64_t head = b * N * g.C + h * D;
-        attend_head(&g, q + head, kt, v + head, scale, p, o + head, lse + bh * N);
-        continue;
-      }
-      gather_transposed(&g, v, b, h, vt);
-      for (int64_t i = 0; i < N; i++) {
-        const int64_t at = (b * N + i) * g.C + h * D;
-        scores(&g, q + at, kt, scale, p);
-        float max = p[0], sum = 0;
-        for (int64_t j = 1; j < N; j++) max = p[j] > max ? p[j] : max;
-        for (int64_t j = 0; j < N; j++) p[j] = exp_f(p[j] - max);
-        for (int64_t j = N; j < NP; j++) p[j] = 0;
-        for (int64_t j = 0; j < N; j++) sum += p[j];
-        const float inv = 1.0f / sum;
-        weighted_sums(&g, p, vt, sums);
-        for (int64_t c = 0; c < D; c++) o[at + c] = sums[c] * inv;
-        lse[bh * N + i] = max + logf(sum);
-      }
+      attend_head(&g, q + head, kt, v + head, scale, p, o + head, lse + bh * N);
     }
   }
   free(scratch);
@@ -330,41 +288,15 @@ napi_value attention_grad(napi_env env, napi_callback_info info) {
 #pragma omp parallel num_threads(threads)
   {
     float *kt = scratch + (int64_t)omp_get_thread_num() * per, *vt = kt + D * NP, *dkt = vt + D * NP, *dvt = dkt + D * NP;
-    float *p = dvt + D * NP, *ds = p + NP;
+    float *p = dvt + D * NP;
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < pairs; bh++) {
       const int64_t b = bh / g.H, h = bh % g.H;
       gather_transposed(&g, k, b, h, kt);
       gather_transposed(&g, v, b, h, vt);
       for (int64_t x = 0; x < 2 * D * NP; x++) dkt[x] = 0; /* dkt and dvt */
-      if (D % AW == 0) {
-        const int64_t head = b * N * g.C + h * D;
-        attend_grad_head(&g, q + head, dO + head, o + head, k + head, kt, vt, lse + bh * N, scale, p, dkt, dvt, dq + head);
-      } else {
-        for (int64_t i = 0; i < N; i++) {
-          const int64_t at = (b * N + i) * g.C + h * D;
-          const float *qi = q + at, *gi = dO + at, *oi = o + at;
-          scores(&g, qi, kt, scale, p);
-          const float l = lse[bh * N + i];
-          for (int64_t j = 0; j < N; j++) p[j] = exp_f(p[j] - l);
-          for (int64_t j = N; j < NP; j++) p[j] = 0;
-          float Di = 0;
-          for (int64_t c = 0; c < D; c++) Di += gi[c] * oi[c];
-          /* by vectors of keys: ds = scale·p·(dO_i·v_j − D_i); dv_j += p_j dO_i; dk_j += ds_j q_i */
-          for (int64_t j = 0; j < NP; j += AW) {
-            const av pj = lda(p + j);
-            av dp = {0};
-            for (int64_t c = 0; c < D; c++) {
-              dp += gi[c] * lda(vt + c * NP + j);
-              sta(dvt + c * NP + j, lda(dvt + c * NP + j) + gi[c] * pj);
-            }
-            const av dsj = (scale * pj) * (dp - Di);
-            sta(ds + j, dsj);
-            for (int64_t c = 0; c < D; c++) sta(dkt + c * NP + j, lda(dkt + c * NP + j) + qi[c] * dsj);
-          }
-          weighted_sums(&g, ds, kt, dq + at); /* dq_i = Σ_j ds_j k_j */
-        }
-      }
+      const int64_t head = b * N * g.C + h * D;
+      attend_grad_head(&g, q + head, dO + head, o + head, k + head, kt, vt, lse + bh * N, scale, p, dkt, dvt, dq + head);
       for (int64_t j = 0; j < N; j++) {
         const int64_t at = (b * N + j) * g.C + h * D;
         for (int64_t c = 0; c < D; c++) dk[at + c] = dkt[c * NP + j], dv[at + c] = dvt[c * NP + j];

@@ -363,8 +363,8 @@ test('3x3 convolutions on Winograd tiles (4x4 and 2x2), on the direct loops and 
 test('fused attention (one kernel for all heads, no attention matrices) and its gradients match the composed tfjs ops', { skip }, () => {
   let seed = 950;
   // [batch, height, width, channels], heads: odd token counts and head widths, one head, one token, a 64-px U-net's 16x16 attention;
-  // heads of 8k channels go in blocks of query rows (a last block of 1-5 rows; 24 channels: a chunk of 16 and one of 8), the 32-px U-net's 8x8
-  for (const [shape, heads] of [[[3, 5, 3, 12], 3], [[2, 3, 3, 8], 1], [[2, 1, 1, 8], 2], [[2, 16, 16, 32], 4], [[2, 7, 5, 48], 2], [[2, 8, 8, 64], 4]] as [number[], number][]) {
+  // query rows go in blocks (a last block of 1-5 rows), channels in vectors of 16 and 8 then one at a time (24: 16 + 8; 12: 8 + 4; 4: 4), the 32-px U-net's 8x8
+  for (const [shape, heads] of [[[3, 5, 3, 12], 3], [[2, 3, 3, 8], 1], [[2, 1, 1, 8], 2], [[2, 16, 16, 32], 4], [[2, 7, 5, 48], 2], [[2, 3, 5, 12], 1], [[2, 8, 8, 64], 4]] as [number[], number][]) {
     const c = shape[3];
     // projections at their initial scale (N(0, 1/c)): N(0, 1) ones make logits of ~±100, where float32's
     // rounding of the logits alone moves outputs that cancel to near zero by more than 1e-4
