@@ -451,16 +451,18 @@ static void winograd_filter_grad(int m, const float *dU, int64_t S, float *df) {
 WINOGRAD_INPUT_TILES(vecf, loadv, storev, vec)
 WINOGRAD_INPUT_TILES(float, LOAD1, STORE1, one)
 
-/* Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), the `rows` x `cols` inside the image. */
-static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols) {
+/* Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), the `rows` x `cols` inside the image, plus `bias` where given. */
+static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols, const float *bias) {
+  const vecf bv = bias ? loadv(bias) : (vecf){0};
   vecf q[2][4];
   for (int b = 0; b < 4; b++) {
     const vecf m0 = loadv(m + b * ps), m1 = loadv(m + (4 + b) * ps), m2 = loadv(m + (8 + b) * ps), m3 = loadv(m + (12 + b) * ps);
     q[0][b] = m0 + m1 + m2, q[1][b] = m1 - m2 - m3;
   }
   for (int a = 0; a < rows; a++) {
-    storev(o + a * rs, q[a][0] + q[a][1] + q[a][2]);
-    if (cols > 1) storev(o + a * rs + C, q[a][1] - q[a][2] - q[a][3]);
+    const vecf r0 = q[a][0] + q[a][1] + q[a][2], r1 = q[a][1] - q[a][2] - q[a][3];
+    storev(o + a * rs, bias ? r0 + bv : r0);
+    if (cols > 1) storev(o + a * rs + C, bias ? r1 + bv : r1);
   }
 }
 
@@ -472,8 +474,9 @@ static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs
     r[3] = m12 + 8 * m34 + u[5];                                                           \
   } while (0)
 
-/* Aᵀ m A of 36 planes `ps` apart into a tile's 4x4 outputs, the `rows` x `cols` inside the image. */
-static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols) {
+/* Aᵀ m A of 36 planes `ps` apart into a tile's 4x4 outputs, the `rows` x `cols` inside the image, plus `bias` where given. */
+static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols, const float *bias) {
+  const vecf bv = bias ? loadv(bias) : (vecf){0};
   vecf q[4][6];
   for (int b = 0; b < 6; b++) {
     vecf u[6], r[4];
@@ -484,7 +487,7 @@ static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs
   for (int a = 0; a < rows; a++) {
     vecf r[4];
     AT6(q[a], r);
-    for (int j = 0; j < cols; j++) storev(o + a * rs + j * C, r[j]);
+    for (int j = 0; j < cols; j++) storev(o + a * rs + j * C, bias ? r[j] + bv : r[j]);
   }
 }
 
@@ -563,8 +566,8 @@ static void winograd_input(const conv_geom *g, int m, const float *x, int64_t fi
 
 static inline int inside(int64_t from, int64_t size, int m) { return size - from < m ? (int)(size - from) : m; }
 
-/* y's tiles [first, first + n) ← Aᵀ M A from M[a², n, outC]; outputs past the image's edge dropped. */
-static void winograd_output(const conv_geom *g, int m, const float *M, int64_t first, int64_t n, float *y) {
+/* y's tiles [first, first + n) ← Aᵀ M A (+ bias where given) from M[a², n, outC]; outputs past the image's edge dropped. */
+static void winograd_output(const conv_geom *g, int m, const float *M, int64_t first, int64_t n, float *y, const float *bias) {
   const int64_t C = g->outC, ps = n * C, rs = g->outW * C;
   for (int64_t i = 0; i < n; i++) {
     int64_t img, oy, ox;
@@ -572,8 +575,8 @@ static void winograd_output(const conv_geom *g, int m, const float *M, int64_t f
     float *o = y + ((img * g->outH + oy) * g->outW + ox) * C;
     const int rows = inside(oy, g->outH, m), cols = inside(ox, g->outW, m);
     for (int64_t c = 0; c < C; c += VW) /* C % 16 == 0 */
-      if (m == 2) output_tile2(M + i * C + c, ps, o + c, rs, C, rows, cols);
-      else output_tile4(M + i * C + c, ps, o + c, rs, C, rows, cols);
+      if (m == 2) output_tile2(M + i * C + c, ps, o + c, rs, C, rows, cols, bias ? bias + c : NULL);
+      else output_tile4(M + i * C + c, ps, o + c, rs, C, rows, cols, bias ? bias + c : NULL);
   }
 }
 
@@ -592,10 +595,11 @@ static void winograd_output_grad(const conv_geom *g, int m, const float *dy, int
 }
 
 /*
- * conv_winograd(mode, m, g, a, b, out) for the forward pass (a = x, b = filter, out = y) or the filter
- * gradient (a = x, b = dy, out = dfilter), in m x m tiles; outC % 16 == 0. False when out of memory.
+ * conv_winograd(mode, m, g, a, b, out, bias) for the forward pass (a = x, b = filter, out = y, plus the
+ * bias where given, as the outputs are stored) or the filter gradient (a = x, b = dy, out = dfilter), in
+ * m x m tiles; outC % 16 == 0. False when out of memory.
  */
-static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, const float *b, float *out) {
+static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, const float *b, float *out, const float *bias) {
   const int64_t P = (m + 2) * (m + 2); /* transform points */
   const int64_t S = g->inC * g->outC, chunk = winograd_chunk(g, m), all = g->batch * tiles_down(g, m) * tiles_across(g, m);
   const int64_t chunks = (all + chunk - 1) / chunk, scratch = P * chunk * (g->inC + g->outC) + P * g->inC;
@@ -624,7 +628,7 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
         for (int64_t xi = 0; xi < P; xi++) direct_filter_grad_image(&p, V + xi * n * g->inC, M + xi * n * g->outC, dU + xi * S);
       } else {
         for (int64_t xi = 0; xi < P; xi++) direct_forward_image(&p, V + xi * n * g->inC, U + xi * S, M + xi * n * g->outC);
-        winograd_output(g, m, M, first, n, out);
+        winograd_output(g, m, M, first, n, out, bias);
       }
     }
   }
@@ -644,7 +648,7 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
  * 8 and 16). The input gradient is the forward convolution of dy with the filter turned 180° and its
  * channel axes swapped. 3x3 filters on 8+ input channels into multiples of 16 go through Winograd's tiles.
  */
-static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out) {
+static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out, const float *bias, bool *biased) {
   if (!direct_eligible(g)) return false;
   if (mode == CONV_GRAD_FILTER && (g->inC % 8 != 0 || g->outC % 16 != 0)) return false;
   conv_geom fg = *g; /* the forward convolution that runs */
@@ -677,7 +681,9 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
   }
   const int tile = narrow ? 0 : winograd_tile(&fg);
   if (tile > 0) {
-    const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, tile, &fg, a, filter, out);
+    const bool forward = mode == CONV_FORWARD;
+    const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, tile, &fg, a, filter, out, forward ? bias : NULL);
+    *biased = forward && bias;
     free(turned);
     return done;
   }
@@ -718,13 +724,23 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
 }
 
 /*
- * conv(mode, geom, a, b, out):
- *   forward:      a = x, b = filter, out = y [batch, outH, outW, outC]
+ * conv(mode, geom, a, b, out[, bias]):
+ *   forward:      a = x, b = filter, out = y [batch, outH, outW, outC] (+ bias [outC], FusedConv2D's)
  *   grad input:   a = dy, b = filter, out = dx [batch, inH, inW, inC]
  *   grad filter:  a = x, b = dy, out = dfilter [kH, kW, inC, outC]
  */
+/* y[rows, C] += bias[C], row by row. */
+static void add_bias(float *y, int64_t rows, int64_t C, const float *bias) {
+#pragma omp parallel for if (rows * C > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    float *yr = y + r * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) yr[c] += bias[c];
+  }
+}
+
 napi_value conv(napi_env env, napi_callback_info info) {
-  ARGS(5);
+  ARGS(6);
   const int mode = (int)num(env, argv[0]);
   conv_geom g;
   if (!read_geom(env, argv[1], &g)) return NULL;
@@ -741,7 +757,21 @@ napi_value conv(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "conv: array lengths do not match the geometry");
     return NULL;
   }
-  if (conv_direct(mode, &g, a, b, out)) return NULL;
+  const float *bias = NULL; /* forward only: added as the Winograd tiles are stored, else in a pass after */
+  if (argc > 5) {
+    size_t lbias = 0;
+    bias = f32(env, argv[5], &lbias);
+    if (!bias) return NULL;
+    if (mode != CONV_FORWARD || lbias != (size_t)g.outC) {
+      napi_throw_range_error(env, NULL, "conv: a bias is one value per output channel of the forward pass");
+      return NULL;
+    }
+  }
+  bool biased = false;
+  if (conv_direct(mode, &g, a, b, out, bias, &biased)) {
+    if (bias && !biased) add_bias(out, g.batch * P, g.outC, bias);
+    return NULL;
+  }
   const int64_t chunk = chunk_images(&g), chunks = (g.batch + chunk - 1) / chunk;
   /*
    * The chunks go to the OpenMP threads, each with its own patch matrix and a one-thread sgemm: these
@@ -786,6 +816,7 @@ napi_value conv(napi_env env, napi_callback_info info) {
   if (threads > 1) openblas_set_num_threads(blasThreads);
   for (int t = 0; partial && t < threads - 1; t++)
     for (size_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
+  if (bias) add_bias(out, g.batch * P, g.outC, bias);
   free(cols);
   free(partial);
   return NULL;

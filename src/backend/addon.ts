@@ -33,7 +33,7 @@ export interface NativeAddon {
    * (mode 0: y from x and filter; 1: dx from dy and filter; 2: dfilter from x and dy); geom = batch,
    * inH, inW, inC, outH, outW, outC, kH, kW, strides, padTop, padLeft, dilations.
    */
-  conv(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  conv(mode: 0 | 1 | 2, geom: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array, bias?: Float32Array): void;
   /** GroupNorm over [batch, pixels, channels] in `groups` groups (then SiLU where `silu`); x̂ (unless xhat is empty) and each (image, group)'s 1/σ kept for the gradient. */
   groupNorm(x: Float32Array, gamma: Float32Array, beta: Float32Array, batch: number, pixels: number, channels: number, groups: number, y: Float32Array, xhat: Float32Array, rstd: Float32Array, silu?: boolean): void;
   /** y = x·σ(x), and its gradient dx from dy and x. */

@@ -239,7 +239,7 @@ interface ConvAttrs {
  * Conv2D and its two gradients (which wasm lacks and the cpu backend runs as plain loops) in the addon:
  * direct loops for stride 1, else im2col + sgemm; NCHW goes to the cpu kernels.
  */
-function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFunc): tf.KernelFunc {
+function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFunc, bias?: (args: Parameters<tf.KernelFunc>[0]) => tf.TensorInfo): tf.KernelFunc {
   return (args) => {
     const attrs = args.attrs as unknown as ConvAttrs;
     const inputs = args.inputs as Record<string, tf.TensorInfo>;
@@ -251,27 +251,26 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
     const info = tf.backend_util.computeConv2DInfo(inShape, filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
     const outShape = mode === 0 ? info.outShape : mode === 1 ? inShape : filterShape;
     const out = cpu.allocate(tf.util.sizeFromShape(outShape));
-    native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out);
+    const b = bias?.(args);
+    if (b) native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out, cpuValues(cpu, b));
+    else native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out);
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
 }
 
 /**
- * A convolution with its bias (tfjs's FusedConv2D without an activation): the native convolution, then
- * the bias added in place, instead of a second kernel with an output of its own. Else the cpu kernel.
+ * A convolution with its bias (tfjs's FusedConv2D without an activation): the native convolution adds
+ * the bias as the Winograd tiles store their outputs (other paths: one pass after), instead of a second
+ * kernel with an output of its own. Else the cpu kernel.
  */
 function fusedConvKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
-  const conv = convKernel(native, 0, fallback);
+  const conv = convKernel(native, 0, fallback, (args) => (args.inputs as { bias: tf.TensorInfo }).bias);
   return (args) => {
     const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
     const { activation, dataFormat } = args.attrs as unknown as { activation?: string; dataFormat?: string };
     const plain = !preluActivationWeights && (activation === undefined || activation === 'linear') && dataFormat !== 'NCHW';
-    if (!plain || !x || !filter || !bias || bias.dtype !== 'float32' || x.dtype !== 'float32' || filter.dtype !== 'float32' || bias.shape.length !== 1) return fallback(args);
-    const y = conv({ ...args, inputs: { x, filter } }) as tf.TensorInfo;
-    const cpu = args.backend as BlasBackend;
-    const values = cpuValues(cpu, y);
-    native.binary(0, values, cpuValues(cpu, bias), values, false);
-    return y;
+    if (!plain || !x || !filter || !bias || bias.dtype !== 'float32' || x.dtype !== 'float32' || filter.dtype !== 'float32' || bias.shape.length !== 1 || bias.shape[0] !== filter.shape[3]) return fallback(args);
+    return conv({ ...args, inputs: { x, filter, bias } }) as tf.TensorInfo;
   };
 }
 

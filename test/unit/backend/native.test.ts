@@ -281,8 +281,12 @@ test('convolutions and 1x1 products with their bias (fused ops) and their gradie
       f[0] === 1
         ? tf.fused.matMul({ a: tf.reshape(a, [-1, f[2]]), b: tf.reshape(b, [f[2], f[3]]), bias: c })
         : tf.fused.conv2d({ x: a as tf.Tensor4D, filter: b as tf.Tensor4D, strides: 1, pad: 'same', bias: c });
-    compare(`fused conv x=[${x}] filter=[${f}] with bias`, inputs, fused, 1e-3);
-    compare(`fused conv x=[${x}] filter=[${f}] with bias: gradients`, inputs, (a, b, c) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(fused(p, q, r), tf.cos(fused(p, q, r)))))([a, b, c]), 2e-3, 3e-5);
+    // the bias goes in as Winograd's F(4x4) or F(2x2) tiles store their outputs, else in a pass after the direct loops
+    for (const winograd of ['4', '2', '0'])
+      withEnv('DIFFUSE_WINOGRAD', winograd, () => {
+        compare(`fused conv x=[${x}] filter=[${f}] with bias (DIFFUSE_WINOGRAD=${winograd})`, inputs, fused, 1e-3);
+        compare(`fused conv x=[${x}] filter=[${f}] with bias: gradients`, inputs, (a, b, c) => tf.grads((p: tf.Tensor, q: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(fused(p, q, r), tf.cos(fused(p, q, r)))))([a, b, c]), 2e-3, 3e-5);
+      });
   }
 });
 
