@@ -202,7 +202,7 @@ function runChild(backend: string, unet64: boolean): Result | null {
   // FC training steps, FC sampling steps, U-net training steps
   const plan: Record<string, [number, number, number]> = { blas: [200, 1000, 20], wasm: [3, 50, 2], cpu: [2, 20, 1], tensorflow: [200, 1000, 20] };
   const [trainSteps, sampleSteps, unetSteps] = plan[backend] ?? [5, 100, 2];
-  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps), String(unetSteps), String(unet64 ? Math.max(1, Math.round(unetSteps / 4)) : 0)], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [__filename, '--child', backend, String(trainSteps), String(sampleSteps), String(unetSteps), String(unet64 ? Math.max(1, Math.round(unetSteps / 2)) : 0)], { encoding: 'utf8' });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   if (r.status !== 0 || !line) {
     console.error(`backend ${backend}: not measured (${r.stderr.trim().split('\n').pop()})`);
