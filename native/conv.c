@@ -647,8 +647,9 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
  * that are neither a multiple of 16 nor fewer than 16, or the filter gradient's channels not multiples of
  * 8 and 16). The input gradient is the forward convolution of dy with the filter turned 180° and its
  * channel axes swapped. 3x3 filters on 8+ input channels into multiples of 16 go through Winograd's tiles.
+ * A forward pass's `bias` (else NULL) is added as the tiles are stored, or in one pass after the loops.
  */
-static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out, const float *bias, bool *biased) {
+static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out, const float *bias) {
   if (!direct_eligible(g)) return false;
   if (mode == CONV_GRAD_FILTER && (g->inC % 8 != 0 || g->outC % 16 != 0)) return false;
   conv_geom fg = *g; /* the forward convolution that runs */
@@ -681,9 +682,7 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
   }
   const int tile = narrow ? 0 : winograd_tile(&fg);
   if (tile > 0) {
-    const bool forward = mode == CONV_FORWARD;
-    const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, tile, &fg, a, filter, out, forward ? bias : NULL);
-    *biased = forward && bias;
+    const bool done = conv_winograd(mode == CONV_GRAD_FILTER ? CONV_GRAD_FILTER : CONV_FORWARD, tile, &fg, a, filter, out, bias);
     free(turned);
     return done;
   }
@@ -717,6 +716,7 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
   }
   for (int t = 0; partial && t < threads - 1; t++)
     for (int64_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
+  if (bias) broadcast_binary(0, out, bias, out, fg.batch * fg.outH * fg.outW * fg.outC, fg.outC, 1, false);
   free(turned);
   free(pads);
   free(partial);
@@ -729,16 +729,6 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
  *   grad input:   a = dy, b = filter, out = dx [batch, inH, inW, inC]
  *   grad filter:  a = x, b = dy, out = dfilter [kH, kW, inC, outC]
  */
-/* y[rows, C] += bias[C], row by row. */
-static void add_bias(float *y, int64_t rows, int64_t C, const float *bias) {
-#pragma omp parallel for if (rows * C > 65536)
-  for (int64_t r = 0; r < rows; r++) {
-    float *yr = y + r * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; c++) yr[c] += bias[c];
-  }
-}
-
 napi_value conv(napi_env env, napi_callback_info info) {
   ARGS(6);
   const int mode = (int)num(env, argv[0]);
@@ -757,7 +747,7 @@ napi_value conv(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "conv: array lengths do not match the geometry");
     return NULL;
   }
-  const float *bias = NULL; /* forward only: added as the Winograd tiles are stored, else in a pass after */
+  const float *bias = NULL; /* forward only (checked below): added as the Winograd tiles are stored, else in a pass after */
   if (argc > 5) {
     size_t lbias = 0;
     bias = f32(env, argv[5], &lbias);
@@ -767,11 +757,7 @@ napi_value conv(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  bool biased = false;
-  if (conv_direct(mode, &g, a, b, out, bias, &biased)) {
-    if (bias && !biased) add_bias(out, g.batch * P, g.outC, bias);
-    return NULL;
-  }
+  if (conv_direct(mode, &g, a, b, out, bias)) return NULL;
   const int64_t chunk = chunk_images(&g), chunks = (g.batch + chunk - 1) / chunk;
   /*
    * The chunks go to the OpenMP threads, each with its own patch matrix and a one-thread sgemm: these
@@ -816,7 +802,7 @@ napi_value conv(napi_env env, napi_callback_info info) {
   if (threads > 1) openblas_set_num_threads(blasThreads);
   for (int t = 0; partial && t < threads - 1; t++)
     for (size_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
-  if (bias) add_bias(out, g.batch * P, g.outC, bias);
+  if (bias) broadcast_binary(0, out, bias, out, (int64_t)yLen, g.outC, 1, false);
   free(cols);
   free(partial);
   return NULL;

@@ -219,27 +219,9 @@ napi_value column_sums(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/*
- * binary(op, a, b, out, swap[, outer]): out = a op b for op 0 add, 1 subtract, 2 multiply; `swap`
- * computes b op a instead, for the broadcast operand on the left. out (and a) are [outer, middle,
- * inner] and b is [outer, inner], repeated over the middle: with outer = 1 (the default), b has out's
- * length, 1 (a scalar) or the length of out's trailing axes (a bias row); with outer > 1, b is a
- * per-image channel shift ([b, 1, 1, c] on [b, h, w, c]) or a row statistic ([r, 1] on [r, n]).
- */
-napi_value binary(napi_env env, napi_callback_info info) {
-  ARGS(6);
-  const int op = (int)num(env, argv[0]);
-  size_t la = 0, lb = 0, lo = 0;
-  const float *a = f32(env, argv[1], &la), *b = f32(env, argv[2], &lb);
-  float *out = f32(env, argv[3], &lo);
-  const bool swap = flag(env, argv[4]);
-  const int64_t outer = argc > 5 ? (int64_t)num(env, argv[5]) : 1;
-  if (!a || !b || !out) return NULL;
-  if (la != lo || lb == 0 || outer < 1 || lb % outer != 0 || lo % lb != 0) {
-    napi_throw_range_error(env, NULL, "binary: shapes do not broadcast");
-    return NULL;
-  }
-  const int64_t inner = (int64_t)lb / outer, middle = (int64_t)lo / (int64_t)lb, block = middle * inner;
+/* The loop of binary() below (its comment says the shapes), for other kernels too (conv's bias). */
+void broadcast_binary(int op, const float *a, const float *b, float *out, int64_t lo, int64_t lb, int64_t outer, bool swap) {
+  const int64_t inner = lb / outer, middle = lo / lb, block = middle * inner;
   const float sign = swap ? -1.0f : 1.0f;
 #pragma omp parallel for if (lo > 65536 && outer > 1)
   for (int64_t o = 0; o < outer; o++) {
@@ -260,6 +242,29 @@ napi_value binary(napi_env env, napi_callback_info info) {
       }
     }
   }
+}
+
+/*
+ * binary(op, a, b, out, swap[, outer]): out = a op b for op 0 add, 1 subtract, 2 multiply; `swap`
+ * computes b op a instead, for the broadcast operand on the left. out (and a) are [outer, middle,
+ * inner] and b is [outer, inner], repeated over the middle: with outer = 1 (the default), b has out's
+ * length, 1 (a scalar) or the length of out's trailing axes (a bias row); with outer > 1, b is a
+ * per-image channel shift ([b, 1, 1, c] on [b, h, w, c]) or a row statistic ([r, 1] on [r, n]).
+ */
+napi_value binary(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  const int op = (int)num(env, argv[0]);
+  size_t la = 0, lb = 0, lo = 0;
+  const float *a = f32(env, argv[1], &la), *b = f32(env, argv[2], &lb);
+  float *out = f32(env, argv[3], &lo);
+  const bool swap = flag(env, argv[4]);
+  const int64_t outer = argc > 5 ? (int64_t)num(env, argv[5]) : 1;
+  if (!a || !b || !out) return NULL;
+  if (la != lo || lb == 0 || outer < 1 || lb % outer != 0 || lo % lb != 0) {
+    napi_throw_range_error(env, NULL, "binary: shapes do not broadcast");
+    return NULL;
+  }
+  broadcast_binary(op, a, b, out, (int64_t)lo, (int64_t)lb, outer, swap);
   return NULL;
 }
 

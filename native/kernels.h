@@ -127,6 +127,7 @@ napi_value gelu_layer_norm(napi_env env, napi_callback_info info);
 napi_value gelu_layer_norm_grad(napi_env env, napi_callback_info info);
 napi_value column_sums(napi_env env, napi_callback_info info);
 napi_value binary(napi_env env, napi_callback_info info);
+void broadcast_binary(int op, const float *a, const float *b, float *out, int64_t lo, int64_t lb, int64_t outer, bool swap);
 napi_value middle_sums(napi_env env, napi_callback_info info);
 napi_value conv(napi_env env, napi_callback_info info);
 napi_value group_norm(napi_env env, napi_callback_info info);

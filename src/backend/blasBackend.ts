@@ -239,7 +239,7 @@ interface ConvAttrs {
  * Conv2D and its two gradients (which wasm lacks and the cpu backend runs as plain loops) in the addon:
  * direct loops for stride 1, else im2col + sgemm; NCHW goes to the cpu kernels.
  */
-function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFunc, bias?: (args: Parameters<tf.KernelFunc>[0]) => tf.TensorInfo): tf.KernelFunc {
+function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const attrs = args.attrs as unknown as ConvAttrs;
     const inputs = args.inputs as Record<string, tf.TensorInfo>;
@@ -251,9 +251,8 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
     const info = tf.backend_util.computeConv2DInfo(inShape, filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
     const outShape = mode === 0 ? info.outShape : mode === 1 ? inShape : filterShape;
     const out = cpu.allocate(tf.util.sizeFromShape(outShape));
-    const b = bias?.(args);
-    if (b) native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out, cpuValues(cpu, b));
-    else native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out);
+    const bias = mode === 0 && inputs.bias ? [cpuValues(cpu, inputs.bias)] : []; // FusedConv2D's (below)
+    native.conv(mode, convGeometry(info), cpuValues(cpu, first), cpuValues(cpu, second), out, ...bias);
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
 }
@@ -264,7 +263,7 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
  * kernel with an output of its own. Else the cpu kernel.
  */
 function fusedConvKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
-  const conv = convKernel(native, 0, fallback, (args) => (args.inputs as { bias: tf.TensorInfo }).bias);
+  const conv = convKernel(native, 0, fallback);
   return (args) => {
     const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
     const { activation, dataFormat } = args.attrs as unknown as { activation?: string; dataFormat?: string };
