@@ -191,7 +191,7 @@ export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Floa
   for (const t of solver.times) {
     const epsHat = predictNoise(model, scheduler, x, batch, t);
     const denoised = new Float32Array(x.length);
-    const [rootAbar, rootNoise] = [Math.sqrt(scheduler.alphasCumprod[t]), Math.sqrt(1 - scheduler.alphasCumprod[t])]; // predictStart's, once per step
+    const [rootAbar, rootNoise] = scheduler.startRoots(t);
     for (let k = 0; k < x.length; k++) {
       const x0 = (x[k] - rootNoise * epsHat[k]) / rootAbar;
       denoised[k] = clipDenoised ? Math.min(1, Math.max(-1, x0)) : x0;

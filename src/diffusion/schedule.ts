@@ -116,8 +116,9 @@ export class DDPMScheduler {
     if (clipDenoised) {
       const c1 = this.posteriorMeanCoef1[t];
       const c2 = this.posteriorMeanCoef2[t];
+      const [rootAbar, rootNoise] = this.startRoots(t);
       for (let i = 0; i < xt.length; i++) {
-        const x0 = Math.min(1, Math.max(-1, this.predictStart(xt[i], epsHat[i], t)));
+        const x0 = Math.min(1, Math.max(-1, (xt[i] - rootNoise * epsHat[i]) / rootAbar));
         out[i] = c1 * x0 + c2 * xt[i] + sigma * z[i];
       }
       return out;
@@ -128,9 +129,12 @@ export class DDPMScheduler {
     return out;
   }
 
-  /** x̂_0 = (x_t − √(1 − ᾱ_t) · ε̂) / √ᾱ_t, the clean image the predicted noise implies. */
-  predictStart(xt: number, epsHat: number, t: number): number {
-    return (xt - Math.sqrt(1 - this.alphasCumprod[t]) * epsHat) / Math.sqrt(this.alphasCumprod[t]);
+  /**
+   * [√ᾱ_t, √(1 − ᾱ_t)]: the clean image the predicted noise implies is x̂_0 = (x_t − √(1 − ᾱ_t) · ε̂) / √ᾱ_t;
+   * the samplers' loops take the roots once per step, not per pixel.
+   */
+  startRoots(t: number): [number, number] {
+    return [Math.sqrt(this.alphasCumprod[t]), Math.sqrt(1 - this.alphasCumprod[t])];
   }
 
   /**
@@ -144,8 +148,8 @@ export class DDPMScheduler {
     const abarPrev = tPrev >= 0 ? this.alphasCumprod[tPrev] : 1;
     const sigma = eta * Math.sqrt(((1 - abarPrev) / (1 - abar)) * (1 - abar / abarPrev));
     const dirCoef = Math.sqrt(Math.max(0, 1 - abarPrev - sigma * sigma));
-    // the roots once per step, not per pixel (the same numbers as predictStart's)
-    const [rootAbar, rootNoise, rootPrev] = [Math.sqrt(abar), Math.sqrt(1 - abar), Math.sqrt(abarPrev)];
+    const [rootAbar, rootNoise] = this.startRoots(t);
+    const rootPrev = Math.sqrt(abarPrev);
     for (let i = 0; i < xt.length; i++) {
       let x0 = (xt[i] - rootNoise * epsHat[i]) / rootAbar;
       let eps = epsHat[i];

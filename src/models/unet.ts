@@ -14,6 +14,9 @@ import { Denoiser, UnetConfig, imageSize } from './denoiser';
 import { conv2d, depthToSpace, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
 import { dense } from './layers';
 
+/** The 32-px shape of the PyTorch twin (torch_unet_ddpm.py), diffuse's default until the 90-minute run chose a larger one: 0.53 M parameters. */
+export const TWIN_32 = { baseChannels: 16, channelMults: [1, 2, 4], blocksPerStage: 1, patchSize: 1, attentionResolutions: [8] } satisfies Partial<UnetConfig>;
+
 /**
  * Defaults by image side. Below 64 px (MNIST-32): 16 channels at full resolution, 32 at 16 px, 96 at
  * 8 px where attention works, two residual blocks per stage, 1.64 M parameters; chosen for what trains
@@ -26,9 +29,6 @@ import { dense } from './layers';
  * weights and 4x the channels where shapes are decided; on the icons it drew outlines where that net
  * drew smears (docs/results.md#64-px-icons).
  */
-/** The 32-px shape of the PyTorch twin (torch_unet_ddpm.py), diffuse's default until the 90-minute run chose a larger one: 0.53 M parameters. */
-export const TWIN_32 = { baseChannels: 16, channelMults: [1, 2, 4], blocksPerStage: 1, patchSize: 1, attentionResolutions: [8] } satisfies Partial<UnetConfig>;
-
 export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
   const config: UnetConfig = {
     kind: 'unet',
