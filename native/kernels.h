@@ -99,23 +99,26 @@ static inline float erf_f(float x) {
 /*
  * e^x as 2^k · 2^f with k = round(x·log2 e) and |f| ≤ 1/2, 2^f by its Taylor series to degree 6
  * (relative error about 1e-7 on that range). Branch-free, so it vectorizes where libm's expf does not.
+ * Below −87 it is e^−87; overflow (k > 127, also x·log2 e past int32, which converts to INT32_MIN) makes
+ * 2^k infinite; NaN stays NaN. The upper end is clamped on the integer k: float selects at both ends
+ * compiled to four compares and three blends per vector, a third of the whole function.
  */
 static inline float exp_f(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  x = x < -87.0f ? -87.0f : x;
   const float t = x * 1.44269504088896341f;
   const float k = rintf(t);
   const float f = (t - k) * 0.69314718055994531f; /* 2^(t−k) = e^f */
-  float p = 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
+  const uint32_t ku = (uint32_t)(int32_t)k;
+  const uint32_t kc = ku + 126u > 254u ? 128u : ku; /* k in [−126, 128] as it is, else 128 (2^128 = ∞) */
+  /* Estrin's scheme: four dependent multiply-adds where Horner's has seven; the loops it sits in were
+     bound by that chain's latency, not by the arithmetic (8.7 → ? cycles per vector of 8) */
+  const float f2 = f * f;
+  const float hi = (1.0f / 24.0f + f * (1.0f / 120.0f)) + f2 * (1.0f / 720.0f);
+  const float p = (1.0f + f) + f2 * ((0.5f + f * (1.0f / 6.0f)) + f2 * hi);
   union {
     float f;
-    int32_t i;
-  } scale = {.i = ((int32_t)k + 127) << 23};
+    uint32_t i;
+  } scale = {.i = (kc + 127u) << 23};
   return p * scale.f;
 }
 

@@ -390,13 +390,22 @@ test('fused GroupNorm and SiLU and their gradients match the composed tfjs ops',
   const z = random([3, 70001], ++seed); // above the size where the kernel goes parallel
   compare('silu', [z], (a) => silu(a), 1e-4);
   compare('silu gradient', [z], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(silu(p), tf.cos(p))))(a), 1e-4);
+  // exp's ends: underflow to 0, overflow (also past int32 in the exponent) to ∞, NaN kept
+  tf.setBackend(BLAS_BACKEND);
+  const ends = [-1e30, -3e9, -200, -88, 88, 200, 3e9, 1e30, NaN];
+  const got = tf.tidy(() => silu(tf.tensor1d(ends)).dataSync());
+  ends.forEach((x, i) => {
+    const want = Math.fround(x / (1 + Math.exp(-x))); // in float32: -200 gives 0
+    assert.ok(Number.isNaN(x) ? Number.isNaN(got[i]) : Math.abs(got[i] - want) <= 1e-5 * Math.abs(want), `silu(${x}) = ${got[i]}, not ${want}`);
+  });
   // Attention's softmax(scale·x) over rows of odd lengths, and its gradient, against tfjs's composition.
   for (const shape of [[3, 5, 7], [2, 64, 64], [1, 1]]) {
     const logits = random(shape, shape.length * 31 + shape[shape.length - 1]);
     compare(`scaled softmax ${shape}`, [logits], (a) => scaledSoftmax(a, 0.35), 1e-5);
     compare(`scaled softmax gradient ${shape}`, [logits], (a) => tf.grad((p: tf.Tensor) => tf.sum(tf.mul(scaledSoftmax(p, 0.35), tf.cos(tf.mul(p, 3)))))(a), 1e-4);
   }
-  for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8]] as [number[], number][]) {
+  // sums in registers over 4 rows, runs of 64 rows: 63 rows (a 3-row tail), 130 (runs of 64, 64, 2), 6 channels (no registers)
+  for (const [shape, groups] of [[[2, 4, 4, 8], 4], [[3, 5, 3, 6], 3], [[1, 8, 8, 32], 8], [[3, 32, 32, 16], 8], [[2, 9, 7, 24], 3], [[1, 10, 13, 16], 4]] as [number[], number][]) {
     const x = random(shape, ++seed), gamma = random([shape[3]], ++seed), beta = random([shape[3]], ++seed);
     // alone, and fused with the SiLU that follows it in the U-net (against silu(groupNorm) composed on cpu);
     // the forward pass outside a gradient (x̂ not kept), the gradients with it
