@@ -711,13 +711,15 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
     float *myFilter = id == 0 ? out : partial + (int64_t)(id - 1) * fLen;
 #pragma omp for schedule(static)
     for (int64_t img = 0; img < fg.batch; img++) {
-      pad_image(&fg, a, img, myPad);
+      /* a 1x1 filter without padding reads the image as it is: no frame to add */
+      const float *in = fg.kH == 1 && fg.kW == 1 && fg.padTop == 0 && fg.padLeft == 0 ? a + img * fg.inH * fg.inW * fg.inC : myPad;
+      if (in == myPad) pad_image(&fg, a, img, myPad);
       if (mode == CONV_GRAD_FILTER)
-        direct_filter_grad_image(&fg, myPad, b + img * fg.outH * fg.outW * fg.outC, myFilter);
+        direct_filter_grad_image(&fg, in, b + img * fg.outH * fg.outW * fg.outC, myFilter);
       else if (narrow)
-        narrow_forward_image(&fg, myPad, filter, out + img * fg.outH * fg.outW * fg.outC);
+        narrow_forward_image(&fg, in, filter, out + img * fg.outH * fg.outW * fg.outC);
       else
-        direct_forward_image(&fg, myPad, filter, out + img * fg.outH * fg.outW * fg.outC);
+        direct_forward_image(&fg, in, filter, out + img * fg.outH * fg.outW * fg.outC);
     }
   }
   for (int t = 0; partial && t < threads - 1; t++)

@@ -67,7 +67,8 @@ function compare(what: string, inputs: { shape: number[]; values: Float32Array }
 
 test('matMul matches the cpu kernel for all transposes, odd sizes and batches', { skip }, () => {
   let seed = 0;
-  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [17, 33, 9], [128, 785, 64]]) {
+  // [301, 37, 48]: many rows into 16k columns, the direct 1x1-convolution path (a·b, a·bᵀ; aᵀ·b on sgemm)
+  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [17, 33, 9], [128, 785, 64], [301, 37, 48]]) {
     for (const ta of [false, true]) {
       for (const tb of [false, true]) {
         const a = random(ta ? [k, m] : [m, k], ++seed), b = random(tb ? [n, k] : [k, n], ++seed);
@@ -88,7 +89,7 @@ test('matMul matches the cpu kernel for all transposes, odd sizes and batches', 
 });
 
 test('fused matMul with a bias matches, and with an activation falls back correctly', { skip }, () => {
-  for (const [m, k, n] of [[5, 3, 7], [128, 33, 65]]) {
+  for (const [m, k, n] of [[5, 3, 7], [128, 33, 65], [300, 21, 32]]) {
     const inputs = [random([m, k], m), random([k, n], k), random([n], n)];
     compare(`fused ${m}x${k}x${n}`, inputs, (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias }));
     compare(`fused relu ${m}x${k}x${n}`, inputs, (a, b, bias) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, activation: 'relu' }));
