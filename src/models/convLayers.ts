@@ -5,7 +5,7 @@
  * backend can differentiate.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ATTENTION, GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel } from './fusedOps';
+import { ATTENTION, GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel, fusedGroupNorm } from './fusedOps';
 
 /** A stride-1 'same' convolution with a k×k filter [k, k, in, out] and a bias. */
 export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
@@ -52,9 +52,7 @@ export const GROUP_NORM_EPSILON = 1e-5;
  */
 export function groupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, thenSilu = false): tf.Tensor4D {
   if (backendHasKernel(GROUP_NORM)) {
-    // One native kernel (blas); x̂ and 1/σ, its other outputs, are kept for the gradient (x̂ only when one is recorded).
-    const [y] = tf.engine().runKernel(GROUP_NORM, { x, gamma, beta }, { groups, silu: thenSilu, keep: tf.engine().isTapeOn() }) as tf.Tensor[];
-    return y as tf.Tensor4D;
+    return fusedGroupNorm(x, gamma, beta, groups, thenSilu) as tf.Tensor4D; // one native kernel (blas)
   }
   if (thenSilu) return tf.tidy(() => silu(groupNorm(x, groups, gamma, beta)));
   return tf.tidy(() => {

@@ -22,37 +22,55 @@ export function backendHasKernel(kernelName: string): boolean {
 }
 
 /**
- * Gradients of the fused kernels, registered once (the registry is global; a gradient only runs where
- * its kernel did). The norms' backward kernels give dx, dγ and dβ at once; they run here, not inside
- * the closures, because tfjs runs each closure in its own tidy, which would free the other two outputs.
+ * A norm kernel run with its gradient: the kernel's first output is the value, its others (x̂, 1/σ) are
+ * saved for the gradient kernel, which gives dx, dγ, dβ at once. Over tf.customGrad, not a registered
+ * gradient: for every output of a recorded kernel that gets no gradient, tfjs makes a zero tensor of its
+ * size (x̂ is the size of x: 31 MB a step for the 32-px U-net, which made both threads' heaps collect
+ * garbage every step). Without a gradient being recorded, the extra outputs are freed at once.
+ */
+function normWithGradient(kernel: string, gradKernel: string, x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, attrs: tf.NamedAttrMap, gradInputs: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.NamedTensorMap): tf.Tensor {
+  if (!tf.engine().isTapeOn()) {
+    const [y, ...kept] = tf.engine().runKernel(kernel, { x, gamma, beta }, attrs) as tf.Tensor[];
+    tf.dispose(kept);
+    return y;
+  }
+  const withGradient = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xi, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, ...kept] = tf.engine().runKernel(kernel, { x: xi, gamma: g, beta: b }, attrs) as tf.Tensor[];
+    save([xi, g, b, ...kept]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [dx, dgamma, dbeta] = tf.engine().runKernel(gradKernel, gradInputs(dy, saved), attrs) as tf.Tensor[];
+        return [dx, dgamma, dbeta];
+      },
+    };
+  });
+  return withGradient(x, gamma, beta);
+}
+
+/** GroupNorm, then SiLU where `silu`, as the blas backend's kernel (x̂ written only where a gradient is recorded). */
+export function fusedGroupNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: number, silu: boolean): tf.Tensor {
+  // β: where a SiLU follows, its input is recomputed from x̂
+  return normWithGradient(GROUP_NORM, GROUP_NORM_GRAD, x, gamma, beta, { groups, silu, keep: tf.engine().isTapeOn() }, (dy, [, gamma, beta, xhat, rstd]) => ({ dy, xhat, gamma, beta, rstd }));
+}
+
+/** LayerNorm(GELU(x))·γ + β as the blas backend's kernel. */
+export function fusedGeluLayerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  return normWithGradient(GELU_LAYER_NORM, GELU_LAYER_NORM_GRAD, x, gamma, beta, {}, (dy, [x, gamma, , xhat, rstd]) => ({ dy, x, xhat, gamma, rstd }));
+}
+
+/**
+ * Gradients of the other fused kernels, registered once (the registry is global; a gradient only runs
+ * where its kernel did). Attention's backward kernel gives dq, dk and dv at once; it runs here, not
+ * inside the closures, because tfjs runs each closure in its own tidy, which would free the other two.
  */
 let gradientsRegistered = false;
 export function registerFusedGradients(): void {
   if (gradientsRegistered) return;
   gradientsRegistered = true;
   const first = (dy: tf.Tensor | tf.Tensor[]) => (Array.isArray(dy) ? dy[0] : dy);
-  tf.registerGradient({
-    kernelName: GELU_LAYER_NORM,
-    inputsToSave: ['x', 'gamma'],
-    outputsToSave: [false, true, true],
-    gradFunc: (dy, saved) => {
-      const [x, gamma, xhat, rstd] = saved;
-      const [dx, dgamma, dbeta] = tf.engine().runKernel(GELU_LAYER_NORM_GRAD, { dy: first(dy), x, xhat, gamma, rstd }) as tf.Tensor[];
-      return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
-    },
-  });
-  tf.registerGradient({
-    kernelName: GROUP_NORM,
-    inputsToSave: ['gamma', 'beta'], // β: where a SiLU follows (attribute silu), its input is recomputed from x̂
-    outputsToSave: [false, true, true],
-    gradFunc: (dy, saved, attrs) => {
-      const [gamma, beta, xhat, rstd] = saved;
-      // x̂ is written only when isTapeOn() said a gradient was being recorded (convLayers.groupNorm)
-      if (xhat.size === 0) throw new Error('GroupNorm gradient: the forward pass ran without a gradient recorded, so x̂ was not kept');
-      const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy: first(dy), xhat, gamma, beta, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-      return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
-    },
-  });
   tf.registerGradient({
     kernelName: SCALED_SOFTMAX,
     outputsToSave: [true],

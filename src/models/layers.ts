@@ -1,6 +1,6 @@
 /** The few layer functions the denoisers are built from, on tfjs tensors. */
 import * as tf from '@tensorflow/tfjs-core';
-import { GELU_LAYER_NORM, backendHasKernel } from './fusedOps';
+import { GELU_LAYER_NORM, backendHasKernel, fusedGeluLayerNorm } from './fusedOps';
 
 /** y = x·W + b (W is [in, out]). Not tf.fused.matMul: its gradient also computes the input gradient, wasted on the first layer. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
@@ -29,9 +29,7 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D)
  */
 export function geluLayerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D): tf.Tensor2D {
   if (backendHasKernel(GELU_LAYER_NORM)) {
-    // The other two outputs (x̂, 1/σ) are kept for the gradient; the caller's tidy frees them.
-    const [y] = tf.engine().runKernel(GELU_LAYER_NORM, { x, gamma, beta }) as tf.Tensor[];
-    return y as tf.Tensor2D;
+    return fusedGeluLayerNorm(x, gamma, beta) as tf.Tensor2D;
   }
   return layerNorm(gelu(x), gamma, beta);
 }
