@@ -101,7 +101,7 @@ export function cpuValues(backend: MathBackendCPU, t: tf.TensorInfo): Float32Arr
 }
 
 /**
- * Products of many rows into few columns (the U-net's 1x1 convolutions, attention's projections: 2k-33k
+ * Products of many rows into few columns (the U-net's 1x1 convolutions, attention's projections: 2k-131k
  * rows, 16-128 columns, 16-128 inner): the direct convolution loops as a 1x1 filter reach 82-93 GFLOP/s
  * on a Zen 3 core there, sgemm 37-78 (its blocking wants more columns). Its transposed-a products (the
  * weights' gradients) stay on sgemm, which is faster for them.
