@@ -12,15 +12,7 @@
  */
 #include "kernels.h"
 
-/* Tokens go in vectors of AW; a head's transposed keys and values are padded to whole vectors. */
-#define AW 8
-typedef float av __attribute__((vector_size(AW * 4)));
-static inline av lda(const float *p) {
-  av v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void sta(float *p, av v) { memcpy(p, &v, sizeof v); }
+/* Tokens go in vectors of AW (kernels.h); a head's transposed keys and values are padded to whole vectors. */
 
 typedef struct {
   int64_t B, N, C, H, D;

@@ -538,10 +538,13 @@ static inline void tile_place(const conv_geom *g, int m, int64_t t, int64_t *img
   *img = t / per, *oy = m * ((t % per) / TW), *ox = m * (t % TW);
 }
 
+/* How many of m rows (or columns) from `from` lie inside `size`. */
+static inline int inside(int64_t from, int64_t size, int m) { return size - from < m ? (int)(size - from) : m; }
+
 /* The patch rows [r0, r1) inside the image for a patch from row y0 of an image of `size` rows (a rows in all). */
 static inline void patch_span(int64_t y0, int64_t size, int A, int *r0, int *r1) {
   *r0 = y0 < 0 ? (int)-y0 : 0;
-  *r1 = y0 + A > size ? (int)(size - y0) : A;
+  *r1 = inside(y0, size, A);
 }
 
 /* A patch's transform, its rows and columns in the image given; interior patches get loops without checks. */
@@ -569,8 +572,6 @@ static void winograd_input(const conv_geom *g, int m, const float *x, int64_t fi
     }
   }
 }
-
-static inline int inside(int64_t from, int64_t size, int m) { return size - from < m ? (int)(size - from) : m; }
 
 /* y's tiles [first, first + n) ← Aᵀ M A (+ bias where given) from M[a², n, outC]; outputs past the image's edge dropped. */
 static void winograd_output(const conv_geom *g, int m, const float *M, int64_t first, int64_t n, float *y, const float *bias) {
@@ -692,9 +693,11 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
     free(turned);
     return done;
   }
-  const int64_t padLen = padded_height(&fg) * padded_width(&fg) * fg.inC, fLen = g->kH * g->kW * g->inC * g->outC;
+  /* a 1x1 filter without padding reads each image as it is: no frame to add, no padded copy */
+  const bool inPlace = fg.kH == 1 && fg.kW == 1 && fg.padTop == 0 && fg.padLeft == 0;
+  const int64_t padLen = inPlace ? 0 : padded_height(&fg) * padded_width(&fg) * fg.inC, fLen = g->kH * g->kW * g->inC * g->outC;
   const int threads = fg.batch > 1 ? omp_get_max_threads() : 1;
-  float *pads = (float *)malloc(sizeof(float) * threads * padLen);
+  float *pads = (float *)malloc(sizeof(float) * (threads * padLen + 1));
   float *partial = mode == CONV_GRAD_FILTER && threads > 1 ? (float *)calloc((size_t)(threads - 1) * fLen, sizeof(float)) : NULL;
   if (!pads || (mode == CONV_GRAD_FILTER && threads > 1 && !partial)) {
     free(turned);
@@ -711,9 +714,8 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
     float *myFilter = id == 0 ? out : partial + (int64_t)(id - 1) * fLen;
 #pragma omp for schedule(static)
     for (int64_t img = 0; img < fg.batch; img++) {
-      /* a 1x1 filter without padding reads the image as it is: no frame to add */
-      const float *in = fg.kH == 1 && fg.kW == 1 && fg.padTop == 0 && fg.padLeft == 0 ? a + img * fg.inH * fg.inW * fg.inC : myPad;
-      if (in == myPad) pad_image(&fg, a, img, myPad);
+      const float *in = inPlace ? a + img * fg.inH * fg.inW * fg.inC : myPad;
+      if (!inPlace) pad_image(&fg, a, img, myPad);
       if (mode == CONV_GRAD_FILTER)
         direct_filter_grad_image(&fg, in, b + img * fg.outH * fg.outW * fg.outC, myFilter);
       else if (narrow)

@@ -72,6 +72,16 @@ static inline bool flag(napi_env env, napi_value v) {
   return b;
 }
 
+/* Vectors of AW = 8 floats (AVX2's width) for loops written with vector types: attention's tokens, the norms' channel sums. */
+#define AW 8
+typedef float av __attribute__((vector_size(AW * 4)));
+static inline av lda(const float *p) {
+  av v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void sta(float *p, av v) { memcpy(p, &v, sizeof v); }
+
 #define LN_EPS 1e-5f
 
 /*

@@ -4,12 +4,6 @@
 #include "kernels.h"
 
 enum { RUN = 64 }; /* rows summed in float before the sums go into double */
-typedef float v8f __attribute__((vector_size(32)));
-static inline v8f load8(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
 
 /*
  * Per-channel Σa and Σa·b over rows [p0, p1) of two images' [P, C] values into s[C], q[C] (float): Σx
@@ -18,7 +12,7 @@ static inline v8f load8(const float *p) {
  * wait for the last one's store (a 4.5-cycle chain per vector).
  */
 static void channel_sums(const float *a, const float *b, int64_t p0, int64_t p1, int64_t C, float *s, float *q) {
-  if (C % 8 != 0) {
+  if (C % AW != 0) {
     for (int64_t c = 0; c < C; c++) s[c] = 0, q[c] = 0;
     for (int64_t p = p0; p < p1; p++)
 #pragma omp simd
@@ -28,22 +22,22 @@ static void channel_sums(const float *a, const float *b, int64_t p0, int64_t p1,
       }
     return;
   }
-  for (int64_t c = 0; c < C; c += 8) {
-    v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+  for (int64_t c = 0; c < C; c += AW) {
+    av s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
     int64_t p = p0;
     for (; p + 4 <= p1; p += 4) {
       const float *ap = a + p * C + c, *bp = b + p * C + c;
-      const v8f a0 = load8(ap), a1 = load8(ap + C), a2 = load8(ap + 2 * C), a3 = load8(ap + 3 * C);
+      const av a0 = lda(ap), a1 = lda(ap + C), a2 = lda(ap + 2 * C), a3 = lda(ap + 3 * C);
       s0 += a0, s1 += a1, s2 += a2, s3 += a3;
-      q0 += a0 * load8(bp), q1 += a1 * load8(bp + C), q2 += a2 * load8(bp + 2 * C), q3 += a3 * load8(bp + 3 * C);
+      q0 += a0 * lda(bp), q1 += a1 * lda(bp + C), q2 += a2 * lda(bp + 2 * C), q3 += a3 * lda(bp + 3 * C);
     }
     for (; p < p1; p++) {
-      const v8f a0 = load8(a + p * C + c);
-      s0 += a0, q0 += a0 * load8(b + p * C + c);
+      const av a0 = lda(a + p * C + c);
+      s0 += a0, q0 += a0 * lda(b + p * C + c);
     }
-    const v8f st = (s0 + s1) + (s2 + s3), qt = (q0 + q1) + (q2 + q3);
-    memcpy(s + c, &st, sizeof st);
-    memcpy(q + c, &qt, sizeof qt);
+    const av st = (s0 + s1) + (s2 + s3), qt = (q0 + q1) + (q2 + q3);
+    sta(s + c, st);
+    sta(q + c, qt);
   }
 }
 
