@@ -119,6 +119,17 @@ static bool direct_eligible(const conv_geom *g) { return g->sH == 1 && g->sW == 
 static int64_t padded_height(const conv_geom *g) { return g->outH + g->kH - 1; }
 static int64_t padded_width(const conv_geom *g) { return g->outW + g->kW - 1; }
 
+/*
+ * What a forward pass adds to y[img, pixel, c]: v[img·image + pixel·pixel + c]. Strides (0, 0): a bias
+ * per channel; (outC, 0): a shift per image and channel (the U-net's time embedding); (P·outC, outC): an
+ * addend of y's shape (a residual). Added as outputs are stored (the direct loops start their sums from it), so y is not read and
+ * written twice.
+ */
+typedef struct {
+  const float *v;
+  int64_t image, pixel;
+} conv_bias;
+
 /* xp ← image `img` of x inside a zero frame: padTop rows above, padLeft columns to the left. */
 static void pad_image(const conv_geom *g, const float *x, int64_t img, float *xp) {
   const int64_t PH = padded_height(g), PW = padded_width(g), C = g->inC;
@@ -134,13 +145,14 @@ static void pad_image(const conv_geom *g, const float *x, int64_t img, float *xp
 /*
  * y[outH, outW, outC] ← one padded image convolved with filter [kH, kW, inC, outC] for the output
  * channels [co, co + 16·blocks), `pixels` pixels of row oy from ox (pixels and blocks are constants
- * where it is called, so the accumulators stay in registers).
+ * where it is called, so the accumulators stay in registers); the sums start from the image's bias `b`
+ * where given (pixel p's at b + p·bp: bp 0 for one per channel, outC for an addend of y's shape).
  */
-static inline __attribute__((always_inline)) void direct_forward_tile(const conv_geom *g, const float *xp, const float *filter, float *y, int64_t oy, int64_t ox, int64_t co, const int pixels, const int blocks) {
+static inline __attribute__((always_inline)) void direct_forward_tile(const conv_geom *g, const float *xp, const float *filter, float *y, const float *b, int64_t bp, int64_t oy, int64_t ox, int64_t co, const int pixels, const int blocks) {
   const int64_t PW = padded_width(g), CI = g->inC, CO = g->outC;
   vecf acc[DIRECT_PIXELS][BLOCKS * NV];
   for (int p = 0; p < pixels; p++)
-    for (int j = 0; j < blocks * NV; j++) acc[p][j] = (vecf){0};
+    for (int j = 0; j < blocks * NV; j++) acc[p][j] = b ? loadv(b + (oy * g->outW + ox + p) * bp + co + j * VW) : (vecf){0};
   for (int64_t ky = 0; ky < g->kH; ky++)
     for (int64_t kx = 0; kx < g->kW; kx++) {
       const float *src = xp + ((oy + ky) * PW + ox + kx) * CI, *w = filter + (ky * g->kW + kx) * CI * CO + co;
@@ -158,29 +170,29 @@ static inline __attribute__((always_inline)) void direct_forward_tile(const conv
 }
 
 /* The last `pixels` (< DIRECT_PIXELS) pixels of a row, each count its own unrolled tile. */
-static void direct_forward_rest(const conv_geom *g, const float *xp, const float *filter, float *y, int64_t oy, int64_t ox, int64_t co, int pixels, const int blocks) {
+static void direct_forward_rest(const conv_geom *g, const float *xp, const float *filter, float *y, const float *b, int64_t bp, int64_t oy, int64_t ox, int64_t co, int pixels, const int blocks) {
   switch (pixels) {
 #define REST(n) \
-  case n: direct_forward_tile(g, xp, filter, y, oy, ox, co, n, blocks); break;
+  case n: direct_forward_tile(g, xp, filter, y, b, bp, oy, ox, co, n, blocks); break;
     REST(1) REST(2) REST(3) REST(4) REST(5) REST(6) REST(7)
 #undef REST
   }
 }
 
 /* y ← one padded image convolved with the filter; outC % 16 == 0. */
-static void direct_forward_image(const conv_geom *g, const float *xp, const float *filter, float *y) {
+static void direct_forward_image(const conv_geom *g, const float *xp, const float *filter, float *y, const float *b, int64_t bp) {
   const int64_t CO = g->outC;
   for (int64_t oy = 0; oy < g->outH; oy++)
     for (int64_t co = 0; co < CO;) {
       const int blocks = co + 16 * BLOCKS <= CO ? BLOCKS : 1;
       int64_t ox = 0;
       if (blocks == BLOCKS)
-        for (; ox + DIRECT_PIXELS <= g->outW; ox += DIRECT_PIXELS) direct_forward_tile(g, xp, filter, y, oy, ox, co, DIRECT_PIXELS, BLOCKS);
+        for (; ox + DIRECT_PIXELS <= g->outW; ox += DIRECT_PIXELS) direct_forward_tile(g, xp, filter, y, b, bp, oy, ox, co, DIRECT_PIXELS, BLOCKS);
       else
-        for (; ox + DIRECT_PIXELS <= g->outW; ox += DIRECT_PIXELS) direct_forward_tile(g, xp, filter, y, oy, ox, co, DIRECT_PIXELS, 1);
+        for (; ox + DIRECT_PIXELS <= g->outW; ox += DIRECT_PIXELS) direct_forward_tile(g, xp, filter, y, b, bp, oy, ox, co, DIRECT_PIXELS, 1);
       if (ox < g->outW) {
-        if (blocks == BLOCKS) direct_forward_rest(g, xp, filter, y, oy, ox, co, (int)(g->outW - ox), BLOCKS);
-        else direct_forward_rest(g, xp, filter, y, oy, ox, co, (int)(g->outW - ox), 1);
+        if (blocks == BLOCKS) direct_forward_rest(g, xp, filter, y, b, bp, oy, ox, co, (int)(g->outW - ox), BLOCKS);
+        else direct_forward_rest(g, xp, filter, y, b, bp, oy, ox, co, (int)(g->outW - ox), 1);
       }
       co += 16 * blocks;
     }
@@ -455,9 +467,19 @@ static void winograd_filter_grad(int m, const float *dU, int64_t S, float *df) {
 WINOGRAD_INPUT_TILES(vecf, loadv, storev, vec)
 WINOGRAD_INPUT_TILES(float, LOAD1, STORE1, one)
 
-/* Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), the `rows` x `cols` inside the image, plus `bias` where given. */
-static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols, const float *bias) {
-  const vecf bv = bias ? loadv(bias) : (vecf){0};
+/* y[batch, P, C] += the bias, in one pass after loops that stored no bias. */
+static void add_bias(float *y, const conv_bias *bias, int64_t batch, int64_t P, int64_t C) {
+  if (bias->pixel) broadcast_binary(0, y, bias->v, y, batch * P * C, batch * P * C, 1, false);
+  else if (bias->image) broadcast_binary(0, y, bias->v, y, batch * P * C, batch * C, batch, false);
+  else broadcast_binary(0, y, bias->v, y, batch * P * C, C, 1, false);
+}
+
+/*
+ * Aᵀ m A of 16 planes `ps` apart into a tile's 2x2 outputs (rows `rs` apart), the `rows` x `cols` inside
+ * the image, plus `bias` where given: its value for output (a, j) at bias + a·brs + j·bcs (strides 0 for
+ * a bias per channel, the output's own for an addend of y's shape).
+ */
+static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols, const float *bias, int64_t brs, int64_t bcs) {
   vecf q[2][4];
   for (int b = 0; b < 4; b++) {
     const vecf m0 = loadv(m + b * ps), m1 = loadv(m + (4 + b) * ps), m2 = loadv(m + (8 + b) * ps), m3 = loadv(m + (12 + b) * ps);
@@ -465,8 +487,8 @@ static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs
   }
   for (int a = 0; a < rows; a++) {
     const vecf r0 = q[a][0] + q[a][1] + q[a][2], r1 = q[a][1] - q[a][2] - q[a][3];
-    storev(o + a * rs, bias ? r0 + bv : r0);
-    if (cols > 1) storev(o + a * rs + C, bias ? r1 + bv : r1);
+    storev(o + a * rs, bias ? r0 + loadv(bias + a * brs) : r0);
+    if (cols > 1) storev(o + a * rs + C, bias ? r1 + loadv(bias + a * brs + bcs) : r1);
   }
 }
 
@@ -478,9 +500,8 @@ static inline void output_tile2(const float *m, int64_t ps, float *o, int64_t rs
     r[3] = m12 + 8 * m34 + u[5];                                                           \
   } while (0)
 
-/* Aᵀ m A of 36 planes `ps` apart into a tile's 4x4 outputs, the `rows` x `cols` inside the image, plus `bias` where given. */
-static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols, const float *bias) {
-  const vecf bv = bias ? loadv(bias) : (vecf){0};
+/* Aᵀ m A of 36 planes `ps` apart into a tile's 4x4 outputs, the `rows` x `cols` inside the image, plus `bias` where given (as output_tile2). */
+static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs, int64_t C, int rows, int cols, const float *bias, int64_t brs, int64_t bcs) {
   vecf q[4][6];
   for (int b = 0; b < 6; b++) {
     vecf u[6], r[4];
@@ -491,7 +512,7 @@ static inline void output_tile4(const float *m, int64_t ps, float *o, int64_t rs
   for (int a = 0; a < rows; a++) {
     vecf r[4];
     AT6(q[a], r);
-    for (int j = 0; j < cols; j++) storev(o + a * rs + j * C, bias ? r[j] + bv : r[j]);
+    for (int j = 0; j < cols; j++) storev(o + a * rs + j * C, bias ? r[j] + loadv(bias + a * brs + j * bcs) : r[j]);
   }
 }
 
@@ -574,16 +595,18 @@ static void winograd_input(const conv_geom *g, int m, const float *x, int64_t fi
 }
 
 /* y's tiles [first, first + n) ← Aᵀ M A (+ bias where given) from M[a², n, outC]; outputs past the image's edge dropped. */
-static void winograd_output(const conv_geom *g, int m, const float *M, int64_t first, int64_t n, float *y, const float *bias) {
+static void winograd_output(const conv_geom *g, int m, const float *M, int64_t first, int64_t n, float *y, const conv_bias *bias) {
   const int64_t C = g->outC, ps = n * C, rs = g->outW * C;
+  const int64_t brs = bias ? g->outW * bias->pixel : 0, bcs = bias ? bias->pixel : 0;
   for (int64_t i = 0; i < n; i++) {
     int64_t img, oy, ox;
     tile_place(g, m, first + i, &img, &oy, &ox);
     float *o = y + ((img * g->outH + oy) * g->outW + ox) * C;
+    const float *b = bias ? bias->v + img * bias->image + (oy * g->outW + ox) * bias->pixel : NULL;
     const int rows = inside(oy, g->outH, m), cols = inside(ox, g->outW, m);
     for (int64_t c = 0; c < C; c += VW) /* C % 16 == 0 */
-      if (m == 2) output_tile2(M + i * C + c, ps, o + c, rs, C, rows, cols, bias ? bias + c : NULL);
-      else output_tile4(M + i * C + c, ps, o + c, rs, C, rows, cols, bias ? bias + c : NULL);
+      if (m == 2) output_tile2(M + i * C + c, ps, o + c, rs, C, rows, cols, b ? b + c : NULL, brs, bcs);
+      else output_tile4(M + i * C + c, ps, o + c, rs, C, rows, cols, b ? b + c : NULL, brs, bcs);
   }
 }
 
@@ -606,7 +629,7 @@ static void winograd_output_grad(const conv_geom *g, int m, const float *dy, int
  * bias where given, as the outputs are stored) or the filter gradient (a = x, b = dy, out = dfilter), in
  * m x m tiles; outC % 16 == 0. False when out of memory.
  */
-static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, const float *b, float *out, const float *bias) {
+static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, const float *b, float *out, const conv_bias *bias) {
   const int64_t P = (m + 2) * (m + 2); /* transform points */
   const int64_t S = g->inC * g->outC, chunk = winograd_chunk(g, m), all = g->batch * tiles_down(g, m) * tiles_across(g, m);
   const int64_t chunks = (all + chunk - 1) / chunk, scratch = P * chunk * (g->inC + g->outC);
@@ -634,7 +657,7 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
         winograd_output_grad(g, m, b, first, n, M);
         for (int64_t xi = 0; xi < P; xi++) direct_filter_grad_image(&p, V + xi * n * g->inC, M + xi * n * g->outC, dU + xi * S);
       } else {
-        for (int64_t xi = 0; xi < P; xi++) direct_forward_image(&p, V + xi * n * g->inC, U + xi * S, M + xi * n * g->outC);
+        for (int64_t xi = 0; xi < P; xi++) direct_forward_image(&p, V + xi * n * g->inC, U + xi * S, M + xi * n * g->outC, NULL, 0);
         winograd_output(g, m, M, first, n, out, bias);
       }
     }
@@ -656,7 +679,7 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
  * channel axes swapped. 3x3 filters on 8+ input channels into multiples of 16 go through Winograd's tiles.
  * A forward pass's `bias` (else NULL) is added as the tiles are stored, or in one pass after the loops.
  */
-static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out, const float *bias) {
+static bool conv_direct(int mode, const conv_geom *g, const float *a, const float *b, float *out, const conv_bias *bias) {
   if (!direct_eligible(g)) return false;
   if (mode == CONV_GRAD_FILTER && (g->inC % 8 != 0 || g->outC % 16 != 0)) return false;
   conv_geom fg = *g; /* the forward convolution that runs */
@@ -721,12 +744,12 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
       else if (narrow)
         narrow_forward_image(&fg, in, filter, out + img * fg.outH * fg.outW * fg.outC);
       else
-        direct_forward_image(&fg, in, filter, out + img * fg.outH * fg.outW * fg.outC);
+        direct_forward_image(&fg, in, filter, out + img * fg.outH * fg.outW * fg.outC, bias ? bias->v + img * bias->image : NULL, bias ? bias->pixel : 0);
     }
   }
   for (int t = 0; partial && t < threads - 1; t++)
     for (int64_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
-  if (bias) broadcast_binary(0, out, bias, out, fg.batch * fg.outH * fg.outW * fg.outC, fg.outC, 1, false);
+  if (bias && narrow) add_bias(out, bias, fg.batch, fg.outH * fg.outW, fg.outC); /* the direct loops started from it */
   free(turned);
   free(pads);
   free(partial);
@@ -735,7 +758,8 @@ static bool conv_direct(int mode, const conv_geom *g, const float *a, const floa
 
 /*
  * conv(mode, geom, a, b, out[, bias]):
- *   forward:      a = x, b = filter, out = y [batch, outH, outW, outC] (+ bias [outC], FusedConv2D's)
+ *   forward:      a = x, b = filter, out = y [batch, outH, outW, outC] (+ bias: FusedConv2D's [outC], a
+ *                 per-image shift [batch, outC], or an addend of y's shape, e.g. a residual)
  *   grad input:   a = dy, b = filter, out = dx [batch, inH, inW, inC]
  *   grad filter:  a = x, b = dy, out = dfilter [kH, kW, inC, outC]
  */
@@ -757,15 +781,20 @@ napi_value conv(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "conv: array lengths do not match the geometry");
     return NULL;
   }
-  const float *bias = NULL; /* forward only (checked below): added as the Winograd tiles are stored, else in a pass after */
+  conv_bias addend, *bias = NULL; /* forward only (checked below): added as the Winograd tiles are stored, else in a pass after */
   if (argc > 5) {
     size_t lbias = 0;
-    bias = f32(env, argv[5], &lbias);
-    if (!bias) return NULL;
-    if (mode != CONV_FORWARD || lbias != (size_t)g.outC) {
-      napi_throw_range_error(env, NULL, "conv: a bias is one value per output channel of the forward pass");
+    addend.v = f32(env, argv[5], &lbias);
+    if (!addend.v) return NULL;
+    const int64_t C = g.outC, lb = (int64_t)lbias;
+    if (mode != CONV_FORWARD || (lb != C && lb != g.batch * C && lb != (int64_t)yLen)) {
+      napi_throw_range_error(env, NULL, "conv: a bias is one value per output channel, per image and channel, or per output value of the forward pass");
       return NULL;
     }
+    const bool perChannel = lb == C, perImage = !perChannel && lb == g.batch * C; /* else y's shape */
+    addend.image = perChannel ? 0 : perImage ? C : P * C;
+    addend.pixel = perChannel || perImage ? 0 : C;
+    bias = &addend;
   }
   if (conv_direct(mode, &g, a, b, out, bias)) return NULL;
   const int64_t chunk = chunk_images(&g), chunks = (g.batch + chunk - 1) / chunk;
@@ -812,7 +841,7 @@ napi_value conv(napi_env env, napi_callback_info info) {
   if (threads > 1) openblas_set_num_threads(blasThreads);
   for (int t = 0; partial && t < threads - 1; t++)
     for (size_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
-  if (bias) broadcast_binary(0, out, bias, out, (int64_t)yLen, g.outC, 1, false);
+  if (bias) add_bias(out, bias, g.batch, P, g.outC);
   free(cols);
   free(partial);
   return NULL;

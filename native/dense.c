@@ -12,7 +12,7 @@ static void product(bool ta, bool tb, int m, int n, int k, const float *a, const
 
 /*
  * sgemm(transA, transB, m, n, k, a, b, c[, bias[, batches, strideA, strideB]]): c[m×n] = op(a)·op(b)
- * (+ bias on every row), row-major, op(a) m×k, op(b) k×n; with `batches`, that many products, the i-th
+ * (+ bias on every row, or + an addend of c's shape), row-major, op(a) m×k, op(b) k×n; with `batches`, that many products, the i-th
  * reading a + i·strideA and b + i·strideB (a stride of 0 broadcasts) and writing c + i·m·n. One call
  * for a batch: attention's per-head products are hundreds of small matrices, and a call per matrix
  * from JavaScript cost as much as the product.
@@ -42,12 +42,15 @@ napi_value sgemm(napi_env env, napi_callback_info info) {
     size_t lbias = 0;
     const float *bias = f32(env, argv[8], &lbias);
     if (!bias) return NULL;
-    if (lbias != (size_t)n) {
-      napi_throw_range_error(env, NULL, "sgemm: bias length differs from n");
+    if (lbias == (size_t)batches * m * n) /* an addend of c's shape (a residual) */
+      memcpy(c, bias, sizeof(float) * lbias);
+    else if (lbias == (size_t)n)
+      for (int64_t i = 0; i < batches * m; i++)
+        for (int j = 0; j < n; j++) c[(size_t)i * n + j] = bias[j];
+    else {
+      napi_throw_range_error(env, NULL, "sgemm: a bias is n values (one row) or one per output");
       return NULL;
     }
-    for (int64_t i = 0; i < batches * m; i++)
-      for (int j = 0; j < n; j++) c[(size_t)i * n + j] = bias[j];
     beta = 1.0f;
   }
   if (batches == 1) {

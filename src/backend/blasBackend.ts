@@ -112,7 +112,8 @@ function isSkinny(m: number, k: number, n: number): boolean {
 
 /**
  * BatchMatMul over sgemm, with tfjs's broadcasting of the leading (batch) dimensions; also
- * _FusedMatMul when its only extra is a bias added to every row (no activation).
+ * _FusedMatMul when its only extra is a bias added to every row, or an addend of the output's shape (a
+ * residual: the native product adds it as it stores), with no activation.
  */
 function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
@@ -127,10 +128,13 @@ function batchMatMulKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Ker
     const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
     const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
     if (k !== kb) throw new Error(`matMul: inner dimensions ${k} and ${kb} differ`);
-    if (bias && (bias.dtype !== 'float32' || tf.util.sizeFromShape(bias.shape) !== n || bias.shape.length > 1)) return fallback(args);
     const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
     const batchShape = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
     const batches = batchShape.reduce((x, y) => x * y, 1);
+    // (tfjs's op hands the kernel a and b as rank 3, the bias as it came: [m, n] for [1, m, n])
+    const biasRow = bias && bias.shape.length <= 1 && tf.util.sizeFromShape(bias.shape) === n;
+    const biasFull = bias && tf.util.sizeFromShape(bias.shape) === batches * m * n && tf.util.arraysEqual(bias.shape.slice(-2), [m, n]);
+    if (bias && (bias.dtype !== 'float32' || !(biasRow || biasFull))) return fallback(args);
     const sizeA = batchA.reduce((x, y) => x * y, 1), sizeB = batchB.reduce((x, y) => x * y, 1);
     if ((sizeA !== batches && sizeA !== 1) || (sizeB !== batches && sizeB !== 1)) return fallback(args); // partial broadcasting
     const av = cpuValues(backend, a), bv = cpuValues(backend, b);
@@ -280,7 +284,9 @@ function convKernel(native: NativeAddon, mode: 0 | 1 | 2, fallback: tf.KernelFun
 /**
  * A convolution with its bias (tfjs's FusedConv2D without an activation): the native convolution adds
  * the bias as the Winograd tiles store their outputs (other paths: one pass after), instead of a second
- * kernel with an output of its own. Else the cpu kernel.
+ * kernel with an output of its own. The bias may be one per channel [c], per image and channel
+ * [b, 1, 1, c] (the U-net's time embedding), or of the output's shape (a residual); tfjs's gradient of a
+ * fused bias sums over its broadcast axes, so all three differentiate. Else the cpu kernel.
  */
 function fusedConvKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   const conv = convKernel(native, 0, fallback);
@@ -288,7 +294,13 @@ function fusedConvKernel(native: NativeAddon, fallback: tf.KernelFunc): tf.Kerne
     const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
     const { activation, dataFormat } = args.attrs as unknown as { activation?: string; dataFormat?: string };
     const plain = !preluActivationWeights && (activation === undefined || activation === 'linear') && dataFormat !== 'NCHW';
-    if (!plain || !x || !filter || !bias || bias.dtype !== 'float32' || x.dtype !== 'float32' || filter.dtype !== 'float32' || bias.shape.length !== 1 || bias.shape[0] !== filter.shape[3]) return fallback(args);
+    if (!plain || !x || !filter || !bias || bias.dtype !== 'float32' || x.dtype !== 'float32' || filter.dtype !== 'float32') return fallback(args);
+    const attrs = args.attrs as unknown as ConvAttrs;
+    const { outShape } = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+    const [batch, , , channels] = outShape;
+    const perChannel = bias.shape.length === 1 && bias.shape[0] === channels;
+    const perImage = tf.util.arraysEqual(bias.shape, [batch, 1, 1, channels]);
+    if (!perChannel && !perImage && !tf.util.arraysEqual(bias.shape, outShape)) return fallback(args);
     return conv({ ...args, inputs: { x, filter, bias } }) as tf.TensorInfo;
   };
 }
