@@ -7,14 +7,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ATTENTION, GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel, fusedGroupNorm } from './fusedOps';
 
-/** A stride-1 'same' convolution with a k×k filter [k, k, in, out] and a bias. */
-export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
+/**
+ * Whether the backend's fused convolution adds a bias of [b, 1, 1, out] (one per image) or of the
+ * output's shape as it stores its outputs, and its 1x1 product one of the output's shape: blas does.
+ * (Others would run such a bias as a second pass anyway, or reject it: wasm's fused product.)
+ */
+export function fusesAddends(): boolean {
+  return tf.getBackend() === 'blas';
+}
+
+/**
+ * A stride-1 'same' convolution with a k×k filter [k, k, in, out] and a bias [out]; where fusesAddends(),
+ * the bias may also be [b, 1, 1, out] (3x3 filters) or of the output's shape.
+ */
+export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor): tf.Tensor4D {
   return tf.tidy(() => {
     const [k, , cin, cout] = filter.shape;
     // The bias goes in with the product (tfjs's fused ops; one native kernel each on blas).
     if (k === 1) {
       const [b, h, w] = x.shape;
-      return tf.reshape(pointwise(tf.reshape(x, [b * h * w, cin]), tf.reshape(filter, [cin, cout]), bias), [b, h, w, cout]);
+      const rows = bias.rank === 4 ? tf.reshape(bias, [b * h * w, cout]) : bias; // of the output's shape: one per row
+      return tf.reshape(pointwise(tf.reshape(x, [b * h * w, cin]), tf.reshape(filter, [cin, cout]), rows), [b, h, w, cout]);
     }
     if (backendHasKernel('Conv2DBackpropFilter')) return tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias });
     return tf.add(conv2dByIm2col(x, filter), bias);
@@ -26,7 +39,7 @@ export function conv2d(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): 
  * product's kernel. (Unlike layers.ts's dense(), whose first-layer input needs no gradient, these
  * inputs always need theirs, which the fused product's gradient computes anyway.)
  */
-export function pointwise(rows: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+export function pointwise(rows: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor): tf.Tensor2D {
   return tf.fused.matMul({ a: rows, b: w, bias }) as tf.Tensor2D;
 }
 

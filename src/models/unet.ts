@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
 import { variableFrom } from '../tensors';
 import { Denoiser, UnetConfig, imageSize } from './denoiser';
-import { conv2d, depthToSpace, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
+import { conv2d, depthToSpace, fusesAddends, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
 import { dense } from './layers';
 
 /** The 32-px shape of the PyTorch twin (torch_unet_ddpm.py), diffuse's default until the 90-minute run chose a larger one: 0.53 M parameters. */
@@ -100,9 +100,13 @@ export class ConvUnet implements Denoiser {
   }
 
   private conv(x: tf.Tensor4D, name: string, cout: number, k = 3): tf.Tensor4D {
-    const cin = x.shape[3];
+    return conv2d(x, ...this.convWeights(name, k, x.shape[3], cout));
+  }
+
+  /** A k×k convolution's filter and bias. */
+  private convWeights(name: string, k: number, cin: number, cout: number): [tf.Tensor4D, tf.Tensor1D] {
     const fanIn = k * k * cin;
-    return conv2d(x, this.param(`${name}/kernel`, [k, k, cin, cout], 'fan-in', fanIn), this.param(`${name}/bias`, [cout], 'fan-in', fanIn));
+    return [this.param(`${name}/kernel`, [k, k, cin, cout], 'fan-in', fanIn), this.param(`${name}/bias`, [cout], 'fan-in', fanIn)];
   }
 
   private linear(x: tf.Tensor2D, name: string, out: number): tf.Tensor2D {
@@ -116,14 +120,24 @@ export class ConvUnet implements Denoiser {
     return groupNorm(x, this.config.groups, this.param(`${name}/gamma`, [c], 'ones'), this.param(`${name}/beta`, [c], 'zeros'), thenSilu);
   }
 
-  /** `time`: SiLU of the time embedding (the same for every block). */
+  /**
+   * `time`: SiLU of the time embedding (the same for every block). Where the backend adds a bias per
+   * image or of the output's shape as a convolution stores its outputs (blas), the time shift goes into
+   * conv1's bias and conv2's output into the skip convolution's (conv2 then takes both biases), which
+   * saves two passes over the block's output and their gradients' reductions. Same sums, other order.
+   */
   private resBlock(x: tf.Tensor4D, time: tf.Tensor2D, name: string, cout: number): tf.Tensor4D {
-    let h = this.conv(this.norm(x, `${name}/norm1`, true), `${name}/conv1`, cout);
-    const shift = this.linear(time, `${name}/time`, cout);
-    h = tf.add(h, tf.reshape(shift, [-1, 1, 1, cout]));
-    h = this.conv(this.norm(h, `${name}/norm2`, true), `${name}/conv2`, cout);
-    const skip = x.shape[3] === cout ? x : this.conv(x, `${name}/skip`, cout, 1);
-    return tf.add(h, skip);
+    const fuse = fusesAddends();
+    const normed = this.norm(x, `${name}/norm1`, true);
+    const [w1, b1] = this.convWeights(`${name}/conv1`, 3, x.shape[3], cout);
+    const shift = tf.reshape(this.linear(time, `${name}/time`, cout), [-1, 1, 1, cout]) as tf.Tensor4D;
+    let h = fuse ? conv2d(normed, w1, tf.add(b1, shift)) : tf.add<tf.Tensor4D>(conv2d(normed, w1, b1), shift);
+    h = this.norm(h, `${name}/norm2`, true);
+    const [w2, b2] = this.convWeights(`${name}/conv2`, 3, cout, cout);
+    if (x.shape[3] === cout) return tf.add<tf.Tensor4D>(conv2d(h, w2, b2), x);
+    const [ws, bs] = this.convWeights(`${name}/skip`, 1, x.shape[3], cout);
+    if (!fuse) return tf.add<tf.Tensor4D>(conv2d(h, w2, b2), conv2d(x, ws, bs));
+    return conv2d(x, ws, conv2d(h, w2, tf.add(b2, bs)));
   }
 
   private attention(x: tf.Tensor4D, name: string): tf.Tensor4D {
@@ -147,26 +161,30 @@ export class ConvUnet implements Denoiser {
       let h = this.conv(patchSize > 1 ? spaceToDepth(image, patchSize) : image, 'init', baseChannels);
       const initial = h; // joins the last block again, as in lucidrains' U-net: a short path from input to output
       const skips: tf.Tensor4D[] = [];
+      // Each block in a tidy of its own: its intermediate tensors go back to the backend's buffer pool as
+      // the block ends (the tape keeps what the gradient needs), so the next block writes into memory
+      // still in cache, not into fresh buffers (docs/backends.md: the second core's slowdown).
+      const block = (f: () => tf.Tensor4D) => tf.tidy(f);
       channelMults.forEach((mult, stage) => {
         for (let i = 0; i < blocksPerStage; i++) {
-          h = this.resBlock(h, time, `down${stage}/block${i}`, baseChannels * mult);
-          if (attentionResolutions.includes(h.shape[1])) h = this.attention(h, `down${stage}/attn${i}`);
+          h = block(() => this.resBlock(h, time, `down${stage}/block${i}`, baseChannels * mult));
+          if (attentionResolutions.includes(h.shape[1])) h = block(() => this.attention(h, `down${stage}/attn${i}`));
           skips.push(h);
         }
-        if (stage < channelMults.length - 1) h = this.conv(spaceToDepth(h), `down${stage}/downsample`, h.shape[3], 1);
+        if (stage < channelMults.length - 1) h = block(() => this.conv(spaceToDepth(h), `down${stage}/downsample`, h.shape[3], 1));
       });
       const midChannels = baseChannels * channelMults[channelMults.length - 1];
-      h = this.resBlock(h, time, 'mid/block1', midChannels);
-      h = this.attention(h, 'mid/attn');
-      h = this.resBlock(h, time, 'mid/block2', midChannels);
+      h = block(() => this.resBlock(h, time, 'mid/block1', midChannels));
+      h = block(() => this.attention(h, 'mid/attn'));
+      h = block(() => this.resBlock(h, time, 'mid/block2', midChannels));
       for (let stage = channelMults.length - 1; stage >= 0; stage--) {
         for (let i = 0; i < blocksPerStage; i++) {
-          h = this.resBlock(tf.concat([h, skips.pop()!], 3), time, `up${stage}/block${i}`, baseChannels * channelMults[stage]);
-          if (attentionResolutions.includes(h.shape[1])) h = this.attention(h, `up${stage}/attn${i}`);
+          h = block(() => this.resBlock(tf.concat([h, skips.pop()!], 3), time, `up${stage}/block${i}`, baseChannels * channelMults[stage]));
+          if (attentionResolutions.includes(h.shape[1])) h = block(() => this.attention(h, `up${stage}/attn${i}`));
         }
-        if (stage > 0) h = this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]);
+        if (stage > 0) h = block(() => this.conv(upsampleNearest(h), `up${stage}/upsample`, h.shape[3]));
       }
-      h = this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels);
+      h = block(() => this.resBlock(tf.concat([h, initial], 3), time, 'final/block', baseChannels));
       const out = this.conv(this.config.outputNorm ? this.norm(h, 'out/norm', true) : h, 'out/conv', channels * patchSize * patchSize);
       return tf.reshape(patchSize > 1 ? depthToSpace(out, patchSize) : out, [batch, height * imageWidth * channels]);
     });
