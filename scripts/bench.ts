@@ -13,6 +13,9 @@
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
  *   npm run bench -- --unet64           # also 64-px RGB U-nets (the twin's configuration and today's default)
+ *
+ * With blas and `taskset`, the twin-shaped U-net also trains on each core alone (one thread, pinned),
+ * and the bench prints what both cores together are worth in one core's throughput (their mean).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -198,6 +201,27 @@ function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32,
   return m ? { train: +m[1], sample: sample ? +sample[1] : undefined } : undefined;
 }
 
+/**
+ * Training samples/s of the twin-shaped 32-px U-net on one thread pinned to each core in turn (a child
+ * per core under `taskset`, its kernels single-threaded); null without taskset or with one core.
+ */
+function oneCoreRates(): number[] | null {
+  const cores = os.availableParallelism();
+  if (cores < 2 || spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status !== 0) return null;
+  const rates: number[] = [];
+  for (let core = 0; core < cores; core++) {
+    const env = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
+    const r = spawnSync('taskset', ['-c', String(core), process.execPath, __filename, '--one-core'], { encoding: 'utf8', env });
+    const m = /^one_core ([\d.]+)$/m.exec(r.stdout);
+    if (r.status !== 0 || !m) {
+      console.error(`one-core run on core ${core}: not measured (${r.stderr.trim().split('\n').pop()})`);
+      return null;
+    }
+    rates.push(+m[1]);
+  }
+  return rates;
+}
+
 function runChild(backend: string, unet64: boolean): Result | null {
   // FC training steps, FC sampling steps, U-net training steps
   const plan: Record<string, [number, number, number]> = { blas: [200, 1000, 20], wasm: [3, 50, 2], cpu: [2, 20, 1], tensorflow: [200, 1000, 20] };
@@ -217,6 +241,11 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await measure(args[1], +args[2], +args[3], +args[4], +args[5])));
     return;
   }
+  if (args[0] === '--one-core') {
+    await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
+    console.log(`one_core ${measureUnet(20).toFixed(1)}`); // availableParallelism() is 1 under taskset: no worker threads
+    return;
+  }
   const backendsArg = args.indexOf('--backends');
   const backends = backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
   const results: Result[] = [];
@@ -233,6 +262,13 @@ async function main(): Promise<void> {
     if (r.sgemmGflops) console.log(`sgemm_1024_gflops backend=${r.backend} ${r.sgemmGflops.toFixed(1)}`);
     if (r.unet64TwinSamplesPerSecond) console.log(`unet64rgb_twin_config_train_samples_per_s backend=${r.backend} ${r.unet64TwinSamplesPerSecond.toFixed(1)}`);
     if (r.unet64DefaultSamplesPerSecond) console.log(`unet64rgb_default_train_samples_per_s backend=${r.backend} ${r.unet64DefaultSamplesPerSecond.toFixed(1)}`);
+  }
+  const both = results.find((r) => r.backend === 'blas')?.unetTrainSamplesPerSecond;
+  const single = both ? oneCoreRates() : null;
+  if (both && single) {
+    single.forEach((rate, core) => console.log(`unet32_train_samples_per_s backend=blas one_core=${core} ${rate.toFixed(1)}`));
+    const mean = single.reduce((a, b) => a + b, 0) / single.length;
+    console.log(`unet32_all_cores_worth_one_cores backend=blas ${(both / mean).toFixed(2)} (of ${single.length} possible)`);
   }
   const references: Result[] = [];
   const py = args.includes('--no-torch') ? null : python();
@@ -281,6 +317,7 @@ async function main(): Promise<void> {
     const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} (${gflops(r.unet64DefaultSamplesPerSecond, r.unet64DefaultForwardFlops)}) |` : '';
     console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
   }
+  if (both && single) console.log(`\nU-net 32 px training on one core alone (pinned, one thread): ${single.map((r, i) => `core ${i} ${r.toFixed(1)}`).join(', ')} samples/s; all ${single.length} cores together (${both.toFixed(1)}) are worth ${(both / (single.reduce((a, b) => a + b, 0) / single.length)).toFixed(2)} of them.`);
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
 }
