@@ -14,7 +14,7 @@ import { AutoGuided } from './models/autoguidance';
 import { Denoiser } from './models/denoiser';
 import { OptionError } from './errors';
 import { Rng } from './rng';
-import { withWorkers } from './training/dataParallel';
+import { withWorkers, withWorkersPaired } from './training/dataParallel';
 
 export interface Pipeline {
   model: Denoiser;
@@ -45,7 +45,8 @@ export function loadPipeline(dir: string, guide?: Guide): Pipeline {
     good.model.dispose();
     throw e;
   }
-  return { model: new AutoGuided(withWorkers(good.model), withWorkers(bad), guiding.weight), scheduler, record, averaged: good.averaged };
+  const [goodOnWorkers, badOnWorkers] = withWorkersPaired(good.model, bad);
+  return { model: new AutoGuided(goodOnWorkers, badOnWorkers, guiding.weight), scheduler, record, averaged: good.averaged };
 }
 
 /** A record's model with its sampling weights (the moving average where the run kept one). */

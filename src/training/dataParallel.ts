@@ -242,7 +242,9 @@ export class WorkerPool {
 /**
  * A denoiser whose predictions are computed in shares on a pool's threads (the pool started at the
  * first call, for batches of up to `maxBatch`; larger ones go in pieces). It owns the model it wraps
- * and, where it started it, the pool.
+ * and, where it started it, the pool. `shared` is a pool it uses but does not own; `poolOf` another
+ * ParallelDenoiser of the same architecture whose pool it borrows (the workers build their copy from
+ * the architecture and take the weights with every request, so one pool serves both).
  */
 export class ParallelDenoiser implements Denoiser {
   private ownPool: WorkerPool | null = null;
@@ -252,6 +254,7 @@ export class ParallelDenoiser implements Denoiser {
     private readonly workers: number,
     private readonly maxBatch: number,
     private readonly shared: WorkerPool | null = null,
+    private readonly poolOf: ParallelDenoiser | null = null,
   ) {}
 
   get config(): ModelConfig {
@@ -288,6 +291,7 @@ export class ParallelDenoiser implements Denoiser {
 
   private pool(): WorkerPool {
     if (this.shared) return this.shared;
+    if (this.poolOf) return this.poolOf.pool();
     this.ownPool ??= new WorkerPool(this.inner, this.maxBatch, this.workers - 1);
     return this.ownPool;
   }
@@ -302,4 +306,15 @@ export class ParallelDenoiser implements Denoiser {
 /** `model`, predicting on `workers` threads where that is more than one. */
 export function withWorkers(model: Denoiser, workers = defaultWorkers(model.config), maxBatch = 64): Denoiser {
   return workers > 1 ? new ParallelDenoiser(model, workers, maxBatch) : model;
+}
+
+/**
+ * `model` and `other` (autoguidance's pair: never predicting at once), each predicting on `workers`
+ * threads: on one pool where their architectures match (a guide from the same run), else one each.
+ * The first owns the shared pool: the second predicts only while the first is undisposed.
+ */
+export function withWorkersPaired(model: Denoiser, other: Denoiser, workers = defaultWorkers(model.config), maxBatch = 64): [Denoiser, Denoiser] {
+  if (workers < 2 || JSON.stringify(model.config) !== JSON.stringify(other.config)) return [withWorkers(model, workers, maxBatch), withWorkers(other, workers, maxBatch)];
+  const first = new ParallelDenoiser(model, workers, maxBatch);
+  return [first, new ParallelDenoiser(other, workers, maxBatch, null, first)];
 }

@@ -9,7 +9,7 @@ import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBack
 import { resolveNewRun } from '../../../src/config/resolve';
 import { ImageSet } from '../../../src/data/mnist';
 import { Rng } from '../../../src/rng';
-import { ParallelDenoiser, shares } from '../../../src/training/dataParallel';
+import { ParallelDenoiser, shares, withWorkersPaired } from '../../../src/training/dataParallel';
 import { buildModel } from '../../../src/models/build';
 import { Trainer } from '../../../src/training/trainer';
 
@@ -99,4 +99,34 @@ test('predictions shared over threads equal the model\'s own, for batches larger
   t.dispose();
   parallel.dispose(); // the model with it
   assert.equal(model.variables.values().next().value!.isDisposed, true);
+});
+
+test('autoguidance\'s two models of one architecture share one pool of threads, each predicting with its own weights; other architectures get one each', { skip }, () => {
+  const options = { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4 };
+  const record = resolveNewRun('default', { ...options, seed: 5 } as never);
+  const [good, bad] = [buildModel(record.model, new Rng(5)), buildModel(record.model, new Rng(6))]; // other weights, same architecture
+  const [goodOn, badOn] = withWorkersPaired(good, bad, 2, 4);
+  const x = tf.tensor2d(images(4, 16, 7).data, [4, 256]);
+  const t = tf.tensor1d([0.1, 0.4, 0.6, 0.9]);
+  for (const [own, parallel] of [[good, goodOn], [bad, badOn], [good, goodOn]] as const) {
+    const expected = tf.tidy(() => own.predict(x, t).dataSync() as Float32Array);
+    const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
+    let worst = 0;
+    expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
+    assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
+  }
+  const pools = (m: unknown) => (m as { ownPool: unknown }).ownPool;
+  assert.ok(pools(goodOn), 'the first model started the pool');
+  assert.equal(pools(badOn), null, 'the second borrowed it');
+  badOn.dispose();
+  goodOn.dispose();
+  const other = resolveNewRun('default', { ...options, baseChannels: 16, seed: 5 } as never);
+  const [a, b] = withWorkersPaired(buildModel(record.model, new Rng(5)), buildModel(other.model, new Rng(5)), 2, 4);
+  assert.ok(a instanceof ParallelDenoiser && b instanceof ParallelDenoiser);
+  tf.tidy(() => { a.predict(x, t); b.predict(x, t); });
+  assert.ok(pools(a) && pools(b), 'architectures that differ: a pool each');
+  a.dispose();
+  b.dispose();
+  x.dispose();
+  t.dispose();
 });
