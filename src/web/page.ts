@@ -1,7 +1,8 @@
 /**
  * The page `diffuse export --web` writes: loads the exported model and samples in the browser with the
  * same model, scheduler and sampler code as `diffuse sample` (bundled by esbuild), drawing the grid as
- * the images form. Backends: WebGL where the browser has it, else wasm, else cpu (or as ?backend= says).
+ * the images form; with autoguidance where it was exported with a guide (?guidance=W changes its weight,
+ * 1 turns it off). Backends: WebGL where the browser has it, else wasm, else cpu (or as ?backend= says).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -11,11 +12,12 @@ import { samplerSettings } from '../config/sampling';
 import { SAMPLERS, SamplerName, denoiseSteps } from '../diffusion/sampler';
 import { DDPMScheduler } from '../diffusion/schedule';
 import { colourBytes, gridPixels } from '../io/grid';
+import { AutoGuided } from '../models/autoguidance';
 import { buildModel } from '../models/build';
-import { Denoiser, imageSize } from '../models/denoiser';
+import { Denoiser, ModelConfig, imageSize } from '../models/denoiser';
 import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
-import { WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel } from './format';
+import { WEB_GUIDE_WEIGHTS_FILE, WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel, WebWeights } from './format';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
@@ -43,7 +45,27 @@ function describe(web: WebModel): string {
   const { model, data, training, schedule } = web.record;
   const arch = model.kind === 'fc-unet' ? `fully connected U-net, width ${model.width}` : `convolutional U-net, ${model.baseChannels} x [${model.channelMults}] channels${model.patchSize > 1 ? ` on ${model.patchSize}x${model.patchSize} patches` : ''}, attention at ${model.attentionResolutions} px`;
   const source = data.dataset === 'folder' ? `a folder of ${data.count} images` : `${data.dataset === 'mnist' ? 'MNIST' : 'MNIST-32'} (${data.count} images)`;
-  return `${arch}; ${(web.parameters / 1e6).toFixed(2)} M parameters; ${model.height}x${model.imageWidth}x${model.channels}; trained ${training.epoch} epochs on ${source}; predicts ${schedule.prediction}; ${web.averaged ? 'averaged weights' : 'raw weights'}`;
+  const guided = web.guide ? `; guided by its epoch ${web.guide.record.training.epoch} (w ${guidance(web)})` : '';
+  return `${arch}; ${(web.parameters / 1e6).toFixed(2)} M parameters; ${model.height}x${model.imageWidth}x${model.channels}; trained ${training.epoch} epochs on ${source}; predicts ${schedule.prediction}; ${web.averaged ? 'averaged weights' : 'raw weights'}${guided}`;
+}
+
+/** Autoguidance's weight: ?guidance= where given, else the exported one. */
+function guidance(web: WebModel): number {
+  const w = Number(params.get('guidance'));
+  return params.has('guidance') && w > 0 ? w : web.guide!.weight;
+}
+
+/** A model of `config` holding the weights `index` describes in `buffer`. */
+function loadedModel(config: ModelConfig, index: WebWeights, buffer: ArrayBuffer): Denoiser {
+  const model = buildModel(config, new Rng(0));
+  const floats = new Float32Array(buffer);
+  let offset = 0;
+  for (const t of index.tensors) {
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    assignCopy(model.variables.get(t.name)!, floats.subarray(offset, offset + size));
+    offset += size;
+  }
+  return model;
 }
 
 function draw(x: Float32Array, n: number, web: WebModel): void {
@@ -97,13 +119,10 @@ async function main(): Promise<void> {
   $('info').textContent = describe(web);
   const backend = await startBackend(params.get('backend') ?? 'auto');
   document.body.dataset.backend = backend;
-  const model = buildModel(web.record.model, new Rng(0));
-  const floats = new Float32Array(weights);
-  let offset = 0;
-  for (const t of web.tensors) {
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    assignCopy(model.variables.get(t.name)!, floats.subarray(offset, offset + size));
-    offset += size;
+  let model = loadedModel(web.record.model, web, weights);
+  if (web.guide) {
+    const guide = loadedModel(web.guide.record.model, web.guide, await fetch(WEB_GUIDE_WEIGHTS_FILE).then((r) => r.arrayBuffer()));
+    model = new AutoGuided(model, guide, guidance(web)); // as `diffuse sample --guide`
   }
   status(`ready on ${backend}`);
   document.body.dataset.state = 'ready';

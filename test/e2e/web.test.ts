@@ -106,7 +106,7 @@ test('a fully connected model samples in Chromium as in Node (cpu, same seed); W
   assert.match(auto.status, new RegExp(`^${auto.backend}: 2 images`));
 });
 
-test('an RGB U-net exports and samples in Chromium as in Node', { skip, timeout: 400_000 }, async () => {
+test('an RGB U-net exports and samples in Chromium as in Node, also guided by its first epoch', { skip, timeout: 400_000 }, async () => {
   const dir = tempDir();
   const images = path.join(dir, 'images');
   fs.mkdirSync(images);
@@ -114,7 +114,7 @@ test('an RGB U-net exports and samples in Chromium as in Node', { skip, timeout:
     await sharp(Buffer.alloc(16 * 16 * 3, 30 * i), { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(images, `i${i}.png`));
   }
   const ckpt = path.join(dir, 'ckpt');
-  const train = runCli(['train', '--epochs', '1', '--model', 'unet', '--data', images, '--image-size', '16', '--base-channels', '8', '--channel-mults', '1,2', '--batch-size', '4', '--backend', 'cpu', '--out', ckpt]);
+  const train = runCli(['train', '--epochs', '2', '--keep-every', '1', '--model', 'unet', '--data', images, '--image-size', '16', '--base-channels', '8', '--channel-mults', '1,2', '--batch-size', '4', '--backend', 'cpu', '--out', ckpt]);
   assert.equal(train.status, 0, train.stderr);
   const site = path.join(dir, 'site');
   assert.equal(runCli(['export', '--checkpoint', ckpt, '--web', site]).status, 0);
@@ -122,6 +122,20 @@ test('an RGB U-net exports and samples in Chromium as in Node', { skip, timeout:
   const g = await pageGrid(url, 'backend=cpu&seed=1&n=4&steps=3');
   assert.match(g.info, /convolutional U-net, 8 x \[1,2\] channels/);
   assertSameGrid(g, await nodeGrid(ckpt, ['--seed', '1', '--n', '4', '--steps', '3']), 'U-net');
+  // autoguidance: the page mixes the two models' predictions as `diffuse sample --guide` does
+  const early = path.join(ckpt, 'epoch-0001');
+  const guidedSite = path.join(dir, 'guided');
+  const ex = runCli(['export', '--checkpoint', ckpt, '--guide', early, '--guidance', '3', '--web', guidedSite]);
+  assert.equal(ex.status, 0, ex.stderr);
+  assert.ok(fs.existsSync(path.join(guidedSite, 'guide-weights.bin')));
+  const guidedUrl = await serve(guidedSite);
+  const guided = await pageGrid(guidedUrl, 'backend=cpu&seed=1&n=4&steps=3');
+  assert.match(guided.info, /guided by its epoch 1 \(w 3\)/);
+  const nodeGuided = await nodeGrid(ckpt, ['--seed', '1', '--n', '4', '--steps', '3', '--guide', early, '--guidance', '3']);
+  assertSameGrid(guided, nodeGuided, 'guided U-net');
+  assert.notDeepEqual(nodeGuided.rgb, (await nodeGrid(ckpt, ['--seed', '1', '--n', '4', '--steps', '3'])).rgb, 'guidance changed nothing');
+  // ?guidance=1 is the model alone
+  assertSameGrid(await pageGrid(guidedUrl, 'backend=cpu&seed=1&n=4&steps=3&guidance=1'), g, 'guidance 1');
 });
 
 test('export and serve refuse what they cannot use', () => {
@@ -129,4 +143,7 @@ test('export and serve refuse what they cannot use', () => {
   assertCleanFailure(runCli(['export', '--checkpoint', path.join(dir, 'none'), '--web', path.join(dir, 'site')]), /no checkpoint in/);
   assertCleanFailure(runCli(['export', '--checkpoint', dir]), /export needs --web DIR or --safetensors FILE/);
   assertCleanFailure(runCli(['serve', dir]), /has no index.html/);
+  assertCleanFailure(runCli(['export', '--checkpoint', dir, '--web', path.join(dir, 'site'), '--guidance', '2']), /weighs a guide: give --guide/);
+  assertCleanFailure(runCli(['export', '--checkpoint', dir, '--safetensors', path.join(dir, 'w.safetensors'), '--guide', dir]), /guides the page of --web/);
+  assert.ok(!fs.existsSync(path.join(dir, 'site')) && !fs.existsSync(path.join(dir, 'w.safetensors')), 'nothing written');
 });

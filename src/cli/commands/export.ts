@@ -15,7 +15,9 @@ import { fromTorchTensors, toTorchTensors } from '../../io/torchWeights';
 import { Trainer } from '../../training/trainer';
 import { exportWeb } from '../../web/export';
 import { serveStatic } from '../../web/serve';
-import { backendOption, integer } from '../options';
+import { DEFAULT_GUIDANCE } from '../../config/sampling';
+import { OptionError } from '../../errors';
+import { backendOption, integer, positiveNumber } from '../options';
 
 export function exportCommand(log: (m: string) => void): Command {
   return new Command('export')
@@ -23,12 +25,17 @@ export function exportCommand(log: (m: string) => void): Command {
     .option('--checkpoint <dir>', 'checkpoint directory', 'checkpoints')
     .option('--web <dir>', 'folder for the page, its script and the model (created if needed)')
     .option('--safetensors <file>', 'the weights (and their average) under PyTorch names and layouts, the run record in the metadata')
-    .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site\n  $ diffuse export --checkpoint runs/small --safetensors small.safetensors')
+    .option('--guide <checkpoint>', 'with --web: the page samples with autoguidance by this weaker checkpoint of the same run (as sample --guide)')
+    .option('--guidance <w>', `with --guide: its weight (default: ${DEFAULT_GUIDANCE})`, positiveNumber)
+    .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site\n  $ diffuse export --checkpoint runs/unet32/epoch-0010 --guide runs/unet32/epoch-0003 --web site\n  $ diffuse export --checkpoint runs/small --safetensors small.safetensors')
     .action((opts) => {
       if (!opts.web && !opts.safetensors) throw new UserError('export needs --web DIR or --safetensors FILE');
+      if (opts.guidance !== undefined && !opts.guide) throw new OptionError('guidance', 'weighs a guide: give --guide <checkpoint> too');
+      if (opts.guide && !opts.web) throw new OptionError('guide', 'guides the page of --web DIR (safetensors hold one model)');
       if (opts.safetensors) checkOutputFile(opts.safetensors);
       if (opts.web) {
-        const { files, bytes } = exportWeb(opts.checkpoint, opts.web);
+        const guide = opts.guide ? { checkpoint: opts.guide as string, weight: (opts.guidance as number | undefined) ?? DEFAULT_GUIDANCE } : undefined;
+        const { files, bytes } = exportWeb(opts.checkpoint, opts.web, guide);
         log(`wrote ${files.length} files (${(bytes / 1e6).toFixed(1)} MB) to ${path.resolve(opts.web)}; serve it with: diffuse serve ${opts.web}`);
       }
       if (opts.safetensors) {
