@@ -122,8 +122,8 @@ static int64_t padded_width(const conv_geom *g) { return g->outW + g->kW - 1; }
 /*
  * What a forward pass adds to y[img, pixel, c]: v[img·image + pixel·pixel + c]. Strides (0, 0): a bias
  * per channel; (outC, 0): a shift per image and channel (the U-net's time embedding); (P·outC, outC): an
- * addend of y's shape (a residual). Added as outputs are stored (the direct loops start their sums from it), so y is not read and
- * written twice.
+ * addend of y's shape (a residual). Added as the outputs are stored (the direct loops start their sums
+ * from it), so y is not read and written twice.
  */
 typedef struct {
   const float *v;

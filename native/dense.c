@@ -12,8 +12,9 @@ static void product(bool ta, bool tb, int m, int n, int k, const float *a, const
 
 /*
  * sgemm(transA, transB, m, n, k, a, b, c[, bias[, batches, strideA, strideB]]): c[m×n] = op(a)·op(b)
- * (+ bias on every row, or + an addend of c's shape), row-major, op(a) m×k, op(b) k×n; with `batches`, that many products, the i-th
- * reading a + i·strideA and b + i·strideB (a stride of 0 broadcasts) and writing c + i·m·n. One call
+ * (+ bias on every row, or + an addend of c's shape), row-major, op(a) m×k, op(b) k×n; with `batches`,
+ * that many products, the i-th reading a + i·strideA and b + i·strideB (a stride of 0 broadcasts) and
+ * writing c + i·m·n. One call
  * for a batch: attention's per-head products are hundreds of small matrices, and a call per matrix
  * from JavaScript cost as much as the product.
  */

@@ -162,8 +162,8 @@ export class ConvUnet implements Denoiser {
       const initial = h; // joins the last block again, as in lucidrains' U-net: a short path from input to output
       const skips: tf.Tensor4D[] = [];
       // Each block in a tidy of its own: its intermediate tensors go back to the backend's buffer pool as
-      // the block ends (the tape keeps what the gradient needs), so the next block writes into memory
-      // still in cache, not into fresh buffers (docs/backends.md: the second core's slowdown).
+      // the block ends (the tape keeps what the gradient needs), so a pass without gradients holds one
+      // block's intermediates at a time, not the whole net's, and the next block reuses their buffers.
       const block = (f: () => tf.Tensor4D) => tf.tidy(f);
       channelMults.forEach((mult, stage) => {
         for (let i = 0; i < blocksPerStage; i++) {
