@@ -209,8 +209,8 @@ function oneCoreRates(): number[] | null {
   const cores = os.availableParallelism();
   if (cores < 2 || spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status !== 0) return null;
   const rates: number[] = [];
+  const env = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
   for (let core = 0; core < cores; core++) {
-    const env = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
     const r = spawnSync('taskset', ['-c', String(core), process.execPath, __filename, '--one-core'], { encoding: 'utf8', env });
     const m = /^one_core ([\d.]+)$/m.exec(r.stdout);
     if (r.status !== 0 || !m) {
@@ -265,10 +265,11 @@ async function main(): Promise<void> {
   }
   const both = results.find((r) => r.backend === 'blas')?.unetTrainSamplesPerSecond;
   const single = both ? oneCoreRates() : null;
-  if (both && single) {
+  // what all cores together are worth in one core's throughput (the cores' mean)
+  const worth = both && single ? both / (single.reduce((a, b) => a + b, 0) / single.length) : null;
+  if (single && worth) {
     single.forEach((rate, core) => console.log(`unet32_train_samples_per_s backend=blas one_core=${core} ${rate.toFixed(1)}`));
-    const mean = single.reduce((a, b) => a + b, 0) / single.length;
-    console.log(`unet32_all_cores_worth_one_cores backend=blas ${(both / mean).toFixed(2)} (of ${single.length} possible)`);
+    console.log(`unet32_all_cores_worth_one_cores backend=blas ${worth.toFixed(2)} (of ${single.length} possible)`);
   }
   const references: Result[] = [];
   const py = args.includes('--no-torch') ? null : python();
@@ -317,7 +318,7 @@ async function main(): Promise<void> {
     const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} (${gflops(r.unet64DefaultSamplesPerSecond, r.unet64DefaultForwardFlops)}) |` : '';
     console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
   }
-  if (both && single) console.log(`\nU-net 32 px training on one core alone (pinned, one thread): ${single.map((r, i) => `core ${i} ${r.toFixed(1)}`).join(', ')} samples/s; all ${single.length} cores together (${both.toFixed(1)}) are worth ${(both / (single.reduce((a, b) => a + b, 0) / single.length)).toFixed(2)} of them.`);
+  if (both && single && worth) console.log(`\nU-net 32 px training on one core alone (pinned, one thread): ${single.map((r, i) => `core ${i} ${r.toFixed(1)}`).join(', ')} samples/s; all ${single.length} cores together (${both.toFixed(1)}) are worth ${worth.toFixed(2)} of them.`);
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
 }

@@ -71,10 +71,15 @@ export function checkGuide(record: RunRecord, guide: RunRecord, guideDir: string
     throw new OptionError('guide', `${guideDir}: its noise schedule (${JSON.stringify(b)}) is not the checkpoint's (${JSON.stringify(a)})`);
 }
 
+/** The guide that --guide and --guidance ask for (w defaulted), or none; --guidance alone is refused. */
+export function guideFrom(choices: { guide?: string; guidance?: number }): Guide | undefined {
+  if (choices.guidance !== undefined && !choices.guide) throw new OptionError('guidance', 'weighs a guide: give --guide <checkpoint> too');
+  return choices.guide ? { checkpoint: choices.guide, weight: choices.guidance ?? DEFAULT_GUIDANCE } : undefined;
+}
+
 /** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */
 export function sampleCheckpoint(dir: string, n: number, choices: SamplerChoices, check: (record: RunRecord) => void = () => {}) {
-  if (choices.guidance !== undefined && !choices.guide) throw new OptionError('guidance', 'weighs a guide: give --guide <checkpoint> too');
-  const guide = choices.guide ? { checkpoint: choices.guide, weight: choices.guidance ?? DEFAULT_GUIDANCE } : undefined;
+  const guide = guideFrom(choices);
   const { model, record, scheduler, averaged } = loadPipeline(dir, guide);
   try {
     check(record);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
-import { UserError } from '../../errors';
+import { OptionError, UserError } from '../../errors';
 import { checkpointExists, loadCheckpoint, samplingPrefix, saveCheckpoint } from '../../io/checkpoint';
 import { checkOutputFile } from '../../io/files';
 import { RunLock } from '../../io/runLock';
@@ -15,8 +15,8 @@ import { fromTorchTensors, toTorchTensors } from '../../io/torchWeights';
 import { Trainer } from '../../training/trainer';
 import { exportWeb } from '../../web/export';
 import { serveStatic } from '../../web/serve';
+import { guideFrom } from '../../pipeline';
 import { DEFAULT_GUIDANCE } from '../../config/sampling';
-import { OptionError } from '../../errors';
 import { backendOption, integer, positiveNumber } from '../options';
 
 export function exportCommand(log: (m: string) => void): Command {
@@ -30,11 +30,10 @@ export function exportCommand(log: (m: string) => void): Command {
     .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site\n  $ diffuse export --checkpoint runs/unet32/epoch-0010 --guide runs/unet32/epoch-0003 --web site\n  $ diffuse export --checkpoint runs/small --safetensors small.safetensors')
     .action((opts) => {
       if (!opts.web && !opts.safetensors) throw new UserError('export needs --web DIR or --safetensors FILE');
-      if (opts.guidance !== undefined && !opts.guide) throw new OptionError('guidance', 'weighs a guide: give --guide <checkpoint> too');
-      if (opts.guide && !opts.web) throw new OptionError('guide', 'guides the page of --web DIR (safetensors hold one model)');
+      const guide = guideFrom(opts);
+      if (guide && !opts.web) throw new OptionError('guide', 'guides the page of --web DIR (safetensors hold one model)');
       if (opts.safetensors) checkOutputFile(opts.safetensors);
       if (opts.web) {
-        const guide = opts.guide ? { checkpoint: opts.guide as string, weight: (opts.guidance as number | undefined) ?? DEFAULT_GUIDANCE } : undefined;
         const { files, bytes } = exportWeb(opts.checkpoint, opts.web, guide);
         log(`wrote ${files.length} files (${(bytes / 1e6).toFixed(1)} MB) to ${path.resolve(opts.web)}; serve it with: diffuse serve ${opts.web}`);
       }
