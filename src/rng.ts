@@ -73,6 +73,27 @@ export class Rng {
     return out;
   }
 
+  /**
+   * Advances past the draws fillNormal makes for `count` values without computing them (a few ns a
+   * value): a thread then draws a later part of one batch's noise as normalsFrom(), in parallel.
+   */
+  skipNormals(count: number): void {
+    for (let i = 0; i < count; i += 2) {
+      while (this.nextUint32() === 0); // as normalPair's first uniform: drawn again while 0
+      this.nextUint32();
+    }
+  }
+
+  /**
+   * Values [start, end) of what fillNormal writes into an array, this generator standing where that
+   * array's noise begins: the same values whichever thread draws which part of the array.
+   */
+  normalsFrom(start: number, end: number): Float32Array {
+    const odd = start % 2; // a pair straddles `start`: draw it whole, keep its second value
+    this.skipNormals(start - odd);
+    return this.fillNormal(new Float32Array(end - start + odd)).subarray(odd);
+  }
+
   private normalPair(): [number, number] {
     let u = this.uniform();
     while (u === 0) u = this.uniform();

@@ -24,7 +24,7 @@ export function assignCopy(variable: tf.Variable, values: Float32Array): void {
  */
 export interface InPlaceUpdates {
   adam(
-    updates: { p: tf.Variable; g: tf.Tensor; m: tf.Variable; v: tf.Variable }[],
+    updates: { p: tf.Variable; g: tf.Tensor | Float32Array; m: tf.Variable; v: tf.Variable }[],
     config: { lr: number; beta1: number; beta2: number; epsilon: number },
     correction1: number,
     correction2: number,

@@ -622,7 +622,7 @@ function activeBlas(): { native: NativeAddon; backend: BlasBackend } | null {
  * false elsewhere (the caller then uses tfjs ops). In place is safe: a variable's storage is its own.
  */
 export function nativeAdamUpdate(
-  updates: { p: tf.Variable; g: tf.Tensor; m: tf.Variable; v: tf.Variable }[],
+  updates: { p: tf.Variable; g: tf.Tensor | Float32Array; m: tf.Variable; v: tf.Variable }[],
   config: { lr: number; beta1: number; beta2: number; epsilon: number },
   correction1: number,
   correction2: number,
@@ -631,7 +631,7 @@ export function nativeAdamUpdate(
   if (!active) return false;
   const { native, backend } = active;
   for (const { p, g, m, v } of updates) {
-    native.adam(cpuValues(backend, p), cpuValues(backend, g), cpuValues(backend, m), cpuValues(backend, v), config.lr, config.beta1, config.beta2, config.epsilon, correction1, correction2);
+    native.adam(cpuValues(backend, p), g instanceof Float32Array ? g : cpuValues(backend, g), cpuValues(backend, m), cpuValues(backend, v), config.lr, config.beta1, config.beta2, config.epsilon, correction1, correction2);
   }
   return true;
 }

@@ -16,6 +16,8 @@ import { MessageChannel, MessagePort, Worker, receiveMessageOnPort } from 'node:
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
 import { Denoiser, ModelConfig, imageSize, parameterCount } from '../models/denoiser';
+import { ScheduleConfig } from '../diffusion/schedule';
+import { RngState } from '../rng';
 
 /** Slots of a worker's control array. */
 export const Slot = {
@@ -29,7 +31,12 @@ export const Slot = {
   Count: 3,
   /** What to compute: Task.Gradients or Task.Predict. */
   Task: 4,
+  /** Gradients: the generator's state where the batch's noise begins (four words, Rng.state()). */
+  NoiseState: 5,
+  /** Gradients: where the share's noise begins in the batch's (in values). */
+  NoiseOffset: 9,
 } as const;
+const CONTROL_SLOTS = 10;
 
 export const Task = { Gradients: 0, Predict: 1 } as const;
 
@@ -39,8 +46,10 @@ export interface WorkerSetup {
   control: Int32Array;
   /** All weights, in the model's variable order. */
   weights: Float32Array;
-  /** The share's noisy images, then its targets, then its t/T. */
+  /** The share's images (clean for gradients, as sampled for predictions), then a number per image (its timestep; t/T for predictions). */
   inputs: Float32Array;
+  /** The noise schedule, where the pool computes gradients (each thread noises its own share). */
+  schedule?: ScheduleConfig;
   /** The share's gradients in variable order, then its mean loss; or its predictions. */
   output: Float32Array;
   pixels: number;
@@ -98,23 +107,29 @@ export class WorkerPool {
   private readonly parameters: number;
   /** The largest batch it takes. */
   readonly capacity: number;
+  /** The shares' averaged gradients and loss, in pack() layout: gradients() hands out views of it. */
+  private readonly sum: Float32Array;
 
-  /** Starts `workers` threads, each with a copy of `model`'s architecture, for batches of at most `maxBatch`. */
-  constructor(model: Denoiser, maxBatch: number, workers: number) {
+  /**
+   * Starts `workers` threads, each with a copy of `model`'s architecture, for batches of at most
+   * `maxBatch`; `schedule` where it computes training gradients.
+   */
+  constructor(model: Denoiser, maxBatch: number, workers: number, schedule?: ScheduleConfig) {
     const config = model.config;
     this.pixels = imageSize(config);
     this.parameters = parameterCount(model);
     const { pixels, parameters } = this;
     this.weights = new Float32Array(new SharedArrayBuffer(parameters * 4));
+    this.sum = new Float32Array(parameters + 1);
     const perShare = Math.ceil(maxBatch / (workers + 1));
     this.capacity = perShare * (workers + 1);
     for (let i = 0; i < workers; i++) {
-      const control = new Int32Array(new SharedArrayBuffer(4 * 5));
+      const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
       control[Slot.Done] = -1;
-      const inputs = new Float32Array(new SharedArrayBuffer(perShare * (2 * pixels + 1) * 4));
+      const inputs = new Float32Array(new SharedArrayBuffer(perShare * (pixels + 1) * 4));
       const output = new Float32Array(new SharedArrayBuffer(Math.max(parameters + 1, perShare * pixels) * 4));
       const { port1, port2 } = new MessageChannel();
-      const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2 };
+      const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2, schedule };
       const worker = new Worker(path.join(__dirname, 'dataParallelWorker.js'), { workerData: setup, transferList: [port2] });
       worker.unref(); // a pool left undisposed must not keep the process alive
       this.shares.push({ worker, control, inputs, output, port: port1 });
@@ -132,35 +147,37 @@ export class WorkerPool {
   }
 
   /**
-   * The mean loss of the batch and its gradients (in variable order) at the weights `variables`, with
-   * `own` computing this thread's share: own(start, end) returns that share's mean loss and gradients.
+   * The mean loss of the batch x0 at timesteps t and its gradients (in variable order) at the weights
+   * `variables`, the noise drawn from the generator state `noiseAt` (see noisedShare), with `own`
+   * computing this thread's share: own(start, end) returns that share's mean loss and gradients.
+   * The gradients are views of the pool's own array, valid until its next request (no copies into
+   * tensors: Adam takes them as they are).
    */
   gradients(
     variables: tf.Variable[],
-    xt: Float32Array,
-    target: Float32Array,
-    tFrac: Float32Array,
+    x0: Float32Array,
+    t: Int32Array,
+    noiseAt: RngState,
     own: (start: number, end: number) => { loss: tf.Scalar; grads: tf.Tensor[] },
-  ): { loss: number; grads: tf.Tensor[] } {
-    const { cuts, mine } = this.step(Task.Gradients, variables, xt, target, tFrac, own);
+  ): { loss: number; grads: Float32Array[] } {
+    const { cuts, mine } = this.step(Task.Gradients, variables, x0, t, own, noiseAt);
     // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
     const native = loadNativeAddon()!;
-    const sum = pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], new Float32Array(this.parameters + 1));
+    const sum = pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], this.sum);
     let seen = cuts[0][1] - cuts[0][0];
     this.shares.forEach((s, i) => {
       const n = cuts[i + 1][1] - cuts[i + 1][0];
       native.lerp(sum, s.output.subarray(0, this.parameters + 1), seen / (seen + n));
       seen += n;
     });
-    const grads = unpack(sum, variables).map((values, k) => tf.tensor(values, variables[k].shape, 'float32'));
-    return { loss: sum[this.parameters], grads };
+    return { loss: sum[this.parameters], grads: unpack(sum, variables) };
   }
 
   /** The model's output for the images x at t/T = tFrac, with the weights `variables`; `own` predicts this thread's share. */
   predict(variables: tf.Variable[], x: Float32Array, tFrac: Float32Array, own: (start: number, end: number) => Float32Array): Float32Array {
     const P = this.pixels;
     const out = new Float32Array(x.length);
-    const { cuts, mine } = this.step(Task.Predict, variables, x, null, tFrac, own);
+    const { cuts, mine } = this.step(Task.Predict, variables, x, tFrac, own);
     out.set(mine, 0);
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
@@ -169,18 +186,24 @@ export class WorkerPool {
     return out;
   }
 
-  /** Writes the weights and the workers' shares and wakes them; returns the shares, this thread's first. */
-  private run(task: number, variables: tf.Variable[], x: Float32Array, target: Float32Array | null, tFrac: Float32Array): [number, number][] {
+  /**
+   * Writes the weights and the workers' shares (images, a number per image, where noised the noise's
+   * start) and wakes them; returns the shares, this thread's first.
+   */
+  private run(task: number, variables: tf.Variable[], x: Float32Array, perImage: ArrayLike<number>, noiseAt?: RngState): [number, number][] {
     const P = this.pixels;
-    const cuts = shares(tFrac.length, this.parts);
+    const cuts = shares(perImage.length, this.parts);
     pack(variables.map((v) => v.dataSync() as Float32Array), this.weights);
     this.request += 1;
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
       const n = end - start;
       s.inputs.set(x.subarray(start * P, end * P), 0);
-      if (target) s.inputs.set(target.subarray(start * P, end * P), n * P);
-      s.inputs.set(tFrac.subarray(start, end), 2 * n * P);
+      for (let b = 0; b < n; b++) s.inputs[n * P + b] = perImage[start + b];
+      if (noiseAt) {
+        noiseAt.forEach((word, k) => (s.control[Slot.NoiseState + k] = word));
+        s.control[Slot.NoiseOffset] = start * P;
+      }
       s.control[Slot.Count] = n;
       s.control[Slot.Task] = task;
       Atomics.store(s.control, Slot.Request, this.request);
@@ -200,13 +223,13 @@ export class WorkerPool {
     task: number,
     variables: tf.Variable[],
     x: Float32Array,
-    target: Float32Array | null,
-    tFrac: Float32Array,
+    perImage: ArrayLike<number>,
     own: (start: number, end: number) => T,
+    noiseAt?: RngState,
   ): { cuts: [number, number][]; mine: T } {
     const threads = loadNativeAddon()!.setThreads(1);
     try {
-      const cuts = this.run(task, variables, x, target, tFrac);
+      const cuts = this.run(task, variables, x, perImage, noiseAt);
       try {
         return { cuts, mine: own(cuts[0][0], cuts[0][1]) };
       } finally {

@@ -10,7 +10,9 @@ import { buildModel } from '../models/build';
 import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
 import { Slot, Task, WorkerSetup, pack, unpack } from './dataParallel';
-import { denoisingLoss } from './trainer';
+import { denoisingLoss, noisedShare } from './trainer';
+import { DDPMScheduler } from '../diffusion/schedule';
+import { RngState } from '../rng';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {
   Atomics.store(control, Slot.Status, ok ? 0 : 1);
@@ -34,6 +36,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
     return;
   }
   const variables = [...model.variables.values()];
+  const scheduler = setup.schedule ? new DDPMScheduler(setup.schedule) : null;
   finish(control, 0, true);
   let seen = 0;
   for (;;) {
@@ -45,13 +48,17 @@ async function serve(setup: WorkerSetup): Promise<void> {
       const n = control[Slot.Count];
       unpack(weights, variables).forEach((values, k) => assignCopy(variables[k], values));
       tf.tidy(() => {
-        const xs = tf.tensor2d(inputs.slice(0, n * pixels), [n, pixels]);
-        const tFrac = tf.tensor1d(inputs.slice(2 * n * pixels, 2 * n * pixels + n));
+        const images = inputs.slice(0, n * pixels);
         if (control[Slot.Task] === Task.Predict) {
-          output.set(model.predict(xs, tFrac).dataSync() as Float32Array, 0);
+          const tFrac = tf.tensor1d(inputs.slice(n * pixels, n * pixels + n));
+          output.set(model.predict(tf.tensor2d(images, [n, pixels]), tFrac).dataSync() as Float32Array, 0);
           return;
         }
-        const target = tf.tensor2d(inputs.slice(n * pixels, 2 * n * pixels), [n, pixels]);
+        if (!scheduler) throw new Error('this pool was started without a noise schedule');
+        const t = Int32Array.from(inputs.subarray(n * pixels, n * pixels + n));
+        const noiseAt = Array.from(control.subarray(Slot.NoiseState, Slot.NoiseState + 4), (word) => word >>> 0) as RngState;
+        const share = noisedShare(scheduler, images, t, noiseAt, control[Slot.NoiseOffset]);
+        const [xs, target, tFrac] = [tf.tensor2d(share.xt, [n, pixels]), tf.tensor2d(share.target, [n, pixels]), tf.tensor1d(share.tFrac)];
         const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xs, tFrac, target), variables);
         pack([...variables.map((v) => grads[v.name].dataSync() as Float32Array), value.dataSync() as Float32Array], output);
       });

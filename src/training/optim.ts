@@ -16,6 +16,9 @@ export function adamConfig(lr = 1e-4): AdamConfig {
   return { lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
 }
 
+/** Gradients by parameter name: tensors, or arrays (a data-parallel step's averages, as they are). */
+export type Gradients = Record<string, tf.Tensor | Float32Array>;
+
 export class Adam {
   readonly config: AdamConfig;
   /** Updates taken so far (t in the paper). */
@@ -43,7 +46,7 @@ export class Adam {
   }
 
   /** One update of every parameter from its gradient, at rate `lr` (the configured rate unless given). */
-  apply(grads: tf.NamedTensorMap, lr = this.config.lr): void {
+  apply(grads: Gradients, lr = this.config.lr): void {
     this.step += 1;
     const { beta1, beta2, epsilon } = this.config;
     const correction1 = 1 - beta1 ** this.step;
@@ -52,8 +55,9 @@ export class Adam {
     if (inPlaceUpdates().adam(updates, { ...this.config, lr }, correction1, correction2)) return;
     tf.tidy(() => {
       for (const [name, p] of this.params) {
-        const g = grads[name];
-        if (!g) continue;
+        const given = grads[name];
+        if (!given) continue;
+        const g = given instanceof Float32Array ? tf.tensor(given, p.shape, 'float32') : given;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         const mNext = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));

@@ -13,12 +13,12 @@ import { NamedArray, restoreVariables } from '../io/checkpoint';
 import { buildModel } from '../models/build';
 import { Denoiser } from '../models/denoiser';
 import { DDPMScheduler } from '../diffusion/schedule';
-import { Rng } from '../rng';
+import { Rng, RngState } from '../rng';
 import { assignCopy } from '../tensors';
 import { WeightAverage } from './ema';
 import { learningRateAt } from './lrSchedule';
 import { ParallelDenoiser, WorkerPool } from './dataParallel';
-import { Adam } from './optim';
+import { Adam, Gradients } from './optim';
 
 export class NonFiniteLossError extends UserError {}
 
@@ -41,6 +41,18 @@ export function meanSquaredError(prediction: tf.Tensor, target: tf.Tensor): tf.S
     return { value: tf.div(tf.sum(tf.mul(diff, diff)), diff.size) as tf.Scalar, gradFunc: (dy: tf.Tensor, [d]: tf.Tensor[]) => tf.mul(d, tf.mul(dy, 2 / d.size)) };
   });
   return loss(prediction) as tf.Scalar;
+}
+
+/**
+ * Images x0 (a share of a batch) at timesteps t, noised: ε is the part of the batch's noise that
+ * starts at value `offset`, drawn from `noiseAt`, the generator's state where the batch's noise begins
+ * (Rng.normalsFrom), so any thread noises its share as the whole batch's one draw would. Returns x_t,
+ * the model's target and t/T.
+ */
+export function noisedShare(scheduler: DDPMScheduler, x0: Float32Array, t: Int32Array, noiseAt: RngState, offset: number): { xt: Float32Array; target: Float32Array; tFrac: Float32Array } {
+  const eps = new Rng(noiseAt).normalsFrom(offset, offset + x0.length);
+  const T = scheduler.timesteps;
+  return { xt: scheduler.addNoise(x0, eps, t), target: scheduler.trainingTarget(x0, eps, t), tFrac: Float32Array.from(t, (v) => v / T) };
 }
 
 export interface TrainerOptions {
@@ -96,24 +108,25 @@ export class Trainer {
     if (this.meta.data.flip) mirrorImages(x0, data, Array.from({ length: batch }, () => this.rng.uniform() < 0.5));
     const t = new Int32Array(batch);
     for (let b = 0; b < batch; b++) t[b] = this.rng.int(T);
-    const eps = this.rng.fillNormal(new Float32Array(batch * pixels));
-    const xt = this.scheduler.addNoise(x0, eps, t);
-    const tFrac = Float32Array.from(t, (v) => v / T);
-    const target = this.scheduler.trainingTarget(x0, eps, t);
+    // The noise is the stream's next batch x pixels normals; each thread draws its share of them
+    // (the transcendental functions are most of a step's serial time), this one steps past them all.
+    const noiseAt = this.rng.state();
+    this.rng.skipNormals(batch * pixels);
     return tf.tidy(() => {
       // The loss and gradients of images [start, end) of the batch.
       const share = (start: number, end: number) => {
         const n = end - start;
-        const xs = tf.tensor2d(xt.subarray(start * pixels, end * pixels), [n, pixels]);
-        const ys = tf.tensor2d(target.subarray(start * pixels, end * pixels), [n, pixels]);
-        return this.optimizer.gradients(() => denoisingLoss(this.model, xs, tf.tensor1d(tFrac.subarray(start, end)), ys));
+        const { xt, target, tFrac } = noisedShare(this.scheduler, x0.subarray(start * pixels, end * pixels), t.subarray(start, end), noiseAt, start * pixels);
+        const xs = tf.tensor2d(xt, [n, pixels]);
+        const ys = tf.tensor2d(target, [n, pixels]);
+        return this.optimizer.gradients(() => denoisingLoss(this.model, xs, tf.tensor1d(tFrac), ys));
       };
       let loss: number;
-      let grads: tf.NamedTensorMap;
+      let grads: Gradients;
       const pool = this.workersFor(batch);
       if (pool) {
         const names = [...this.model.variables.keys()];
-        const parallel = pool.gradients([...this.model.variables.values()], xt, target, tFrac, (start, end) => {
+        const parallel = pool.gradients([...this.model.variables.values()], x0, t, noiseAt, (start, end) => {
           const r = share(start, end);
           return { loss: r.value, grads: names.map((name) => r.grads[name]) };
         });
@@ -138,7 +151,7 @@ export class Trainer {
       this.pool.dispose();
       this.pool = null;
     }
-    this.pool ??= new WorkerPool(this.model, Math.max(batch, this.meta.training.batchSize), this.workers - 1);
+    this.pool ??= new WorkerPool(this.model, Math.max(batch, this.meta.training.batchSize), this.workers - 1, this.meta.schedule);
     return this.pool;
   }
 

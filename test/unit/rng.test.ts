@@ -34,3 +34,19 @@ test('permutation holds every index once', () => {
   assert.deepEqual([...p].sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
   assert.notDeepEqual([...p], Array.from({ length: 1000 }, (_, i) => i));
 });
+
+test('threads drawing parts of one array of noise (normalsFrom) get fillNormal\'s values, and skipNormals ends where fillNormal does', () => {
+  for (const n of [1, 2, 7, 1025, 4096]) {
+    const whole = new Rng(11).fillNormal(new Float32Array(n));
+    const cuts = [0, 1, Math.floor(n / 3), Math.floor(n / 2) | 1, n - 1, n].filter((c, i, all) => c <= n && all.indexOf(c) === i).sort((a, b) => a - b);
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const [start, end] = [cuts[i], cuts[i + 1]];
+      assert.deepEqual([...new Rng(11).normalsFrom(start, end)], [...whole.subarray(start, end)], `${n} values, part [${start}, ${end})`);
+    }
+    const skipped = new Rng(11);
+    skipped.skipNormals(n);
+    const drawn = new Rng(11);
+    drawn.fillNormal(new Float32Array(n));
+    assert.deepEqual(skipped.state(), drawn.state(), `${n} values`);
+  }
+});
