@@ -14,8 +14,9 @@
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
  *   npm run bench -- --unet64           # also 64-px RGB U-nets (the twin's configuration and today's default)
  *
- * With blas and `taskset`, the twin-shaped U-net also trains on each core alone (one thread, pinned),
- * and the bench prints what both cores together are worth in one core's throughput (their mean).
+ * With blas and `taskset`, the twin-shaped U-net also trains in three rounds of (all cores, then each
+ * core alone: one thread, pinned), and the bench prints what all cores together are worth in one
+ * core's throughput (the cores' mean), per round and the rounds' median.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -202,25 +203,51 @@ function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32,
 }
 
 /**
- * Training samples/s of the twin-shaped 32-px U-net on one thread pinned to each core in turn (a child
- * per core under `taskset`, its kernels single-threaded); null without taskset or with one core.
+ * Training samples/s of the twin-shaped 32-px U-net in a child process: on all cores as `diffuse train`
+ * runs it (core null), or on one core alone (pinned with taskset, one thread, its kernels single-threaded).
  */
-function oneCoreRates(): number[] | null {
+function unetRateInChild(core: number | null): number | null {
+  const env = core === null ? process.env : { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
+  const r = core === null ? spawnSync(process.execPath, [__filename, '--unet-rate'], { encoding: 'utf8', env }) : spawnSync('taskset', ['-c', String(core), process.execPath, __filename, '--unet-rate'], { encoding: 'utf8', env });
+  const m = /^unet_rate ([\d.]+)$/m.exec(r.stdout);
+  if (r.status !== 0 || !m) {
+    console.error(`U-net run ${core === null ? 'on all cores' : `on core ${core}`}: not measured (${r.stderr.trim().split('\n').pop()})`);
+    return null;
+  }
+  return +m[1];
+}
+
+interface CoresRound {
+  all: number;
+  single: number[];
+  /** all / mean(single): what all cores together are worth in one core's throughput. */
+  worth: number;
+}
+
+/**
+ * What all cores are worth in one core's throughput, in `rounds` rounds of (all cores, then each core
+ * alone): this VM's speed drifts by a third from minute to minute, so each ratio is taken within a
+ * round (about 20 s) and the rounds' median reported. Null without taskset or with one core.
+ */
+function coresWorth(rounds: number): CoresRound[] | null {
   const cores = os.availableParallelism();
   if (cores < 2 || spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status !== 0) return null;
-  const rates: number[] = [];
-  const env = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
-  for (let core = 0; core < cores; core++) {
-    const r = spawnSync('taskset', ['-c', String(core), process.execPath, __filename, '--one-core'], { encoding: 'utf8', env });
-    const m = /^one_core ([\d.]+)$/m.exec(r.stdout);
-    if (r.status !== 0 || !m) {
-      console.error(`one-core run on core ${core}: not measured (${r.stderr.trim().split('\n').pop()})`);
-      return null;
-    }
-    rates.push(+m[1]);
+  const out: CoresRound[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const all = unetRateInChild(null);
+    const single = Array.from({ length: cores }, (_, core) => unetRateInChild(core));
+    if (all === null || single.some((r) => r === null)) return null;
+    const rates = single as number[];
+    out.push({ all, single: rates, worth: all / (rates.reduce((a, b) => a + b, 0) / rates.length) });
   }
-  return rates;
+  return out;
 }
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 function runChild(backend: string, unet64: boolean): Result | null {
   // FC training steps, FC sampling steps, U-net training steps
@@ -241,9 +268,9 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await measure(args[1], +args[2], +args[3], +args[4], +args[5])));
     return;
   }
-  if (args[0] === '--one-core') {
+  if (args[0] === '--unet-rate') {
     await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
-    console.log(`one_core ${measureUnet(20).toFixed(1)}`); // availableParallelism() is 1 under taskset: no worker threads
+    console.log(`unet_rate ${measureUnet(20).toFixed(1)}`); // availableParallelism() is 1 under taskset: no worker threads
     return;
   }
   const backendsArg = args.indexOf('--backends');
@@ -263,13 +290,11 @@ async function main(): Promise<void> {
     if (r.unet64TwinSamplesPerSecond) console.log(`unet64rgb_twin_config_train_samples_per_s backend=${r.backend} ${r.unet64TwinSamplesPerSecond.toFixed(1)}`);
     if (r.unet64DefaultSamplesPerSecond) console.log(`unet64rgb_default_train_samples_per_s backend=${r.backend} ${r.unet64DefaultSamplesPerSecond.toFixed(1)}`);
   }
-  const both = results.find((r) => r.backend === 'blas')?.unetTrainSamplesPerSecond;
-  const single = both ? oneCoreRates() : null;
-  // what all cores together are worth in one core's throughput (the cores' mean)
-  const worth = both && single ? both / (single.reduce((a, b) => a + b, 0) / single.length) : null;
-  if (single && worth) {
-    single.forEach((rate, core) => console.log(`unet32_train_samples_per_s backend=blas one_core=${core} ${rate.toFixed(1)}`));
-    console.log(`unet32_all_cores_worth_one_cores backend=blas ${worth.toFixed(2)} (of ${single.length} possible)`);
+  const rounds = results.some((r) => r.backend === 'blas') ? coresWorth(3) : null;
+  const worth = rounds ? median(rounds.map((r) => r.worth)) : null;
+  if (rounds && worth) {
+    rounds.forEach((r, i) => console.log(`unet32_train_samples_per_s backend=blas round=${i + 1} all_cores ${r.all.toFixed(1)} ${r.single.map((rate, core) => `one_core=${core} ${rate.toFixed(1)}`).join(' ')} worth ${r.worth.toFixed(2)}`));
+    console.log(`unet32_all_cores_worth_one_cores backend=blas ${worth.toFixed(2)} (median of ${rounds.length} rounds: ${rounds.map((r) => r.worth.toFixed(2)).join(', ')}; of ${rounds[0].single.length} possible)`);
   }
   const references: Result[] = [];
   const py = args.includes('--no-torch') ? null : python();
@@ -318,7 +343,10 @@ async function main(): Promise<void> {
     const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} (${gflops(r.unet64DefaultSamplesPerSecond, r.unet64DefaultForwardFlops)}) |` : '';
     console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
   }
-  if (both && single && worth) console.log(`\nU-net 32 px training on one core alone (pinned, one thread): ${single.map((r, i) => `core ${i} ${r.toFixed(1)}`).join(', ')} samples/s; all ${single.length} cores together (${both.toFixed(1)}) are worth ${worth.toFixed(2)} of them.`);
+  if (rounds && worth) {
+    const cores = rounds[0].single.length;
+    console.log(`\nU-net 32 px training, all ${cores} cores against each core alone (pinned, one thread), in ${rounds.length} rounds: ${rounds.map((r) => `${r.all.toFixed(1)} vs ${r.single.map((x) => x.toFixed(1)).join(' / ')} samples/s (worth ${r.worth.toFixed(2)})`).join('; ')}. All cores together are worth ${worth.toFixed(2)} of one (the rounds' median).`);
+  }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
 }

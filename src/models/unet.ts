@@ -13,6 +13,7 @@ import { variableFrom } from '../tensors';
 import { Denoiser, UnetConfig, imageSize } from './denoiser';
 import { conv2d, depthToSpace, fusesAddends, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
 import { dense } from './layers';
+import { AttentionBlockWeights, ResidualBlockWeights, attentionBlock, residualBlock } from './unetBlocks';
 
 /** The 32-px shape of the PyTorch twin (torch_unet_ddpm.py), diffuse's default until the 90-minute run chose a larger one: 0.53 M parameters. */
 export const TWIN_32 = { baseChannels: 16, channelMults: [1, 2, 4], blocksPerStage: 1, patchSize: 1, attentionResolutions: [8] } satisfies Partial<UnetConfig>;
@@ -122,30 +123,46 @@ export class ConvUnet implements Denoiser {
 
   /**
    * `time`: SiLU of the time embedding (the same for every block). Where the backend adds a bias per
-   * image or of the output's shape as a convolution stores its outputs (blas), the time shift goes into
-   * conv1's bias and conv2's output into the skip convolution's (conv2 then takes both biases), which
-   * saves two passes over the block's output and their gradients' reductions. Same sums, other order.
+   * image or of the output's shape as a convolution stores its outputs (blas), the block is
+   * residualBlock(): the time shift in conv1's bias, conv2's output in the skip convolution's, and one
+   * operation on the gradient tape. Elsewhere, op by op.
    */
   private resBlock(x: tf.Tensor4D, time: tf.Tensor2D, name: string, cout: number): tf.Tensor4D {
-    const fuse = fusesAddends();
+    if (fusesAddends()) return residualBlock(x, time, this.resBlockWeights(name, x.shape[3], cout, time.shape[1]), this.config.groups);
     const normed = this.norm(x, `${name}/norm1`, true);
     const [w1, b1] = this.convWeights(`${name}/conv1`, 3, x.shape[3], cout);
     const shift = tf.reshape(this.linear(time, `${name}/time`, cout), [-1, 1, 1, cout]) as tf.Tensor4D;
-    let h = fuse ? conv2d(normed, w1, tf.add(b1, shift)) : tf.add<tf.Tensor4D>(conv2d(normed, w1, b1), shift);
+    let h = tf.add<tf.Tensor4D>(conv2d(normed, w1, b1), shift);
     h = this.norm(h, `${name}/norm2`, true);
     const [w2, b2] = this.convWeights(`${name}/conv2`, 3, cout, cout);
     if (x.shape[3] === cout) return tf.add<tf.Tensor4D>(conv2d(h, w2, b2), x);
     const [ws, bs] = this.convWeights(`${name}/skip`, 1, x.shape[3], cout);
-    if (!fuse) return tf.add<tf.Tensor4D>(conv2d(h, w2, b2), conv2d(x, ws, bs));
-    return conv2d(x, ws, conv2d(h, w2, tf.add(b2, bs)));
+    return tf.add<tf.Tensor4D>(conv2d(h, w2, b2), conv2d(x, ws, bs));
+  }
+
+  /** A residual block's weights, declared in the order the block uses them (as the op-by-op path does). */
+  private resBlockWeights(name: string, cin: number, cout: number, timeChannels: number): ResidualBlockWeights {
+    const norm = (part: string, c: number) => ({ gamma: this.param<tf.Rank.R1>(`${name}/${part}/gamma`, [c], 'ones'), beta: this.param<tf.Rank.R1>(`${name}/${part}/beta`, [c], 'zeros') });
+    const conv = (part: string, k: number, ci: number) => {
+      const [kernel, bias] = this.convWeights(`${name}/${part}`, k, ci, cout);
+      return { kernel, bias };
+    };
+    const norm1 = norm('norm1', cin);
+    const conv1 = conv('conv1', 3, cin);
+    const time = { kernel: this.param<tf.Rank.R2>(`${name}/time/kernel`, [timeChannels, cout], 'fan-in', timeChannels), bias: this.param<tf.Rank.R1>(`${name}/time/bias`, [cout], 'fan-in', timeChannels) };
+    const norm2 = norm('norm2', cout);
+    const conv2 = conv('conv2', 3, cout);
+    return { norm1, conv1, time, norm2, conv2, ...(cin === cout ? {} : { skip: conv('skip', 1, cin) }) };
   }
 
   private attention(x: tf.Tensor4D, name: string): tf.Tensor4D {
     const c = x.shape[3];
-    const normed = this.norm(x, `${name}/norm`);
+    const norm = { gamma: this.param<tf.Rank.R1>(`${name}/norm/gamma`, [c], 'ones'), beta: this.param<tf.Rank.R1>(`${name}/norm/beta`, [c], 'zeros') };
     const kernel = (part: string) => this.param<tf.Rank.R2>(`${name}/${part}/kernel`, [c, c], 'fan-in', c);
-    const weights = { q: kernel('q'), k: kernel('k'), v: kernel('v'), out: kernel('out'), outBias: this.param<tf.Rank.R1>(`${name}/out/bias`, [c], 'fan-in', c) };
-    return tf.add(x, selfAttention(normed, this.config.heads, weights));
+    const weights: AttentionBlockWeights = { norm, q: kernel('q'), k: kernel('k'), v: kernel('v'), out: { kernel: kernel('out'), bias: this.param<tf.Rank.R1>(`${name}/out/bias`, [c], 'fan-in', c) } };
+    if (fusesAddends()) return attentionBlock(x, weights, this.config.groups, this.config.heads);
+    const normed = groupNorm(x, this.config.groups, norm.gamma, norm.beta);
+    return tf.add(x, selfAttention(normed, this.config.heads, { q: weights.q, k: weights.k, v: weights.v, out: weights.out.kernel, outBias: weights.out.bias }));
   }
 
   predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {

@@ -17,6 +17,7 @@ import { groupNorm, scaledSoftmax, selfAttention, silu, upsampleNearest } from '
 import { Adam, adamConfig } from '../../../src/training/optim';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
+import { buildModel } from '../../../src/models/build';
 import { resolveNewRun } from '../../../src/config/resolve';
 import { loadMnist, padImages } from '../../../src/data/mnist';
 
@@ -195,6 +196,35 @@ test('a U-net trained on the fast path (Winograd and direct convolutions) and on
   const fast = await losses(BLAS_BACKEND);
   const plain = await losses('cpu');
   fast.forEach((l, i) => assert.ok(Math.abs(l - plain[i]) < 1e-4 * plain[i], `step ${i}: ${l} vs ${plain[i]}`));
+});
+
+test('the U-net\'s residual and attention blocks, each one recorded operation with its gradient written out on blas, have the op-by-op gradients of the cpu backend', { skip }, async () => {
+  // Blocks with and without a skip convolution (16 → 32 → 32 channels, and the up path's concatenations),
+  // attention at 4 px, 6x6 images cut into 3x3 (odd sides), 3 images with other timesteps.
+  const config = { kind: 'unet', height: 6, imageWidth: 6, channels: 1, baseChannels: 16, channelMults: [1, 2], blocksPerStage: 1, patchSize: 1, attentionResolutions: [3], groups: 8, heads: 4, outputNorm: false } as const;
+  const rng = new Rng(8);
+  const x = Float32Array.from({ length: 3 * 36 }, () => 2 * rng.uniform() - 1);
+  const target = Float32Array.from({ length: 3 * 36 }, () => rng.normal());
+  const gradients = async (backend: string) => {
+    await tf.setBackend(backend);
+    const model = buildModel({ ...config, channelMults: [...config.channelMults], attentionResolutions: [...config.attentionResolutions] }, new Rng(2));
+    const names = [...model.variables.keys()];
+    const out = tf.tidy(() => {
+      const xs = tf.tensor2d(x, [3, 36]);
+      const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(model.predict(xs, tf.tensor1d([0.05, 0.5, 0.95])), tf.tensor2d(target, [3, 36]))) as tf.Scalar, [...model.variables.values()]);
+      const byName = new Map([...model.variables].map(([name, v]) => [v.name, name]));
+      const named = new Map(Object.entries(grads).map(([id, g]) => [byName.get(id)!, { shape: g.shape, values: g.dataSync() as Float32Array }]));
+      return [{ shape: [], values: value.dataSync() as Float32Array }, ...names.map((name) => named.get(name)!)];
+    });
+    model.dispose();
+    return { names, out };
+  };
+  const blas = await gradients(BLAS_BACKEND);
+  const cpu = await gradients('cpu');
+  assert.deepEqual(blas.names, cpu.names);
+  assert.ok(blas.names.some((n) => n.endsWith('/skip/kernel')) && blas.names.some((n) => n.includes('attn')), 'the net has skip convolutions and attention');
+  blas.out.forEach((g, i) => assertClose([g], [cpu.out[i]], i === 0 ? 'the objective' : `the gradient of ${blas.names[i - 1]}`, 1e-4, 1e-4));
+  await tf.setBackend(BLAS_BACKEND);
 });
 
 test('the weights\' moving average on the fast path (in place) matches the plain path', { skip }, async () => {
