@@ -5,7 +5,7 @@
  * backend can differentiate.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ATTENTION, GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel, fusedGroupNorm } from './fusedOps';
+import { GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel, fusedGroupNorm } from './fusedOps';
 
 /**
  * Whether the backend's fused convolution adds a bias of [b, 1, 1, out] (one per image) or of the
@@ -140,7 +140,8 @@ export function depthToSpace(x: tf.Tensor4D, block: number): tf.Tensor4D {
 
 /**
  * Multi-head self-attention over the pixels: q, k, v by 1×1 projections [c, c], softmax(q·kᵀ/√d)·v per
- * head, an output projection [c, c] with bias. The caller normalizes before and adds the residual after.
+ * head, an output projection [c, c] with bias, op by op. The caller normalizes before and adds the
+ * residual after. (The blas backend runs the whole block as one kernel for all heads: unetBlocks.ts.)
  */
 export function selfAttention(x: tf.Tensor4D, heads: number, w: { q: tf.Tensor2D; k: tf.Tensor2D; v: tf.Tensor2D; out: tf.Tensor2D; outBias: tf.Tensor1D }): tf.Tensor4D {
   return tf.tidy(() => {
@@ -148,12 +149,6 @@ export function selfAttention(x: tf.Tensor4D, heads: number, w: { q: tf.Tensor2D
     const n = h * wd;
     const d = c / heads;
     const rows = tf.reshape(x, [b * n, c]);
-    if (backendHasKernel(ATTENTION)) {
-      // One native kernel for all heads, on the projections as they come (no per-head transposes, no attention matrices).
-      const [q, k, v] = [w.q, w.k, w.v].map((kernel) => tf.reshape(tf.matMul(rows, kernel), [b, n, c]));
-      const [mixed] = tf.engine().runKernel(ATTENTION, { q, k, v }, { heads, scale: 1 / Math.sqrt(d) }) as tf.Tensor[];
-      return tf.reshape(pointwise(tf.reshape(mixed, [b * n, c]), w.out, w.outBias), [b, h, wd, c]);
-    }
     const project = (kernel: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(tf.matMul(rows, kernel), [b, n, heads, d]), [0, 2, 1, 3]), [b * heads, n, d]);
     const [q, k, v] = [project(w.q), project(w.k), project(w.v)];
     const weights = scaledSoftmax(tf.matMul(q, k, false, true), 1 / Math.sqrt(d));

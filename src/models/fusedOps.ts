@@ -63,8 +63,8 @@ export function fusedGeluLayerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tens
 
 /**
  * Gradients of the other fused kernels, registered once (the registry is global; a gradient only runs
- * where its kernel did). Attention's backward kernel gives dq, dk and dv at once; it runs here, not
- * inside the closures, because tfjs runs each closure in its own tidy, which would free the other two.
+ * where its kernel did). Attention's gradient kernel runs in the attention block's own gradient
+ * (unetBlocks.ts), the only place its kernel runs with a gradient recorded.
  */
 let gradientsRegistered = false;
 export function registerFusedGradients(): void {
@@ -75,16 +75,6 @@ export function registerFusedGradients(): void {
     kernelName: SCALED_SOFTMAX,
     outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => ({ x: () => tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { dy: first(dy), y: saved[0] }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor }),
-  });
-  tf.registerGradient({
-    kernelName: ATTENTION,
-    inputsToSave: ['q', 'k', 'v'],
-    outputsToSave: [true, true],
-    gradFunc: (dy, saved, attrs) => {
-      const [q, k, v, o, lse] = saved;
-      const [dq, dk, dv] = tf.engine().runKernel(ATTENTION_GRAD, { dy: first(dy), q, k, v, o, lse }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-      return { q: () => dq, k: () => dk, v: () => dv };
-    },
   });
   tf.registerGradient({
     kernelName: SILU,

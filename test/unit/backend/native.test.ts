@@ -18,6 +18,7 @@ import { Adam, adamConfig } from '../../../src/training/optim';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
 import { buildModel } from '../../../src/models/build';
+import { attentionBlock } from '../../../src/models/unetBlocks';
 import { resolveNewRun } from '../../../src/config/resolve';
 import { loadMnist, padImages } from '../../../src/data/mnist';
 
@@ -406,23 +407,28 @@ test('3x3 convolutions on Winograd tiles (4x4 and 2x2), on the direct loops and 
   }
 });
 
-test('fused attention (one kernel for all heads, no attention matrices) and its gradients match the composed tfjs ops', { skip }, () => {
+test('the attention block on blas (one kernel for all heads, no attention matrices; one recorded operation) and its gradients match the composed tfjs ops', { skip }, () => {
   let seed = 950;
   // [batch, height, width, channels], heads: odd token counts and head widths, one head, one token, a 64-px U-net's 16x16 attention;
   // query rows go in blocks (a last block of 1-5 rows), channels in vectors of 16 and 8 then one at a time (24: 16 + 8; 12: 8 + 4; 4: 4), the 32-px U-net's 8x8
   for (const [shape, heads] of [[[3, 5, 3, 12], 3], [[2, 3, 3, 8], 1], [[2, 1, 1, 8], 2], [[2, 16, 16, 32], 4], [[2, 7, 5, 48], 2], [[2, 3, 5, 12], 1], [[2, 8, 8, 64], 4]] as [number[], number][]) {
     const c = shape[3];
+    const groups = 4;
     // projections at their initial scale (N(0, 1/c)): N(0, 1) ones make logits of ~±100, where float32's
     // rounding of the logits alone moves outputs that cancel to near zero by more than 1e-4
     const projection = () => { const r = random([c, c], ++seed); return { shape: r.shape, values: r.values.map((x) => x / Math.sqrt(c)) }; };
-    const inputs = [random(shape, ++seed), projection(), projection(), projection(), projection(), random([c], ++seed)];
-    const attend = (x: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, out: tf.Tensor, outBias: tf.Tensor) =>
-      selfAttention(x as tf.Tensor4D, heads, { q: q as tf.Tensor2D, k: k as tf.Tensor2D, v: v as tf.Tensor2D, out: out as tf.Tensor2D, outBias: outBias as tf.Tensor1D });
-    compare(`attention ${shape}, ${heads} heads`, inputs, attend, 1e-4);
+    const inputs = [random(shape, ++seed), random([c], ++seed), random([c], ++seed), projection(), projection(), projection(), projection(), random([c], ++seed)];
+    // x + attention(GroupNorm(x)): the block on blas, op by op (groupNorm, selfAttention) on cpu
+    const block = (...t: tf.Tensor[]) => {
+      const [x, gamma, beta, q, k, v, out, outBias] = t as [tf.Tensor4D, tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+      if (tf.getBackend() === BLAS_BACKEND) return attentionBlock(x, { norm: { gamma, beta }, q, k, v, out: { kernel: out, bias: outBias } }, groups, heads);
+      return tf.add(x, selfAttention(groupNorm(x, groups, gamma, beta), heads, { q, k, v, out, outBias }));
+    };
+    compare(`attention ${shape}, ${heads} heads`, inputs, block, 1e-4);
     const probe = random([...shape], ++seed);
     compare(`attention gradients ${shape}, ${heads} heads`, [...inputs, probe], (...t) => {
-      const [x, q, k, v, out, outBias, g] = t;
-      return tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(attend(a[0], a[1], a[2], a[3], a[4], a[5]), g)))([x, q, k, v, out, outBias]);
+      const g = t[t.length - 1];
+      return tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(block(...a), g)))(t.slice(0, -1));
     }, 1e-3, 1e-5);
   }
 });
