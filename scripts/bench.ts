@@ -111,12 +111,18 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
   };
 }
 
-/** Training samples/s of `trainer` over `steps` batches of 64 from `data`, after one warm-up step; disposes it. */
+/**
+ * U-net steps before the timed ones: V8 compiles tfjs's per-operation paths in each thread over the
+ * first steps (after one warm-up step, the next 20 ran 18-28% slower than steps 21-60, on one thread and on two).
+ */
+const WARM_UP_STEPS = 5;
+
+/** Training samples/s of `trainer` over `steps` batches of 64 from `data` (WARM_UP_STEPS more first); disposes it. */
 function timeTrainSteps(trainer: Trainer, data: ImageSet, steps: number): number {
   const batch = (i: number) => Array.from({ length: 64 }, (_, j) => 64 * i + j);
-  trainer.trainStep(data, batch(0));
+  for (let i = 0; i < WARM_UP_STEPS; i++) trainer.trainStep(data, batch(i));
   const started = process.hrtime.bigint();
-  for (let i = 0; i < steps; i++) trainer.trainStep(data, batch(1 + i));
+  for (let i = 0; i < steps; i++) trainer.trainStep(data, batch(WARM_UP_STEPS + i));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   trainer.dispose();
   return (steps * 64) / seconds;
@@ -132,7 +138,7 @@ const unetRecord = () => resolveNewRun('seed', { model: 'unet', timesteps: 1000,
 
 /** Training throughput of the twin-shaped 32-px U-net on MNIST-32 at batch 64. */
 function measureUnet(steps: number): number {
-  return timeTrainSteps(benchTrainer(unetRecord()), padImages(loadMnist('train', 64 * (steps + 1)), 2), steps);
+  return timeTrainSteps(benchTrainer(unetRecord()), padImages(loadMnist('train', 64 * (steps + WARM_UP_STEPS)), 2), steps);
 }
 
 /** Seconds to sample 64 images with `steps` DDIM steps from the twin-shaped 32-px U-net, as `diffuse sample` would (the twin's sampling bench). */
@@ -154,7 +160,7 @@ const rgb64Record = (overrides: UnetShape) => resolveNewRun('seed', { model: 'un
 /** Training throughput of a 64-px RGB U-net at batch 64 (random images: speed does not depend on them). */
 function measureUnetRgb64(steps: number, overrides: UnetShape): number {
   const rng = new Rng(1);
-  const count = 64 * (steps + 1);
+  const count = 64 * (steps + WARM_UP_STEPS);
   return timeTrainSteps(benchTrainer(rgb64Record(overrides)), { count, height: 64, width: 64, channels: 3, data: Float32Array.from({ length: count * 64 * 64 * 3 }, () => 2 * rng.uniform() - 1) }, steps);
 }
 
@@ -195,7 +201,7 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
 /** The U-net twin's training samples/s at `size` px, batch 64, and its seconds for 64 images x 100 DDIM steps (its own bench, both cores). */
 function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1): { train: number; sample?: number } | undefined {
   if (!fs.existsSync(UNET_REFERENCE)) return undefined;
-  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
+  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels), '--bench-warmup', String(WARM_UP_STEPS)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
   const m = /unet_train_samples_per_s torch ([\d.]+)/.exec(r.stdout);
   const sample = /unet_sample_64x100_s torch ([\d.]+)/.exec(r.stdout);
   if (!m) console.error(`torch U-net twin failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
