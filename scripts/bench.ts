@@ -113,9 +113,12 @@ async function measure(backend: string, trainSteps: number, sampleSteps: number,
 
 /**
  * U-net steps before the timed ones: V8 compiles tfjs's per-operation paths in each thread over the
- * first steps (after one warm-up step, the next 20 ran 18-28% slower than steps 21-60, on one thread and on two).
+ * first ~15 steps (after one warm-up step, the next 20 ran 18-28% slower than steps 21-60, on one
+ * thread and on two; by fives, steps 6-10 and 11-15 ran at 85-90% of steps 21-60's rate, 16-20 at 98%). The
+ * PyTorch twin, compiled ahead, gets 5 (its own default is 3).
  */
-const WARM_UP_STEPS = 5;
+const WARM_UP_STEPS = 15;
+const TWIN_WARM_UP_STEPS = 5;
 
 /** Training samples/s of `trainer` over `steps` batches of 64 from `data` (WARM_UP_STEPS more first); disposes it. */
 function timeTrainSteps(trainer: Trainer, data: ImageSet, steps: number): number {
@@ -201,7 +204,7 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
 /** The U-net twin's training samples/s at `size` px, batch 64, and its seconds for 64 images x 100 DDIM steps (its own bench, both cores). */
 function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1): { train: number; sample?: number } | undefined {
   if (!fs.existsSync(UNET_REFERENCE)) return undefined;
-  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels), '--bench-warmup', String(WARM_UP_STEPS)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
+  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels), '--bench-warmup', String(TWIN_WARM_UP_STEPS)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
   const m = /unet_train_samples_per_s torch ([\d.]+)/.exec(r.stdout);
   const sample = /unet_sample_64x100_s torch ([\d.]+)/.exec(r.stdout);
   if (!m) console.error(`torch U-net twin failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
