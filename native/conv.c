@@ -635,8 +635,9 @@ static bool conv_winograd(int mode, int m, const conv_geom *g, const float *a, c
   const int64_t chunks = (all + chunk - 1) / chunk, scratch = P * chunk * (g->inC + g->outC);
   const int threads = chunks > 1 ? omp_get_max_threads() : 1;
   float *buffers = (float *)malloc(sizeof(float) * threads * scratch);
-  /* the filter's transform, or the filter gradient's transformed sums, one per thread */
-  float *U = (float *)calloc((size_t)(mode == CONV_GRAD_FILTER ? threads : 1) * P * S, sizeof(float));
+  /* the filter's transform (written whole), or the filter gradient's transformed sums, one per thread (from 0) */
+  const size_t sizeU = (size_t)(mode == CONV_GRAD_FILTER ? threads : 1) * P * S;
+  float *U = mode == CONV_GRAD_FILTER ? (float *)calloc(sizeU, sizeof(float)) : (float *)malloc(sizeU * sizeof(float));
   if (!buffers || !U) {
     free(buffers);
     free(U);
