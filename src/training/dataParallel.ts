@@ -160,10 +160,15 @@ export class WorkerPool {
     noiseAt: RngState,
     own: (start: number, end: number) => { loss: tf.Scalar; grads: tf.Tensor[] },
   ): { loss: number; grads: Float32Array[] } {
-    const { cuts, mine } = this.step(Task.Gradients, variables, x0, t, own, noiseAt);
+    // This thread's share is copied out before waiting for the workers' (which load the weights and
+    // write their gradients in their own time, so they usually finish later).
+    const packed = (start: number, end: number) => {
+      const mine = own(start, end);
+      return pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], this.sum);
+    };
+    const { cuts, mine: sum } = this.step(Task.Gradients, variables, x0, t, packed, noiseAt);
     // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
     const native = loadNativeAddon()!;
-    const sum = pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], this.sum);
     let seen = cuts[0][1] - cuts[0][0];
     this.shares.forEach((s, i) => {
       const n = cuts[i + 1][1] - cuts[i + 1][0];
