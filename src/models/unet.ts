@@ -111,14 +111,24 @@ export class ConvUnet implements Denoiser {
   }
 
   private linear(x: tf.Tensor2D, name: string, out: number): tf.Tensor2D {
-    const cin = x.shape[1];
-    return dense(x, this.param(`${name}/kernel`, [cin, out], 'fan-in', cin), this.param(`${name}/bias`, [out], 'fan-in', cin));
+    const { kernel, bias } = this.linearWeights(name, x.shape[1], out);
+    return dense(x, kernel, bias);
+  }
+
+  /** A dense layer's [in, out] kernel and bias. */
+  private linearWeights(name: string, cin: number, out: number): { kernel: tf.Tensor2D; bias: tf.Tensor1D } {
+    return { kernel: this.param(`${name}/kernel`, [cin, out], 'fan-in', cin), bias: this.param(`${name}/bias`, [out], 'fan-in', cin) };
   }
 
   /** GroupNorm, then SiLU where `thenSilu` (one fused kernel on blas). */
   private norm(x: tf.Tensor4D, name: string, thenSilu = false): tf.Tensor4D {
-    const c = x.shape[3];
-    return groupNorm(x, this.config.groups, this.param(`${name}/gamma`, [c], 'ones'), this.param(`${name}/beta`, [c], 'zeros'), thenSilu);
+    const { gamma, beta } = this.normWeights(name, x.shape[3]);
+    return groupNorm(x, this.config.groups, gamma, beta, thenSilu);
+  }
+
+  /** A GroupNorm's scale γ (ones) and offset β (zeros) over c channels. */
+  private normWeights(name: string, c: number): { gamma: tf.Tensor1D; beta: tf.Tensor1D } {
+    return { gamma: this.param(`${name}/gamma`, [c], 'ones'), beta: this.param(`${name}/beta`, [c], 'zeros') };
   }
 
   /**
@@ -142,24 +152,23 @@ export class ConvUnet implements Denoiser {
 
   /** A residual block's weights, declared in the order the block uses them (as the op-by-op path does). */
   private resBlockWeights(name: string, cin: number, cout: number, timeChannels: number): ResidualBlockWeights {
-    const norm = (part: string, c: number) => ({ gamma: this.param<tf.Rank.R1>(`${name}/${part}/gamma`, [c], 'ones'), beta: this.param<tf.Rank.R1>(`${name}/${part}/beta`, [c], 'zeros') });
     const conv = (part: string, k: number, ci: number) => {
       const [kernel, bias] = this.convWeights(`${name}/${part}`, k, ci, cout);
       return { kernel, bias };
     };
-    const norm1 = norm('norm1', cin);
+    const norm1 = this.normWeights(`${name}/norm1`, cin);
     const conv1 = conv('conv1', 3, cin);
-    const time = { kernel: this.param<tf.Rank.R2>(`${name}/time/kernel`, [timeChannels, cout], 'fan-in', timeChannels), bias: this.param<tf.Rank.R1>(`${name}/time/bias`, [cout], 'fan-in', timeChannels) };
-    const norm2 = norm('norm2', cout);
+    const time = this.linearWeights(`${name}/time`, timeChannels, cout);
+    const norm2 = this.normWeights(`${name}/norm2`, cout);
     const conv2 = conv('conv2', 3, cout);
     return { norm1, conv1, time, norm2, conv2, ...(cin === cout ? {} : { skip: conv('skip', 1, cin) }) };
   }
 
   private attention(x: tf.Tensor4D, name: string): tf.Tensor4D {
     const c = x.shape[3];
-    const norm = { gamma: this.param<tf.Rank.R1>(`${name}/norm/gamma`, [c], 'ones'), beta: this.param<tf.Rank.R1>(`${name}/norm/beta`, [c], 'zeros') };
+    const norm = this.normWeights(`${name}/norm`, c);
     const kernel = (part: string) => this.param<tf.Rank.R2>(`${name}/${part}/kernel`, [c, c], 'fan-in', c);
-    const weights: AttentionBlockWeights = { norm, q: kernel('q'), k: kernel('k'), v: kernel('v'), out: { kernel: kernel('out'), bias: this.param<tf.Rank.R1>(`${name}/out/bias`, [c], 'fan-in', c) } };
+    const weights: AttentionBlockWeights = { norm, q: kernel('q'), k: kernel('k'), v: kernel('v'), out: this.linearWeights(`${name}/out`, c, c) };
     if (fusesAddends()) return attentionBlock(x, weights, this.config.groups, this.config.heads);
     const normed = groupNorm(x, this.config.groups, norm.gamma, norm.beta);
     return tf.add(x, selfAttention(normed, this.config.heads, { q: weights.q, k: weights.k, v: weights.v, out: weights.out.kernel, outBias: weights.out.bias }));
