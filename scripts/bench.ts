@@ -217,7 +217,9 @@ function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32,
  */
 function unetRateInChild(core: number | null): number | null {
   const env = core === null ? process.env : { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
-  const r = core === null ? spawnSync(process.execPath, [__filename, '--unet-rate'], { encoding: 'utf8', env }) : spawnSync('taskset', ['-c', String(core), process.execPath, __filename, '--unet-rate'], { encoding: 'utf8', env });
+  const command = [process.execPath, __filename, '--unet-rate'];
+  const [file, ...args] = core === null ? command : ['taskset', '-c', String(core), ...command];
+  const r = spawnSync(file, args, { encoding: 'utf8', env });
   const m = /^unet_rate ([\d.]+)$/m.exec(r.stdout);
   if (r.status !== 0 || !m) {
     console.error(`U-net run ${core === null ? 'on all cores' : `on core ${core}`}: not measured (${r.stderr.trim().split('\n').pop()})`);

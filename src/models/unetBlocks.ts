@@ -13,7 +13,8 @@
  *   attention: y = x + (softmax(q·kᵀ/√d)·v per head)·Wout + bout, with q, k, v = GroupNorm(x)·Wq, ·Wk, ·Wv
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { conv2d } from './convLayers';
+import { conv2d, pointwise } from './convLayers';
+import { dense } from './layers';
 import { ATTENTION, ATTENTION_GRAD, GROUP_NORM, GROUP_NORM_GRAD } from './fusedOps';
 
 interface NormWeights {
@@ -50,7 +51,7 @@ function groupNormGrads(dy: tf.Tensor, xhat: tf.Tensor, rstd: tf.Tensor, norm: N
 function forward(x: tf.Tensor4D, time: tf.Tensor2D, w: ResidualBlockWeights, groups: number, keep: boolean): { y: tf.Tensor4D; kept: tf.Tensor[] } {
   const cout = w.conv1.kernel.shape[3];
   const [n1, ...stats1] = groupNorm(x, w.norm1, groups, true, keep);
-  const shift = tf.reshape(tf.add(tf.matMul(time, w.time.kernel), w.time.bias), [-1, 1, 1, cout]);
+  const shift = tf.reshape(dense(time, w.time.kernel, w.time.bias), [-1, 1, 1, cout]);
   const h1 = conv2d(n1 as tf.Tensor4D, w.conv1.kernel, tf.add(w.conv1.bias, shift));
   const [n2, ...stats2] = groupNorm(h1, w.norm2, groups, true, keep);
   const kept = [n1, ...stats1, n2, ...stats2];
@@ -132,7 +133,7 @@ function attentionForward(x: tf.Tensor4D, w: AttentionBlockWeights, groups: numb
   // One kernel for all heads, on the projections as they come (no per-head transposes, no attention matrices).
   const [q, k, v] = [w.q, w.k, w.v].map((kernel) => tf.reshape(tf.matMul(rows, kernel), [b, n, c]));
   const [o, lse] = tf.engine().runKernel(ATTENTION, { q, k, v }, { heads, scale: 1 / Math.sqrt(c / heads) }) as tf.Tensor[];
-  const mixed = tf.fused.matMul({ a: tf.reshape(o, [b * n, c]), b: w.out.kernel, bias: w.out.bias });
+  const mixed = pointwise(tf.reshape(o, [b * n, c]), w.out.kernel, w.out.bias);
   return { y: tf.add(x, tf.reshape(mixed, x.shape)), kept: keep ? [rows, q, k, v, o, lse, ...stats] : [] };
 }
 

@@ -85,6 +85,11 @@ export function pack(arrays: readonly Float32Array[], out: Float32Array): Float3
   return out;
 }
 
+/** A share's gradients (in variable order), then its mean loss, packed into `out`: what each thread hands over. */
+export function packGradients(grads: tf.Tensor[], loss: tf.Tensor, out: Float32Array): Float32Array {
+  return pack([...grads.map((g) => g.dataSync() as Float32Array), loss.dataSync() as Float32Array], out);
+}
+
 /** The pieces of `flat` that pack() made from arrays of these variables' sizes, as views. */
 export function unpack(flat: Float32Array, variables: readonly tf.Variable[]): Float32Array[] {
   let offset = 0;
@@ -164,7 +169,7 @@ export class WorkerPool {
     // write their gradients in their own time, so they usually finish later).
     const packed = (start: number, end: number) => {
       const mine = own(start, end);
-      return pack([...mine.grads.map((g) => g.dataSync() as Float32Array), mine.loss.dataSync() as Float32Array], this.sum);
+      return packGradients(mine.grads, mine.loss, this.sum);
     };
     const { cuts, mine: sum } = this.step(Task.Gradients, variables, x0, t, packed, noiseAt);
     // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.

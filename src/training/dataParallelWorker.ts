@@ -7,12 +7,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
 import { defaultBackendEnv, selectBackend } from '../backend/select';
 import { buildModel } from '../models/build';
-import { Rng } from '../rng';
+import { Rng, RngState } from '../rng';
 import { assignCopy } from '../tensors';
-import { Slot, Task, WorkerSetup, pack, unpack } from './dataParallel';
+import { Slot, Task, WorkerSetup, packGradients, unpack } from './dataParallel';
 import { denoisingLoss, noisedShare } from './trainer';
 import { DDPMScheduler } from '../diffusion/schedule';
-import { RngState } from '../rng';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {
   Atomics.store(control, Slot.Status, ok ? 0 : 1);
@@ -60,7 +59,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
         const share = noisedShare(scheduler, images, t, noiseAt, control[Slot.NoiseOffset]);
         const [xs, target, tFrac] = [tf.tensor2d(share.xt, [n, pixels]), tf.tensor2d(share.target, [n, pixels]), tf.tensor1d(share.tFrac)];
         const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xs, tFrac, target), variables);
-        pack([...variables.map((v) => grads[v.name].dataSync() as Float32Array), value.dataSync() as Float32Array], output);
+        packGradients(variables.map((v) => grads[v.name]), value, output);
       });
       finish(control, request, true);
     } catch (e) {
