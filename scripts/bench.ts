@@ -13,12 +13,14 @@
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
  *   npm run bench -- --unet64           # also 64-px RGB U-nets (the twin's configuration and today's default)
+ *   npm run bench -- --cores-only       # only the cores' rounds below
  *
- * With blas and `taskset`, the twin-shaped U-net also trains in three rounds of (all cores, then each
+ * With blas and `taskset`, the twin-shaped U-net also trains in five rounds of (all cores, then each
  * core alone: one thread, pinned), and the bench prints what all cores together are worth in one
- * core's throughput (the cores' mean), per round and the rounds' median.
+ * core's throughput (the cores' mean), per round and the rounds' median, beside what the machine's
+ * cores are worth for plain arithmetic in the same minute (see machineWorth).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -228,31 +230,83 @@ function unetRateInChild(core: number | null): number | null {
   return +m[1];
 }
 
+/** OpenBLAS sgemm GFLOP/s on one thread for 0.7 s, 256³ (its matrices stay in L2: the cores' arithmetic, not memory). */
+function probeGflops(): number {
+  const native = loadNativeAddon()!;
+  native.setThreads(1);
+  const n = 256, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  native.sgemm(false, false, n, n, n, a, b, c);
+  const started = process.hrtime.bigint();
+  let calls = 0, seconds = 0;
+  while ((seconds = Number(process.hrtime.bigint() - started) / 1e9) < 0.7) {
+    native.sgemm(false, false, n, n, n, a, b, c);
+    calls += 1;
+  }
+  return (2 * n ** 3 * calls) / seconds / 1e9;
+}
+
+/** The probe's GFLOP/s in a child pinned to `core`. */
+function probeOnCore(core: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('taskset', ['-c', String(core), process.execPath, __filename, '--probe'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('close', () => {
+      const m = /^probe_gflops ([\d.]+)$/m.exec(out);
+      if (m) resolve(+m[1]);
+      else reject(new Error(`the core probe on core ${core} printed nothing`));
+    });
+  });
+}
+
+/**
+ * What this machine's cores are worth together for arithmetic: the probe on each core alone, then on
+ * all at once, sum(together) / mean(alone). On separate physical cores it is the core count; this VM's
+ * two vCPUs are at times two hyperthreads of one core (register-only FMA loops then run at half speed
+ * on each, and the probe's worth falls from ~2 to ~1), so the U-net's worth means something only
+ * beside the machine's own, measured in the same minute.
+ */
+async function machineWorth(cores: number): Promise<number> {
+  const alone: number[] = [];
+  for (let core = 0; core < cores; core++) alone.push(await probeOnCore(core));
+  const together = await Promise.all(Array.from({ length: cores }, (_, core) => probeOnCore(core)));
+  return together.reduce((a, b) => a + b, 0) / (alone.reduce((a, b) => a + b, 0) / cores);
+}
+
 interface CoresRound {
   all: number;
   single: number[];
   /** all / mean(single): what all cores together are worth in one core's throughput. */
   worth: number;
+  /** The machine's own worth (machineWorth) just before and just after the round. */
+  machine: [number, number];
 }
 
 /**
  * What all cores are worth in one core's throughput, in `rounds` rounds of (all cores, then each core
- * alone): this VM's speed drifts by a third from minute to minute, so each ratio is taken within a
- * round (about 20 s) and the rounds' median reported. Null without taskset or with one core.
+ * alone), each between two probes of what the machine's cores are worth for arithmetic: this VM's
+ * speed drifts by a third from minute to minute and its vCPUs now and then share a physical core, so
+ * each ratio is taken within a round (about 30 s) and read beside the machine's. Null without taskset
+ * or with one core.
  */
-function coresWorth(rounds: number): CoresRound[] | null {
+async function coresWorth(rounds: number): Promise<CoresRound[] | null> {
   const cores = os.availableParallelism();
   if (cores < 2 || spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status !== 0) return null;
   const out: CoresRound[] = [];
   for (let i = 0; i < rounds; i++) {
+    const before = await machineWorth(cores);
     const all = unetRateInChild(null);
     const single = Array.from({ length: cores }, (_, core) => unetRateInChild(core));
+    const after = await machineWorth(cores);
     if (all === null || single.some((r) => r === null)) return null;
     const rates = single as number[];
-    out.push({ all, single: rates, worth: all / (rates.reduce((a, b) => a + b, 0) / rates.length) });
+    out.push({ all, single: rates, worth: all / (rates.reduce((a, b) => a + b, 0) / rates.length), machine: [before, after] });
   }
   return out;
 }
+
+/** Rounds whose machine gave its cores' full count (within 5%) before and after: the cores were separate. */
+const fullRounds = (rounds: CoresRound[], cores: number) => rounds.filter((r) => Math.min(...r.machine) >= 0.95 * cores);
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -279,13 +333,18 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await measure(args[1], +args[2], +args[3], +args[4], +args[5])));
     return;
   }
+  if (args[0] === '--probe') {
+    console.log(`probe_gflops ${probeGflops().toFixed(2)}`);
+    return;
+  }
   if (args[0] === '--unet-rate') {
     await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
     console.log(`unet_rate ${measureUnet(20).toFixed(1)}`); // availableParallelism() is 1 under taskset: no worker threads
     return;
   }
   const backendsArg = args.indexOf('--backends');
-  const backends = backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
+  const coresOnly = args.includes('--cores-only');
+  const backends = coresOnly ? [] : backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
   const results: Result[] = [];
   for (const b of backends) {
     const r = runChild(b, args.includes('--unet64'));
@@ -301,14 +360,17 @@ async function main(): Promise<void> {
     if (r.unet64TwinSamplesPerSecond) console.log(`unet64rgb_twin_config_train_samples_per_s backend=${r.backend} ${r.unet64TwinSamplesPerSecond.toFixed(1)}`);
     if (r.unet64DefaultSamplesPerSecond) console.log(`unet64rgb_default_train_samples_per_s backend=${r.backend} ${r.unet64DefaultSamplesPerSecond.toFixed(1)}`);
   }
-  const rounds = results.some((r) => r.backend === 'blas') ? coresWorth(3) : null;
+  const rounds = results.some((r) => r.backend === 'blas') || (coresOnly && loadNativeAddon()) ? await coresWorth(5) : null;
   const worth = rounds ? median(rounds.map((r) => r.worth)) : null;
+  const full = rounds ? fullRounds(rounds, rounds[0].single.length) : [];
   if (rounds && worth) {
-    rounds.forEach((r, i) => console.log(`unet32_train_samples_per_s backend=blas round=${i + 1} all_cores ${r.all.toFixed(1)} ${r.single.map((rate, core) => `one_core=${core} ${rate.toFixed(1)}`).join(' ')} worth ${r.worth.toFixed(2)}`));
-    console.log(`unet32_all_cores_worth_one_cores backend=blas ${worth.toFixed(2)} (median of ${rounds.length} rounds: ${rounds.map((r) => r.worth.toFixed(2)).join(', ')}; of ${rounds[0].single.length} possible)`);
+    const cores = rounds[0].single.length;
+    rounds.forEach((r, i) => console.log(`unet32_train_samples_per_s backend=blas round=${i + 1} all_cores ${r.all.toFixed(1)} ${r.single.map((rate, core) => `one_core=${core} ${rate.toFixed(1)}`).join(' ')} worth ${r.worth.toFixed(2)} machine_worth ${r.machine.map((m) => m.toFixed(2)).join(' ')}`));
+    console.log(`unet32_all_cores_worth_one_cores backend=blas ${worth.toFixed(2)} (median of ${rounds.length} rounds: ${rounds.map((r) => r.worth.toFixed(2)).join(', ')}; of ${cores} possible)`);
+    console.log(`unet32_all_cores_worth_one_cores_full_rounds backend=blas ${full.length ? median(full.map((r) => r.worth)).toFixed(2) : '-'} (${full.length} of ${rounds.length} rounds with the machine's cores worth >= ${(0.95 * cores).toFixed(2)} before and after)`);
   }
   const references: Result[] = [];
-  const py = args.includes('--no-torch') ? null : python();
+  const py = args.includes('--no-torch') || coresOnly ? null : python();
   if (py && fs.existsSync(REFERENCE)) {
     const plain = torchBench(py, {}, 'torch');
     if (plain) {
@@ -339,7 +401,7 @@ async function main(): Promise<void> {
         if (ours.unet64TwinSamplesPerSecond && ref.unet64TwinSamplesPerSecond) console.log(`ratio_unet64rgb_train backend=${ours.backend} vs=${ref.backend} ${(ours.unet64TwinSamplesPerSecond / ref.unet64TwinSamplesPerSecond).toFixed(2)}`);
       }
     }
-  } else if (!args.includes('--no-torch')) {
+  } else if (!args.includes('--no-torch') && !coresOnly) {
     console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
   }
   const rows = [...results, ...references];
@@ -348,15 +410,17 @@ async function main(): Promise<void> {
   // Training GFLOP/s: three forward passes' FLOPs per sample.
   const gflops = (sps?: number, flops?: number) => (sps && flops ? ((3 * flops * sps) / 1e9).toFixed(0) : '-');
   const seconds = (v?: number) => (v === undefined ? '-' : `${v.toFixed(1)} s`);
-  console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s (GFLOP/s) | U-net 32 px sample 64 x 100 DDIM |${wide ? ' U-net 64 px RGB (twin config) (GFLOP/s) | U-net 64 px RGB (default) (GFLOP/s) |' : ''}`);
-  console.log(`|---|---:|---:|---:|---:|---:|${wide ? '---:|---:|' : ''}`);
-  for (const r of rows) {
-    const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} (${gflops(r.unet64DefaultSamplesPerSecond, r.unet64DefaultForwardFlops)}) |` : '';
-    console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
+  if (rows.length) {
+    console.log(`\n| backend | FC train samples/s | FC sample 64 x 1000 steps | peak RSS | U-net 32 px train samples/s (GFLOP/s) | U-net 32 px sample 64 x 100 DDIM |${wide ? ' U-net 64 px RGB (twin config) (GFLOP/s) | U-net 64 px RGB (default) (GFLOP/s) |' : ''}`);
+    console.log(`|---|---:|---:|---:|---:|---:|${wide ? '---:|---:|' : ''}`);
+    for (const r of rows) {
+      const extra = wide ? ` ${num(r.unet64TwinSamplesPerSecond)} (${gflops(r.unet64TwinSamplesPerSecond, r.unet64TwinForwardFlops)}) | ${num(r.unet64DefaultSamplesPerSecond)} (${gflops(r.unet64DefaultSamplesPerSecond, r.unet64DefaultForwardFlops)}) |` : '';
+      console.log(`| ${r.backend} | ${r.trainSamplesPerSecond.toFixed(0)} | ${r.sampleSeconds.toFixed(1)} s${r.sampleEstimated && !r.backend.startsWith('torch') ? ' (extrapolated)' : ''} | ${r.peakRssMb.toFixed(0)} MB | ${num(r.unetTrainSamplesPerSecond)} (${gflops(r.unetTrainSamplesPerSecond, r.unetForwardFlops)}) | ${seconds(r.unetSampleSeconds)} |${extra}`);
+    }
   }
   if (rounds && worth) {
     const cores = rounds[0].single.length;
-    console.log(`\nU-net 32 px training, all ${cores} cores against each core alone (pinned, one thread), in ${rounds.length} rounds: ${rounds.map((r) => `${r.all.toFixed(1)} vs ${r.single.map((x) => x.toFixed(1)).join(' / ')} samples/s (worth ${r.worth.toFixed(2)})`).join('; ')}. All cores together are worth ${worth.toFixed(2)} of one (the rounds' median).`);
+    console.log(`\nU-net 32 px training, all ${cores} cores against each core alone (pinned, one thread), in ${rounds.length} rounds: ${rounds.map((r) => `${r.all.toFixed(1)} vs ${r.single.map((x) => x.toFixed(1)).join(' / ')} samples/s (worth ${r.worth.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. All cores together are worth ${worth.toFixed(2)} of one (the rounds' median)${full.length ? `, ${median(full.map((r) => r.worth)).toFixed(2)} in the ${full.length} rounds where the machine's cores were worth ${cores} (within 5%) for arithmetic` : `; in no round were the machine's cores worth ${cores} for arithmetic`} (machine: sgemm 256³ on one thread per core, all cores at once against each alone, before and after each round).`);
   }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
