@@ -13,7 +13,10 @@
  *   npm run bench                       # blas and wasm (those available), and PyTorch if installed
  *   npm run bench -- --backends blas    # a subset; --no-torch skips the reference
  *   npm run bench -- --unet64           # also 64-px RGB U-nets (the twin's configuration and today's default)
- *   npm run bench -- --cores-only       # only the cores' rounds below
+ *   npm run bench -- --rounds-only       # only the rounds below (cores; sampling against the twin)
+ *
+ * With PyTorch, the U-net's sampling (64 images x 100 DDIM steps) is also timed in three rounds of
+ * (ours, the twin's), each in a fresh process, and the bench prints the ratio per round and their median.
  *
  * With blas and `taskset`, the twin-shaped U-net also trains in five rounds of (all cores, then each
  * core alone: one thread, pinned), and the bench prints what all cores together are worth in one
@@ -213,6 +216,36 @@ function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32,
   return m ? { train: +m[1], sample: sample ? +sample[1] : undefined } : undefined;
 }
 
+/** Seconds for 64 images x 100 DDIM steps from the twin-shaped U-net in a child process on all cores, as `diffuse sample` runs. */
+function unetSamplingInChild(): number | null {
+  const r = spawnSync(process.execPath, [__filename, '--unet-sample'], { encoding: 'utf8' });
+  const m = /^unet_sample_s ([\d.]+)$/m.exec(r.stdout);
+  return r.status === 0 && m ? +m[1] : null;
+}
+
+/** The twin's seconds for the same sampling (its bench after one training step: the steps' cost does not depend on the weights). */
+function twinSamplingSeconds(py: string): number | null {
+  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--bench-warmup', '0', '--bench-steps', '1'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1' } });
+  const m = /unet_sample_64x100_s torch ([\d.]+)/.exec(r.stdout);
+  return m ? +m[1] : null;
+}
+
+/**
+ * Our sampling time against the twin's in `rounds` rounds of (ours, the twin's), each ratio within its
+ * round: the VM's speed drifts by a third from minute to minute, and one pair of runs (as the table's)
+ * put the ratio anywhere from 0.4 to 0.63 in earlier sessions.
+ */
+function samplingRounds(py: string, rounds: number): { ours: number; twin: number; ratio: number }[] {
+  const out: { ours: number; twin: number; ratio: number }[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const ours = unetSamplingInChild();
+    const twin = twinSamplingSeconds(py);
+    if (ours === null || twin === null) break;
+    out.push({ ours, twin, ratio: ours / twin });
+  }
+  return out;
+}
+
 /**
  * Training samples/s of the twin-shaped 32-px U-net in a child process: on all cores as `diffuse train`
  * runs it (core null), or on one core alone (pinned with taskset, one thread, its kernels single-threaded).
@@ -337,14 +370,19 @@ async function main(): Promise<void> {
     console.log(`probe_gflops ${probeGflops().toFixed(2)}`);
     return;
   }
+  if (args[0] === '--unet-sample') {
+    await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
+    console.log(`unet_sample_s ${measureUnetSampling(100).toFixed(3)}`);
+    return;
+  }
   if (args[0] === '--unet-rate') {
     await selectBackend('blas', { ...defaultBackendEnv, log: () => {} });
     console.log(`unet_rate ${measureUnet(20).toFixed(1)}`); // availableParallelism() is 1 under taskset: no worker threads
     return;
   }
   const backendsArg = args.indexOf('--backends');
-  const coresOnly = args.includes('--cores-only');
-  const backends = coresOnly ? [] : backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
+  const roundsOnly = args.includes('--rounds-only');
+  const backends = roundsOnly ? [] : backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
   const results: Result[] = [];
   for (const b of backends) {
     const r = runChild(b, args.includes('--unet64'));
@@ -360,9 +398,9 @@ async function main(): Promise<void> {
     if (r.unet64TwinSamplesPerSecond) console.log(`unet64rgb_twin_config_train_samples_per_s backend=${r.backend} ${r.unet64TwinSamplesPerSecond.toFixed(1)}`);
     if (r.unet64DefaultSamplesPerSecond) console.log(`unet64rgb_default_train_samples_per_s backend=${r.backend} ${r.unet64DefaultSamplesPerSecond.toFixed(1)}`);
   }
-  const rounds = results.some((r) => r.backend === 'blas') || (coresOnly && loadNativeAddon()) ? await coresWorth(5) : null;
+  const rounds = results.some((r) => r.backend === 'blas') || (roundsOnly && loadNativeAddon()) ? await coresWorth(5) : null;
   const worth = rounds ? median(rounds.map((r) => r.worth)) : null;
-  const full = rounds ? fullRounds(rounds, rounds[0].single.length) : [];
+  const full = rounds?.length ? fullRounds(rounds, rounds[0].single.length) : [];
   if (rounds && worth) {
     const cores = rounds[0].single.length;
     rounds.forEach((r, i) => console.log(`unet32_train_samples_per_s backend=blas round=${i + 1} all_cores ${r.all.toFixed(1)} ${r.single.map((rate, core) => `one_core=${core} ${rate.toFixed(1)}`).join(' ')} worth ${r.worth.toFixed(2)} machine_worth ${r.machine.map((m) => m.toFixed(2)).join(' ')}`));
@@ -370,9 +408,10 @@ async function main(): Promise<void> {
     console.log(`unet32_all_cores_worth_one_cores_full_rounds backend=blas ${full.length ? median(full.map((r) => r.worth)).toFixed(2) : '-'} (${full.length} of ${rounds.length} rounds with the machine's cores worth >= ${(0.95 * cores).toFixed(2)} before and after)`);
   }
   const references: Result[] = [];
-  const py = args.includes('--no-torch') || coresOnly ? null : python();
+  let sampling: { ours: number; twin: number; ratio: number }[] = [];
+  const py = args.includes('--no-torch') ? null : python();
   if (py && fs.existsSync(REFERENCE)) {
-    const plain = torchBench(py, {}, 'torch');
+    const plain = roundsOnly ? null : torchBench(py, {}, 'torch');
     if (plain) {
       const unet = torchUnetBench(py, {});
       plain.unetTrainSamplesPerSecond = unet?.train;
@@ -384,7 +423,7 @@ async function main(): Promise<void> {
     }
     // The same OpenBLAS kernel choice as ours (see src/native/addon.ts), so the comparison is fair.
     const coretype = process.env.OPENBLAS_CORETYPE ?? tunedCoretype();
-    const tuned = coretype ? torchBench(py, { OPENBLAS_CORETYPE: coretype }, `torch-${coretype}`) : null;
+    const tuned = coretype && !roundsOnly ? torchBench(py, { OPENBLAS_CORETYPE: coretype }, `torch-${coretype}`) : null;
     for (const r of [plain, tuned]) {
       if (!r) continue;
       references.push(r);
@@ -401,7 +440,12 @@ async function main(): Promise<void> {
         if (ours.unet64TwinSamplesPerSecond && ref.unet64TwinSamplesPerSecond) console.log(`ratio_unet64rgb_train backend=${ours.backend} vs=${ref.backend} ${(ours.unet64TwinSamplesPerSecond / ref.unet64TwinSamplesPerSecond).toFixed(2)}`);
       }
     }
-  } else if (!args.includes('--no-torch') && !coresOnly) {
+    if ((results.some((r) => r.backend === 'blas') || roundsOnly) && fs.existsSync(UNET_REFERENCE)) {
+      sampling = samplingRounds(py, 3);
+      sampling.forEach((r, i) => console.log(`unet32_sample_64x100_s round=${i + 1} blas ${r.ours.toFixed(2)} torch ${r.twin.toFixed(2)} ratio ${r.ratio.toFixed(2)}`));
+      if (sampling.length) console.log(`ratio_unet32_sample_time_rounds backend=blas vs=torch ${median(sampling.map((r) => r.ratio)).toFixed(2)} (median of ${sampling.length} rounds)`);
+    }
+  } else if (!args.includes('--no-torch')) {
     console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
   }
   const rows = [...results, ...references];
@@ -421,6 +465,9 @@ async function main(): Promise<void> {
   if (rounds && worth) {
     const cores = rounds[0].single.length;
     console.log(`\nU-net 32 px training, all ${cores} cores against each core alone (pinned, one thread), in ${rounds.length} rounds: ${rounds.map((r) => `${r.all.toFixed(1)} vs ${r.single.map((x) => x.toFixed(1)).join(' / ')} samples/s (worth ${r.worth.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. All cores together are worth ${worth.toFixed(2)} of one (the rounds' median)${full.length ? `, ${median(full.map((r) => r.worth)).toFixed(2)} in the ${full.length} rounds where the machine's cores were worth ${cores} (within 5%) for arithmetic` : `; in no round were the machine's cores worth ${cores} for arithmetic`} (machine: sgemm 256³ on one thread per core, all cores at once against each alone, before and after each round).`);
+  }
+  if (sampling.length) {
+    console.log(`\nU-net 32 px sampling, 64 images x 100 DDIM steps, diffuse against the twin in ${sampling.length} rounds (each a process of ours, then the twin's): ${sampling.map((r) => `${r.ours.toFixed(2)} vs ${r.twin.toFixed(2)} s (${r.ratio.toFixed(2)})`).join('; ')}. diffuse takes ${median(sampling.map((r) => r.ratio)).toFixed(2)} of the twin's time (the rounds' median).`);
   }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
