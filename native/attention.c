@@ -12,7 +12,23 @@
  */
 #include "kernels.h"
 
-/* Tokens go in vectors of AW (kernels.h); a head's transposed keys and values are padded to whole vectors. */
+/*
+ * Tokens go in vectors of TW floats, a head's transposed keys and values padded to whole vectors: 16
+ * (one register) where AVX-512 is, else AW (kernels.h). The loops over a head's channels keep AW's 8, so
+ * heads of 8 or 24 channels stay in vectors. Lane by lane the sums are the same whatever the width.
+ */
+#ifdef __AVX512F__
+#define TW 16
+#else
+#define TW AW
+#endif
+typedef float tv __attribute__((vector_size(TW * 4)));
+static inline tv ldt(const float *p) {
+  tv v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void stt(float *p, tv v) { memcpy(p, &v, sizeof v); }
 
 typedef struct {
   int64_t B, N, C, H, D;
@@ -36,7 +52,7 @@ static bool sized(napi_env env, size_t len, size_t want) {
   return false;
 }
 
-static int64_t padded(int64_t n) { return (n + AW - 1) / AW * AW; }
+static int64_t padded(int64_t n) { return (n + TW - 1) / TW * TW; }
 
 /* t[c·NP + j] ← x[(b·N + j)·C + h·D + c]: head h of image b, transposed; zeros past N. */
 static void gather_transposed(const attn_geom *g, const float *x, int64_t b, int64_t h, float *t) {
@@ -65,32 +81,32 @@ static inline __attribute__((always_inline)) void scores_rows(const attn_geom *g
   for (int64_t c = 0; c < D; c++)
     for (int r = 0; r < rows; r++) qk[c * QROWS + r] = q[r * qs + c] * scale;
   int64_t j = 0;
-  for (; j + 2 * AW <= NP; j += 2 * AW) { /* two key vectors per scaled query value loaded */
-    av acc[QROWS][2];
-    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (av){0};
+  for (; j + 2 * TW <= NP; j += 2 * TW) { /* two key vectors per scaled query value loaded */
+    tv acc[QROWS][2];
+    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (tv){0};
     for (int64_t c = 0; c < D; c++) {
-      const av k0 = lda(kt + c * NP + j), k1 = lda(kt + c * NP + j + AW);
+      const tv k0 = ldt(kt + c * NP + j), k1 = ldt(kt + c * NP + j + TW);
       for (int r = 0; r < rows; r++) {
         const float qc = qk[c * QROWS + r];
         acc[r][0] += qc * k0, acc[r][1] += qc * k1;
       }
     }
-    for (int r = 0; r < rows; r++) sta(s + r * NP + j, acc[r][0]), sta(s + r * NP + j + AW, acc[r][1]);
+    for (int r = 0; r < rows; r++) stt(s + r * NP + j, acc[r][0]), stt(s + r * NP + j + TW, acc[r][1]);
   }
   if (j < NP) {
-    av acc[QROWS];
-    for (int r = 0; r < rows; r++) acc[r] = (av){0};
+    tv acc[QROWS];
+    for (int r = 0; r < rows; r++) acc[r] = (tv){0};
     for (int64_t c = 0; c < D; c++) {
-      const av kv = lda(kt + c * NP + j);
+      const tv kv = ldt(kt + c * NP + j);
       for (int r = 0; r < rows; r++) acc[r] += qk[c * QROWS + r] * kv;
     }
-    for (int r = 0; r < rows; r++) sta(s + r * NP + j, acc[r]);
+    for (int r = 0; r < rows; r++) stt(s + r * NP + j, acc[r]);
   }
 }
 
-static inline av vmax(av a, av b) {
-  av m;
-  for (int i = 0; i < AW; i++) m[i] = a[i] > b[i] ? a[i] : b[i];
+static inline tv vmax(tv a, tv b) {
+  tv m;
+  for (int i = 0; i < TW; i++) m[i] = a[i] > b[i] ? a[i] : b[i];
   return m;
 }
 
@@ -98,10 +114,10 @@ static inline av vmax(av a, av b) {
 static inline float row_max(const float *x, int64_t n) {
   float max = x[0];
   int64_t j = 0;
-  if (n >= AW) {
-    av m = lda(x);
-    for (j = AW; j + AW <= n; j += AW) m = vmax(m, lda(x + j));
-    for (int i = 0; i < AW; i++) max = m[i] > max ? m[i] : max;
+  if (n >= TW) {
+    tv m = ldt(x);
+    for (j = TW; j + TW <= n; j += TW) m = vmax(m, ldt(x + j));
+    for (int i = 0; i < TW; i++) max = m[i] > max ? m[i] : max;
   }
   for (; j < n; j++) max = x[j] > max ? x[j] : max;
   return max;
@@ -192,13 +208,13 @@ static inline __attribute__((always_inline)) void attend_grad_rows(const attn_ge
     for (int64_t j = 0; j < NP; j++) dr[j] = (scale * pr[j]) * (dr[j] - Di[r]);
   }
   for (int64_t c = 0; c < D; c++)
-    for (int64_t j = 0; j < NP; j += AW) {
-      av dv = lda(dvt + c * NP + j), dk = lda(dkt + c * NP + j);
+    for (int64_t j = 0; j < NP; j += TW) {
+      tv dv = ldt(dvt + c * NP + j), dk = ldt(dkt + c * NP + j);
       for (int r = 0; r < rows; r++) {
-        dv += dO[(i + r) * C + c] * lda(p + r * NP + j);
-        dk += q[(i + r) * C + c] * lda(ds + r * NP + j);
+        dv += dO[(i + r) * C + c] * ldt(p + r * NP + j);
+        dk += q[(i + r) * C + c] * ldt(ds + r * NP + j);
       }
-      sta(dvt + c * NP + j, dv), sta(dkt + c * NP + j, dk);
+      stt(dvt + c * NP + j, dv), stt(dkt + c * NP + j, dk);
     }
   all_value_sums(g, ds, k, one, dq + i * C, rows); /* dq_i = Σ_j ds_j k_j */
 }
