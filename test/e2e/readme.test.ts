@@ -71,3 +71,26 @@ test("the README's shell commands run (at test size)", { timeout: 300_000 }, asy
   }
   assert.ok(fs.existsSync(path.join(cwd, 'shapes.webp')));
 });
+
+test("`npx diffuse` in a checkout (the quickstart's next steps) leaves the native addon as npm built it", { timeout: 120_000 }, () => {
+  // A copy of the checkout's package (node_modules linked, build/ copied), so a failure cannot break
+  // the other tests' addon. npm would run `node-gyp rebuild` on a package with a binding.gyp and no
+  // install script: build/ rebuilt without the sources stamp, and every later run refused the addon
+  // and fell back to wasm (package.json's "gypfile": false turns that off).
+  const dir = tempDir('diffuse-npx-');
+  const pkg = path.join(dir, 'diffuse');
+  fs.mkdirSync(pkg);
+  // (npx links the package and runs its prepare script: the TypeScript and web builds, the addon where stale.)
+  const skip = new Set(['node_modules', '.git', 'checkpoints', 'data', 'runs']);
+  for (const entry of fs.readdirSync(ROOT).filter((e) => !skip.has(e))) fs.cpSync(path.join(ROOT, entry), path.join(pkg, entry), { recursive: true });
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'), 'dir');
+  const sources = () => require(path.join(pkg, 'scripts', 'native-sources.js')) as { sourcesHash(): string | null; builtHash(): string | null };
+  const { builtHash, sourcesHash } = sources();
+  assert.equal(builtHash(), sourcesHash(), 'the copied addon carries its stamp');
+  const addon = fs.statSync(path.join(pkg, 'build', 'Release', 'diffuse_native.node')).mtimeMs;
+  const r = spawnSync('npx', ['--offline', '--yes', 'diffuse', '--version'], { cwd: pkg, encoding: 'utf8', env: { ...process.env, npm_config_cache: path.join(dir, 'npm-cache') } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+  assert.equal(builtHash(), sourcesHash(), 'the stamp still matches the sources');
+  assert.equal(fs.statSync(path.join(pkg, 'build', 'Release', 'diffuse_native.node')).mtimeMs, addon, 'the addon was not rebuilt (it was up to date)');
+});
