@@ -22,13 +22,7 @@
 #else
 #define TW AW
 #endif
-typedef float tv __attribute__((vector_size(TW * 4)));
-static inline tv ldt(const float *p) {
-  tv v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void stt(float *p, tv v) { memcpy(p, &v, sizeof v); }
+FLOAT_VECTOR(tv, TW, ldt, stt)
 
 typedef struct {
   int64_t B, N, C, H, D;

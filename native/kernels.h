@@ -72,15 +72,19 @@ static inline bool flag(napi_env env, napi_value v) {
   return b;
 }
 
-/* Vectors of AW = 8 floats (AVX2's width) for loops written with vector types: attention's tokens, the norms' channel sums. */
+/* A vector type T of W floats with unaligned load LD and store ST. */
+#define FLOAT_VECTOR(T, W, LD, ST)                             \
+  typedef float T __attribute__((vector_size((W) * 4)));       \
+  static inline T LD(const float *p) {                         \
+    T v;                                                       \
+    memcpy(&v, p, sizeof v);                                   \
+    return v;                                                  \
+  }                                                            \
+  static inline void ST(float *p, T v) { memcpy(p, &v, sizeof v); }
+
+/* Vectors of AW = 8 floats (AVX2's width) for loops written with vector types: attention's channels, the norms' channel sums. */
 #define AW 8
-typedef float av __attribute__((vector_size(AW * 4)));
-static inline av lda(const float *p) {
-  av v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void sta(float *p, av v) { memcpy(p, &v, sizeof v); }
+FLOAT_VECTOR(av, AW, lda, sta)
 
 #define LN_EPS 1e-5f
 
