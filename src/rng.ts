@@ -6,6 +6,8 @@ export type RngState = [number, number, number, number];
 
 export class Rng {
   private s: Uint32Array;
+  /** The last Box–Muller pair drawn (drawPair); doubles, so values are as a returned pair's. */
+  private readonly pair = new Float64Array(2);
 
   constructor(seed: number | RngState) {
     this.s = new Uint32Array(4);
@@ -60,19 +62,16 @@ export class Rng {
 
   /** Standard normal (Box–Muller; the generator holds no spare, so its state is just s). */
   normal(): number {
-    return this.normalPair()[0];
+    this.drawPair();
+    return this.pair[0];
   }
 
   /** Fills `out` with standard normals, using both values of each Box–Muller pair. */
   fillNormal(out: Float32Array): Float32Array {
-    // normalPair() written out: its [a, b] per pair was 13% of a U-net step's JavaScript garbage.
     for (let i = 0; i < out.length; i += 2) {
-      let u = this.uniform();
-      while (u === 0) u = this.uniform();
-      const r = Math.sqrt(-2 * Math.log(u));
-      const theta = 2 * Math.PI * this.uniform();
-      out[i] = r * Math.cos(theta);
-      if (i + 1 < out.length) out[i + 1] = r * Math.sin(theta);
+      this.drawPair();
+      out[i] = this.pair[0];
+      if (i + 1 < out.length) out[i + 1] = this.pair[1];
     }
     return out;
   }
@@ -83,7 +82,7 @@ export class Rng {
    */
   skipNormals(count: number): void {
     for (let i = 0; i < count; i += 2) {
-      while (this.nextUint32() === 0); // as normalPair's first uniform: drawn again while 0
+      while (this.nextUint32() === 0); // as drawPair's first uniform: drawn again while 0
       this.nextUint32();
     }
   }
@@ -98,12 +97,17 @@ export class Rng {
     return this.fillNormal(new Float32Array(end - start + odd)).subarray(odd);
   }
 
-  private normalPair(): [number, number] {
+  /**
+   * The next Box–Muller pair into `pair` (a field, not a returned array: fillNormal's [a, b] per pair
+   * was 13% of a U-net step's JavaScript garbage).
+   */
+  private drawPair(): void {
     let u = this.uniform();
     while (u === 0) u = this.uniform();
     const r = Math.sqrt(-2 * Math.log(u));
     const theta = 2 * Math.PI * this.uniform();
-    return [r * Math.cos(theta), r * Math.sin(theta)];
+    this.pair[0] = r * Math.cos(theta);
+    this.pair[1] = r * Math.sin(theta);
   }
 
   /** A random permutation of 0..n-1 (Fisher–Yates). */
