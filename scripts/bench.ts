@@ -174,15 +174,21 @@ function measureUnetRgb64(steps: number, overrides: UnetShape): number {
 
 /** OpenBLAS sgemm GFLOP/s for 1024³ on all cores, best of five after one warm-up. */
 function sgemmGflops(): number {
-  const native = loadNativeAddon()!;
-  const n = 1024, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  const { product, flops } = sgemmProduct(1024);
   let best = Infinity;
   for (let r = 0; r < 6; r++) {
     const started = process.hrtime.bigint();
-    native.sgemm(false, false, n, n, n, a, b, c);
+    product();
     if (r > 0) best = Math.min(best, Number(process.hrtime.bigint() - started) / 1e9);
   }
-  return (2 * n ** 3) / best / 1e9;
+  return flops / best / 1e9;
+}
+
+/** One n³ sgemm on the addon (on its current thread count) and its FLOPs. */
+function sgemmProduct(n: number): { product: () => void; flops: number } {
+  const native = loadNativeAddon()!;
+  const a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  return { product: () => native.sgemm(false, false, n, n, n, a, b, c), flops: 2 * n ** 3 };
 }
 
 function python(): string | null {
@@ -206,28 +212,36 @@ function torchBench(py: string, extraEnv: Record<string, string>, label: string)
   return { backend: label, trainSamplesPerSecond: +train[1], sampleSeconds: +sample[1], sampleEstimated: true, peakRssMb: rss ? +rss[1] / 1024 : NaN };
 }
 
-/** The U-net twin's training samples/s at `size` px, batch 64, and its seconds for 64 images x 100 DDIM steps (its own bench, both cores). */
-function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1): { train: number; sample?: number } | undefined {
+/**
+ * The U-net twin's training samples/s at `size` px, batch 64, and its seconds for 64 images x 100 DDIM
+ * steps (its own bench, both cores); `steps` its warm-up and timed training steps (its default 20 timed).
+ */
+function torchUnetBench(py: string, extraEnv: Record<string, string>, size = 32, channels = 1, steps: { warmup: number; timed?: number } = { warmup: TWIN_WARM_UP_STEPS }): { train: number; sample?: number } | undefined {
   if (!fs.existsSync(UNET_REFERENCE)) return undefined;
-  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels), '--bench-warmup', String(TWIN_WARM_UP_STEPS)], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
+  const timed = steps.timed === undefined ? [] : ['--bench-steps', String(steps.timed)];
+  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--size', String(size), '--channels', String(channels), '--bench-warmup', String(steps.warmup), ...timed], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1', ...extraEnv } });
   const m = /unet_train_samples_per_s torch ([\d.]+)/.exec(r.stdout);
   const sample = /unet_sample_64x100_s torch ([\d.]+)/.exec(r.stdout);
   if (!m) console.error(`torch U-net twin failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
   return m ? { train: +m[1], sample: sample ? +sample[1] : undefined } : undefined;
 }
 
-/** Seconds for 64 images x 100 DDIM steps from the twin-shaped U-net in a child process on all cores, as `diffuse sample` runs. */
-function unetSamplingInChild(): number | null {
-  const r = spawnSync(process.execPath, [__filename, '--unet-sample'], { encoding: 'utf8' });
-  const m = /^unet_sample_s ([\d.]+)$/m.exec(r.stdout);
-  return r.status === 0 && m ? +m[1] : null;
-}
-
-/** The twin's seconds for the same sampling (its bench after one training step: the steps' cost does not depend on the weights). */
-function twinSamplingSeconds(py: string): number | null {
-  const r = spawnSync(py, [UNET_REFERENCE, 'bench', '--bench-warmup', '0', '--bench-steps', '1'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '1' } });
-  const m = /unet_sample_64x100_s torch ([\d.]+)/.exec(r.stdout);
-  return m ? +m[1] : null;
+/**
+ * The number a child of this script prints as `key VALUE` after running as `mode` (--unet-rate,
+ * --unet-sample): on all cores (core null) or pinned to one core alone, one thread, its kernels
+ * single-threaded. Null, with a line on stderr, where it failed.
+ */
+function childNumber(mode: string, key: string, core: number | null = null): number | null {
+  const env = core === null ? process.env : { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
+  const command = [process.execPath, __filename, mode];
+  const [file, ...args] = core === null ? command : ['taskset', '-c', String(core), ...command];
+  const r = spawnSync(file, args, { encoding: 'utf8', env });
+  const m = new RegExp(`^${key} ([\\d.]+)$`, 'm').exec(r.stdout);
+  if (r.status !== 0 || !m) {
+    console.error(`${mode} ${core === null ? 'on all cores' : `on core ${core}`}: not measured (${r.stderr.trim().split('\n').pop()})`);
+    return null;
+  }
+  return +m[1];
 }
 
 /**
@@ -238,44 +252,28 @@ function twinSamplingSeconds(py: string): number | null {
 function samplingRounds(py: string, rounds: number): { ours: number; twin: number; ratio: number }[] {
   const out: { ours: number; twin: number; ratio: number }[] = [];
   for (let i = 0; i < rounds; i++) {
-    const ours = unetSamplingInChild();
-    const twin = twinSamplingSeconds(py);
+    // The twin's bench after one training step: sampling's cost does not depend on the weights.
+    const ours = childNumber('--unet-sample', 'unet_sample_s');
+    const twin = torchUnetBench(py, {}, 32, 1, { warmup: 0, timed: 1 })?.sample ?? null;
     if (ours === null || twin === null) break;
     out.push({ ours, twin, ratio: ours / twin });
   }
   return out;
 }
 
-/**
- * Training samples/s of the twin-shaped 32-px U-net in a child process: on all cores as `diffuse train`
- * runs it (core null), or on one core alone (pinned with taskset, one thread, its kernels single-threaded).
- */
-function unetRateInChild(core: number | null): number | null {
-  const env = core === null ? process.env : { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
-  const command = [process.execPath, __filename, '--unet-rate'];
-  const [file, ...args] = core === null ? command : ['taskset', '-c', String(core), ...command];
-  const r = spawnSync(file, args, { encoding: 'utf8', env });
-  const m = /^unet_rate ([\d.]+)$/m.exec(r.stdout);
-  if (r.status !== 0 || !m) {
-    console.error(`U-net run ${core === null ? 'on all cores' : `on core ${core}`}: not measured (${r.stderr.trim().split('\n').pop()})`);
-    return null;
-  }
-  return +m[1];
-}
 
 /** OpenBLAS sgemm GFLOP/s on one thread for 0.7 s, 256³ (its matrices stay in L2: the cores' arithmetic, not memory). */
 function probeGflops(): number {
-  const native = loadNativeAddon()!;
-  native.setThreads(1);
-  const n = 256, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
-  native.sgemm(false, false, n, n, n, a, b, c);
+  loadNativeAddon()!.setThreads(1);
+  const { product, flops } = sgemmProduct(256);
+  product();
   const started = process.hrtime.bigint();
   let calls = 0, seconds = 0;
   while ((seconds = Number(process.hrtime.bigint() - started) / 1e9) < 0.7) {
-    native.sgemm(false, false, n, n, n, a, b, c);
+    product();
     calls += 1;
   }
-  return (2 * n ** 3 * calls) / seconds / 1e9;
+  return (flops * calls) / seconds / 1e9;
 }
 
 /** The probe's GFLOP/s in a child pinned to `core` (NaN where it failed: the round then counts as not a full one). */
@@ -328,8 +326,8 @@ async function coresWorth(rounds: number): Promise<CoresRound[] | null> {
   const out: CoresRound[] = [];
   for (let i = 0; i < rounds; i++) {
     const before = await machineWorth(cores);
-    const all = unetRateInChild(null);
-    const single = Array.from({ length: cores }, (_, core) => unetRateInChild(core));
+    const all = childNumber('--unet-rate', 'unet_rate');
+    const single = Array.from({ length: cores }, (_, core) => childNumber('--unet-rate', 'unet_rate', core));
     const after = await machineWorth(cores);
     if (all === null || single.some((r) => r === null)) return null;
     const rates = single as number[];
