@@ -13,17 +13,10 @@
 #include "kernels.h"
 
 /*
- * Tokens go in vectors of TW floats, a head's transposed keys and values padded to whole vectors: 16
- * (one register) where AVX-512 is, else AW (kernels.h). The loops over a head's channels keep AW's 8, so
- * heads of 8 or 24 channels stay in vectors. Lane by lane the sums are the same whatever the width.
+ * Tokens go in vectors of VW floats (kernels.h: 16 where AVX-512 is, else 8), a head's transposed keys
+ * and values padded to whole vectors. A head's channels go in vectors of VW, then of AW (heads of 8 or
+ * 24 channels stay in vectors). Lane by lane the sums are the same whatever the width.
  */
-#ifdef __AVX512F__
-#define TW 16
-#else
-#define TW AW
-#endif
-FLOAT_VECTOR(tv, TW, ldt, stt)
-
 typedef struct {
   int64_t B, N, C, H, D;
 } attn_geom;
@@ -46,7 +39,7 @@ static bool sized(napi_env env, size_t len, size_t want) {
   return false;
 }
 
-static int64_t padded(int64_t n) { return (n + TW - 1) / TW * TW; }
+static int64_t padded(int64_t n) { return (n + VW - 1) / VW * VW; }
 
 /* t[c·NP + j] ← x[(b·N + j)·C + h·D + c]: head h of image b, transposed; zeros past N. */
 static void gather_transposed(const attn_geom *g, const float *x, int64_t b, int64_t h, float *t) {
@@ -75,32 +68,32 @@ static inline __attribute__((always_inline)) void scores_rows(const attn_geom *g
   for (int64_t c = 0; c < D; c++)
     for (int r = 0; r < rows; r++) qk[c * QROWS + r] = q[r * qs + c] * scale;
   int64_t j = 0;
-  for (; j + 2 * TW <= NP; j += 2 * TW) { /* two key vectors per scaled query value loaded */
-    tv acc[QROWS][2];
-    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (tv){0};
+  for (; j + 2 * VW <= NP; j += 2 * VW) { /* two key vectors per scaled query value loaded */
+    vecf acc[QROWS][2];
+    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (vecf){0};
     for (int64_t c = 0; c < D; c++) {
-      const tv k0 = ldt(kt + c * NP + j), k1 = ldt(kt + c * NP + j + TW);
+      const vecf k0 = loadv(kt + c * NP + j), k1 = loadv(kt + c * NP + j + VW);
       for (int r = 0; r < rows; r++) {
         const float qc = qk[c * QROWS + r];
         acc[r][0] += qc * k0, acc[r][1] += qc * k1;
       }
     }
-    for (int r = 0; r < rows; r++) stt(s + r * NP + j, acc[r][0]), stt(s + r * NP + j + TW, acc[r][1]);
+    for (int r = 0; r < rows; r++) storev(s + r * NP + j, acc[r][0]), storev(s + r * NP + j + VW, acc[r][1]);
   }
   if (j < NP) {
-    tv acc[QROWS];
-    for (int r = 0; r < rows; r++) acc[r] = (tv){0};
+    vecf acc[QROWS];
+    for (int r = 0; r < rows; r++) acc[r] = (vecf){0};
     for (int64_t c = 0; c < D; c++) {
-      const tv kv = ldt(kt + c * NP + j);
+      const vecf kv = loadv(kt + c * NP + j);
       for (int r = 0; r < rows; r++) acc[r] += qk[c * QROWS + r] * kv;
     }
-    for (int r = 0; r < rows; r++) stt(s + r * NP + j, acc[r]);
+    for (int r = 0; r < rows; r++) storev(s + r * NP + j, acc[r]);
   }
 }
 
-static inline tv vmax(tv a, tv b) {
-  tv m;
-  for (int i = 0; i < TW; i++) m[i] = a[i] > b[i] ? a[i] : b[i];
+static inline vecf vmax(vecf a, vecf b) {
+  vecf m;
+  for (int i = 0; i < VW; i++) m[i] = a[i] > b[i] ? a[i] : b[i];
   return m;
 }
 
@@ -108,39 +101,53 @@ static inline tv vmax(tv a, tv b) {
 static inline float row_max(const float *x, int64_t n) {
   float max = x[0];
   int64_t j = 0;
-  if (n >= TW) {
-    tv m = ldt(x);
-    for (j = TW; j + TW <= n; j += TW) m = vmax(m, ldt(x + j));
-    for (int i = 0; i < TW; i++) max = m[i] > max ? m[i] : max;
+  if (n >= VW) {
+    vecf m = loadv(x);
+    for (j = VW; j + VW <= n; j += VW) m = vmax(m, loadv(x + j));
+    for (int i = 0; i < VW; i++) max = m[i] > max ? m[i] : max;
   }
   for (; j < n; j++) max = x[j] > max ? x[j] : max;
   return max;
 }
 
-/* o_r[c] ← inv[r] · Σ_j p[r·NP + j] v_j[c] for `rows` rows (o and v rows C floats apart), AW·nv channels from c0. */
-static inline __attribute__((always_inline)) void value_sums(const attn_geom *g, const float *p, const float *v, const float *inv, float *o, int64_t c0, const int rows, const int nv) {
-  const int64_t NP = padded(g->N), C = g->C;
-  av acc[QROWS][2];
-  for (int r = 0; r < rows; r++)
-    for (int u = 0; u < nv; u++) acc[r][u] = (av){0};
-  for (int64_t j = 0; j < g->N; j++) {
-    av vj[2];
-    for (int u = 0; u < nv; u++) vj[u] = lda(v + j * C + c0 + u * AW);
-    for (int r = 0; r < rows; r++) {
-      const float pr = p[r * NP + j];
-      for (int u = 0; u < nv; u++) acc[r][u] += pr * vj[u];
-    }
+/*
+ * o_r[c] ← inv[r] · Σ_j p[r·NP + j] v_j[c] for `rows` rows (o and v rows C floats apart), nv vectors of
+ * W channels from c0: one function per vector type T (W floats, loads LD, stores ST).
+ */
+#define VALUE_SUMS(T, W, LD, ST, SUFFIX)                                                                                     \
+  static inline __attribute__((always_inline)) void value_sums_##SUFFIX(const attn_geom *g, const float *p, const float *v, \
+                                                                        const float *inv, float *o, int64_t c0,              \
+                                                                        const int rows, const int nv) {                      \
+    const int64_t NP = padded(g->N), C = g->C;                                                                               \
+    T acc[QROWS][2];                                                                                                         \
+    for (int r = 0; r < rows; r++)                                                                                           \
+      for (int u = 0; u < nv; u++) acc[r][u] = (T){0};                                                                       \
+    for (int64_t j = 0; j < g->N; j++) {                                                                                     \
+      T vj[2];                                                                                                               \
+      for (int u = 0; u < nv; u++) vj[u] = LD(v + j * C + c0 + u * W);                                                      \
+      for (int r = 0; r < rows; r++) {                                                                                       \
+        const float pr = p[r * NP + j];                                                                                      \
+        for (int u = 0; u < nv; u++) acc[r][u] += pr * vj[u];                                                                \
+      }                                                                                                                      \
+    }                                                                                                                        \
+    for (int r = 0; r < rows; r++)                                                                                           \
+      for (int u = 0; u < nv; u++) ST(o + r * C + c0 + u * W, acc[r][u] * inv[r]);                                          \
   }
-  for (int r = 0; r < rows; r++)
-    for (int u = 0; u < nv; u++) sta(o + r * C + c0 + u * AW, acc[r][u] * inv[r]);
-}
+VALUE_SUMS(av, AW, lda, sta, a)
+VALUE_SUMS(vecf, VW, loadv, storev, v)
 
-/* value_sums over all D channels: vectors of 2·AW, then AW, then one channel at a time (heads of other widths). */
+/*
+ * value_sums over all D channels: vectors of 2·VW and VW (16 floats on AVX-512: a head of 16 channels
+ * took two 8-float multiply-adds per key and row), then of 2·AW and AW (heads of 8 or 24), then one
+ * channel at a time. Each channel's sum is the same in every width.
+ */
 static inline __attribute__((always_inline)) void all_value_sums(const attn_geom *g, const float *p, const float *v, const float *inv, float *o, const int rows) {
   const int64_t NP = padded(g->N), C = g->C, D = g->D;
   int64_t c0 = 0;
-  for (; c0 + 2 * AW <= D; c0 += 2 * AW) value_sums(g, p, v, inv, o, c0, rows, 2);
-  if (c0 + AW <= D) value_sums(g, p, v, inv, o, c0, rows, 1), c0 += AW;
+  for (; c0 + 2 * VW <= D; c0 += 2 * VW) value_sums_v(g, p, v, inv, o, c0, rows, 2);
+  if (c0 + VW <= D) value_sums_v(g, p, v, inv, o, c0, rows, 1), c0 += VW;
+  for (; c0 + 2 * AW <= D; c0 += 2 * AW) value_sums_a(g, p, v, inv, o, c0, rows, 2);
+  if (c0 + AW <= D) value_sums_a(g, p, v, inv, o, c0, rows, 1), c0 += AW;
   for (; c0 < D; c0++)
     for (int r = 0; r < rows; r++) {
       float acc = 0;
@@ -202,13 +209,13 @@ static inline __attribute__((always_inline)) void attend_grad_rows(const attn_ge
     for (int64_t j = 0; j < NP; j++) dr[j] = (scale * pr[j]) * (dr[j] - Di[r]);
   }
   for (int64_t c = 0; c < D; c++)
-    for (int64_t j = 0; j < NP; j += TW) {
-      tv dv = ldt(dvt + c * NP + j), dk = ldt(dkt + c * NP + j);
+    for (int64_t j = 0; j < NP; j += VW) {
+      vecf dv = loadv(dvt + c * NP + j), dk = loadv(dkt + c * NP + j);
       for (int r = 0; r < rows; r++) {
-        dv += dO[(i + r) * C + c] * ldt(p + r * NP + j);
-        dk += q[(i + r) * C + c] * ldt(ds + r * NP + j);
+        dv += dO[(i + r) * C + c] * loadv(p + r * NP + j);
+        dk += q[(i + r) * C + c] * loadv(ds + r * NP + j);
       }
-      stt(dvt + c * NP + j, dv), stt(dkt + c * NP + j, dk);
+      storev(dvt + c * NP + j, dv), storev(dkt + c * NP + j, dk);
     }
   all_value_sums(g, ds, k, one, dq + i * C, rows); /* dq_i = Σ_j ds_j k_j */
 }

@@ -100,20 +100,11 @@ enum { CONV_FORWARD = 0, CONV_GRAD_INPUT = 1, CONV_GRAD_FILTER = 2 };
  * multiply-add: 40x slower on a Zen 3 machine.)
  */
 #ifdef __AVX512F__
-#define VW 16
 enum { DIRECT_PIXELS = 8, GRAD_CHANNELS = 8, BLOCKS = 2 };
 #else
-#define VW 8
 enum { DIRECT_PIXELS = 6, GRAD_CHANNELS = 6, BLOCKS = 1 };
 #endif
-typedef float vecf __attribute__((vector_size(VW * 4)));
-enum { NV = 16 / VW }; /* vectors per 16 output channels */
-static inline vecf loadv(const float *p) {
-  vecf v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void storev(float *p, vecf v) { memcpy(p, &v, sizeof v); }
+enum { NV = 16 / VW }; /* vectors (kernels.h's vecf) per 16 output channels */
 
 static bool direct_eligible(const conv_geom *g) { return g->sH == 1 && g->sW == 1 && g->dH == 1 && g->dW == 1; }
 static int64_t padded_height(const conv_geom *g) { return g->outH + g->kH - 1; }

@@ -82,7 +82,15 @@ static inline bool flag(napi_env env, napi_value v) {
   }                                                            \
   static inline void ST(float *p, T v) { memcpy(p, &v, sizeof v); }
 
-/* Vectors of AW = 8 floats (AVX2's width) for loops written with vector types: attention's channels, the norms' channel sums. */
+/* Vectors of VW floats, the machine's widest: 16 (one register) where AVX-512 is, else 8. */
+#ifdef __AVX512F__
+#define VW 16
+#else
+#define VW 8
+#endif
+FLOAT_VECTOR(vecf, VW, loadv, storev)
+
+/* Vectors of AW = 8 floats (AVX2's width): heads of 8 or 24 channels; the norms' channel sums (measured ~10% slower in 16-float vectors). */
 #define AW 8
 FLOAT_VECTOR(av, AW, lda, sta)
 
