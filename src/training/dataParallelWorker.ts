@@ -45,7 +45,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
     seen = request;
     try {
       const n = control[Slot.Count];
-      unpack(weights, variables).forEach((values, k) => assignCopy(variables[k], values));
+      if (control[Slot.Reload]) unpack(weights, variables).forEach((values, k) => assignCopy(variables[k], values));
       tf.tidy(() => {
         const images = inputs.slice(0, n * pixels);
         if (control[Slot.Task] === Task.Predict) {

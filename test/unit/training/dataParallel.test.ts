@@ -9,7 +9,7 @@ import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBack
 import { resolveNewRun } from '../../../src/config/resolve';
 import { ImageSet } from '../../../src/data/mnist';
 import { Rng } from '../../../src/rng';
-import { ParallelDenoiser, shares, withWorkersPaired } from '../../../src/training/dataParallel';
+import { ParallelDenoiser, Slot, shares, withWorkersPaired } from '../../../src/training/dataParallel';
 import { buildModel } from '../../../src/models/build';
 import { Trainer } from '../../../src/training/trainer';
 
@@ -99,6 +99,30 @@ test('predictions shared over threads equal the model\'s own, for batches larger
   t.dispose();
   parallel.dispose(); // the model with it
   assert.equal(model.variables.values().next().value!.isDisposed, true);
+});
+
+test('a sampler\'s model loads its weights into the workers once, and again after the pool served other weights', { skip }, () => {
+  const options = { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4 };
+  const record = resolveNewRun('default', { ...options, seed: 5 } as never);
+  const [good, bad] = [buildModel(record.model, new Rng(5)), buildModel(record.model, new Rng(6))];
+  const [goodOn, badOn] = withWorkersPaired(good, bad, 2, 4);
+  const x = tf.tensor2d(images(4, 16, 7).data, [4, 256]);
+  const t = tf.tensor1d([0.1, 0.4, 0.6, 0.9]);
+  const reloaded = () => ((goodOn as unknown as { ownPool: { shares: { control: Int32Array }[] } }).ownPool.shares[0].control[Slot.Reload] === 1);
+  const seen: boolean[] = [];
+  for (const [own, parallel] of [[good, goodOn], [good, goodOn], [bad, badOn], [bad, badOn], [good, goodOn]] as const) {
+    const expected = tf.tidy(() => own.predict(x, t).dataSync() as Float32Array);
+    const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
+    seen.push(reloaded());
+    let worst = 0;
+    expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
+    assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
+  }
+  assert.deepEqual(seen, [true, false, true, false, true]);
+  badOn.dispose();
+  goodOn.dispose();
+  x.dispose();
+  t.dispose();
 });
 
 test('autoguidance\'s two models of one architecture share one pool of threads, each predicting with its own weights; other architectures get one each', { skip }, () => {
