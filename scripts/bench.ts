@@ -16,7 +16,8 @@
  *   npm run bench -- --rounds-only       # only the rounds below (cores; sampling against the twin)
  *
  * With PyTorch, the U-net's sampling (64 images x 100 DDIM steps) is also timed in three rounds of
- * (ours, the twin's), each in a fresh process, and the bench prints the ratio per round and their median.
+ * (ours, the twin's), each in a fresh process, and the bench prints the ratio per round and their median,
+ * also over the rounds where the machine's cores were worth their count before and after (as below).
  *
  * With blas and `taskset`, the twin-shaped U-net also trains in five rounds of (all cores, then each
  * core alone: one thread, pinned), and the bench prints what all cores together are worth in one
@@ -244,22 +245,38 @@ function childNumber(mode: string, key: string, core: number | null = null): num
   return +m[1];
 }
 
+interface SamplingRound {
+  ours: number;
+  twin: number;
+  ratio: number;
+  /** The machine's own worth (machineWorth) just before and just after the round; NaN where not probed. */
+  machine: [number, number];
+}
+
 /**
  * Our sampling time against the twin's in `rounds` rounds of (ours, the twin's), each ratio within its
  * round: the VM's speed drifts by a third from minute to minute, and one pair of runs (as the table's)
- * put the ratio anywhere from 0.4 to 0.63 in earlier sessions.
+ * put the ratio anywhere from 0.4 to 0.63 in earlier sessions. Each round sits between two probes of
+ * the machine's cores, as the cores rounds do: both samplers run on both cores.
  */
-function samplingRounds(py: string, rounds: number): { ours: number; twin: number; ratio: number }[] {
-  const out: { ours: number; twin: number; ratio: number }[] = [];
+async function samplingRounds(py: string, rounds: number): Promise<SamplingRound[]> {
+  const cores = os.availableParallelism();
+  const probe = canPin() && cores > 1 ? () => machineWorth(cores) : async () => NaN;
+  const out: SamplingRound[] = [];
   for (let i = 0; i < rounds; i++) {
+    const before = await probe();
     // The twin's bench after one training step: sampling's cost does not depend on the weights.
     const ours = childNumber('--unet-sample', 'unet_sample_s');
     const twin = torchUnetBench(py, {}, 32, 1, { warmup: 0, timed: 1 })?.sample ?? null;
+    const after = await probe();
     if (ours === null || twin === null) break;
-    out.push({ ours, twin, ratio: ours / twin });
+    out.push({ ours, twin, ratio: ours / twin, machine: [before, after] });
   }
   return out;
 }
+
+/** Whether `taskset` is here to pin a child to a core. */
+const canPin = () => spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
 
 
 /** OpenBLAS sgemm GFLOP/s on one thread for 0.7 s, 256³ (its matrices stay in L2: the cores' arithmetic, not memory). */
@@ -322,7 +339,7 @@ interface CoresRound {
  */
 async function coresWorth(rounds: number): Promise<CoresRound[] | null> {
   const cores = os.availableParallelism();
-  if (cores < 2 || spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status !== 0) return null;
+  if (cores < 2 || !canPin()) return null;
   const out: CoresRound[] = [];
   for (let i = 0; i < rounds; i++) {
     const before = await machineWorth(cores);
@@ -337,7 +354,7 @@ async function coresWorth(rounds: number): Promise<CoresRound[] | null> {
 }
 
 /** Rounds whose machine gave its cores' full count (within 5%) before and after: the cores were separate. */
-const fullRounds = (rounds: CoresRound[], cores: number) => rounds.filter((r) => Math.min(...r.machine) >= 0.95 * cores);
+const fullRounds = <R extends { machine: [number, number] }>(rounds: R[], cores: number) => rounds.filter((r) => Math.min(...r.machine) >= 0.95 * cores);
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -406,7 +423,7 @@ async function main(): Promise<void> {
     console.log(`unet32_all_cores_worth_one_cores_full_rounds backend=blas ${full.length ? median(full.map((r) => r.worth)).toFixed(2) : '-'} (${full.length} of ${rounds.length} rounds with the machine's cores worth >= ${(0.95 * cores).toFixed(2)} before and after)`);
   }
   const references: Result[] = [];
-  let sampling: { ours: number; twin: number; ratio: number }[] = [];
+  let sampling: SamplingRound[] = [];
   const py = args.includes('--no-torch') ? null : python();
   if (py && fs.existsSync(REFERENCE)) {
     const plain = roundsOnly ? null : torchBench(py, {}, 'torch');
@@ -439,9 +456,13 @@ async function main(): Promise<void> {
       }
     }
     if ((results.some((r) => r.backend === 'blas') || roundsOnly) && fs.existsSync(UNET_REFERENCE)) {
-      sampling = samplingRounds(py, 3);
-      sampling.forEach((r, i) => console.log(`unet32_sample_64x100_s round=${i + 1} blas ${r.ours.toFixed(2)} torch ${r.twin.toFixed(2)} ratio ${r.ratio.toFixed(2)}`));
-      if (sampling.length) console.log(`ratio_unet32_sample_time_rounds backend=blas vs=torch ${median(sampling.map((r) => r.ratio)).toFixed(2)} (median of ${sampling.length} rounds)`);
+      sampling = await samplingRounds(py, 3);
+      sampling.forEach((r, i) => console.log(`unet32_sample_64x100_s round=${i + 1} blas ${r.ours.toFixed(2)} torch ${r.twin.toFixed(2)} ratio ${r.ratio.toFixed(2)} machine_worth ${r.machine.map((m) => m.toFixed(2)).join(' ')}`));
+      if (sampling.length) {
+        console.log(`ratio_unet32_sample_time_rounds backend=blas vs=torch ${median(sampling.map((r) => r.ratio)).toFixed(2)} (median of ${sampling.length} rounds)`);
+        const full = fullRounds(sampling, os.availableParallelism());
+        console.log(`ratio_unet32_sample_time_full_rounds backend=blas vs=torch ${full.length ? median(full.map((r) => r.ratio)).toFixed(2) : '-'} (${full.length} of ${sampling.length} rounds with the machine's cores worth >= ${(0.95 * os.availableParallelism()).toFixed(2)} before and after)`);
+      }
     }
   } else if (!args.includes('--no-torch')) {
     console.error('PyTorch not found (apt-get install -y python3-torch python3-numpy libopenblas0-pthread): no reference');
@@ -465,7 +486,8 @@ async function main(): Promise<void> {
     console.log(`\nU-net 32 px training, all ${cores} cores against each core alone (pinned, one thread), in ${rounds.length} rounds: ${rounds.map((r) => `${r.all.toFixed(1)} vs ${r.single.map((x) => x.toFixed(1)).join(' / ')} samples/s (worth ${r.worth.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. All cores together are worth ${worth.toFixed(2)} of one (the rounds' median)${full.length ? `, ${median(full.map((r) => r.worth)).toFixed(2)} in the ${full.length} rounds where the machine's cores were worth ${cores} (within 5%) for arithmetic` : `; in no round were the machine's cores worth ${cores} for arithmetic`} (machine: sgemm 256³ on one thread per core, all cores at once against each alone, before and after each round).`);
   }
   if (sampling.length) {
-    console.log(`\nU-net 32 px sampling, 64 images x 100 DDIM steps, diffuse against the twin in ${sampling.length} rounds (each a process of ours, then the twin's): ${sampling.map((r) => `${r.ours.toFixed(2)} vs ${r.twin.toFixed(2)} s (${r.ratio.toFixed(2)})`).join('; ')}. diffuse takes ${median(sampling.map((r) => r.ratio)).toFixed(2)} of the twin's time (the rounds' median).`);
+    const full = fullRounds(sampling, os.availableParallelism());
+    console.log(`\nU-net 32 px sampling, 64 images x 100 DDIM steps, diffuse against the twin in ${sampling.length} rounds (each a process of ours, then the twin's): ${sampling.map((r) => `${r.ours.toFixed(2)} vs ${r.twin.toFixed(2)} s (${r.ratio.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. diffuse takes ${median(sampling.map((r) => r.ratio)).toFixed(2)} of the twin's time (the rounds' median)${full.length ? `, ${median(full.map((r) => r.ratio)).toFixed(2)} in the ${full.length} rounds where the machine's cores were worth ${os.availableParallelism()} (within 5%)` : '; in no round were the machine\'s cores worth their count'}.`);
   }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);
