@@ -278,7 +278,6 @@ async function samplingRounds(py: string, rounds: number): Promise<SamplingRound
 /** Whether `taskset` is here to pin a child to a core. */
 const canPin = () => spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
 
-
 /** OpenBLAS sgemm GFLOP/s on one thread for 0.7 s, 256³ (its matrices stay in L2: the cores' arithmetic, not memory). */
 function probeGflops(): number {
   loadNativeAddon()!.setThreads(1);
