@@ -423,6 +423,7 @@ async function main(): Promise<void> {
   }
   const references: Result[] = [];
   let sampling: SamplingRound[] = [];
+  let samplingFull: SamplingRound[] = [];
   const py = args.includes('--no-torch') ? null : python();
   if (py && fs.existsSync(REFERENCE)) {
     const plain = roundsOnly ? null : torchBench(py, {}, 'torch');
@@ -456,11 +457,11 @@ async function main(): Promise<void> {
     }
     if ((results.some((r) => r.backend === 'blas') || roundsOnly) && fs.existsSync(UNET_REFERENCE)) {
       sampling = await samplingRounds(py, 3);
+      samplingFull = fullRounds(sampling, os.availableParallelism());
       sampling.forEach((r, i) => console.log(`unet32_sample_64x100_s round=${i + 1} blas ${r.ours.toFixed(2)} torch ${r.twin.toFixed(2)} ratio ${r.ratio.toFixed(2)} machine_worth ${r.machine.map((m) => m.toFixed(2)).join(' ')}`));
       if (sampling.length) {
         console.log(`ratio_unet32_sample_time_rounds backend=blas vs=torch ${median(sampling.map((r) => r.ratio)).toFixed(2)} (median of ${sampling.length} rounds)`);
-        const full = fullRounds(sampling, os.availableParallelism());
-        console.log(`ratio_unet32_sample_time_full_rounds backend=blas vs=torch ${full.length ? median(full.map((r) => r.ratio)).toFixed(2) : '-'} (${full.length} of ${sampling.length} rounds with the machine's cores worth >= ${(0.95 * os.availableParallelism()).toFixed(2)} before and after)`);
+        console.log(`ratio_unet32_sample_time_full_rounds backend=blas vs=torch ${samplingFull.length ? median(samplingFull.map((r) => r.ratio)).toFixed(2) : '-'} (${samplingFull.length} of ${sampling.length} rounds with the machine's cores worth >= ${(0.95 * os.availableParallelism()).toFixed(2)} before and after)`);
       }
     }
   } else if (!args.includes('--no-torch')) {
@@ -485,8 +486,7 @@ async function main(): Promise<void> {
     console.log(`\nU-net 32 px training, all ${cores} cores against each core alone (pinned, one thread), in ${rounds.length} rounds: ${rounds.map((r) => `${r.all.toFixed(1)} vs ${r.single.map((x) => x.toFixed(1)).join(' / ')} samples/s (worth ${r.worth.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. All cores together are worth ${worth.toFixed(2)} of one (the rounds' median)${full.length ? `, ${median(full.map((r) => r.worth)).toFixed(2)} in the ${full.length} rounds where the machine's cores were worth ${cores} (within 5%) for arithmetic` : `; in no round were the machine's cores worth ${cores} for arithmetic`} (machine: sgemm 256³ on one thread per core, all cores at once against each alone, before and after each round).`);
   }
   if (sampling.length) {
-    const full = fullRounds(sampling, os.availableParallelism());
-    console.log(`\nU-net 32 px sampling, 64 images x 100 DDIM steps, diffuse against the twin in ${sampling.length} rounds (each a process of ours, then the twin's): ${sampling.map((r) => `${r.ours.toFixed(2)} vs ${r.twin.toFixed(2)} s (${r.ratio.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. diffuse takes ${median(sampling.map((r) => r.ratio)).toFixed(2)} of the twin's time (the rounds' median)${full.length ? `, ${median(full.map((r) => r.ratio)).toFixed(2)} in the ${full.length} rounds where the machine's cores were worth ${os.availableParallelism()} (within 5%)` : '; in no round were the machine\'s cores worth their count'}.`);
+    console.log(`\nU-net 32 px sampling, 64 images x 100 DDIM steps, diffuse against the twin in ${sampling.length} rounds (each a process of ours, then the twin's): ${sampling.map((r) => `${r.ours.toFixed(2)} vs ${r.twin.toFixed(2)} s (${r.ratio.toFixed(2)}; machine ${r.machine.map((m) => m.toFixed(2)).join(' / ')})`).join('; ')}. diffuse takes ${median(sampling.map((r) => r.ratio)).toFixed(2)} of the twin's time (the rounds' median)${samplingFull.length ? `, ${median(samplingFull.map((r) => r.ratio)).toFixed(2)} in the ${samplingFull.length} rounds where the machine's cores were worth ${os.availableParallelism()} (within 5%)` : '; in no round were the machine\'s cores worth their count'}.`);
   }
   const sgemm = results.find((r) => r.sgemmGflops)?.sgemmGflops;
   if (sgemm) console.log(`\nOpenBLAS sgemm (1024³, all ${os.availableParallelism()} cores) on this machine: ${sgemm.toFixed(0)} GFLOP/s; U-net GFLOP/s count 3 forward passes per training sample (${((results[0]?.unetForwardFlops ?? 0) / 1e6).toFixed(0)} MFLOP per 32-px image forward), 3x3 convolutions at their direct FLOPs (diffuse's Winograd tiles do ${process.env.DIFFUSE_WINOGRAD === '2' ? '2.25x' : '4x'} fewer${process.env.DIFFUSE_WINOGRAD === '0' ? '; off in this run' : ''}).`);

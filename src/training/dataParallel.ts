@@ -205,16 +205,14 @@ export class WorkerPool {
   }
 
   /**
-   * Writes the weights (unless the workers hold the fixed weights `fixed` already) and the workers'
-   * shares (images, a number per image, where noised the noise's start) and wakes them; returns the
-   * shares, this thread's first.
+   * Writes the weights where `reload` (else the workers' copies are current) and the workers' shares
+   * (images, a number per image, where noised the noise's start) and wakes them; returns the shares,
+   * this thread's first.
    */
-  private run(task: number, variables: tf.Variable[], x: Float32Array, perImage: ArrayLike<number>, noiseAt?: RngState, fixed?: object): [number, number][] {
+  private run(task: number, variables: tf.Variable[], x: Float32Array, perImage: ArrayLike<number>, reload: boolean, noiseAt?: RngState): [number, number][] {
     const P = this.pixels;
     const cuts = shares(perImage.length, this.parts);
-    const reload = fixed === undefined || fixed !== this.holding;
     if (reload) pack(variables.map((v) => v.dataSync() as Float32Array), this.weights);
-    this.holding = null; // until the step succeeds
     this.request += 1;
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
@@ -236,9 +234,10 @@ export class WorkerPool {
 
   /**
    * Wakes the workers on their shares, computes this thread's (the first) with `own`, and waits for
-   * theirs (also when `own` throws). Every thread's kernels run single-threaded meanwhile, OpenBLAS's
-   * included: its thread count is process-wide, so it is lowered before the workers wake and raised
-   * only once they are done. (Raised while a worker still ran, its products ran on OpenBLAS's threads
+   * theirs (also when `own` throws). The workers load the weights unless they hold the fixed weights
+   * `fixed` from an earlier step that succeeded. Every thread's kernels run single-threaded meanwhile,
+   * OpenBLAS's included: its thread count is process-wide, so it is lowered before the workers wake and
+   * raised only once they are done. (Raised while a worker still ran, its products ran on OpenBLAS's threads
    * in some steps and not others, and two runs from one seed ended with different weights.)
    */
   private step<T>(
@@ -252,7 +251,9 @@ export class WorkerPool {
   ): { cuts: [number, number][]; mine: T } {
     const threads = loadNativeAddon()!.setThreads(1);
     try {
-      const cuts = this.run(task, variables, x, perImage, noiseAt, fixed);
+      const reload = fixed === undefined || fixed !== this.holding;
+      this.holding = null; // until this step succeeds
+      const cuts = this.run(task, variables, x, perImage, reload, noiseAt);
       let mine: T;
       try {
         mine = own(cuts[0][0], cuts[0][1]);

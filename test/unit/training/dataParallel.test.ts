@@ -11,6 +11,7 @@ import { ImageSet } from '../../../src/data/mnist';
 import { Rng } from '../../../src/rng';
 import { ParallelDenoiser, Slot, shares, withWorkersPaired } from '../../../src/training/dataParallel';
 import { buildModel } from '../../../src/models/build';
+import { Denoiser } from '../../../src/models/denoiser';
 import { Trainer } from '../../../src/training/trainer';
 
 const available = registerBlasBackend();
@@ -37,9 +38,21 @@ function images(count: number, size: number, seed: number): ImageSet {
   return { count, height: size, width: size, channels: 1, data: Float32Array.from({ length: count * size * size }, () => 2 * rng.uniform() - 1) };
 }
 
+/** A small 16-px U-net's options (these tests' model). */
+const SMALL_UNET = { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4 };
+
+/** `parallel` predicts what `own` does for x at t (to float noise). */
+function assertPredictsAsOwn(own: Denoiser, parallel: Denoiser, x: tf.Tensor2D, t: tf.Tensor1D): void {
+  const expected = tf.tidy(() => own.predict(x, t).dataSync() as Float32Array);
+  const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
+  let worst = 0;
+  expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
+  assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
+}
+
 /** Losses of `steps` updates and the final weights of a small U-net trained with `workers` threads. */
 function train(workers: number, batch: number, steps: number): { losses: number[]; weights: Float32Array[] } {
-  const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: batch, lr: 1e-3, seed: 4, ema: 0.9 } as never);
+  const record = resolveNewRun('default', { ...SMALL_UNET, batchSize: batch, lr: 1e-3, seed: 4, ema: 0.9 } as never);
   const trainer = new Trainer(record, undefined, { workers });
   const data = images(batch * steps, 16, 9);
   const losses: number[] = [];
@@ -71,7 +84,7 @@ test('two data-parallel runs from one seed end with the same weights, bit for bi
 });
 
 test('a data-parallel trainer keeps memory flat and falls back to one thread for a batch smaller than its threads', { skip }, () => {
-  const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4, seed: 1 } as never);
+  const record = resolveNewRun('default', { ...SMALL_UNET, seed: 1 } as never);
   const trainer = new Trainer(record, undefined, { workers: 2 });
   const data = images(40, 16, 3);
   trainer.trainStep(data, [0, 1, 2, 3]);
@@ -85,16 +98,12 @@ test('a data-parallel trainer keeps memory flat and falls back to one thread for
 });
 
 test('predictions shared over threads equal the model\'s own, for batches larger than the pool takes at once', { skip }, () => {
-  const record = resolveNewRun('default', { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4, seed: 5 } as never);
+  const record = resolveNewRun('default', { ...SMALL_UNET, seed: 5 } as never);
   const model = buildModel(record.model, new Rng(5));
   const parallel = new ParallelDenoiser(model, 2, 4); // takes 4 images at a time: 9 go in three pieces
   const x = tf.tensor2d(images(9, 16, 6).data, [9, 256]);
   const t = tf.tensor1d([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
-  const expected = tf.tidy(() => model.predict(x, t).dataSync() as Float32Array);
-  const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
-  let worst = 0;
-  expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
-  assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
+  assertPredictsAsOwn(model, parallel, x, t);
   x.dispose();
   t.dispose();
   parallel.dispose(); // the model with it
@@ -102,8 +111,7 @@ test('predictions shared over threads equal the model\'s own, for batches larger
 });
 
 test('a sampler\'s model loads its weights into the workers once, and again after the pool served other weights', { skip }, () => {
-  const options = { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4 };
-  const record = resolveNewRun('default', { ...options, seed: 5 } as never);
+  const record = resolveNewRun('default', { ...SMALL_UNET, seed: 5 } as never);
   const [good, bad] = [buildModel(record.model, new Rng(5)), buildModel(record.model, new Rng(6))];
   const [goodOn, badOn] = withWorkersPaired(good, bad, 2, 4);
   const x = tf.tensor2d(images(4, 16, 7).data, [4, 256]);
@@ -111,12 +119,8 @@ test('a sampler\'s model loads its weights into the workers once, and again afte
   const reloaded = () => ((goodOn as unknown as { ownPool: { shares: { control: Int32Array }[] } }).ownPool.shares[0].control[Slot.Reload] === 1);
   const seen: boolean[] = [];
   for (const [own, parallel] of [[good, goodOn], [good, goodOn], [bad, badOn], [bad, badOn], [good, goodOn]] as const) {
-    const expected = tf.tidy(() => own.predict(x, t).dataSync() as Float32Array);
-    const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
+    assertPredictsAsOwn(own, parallel, x, t);
     seen.push(reloaded());
-    let worst = 0;
-    expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
-    assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
   }
   assert.deepEqual(seen, [true, false, true, false, true]);
   badOn.dispose();
@@ -126,25 +130,18 @@ test('a sampler\'s model loads its weights into the workers once, and again afte
 });
 
 test('autoguidance\'s two models of one architecture share one pool of threads, each predicting with its own weights; other architectures get one each', { skip }, () => {
-  const options = { model: 'unet', data: 'test-images', imageSize: 16, channels: 1, baseChannels: 8, channelMults: [1, 2], attentionResolutions: [8], limit: 0, batchSize: 4 };
-  const record = resolveNewRun('default', { ...options, seed: 5 } as never);
+  const record = resolveNewRun('default', { ...SMALL_UNET, seed: 5 } as never);
   const [good, bad] = [buildModel(record.model, new Rng(5)), buildModel(record.model, new Rng(6))]; // other weights, same architecture
   const [goodOn, badOn] = withWorkersPaired(good, bad, 2, 4);
   const x = tf.tensor2d(images(4, 16, 7).data, [4, 256]);
   const t = tf.tensor1d([0.1, 0.4, 0.6, 0.9]);
-  for (const [own, parallel] of [[good, goodOn], [bad, badOn], [good, goodOn]] as const) {
-    const expected = tf.tidy(() => own.predict(x, t).dataSync() as Float32Array);
-    const actual = tf.tidy(() => parallel.predict(x, t).dataSync() as Float32Array);
-    let worst = 0;
-    expected.forEach((e, i) => (worst = Math.max(worst, Math.abs(actual[i] - e))));
-    assert.ok(worst < 1e-5, `predictions differ by up to ${worst}`);
-  }
+  for (const [own, parallel] of [[good, goodOn], [bad, badOn], [good, goodOn]] as const) assertPredictsAsOwn(own, parallel, x, t);
   const pools = (m: unknown) => (m as { ownPool: unknown }).ownPool;
   assert.ok(pools(goodOn), 'the first model started the pool');
   assert.equal(pools(badOn), null, 'the second borrowed it');
   badOn.dispose();
   goodOn.dispose();
-  const other = resolveNewRun('default', { ...options, baseChannels: 16, seed: 5 } as never);
+  const other = resolveNewRun('default', { ...SMALL_UNET, baseChannels: 16, seed: 5 } as never);
   const [a, b] = withWorkersPaired(buildModel(record.model, new Rng(5)), buildModel(other.model, new Rng(5)), 2, 4);
   assert.ok(a instanceof ParallelDenoiser && b instanceof ParallelDenoiser);
   tf.tidy(() => { a.predict(x, t); b.predict(x, t); });
