@@ -1,14 +1,45 @@
 /** A denoiser from its configuration, whichever kind it is. */
+import * as tf from '@tensorflow/tfjs-core';
+import { TraceCache } from '../backend/kernelTrace';
 import { UserError } from '../errors';
 import { Rng } from '../rng';
 import { Denoiser, ModelConfig, parameterCount } from './denoiser';
 import { FcUnet } from './fcUnet';
 import { ConvUnet } from './unet';
 
+/** The denoiser the configuration names; its predictions without a gradient replay a kernel trace where the backend allows (Replayed). */
 export function buildModel(config: ModelConfig, rng: Rng): Denoiser {
-  if (config?.kind === 'fc-unet') return new FcUnet(config, rng);
-  if (config?.kind === 'unet') return new ConvUnet(config, rng);
+  if (config?.kind === 'fc-unet') return new Replayed(new FcUnet(config, rng));
+  if (config?.kind === 'unet') return new Replayed(new ConvUnet(config, rng));
   throw new UserError(`unknown model kind "${(config as { kind?: string })?.kind}" in checkpoint`);
+}
+
+/**
+ * A denoiser whose predictions, where no gradient is recorded, replay the kernels of its first
+ * prediction at that batch size (backend/kernelTrace.ts): the same results bit for bit, without tfjs's
+ * per-operation work (a sampling step of the 32-px U-net, 32 images on one thread: 29.4 → 26.8 ms).
+ */
+class Replayed implements Denoiser {
+  private readonly traces = new TraceCache();
+
+  constructor(private readonly model: Denoiser) {}
+
+  get config(): ModelConfig {
+    return this.model.config;
+  }
+
+  get variables(): ReadonlyMap<string, tf.Variable> {
+    return this.model.variables;
+  }
+
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
+    return this.traces.run([x, tFrac], () => [this.model.predict(x, tFrac)])[0] as tf.Tensor2D;
+  }
+
+  dispose(): void {
+    this.traces.dispose();
+    this.model.dispose();
+  }
 }
 
 export function describeModel(model: Denoiser): string {

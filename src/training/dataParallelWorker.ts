@@ -5,12 +5,13 @@
 import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
+import { TraceCache } from '../backend/kernelTrace';
 import { defaultBackendEnv, selectBackend } from '../backend/select';
 import { buildModel } from '../models/build';
 import { Rng, RngState } from '../rng';
 import { assignCopy } from '../tensors';
 import { Slot, Task, WorkerSetup, packGradients, unpack } from './dataParallel';
-import { denoisingLoss, noisedShare } from './trainer';
+import { lossGradients, noisedShare } from './trainer';
 import { DDPMScheduler } from '../diffusion/schedule';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {
@@ -36,6 +37,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
   }
   const variables = [...model.variables.values()];
   const scheduler = setup.schedule ? new DDPMScheduler(setup.schedule) : null;
+  const traces = new TraceCache(); // this thread's loss and gradients, replayed (lossGradients)
   finish(control, 0, true);
   let seen = 0;
   for (;;) {
@@ -58,14 +60,15 @@ async function serve(setup: WorkerSetup): Promise<void> {
         const noiseAt = Array.from(control.subarray(Slot.NoiseState, Slot.NoiseState + 4), (word) => word >>> 0) as RngState;
         const share = noisedShare(scheduler, images, t, noiseAt, control[Slot.NoiseOffset]);
         const [xs, target, tFrac] = [tf.tensor2d(share.xt, [n, pixels]), tf.tensor2d(share.target, [n, pixels]), tf.tensor1d(share.tFrac)];
-        const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xs, tFrac, target), variables);
-        packGradients(variables.map((v) => grads[v.name]), value, output);
+        const { loss, grads } = lossGradients(model, traces, xs, tFrac, target);
+        packGradients(grads, loss, output);
       });
       finish(control, request, true);
     } catch (e) {
       fail(request, e);
     }
   }
+  traces.dispose();
   model.dispose();
   port.close();
 }
