@@ -33,7 +33,8 @@ let recording = false;
 
 export class KernelTrace {
   private constructor(
-    private readonly backendName: string,
+    /** The backend instance it was recorded on: its kernels' outputs and its constants live there. */
+    private readonly backend: tf.KernelBackend,
     private readonly steps: Step[],
     private readonly slots: number,
     /** The function's results, by origin. */
@@ -118,13 +119,13 @@ export class KernelTrace {
     lastReader.forEach((k, slot) => {
       if (!kept.has(slot)) steps[k].frees.push(slot);
     });
-    return { results, trace: new KernelTrace(tf.getBackend(), steps, slots, resultOrigins as Origin[], constants) };
+    return { results, trace: new KernelTrace(tf.backend(), steps, slots, resultOrigins as Origin[], constants) };
   }
 
   /** fn's results for these arguments (of the recorded shapes), as tensors of the current scope. */
   run(args: tf.Tensor[]): tf.Tensor[] {
     const backend = tf.backend();
-    if (tf.getBackend() !== this.backendName) throw new Error(`a kernel trace recorded on ${this.backendName} cannot run on ${tf.getBackend()}`);
+    if (backend !== this.backend) throw new Error('a kernel trace runs only on the backend it was recorded on');
     const values = new Array<tf.TensorInfo | undefined>(this.slots);
     const valueOf = (o: Origin): tf.TensorInfo => {
       switch (o.kind) {
@@ -171,7 +172,7 @@ export class KernelTrace {
   }
 
   dispose(): void {
-    for (const info of this.constants) tf.backend().disposeData(info.dataId);
+    for (const info of this.constants) this.backend.disposeData(info.dataId);
     this.constants.length = 0;
   }
 }
@@ -184,6 +185,7 @@ export class KernelTrace {
  */
 export class TraceCache {
   private readonly traces = new Map<string, KernelTrace | null>();
+  private backend: tf.KernelBackend | null = null;
 
   constructor(
     /** Shapes kept at once (a sampler's batch and its last, smaller one; a trainer's shares). */
@@ -194,6 +196,8 @@ export class TraceCache {
     const engine = tf.engine() as unknown as Engine;
     if (tf.getBackend() !== 'blas' || engine.isTapeOn() || recording) return fn();
     const key = args.map((t) => `${t.dtype}[${t.shape}]`).join();
+    if (this.traces.size > 0 && this.backend !== tf.backend()) this.dispose(); // blas registered again: a new instance
+    this.backend = tf.backend();
     const known = this.traces.get(key);
     if (known) return known.run(args);
     if (known === null) return fn();

@@ -30,8 +30,8 @@ export function denoisingLoss(model: Denoiser, xt: tf.Tensor2D, tFrac: tf.Tensor
 
 /**
  * denoisingLoss() and its gradients in the order of model.variables; after the first call at a share's
- * size, replayed from `traces` (backend/kernelTrace.ts: the same kernels past tfjs's engine, ~10 ms of
- * a 100-ms step of 32 images on one thread, paid by each thread of a data-parallel step).
+ * size, replayed from `traces` (backend/kernelTrace.ts: the same kernels past tfjs's engine, whose work
+ * was ~6 ms of a ~100-ms step of 32 images on one thread, paid again by each thread of a data-parallel step).
  */
 export function lossGradients(model: Denoiser, traces: TraceCache, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D): { loss: tf.Scalar; grads: tf.Tensor[] } {
   const variables = [...model.variables.values()];
