@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { MessageChannel, MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
+import { peekValues } from '../backend/blasBackend';
 import { Denoiser, ModelConfig, imageSize, parameterCount } from '../models/denoiser';
 import { ScheduleConfig } from '../diffusion/schedule';
 import { RngState } from '../rng';
@@ -89,7 +90,7 @@ export function pack(arrays: readonly Float32Array[], out: Float32Array): Float3
 
 /** A share's gradients (in variable order), then its mean loss, packed into `out`: what each thread hands over. */
 export function packGradients(grads: tf.Tensor[], loss: tf.Tensor, out: Float32Array): Float32Array {
-  return pack([...grads.map((g) => g.dataSync() as Float32Array), loss.dataSync() as Float32Array], out);
+  return pack([...grads, loss].map(peekValues), out); // copied at once: the backend keeps its arrays
 }
 
 /** The pieces of `flat` that pack() made from arrays of these variables' sizes, as views. */
