@@ -5,6 +5,7 @@
 import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
+import { peekValues } from '../backend/blasBackend';
 import { TraceCache } from '../backend/kernelTrace';
 import { defaultBackendEnv, selectBackend } from '../backend/select';
 import { buildModel } from '../models/build';
@@ -52,7 +53,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
         const images = inputs.slice(0, n * pixels);
         if (control[Slot.Task] === Task.Predict) {
           const tFrac = tf.tensor1d(inputs.slice(n * pixels, n * pixels + n));
-          output.set(model.predict(tf.tensor2d(images, [n, pixels]), tFrac).dataSync() as Float32Array, 0);
+          output.set(peekValues(model.predict(tf.tensor2d(images, [n, pixels]), tFrac)), 0);
           return;
         }
         if (!scheduler) throw new Error('this pool was started without a noise schedule');
