@@ -69,31 +69,96 @@ napi_value sgemm(napi_env env, napi_callback_info info) {
 }
 
 /*
- * adam(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2): one torch.optim.Adam update in place:
+ * adam(ps, gs, ms, vs, lr, beta1, beta2, eps, correction1, correction2): one torch.optim.Adam update in
+ * place of every parameter (arrays of Float32Arrays, p[i], g[i], m[i], v[i] of one length each):
  * m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²; p ← p − lr (m / c1) / (√(v / c2) + ε).
+ * One call for all of them, cut into blocks the cores share: the U-net's 139 parameters are each too
+ * small to split (36,864 values at most), and one at a time they left the second core idle.
  */
+#define ADAM_BLOCK 16384
 napi_value adam(napi_env env, napi_callback_info info) {
   ARGS(10);
-  size_t lp = 0, lg = 0, lm = 0, lv = 0;
-  float *p = f32(env, argv[0], &lp), *g = f32(env, argv[1], &lg), *m = f32(env, argv[2], &lm), *v = f32(env, argv[3], &lv);
-  if (!p || !g || !m || !v) return NULL;
-  if (lg != lp || lm != lp || lv != lp) {
-    napi_throw_range_error(env, NULL, "adam: arrays differ in length");
+  uint32_t counts[4] = {0, 0, 0, 0};
+  for (int k = 0; k < 4; k++) {
+    bool list = false;
+    if (napi_is_array(env, argv[k], &list) != napi_ok || !list || napi_get_array_length(env, argv[k], &counts[k]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "adam: expected four arrays of Float32Arrays");
+      return NULL;
+    }
+  }
+  const uint32_t count = counts[0];
+  if (counts[1] != count || counts[2] != count || counts[3] != count) {
+    napi_throw_range_error(env, NULL, "adam: the arrays differ in length");
     return NULL;
+  }
+  float **arrays = (float **)malloc(sizeof(float *) * 4 * (count ? count : 1));
+  int64_t *lengths = (int64_t *)malloc(sizeof(int64_t) * (count ? count : 1));
+  if (!arrays || !lengths) {
+    free(arrays);
+    free(lengths);
+    napi_throw_error(env, NULL, "adam: out of memory");
+    return NULL;
+  }
+  int64_t blocks = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    for (int k = 0; k < 4; k++) {
+      napi_value element;
+      size_t len = 0;
+      if (napi_get_element(env, argv[k], i, &element) != napi_ok || !(arrays[4 * i + k] = f32(env, element, &len))) {
+        free(arrays);
+        free(lengths);
+        return NULL; /* f32 threw */
+      }
+      if (k == 0) lengths[i] = (int64_t)len;
+      else if ((int64_t)len != lengths[i]) {
+        napi_throw_range_error(env, NULL, "adam: a parameter's arrays differ in length");
+        free(arrays);
+        free(lengths);
+        return NULL;
+      }
+    }
+    blocks += (lengths[i] + ADAM_BLOCK - 1) / ADAM_BLOCK;
+  }
+  /* block b of the whole: parameter first[b], from offset start[b] */
+  int32_t *first = (int32_t *)malloc(sizeof(int32_t) * (blocks ? blocks : 1));
+  int64_t *start = (int64_t *)malloc(sizeof(int64_t) * (blocks ? blocks : 1));
+  if (!first || !start) {
+    free(arrays);
+    free(lengths);
+    free(first);
+    free(start);
+    napi_throw_error(env, NULL, "adam: out of memory");
+    return NULL;
+  }
+  int64_t b = 0, total = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    for (int64_t o = 0; o < lengths[i]; o += ADAM_BLOCK, b++) {
+      first[b] = (int32_t)i;
+      start[b] = o;
+    }
+    total += lengths[i];
   }
   const float lr = (float)num(env, argv[4]), b1 = (float)num(env, argv[5]), b2 = (float)num(env, argv[6]);
   const float eps = (float)num(env, argv[7]);
   const float inv_c1 = (float)(1.0 / num(env, argv[8])), inv_c2 = (float)(1.0 / num(env, argv[9]));
-  const int64_t n = (int64_t)lp;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) {
-    const float gi = g[i];
-    const float mi = b1 * m[i] + (1.0f - b1) * gi;
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] -= lr * (mi * inv_c1) / (sqrtf(vi * inv_c2) + eps);
+#pragma omp parallel for schedule(static) if (total > 65536)
+  for (int64_t k = 0; k < blocks; k++) {
+    const int32_t i = first[k];
+    float *p = arrays[4 * i], *g = arrays[4 * i + 1], *m = arrays[4 * i + 2], *v = arrays[4 * i + 3];
+    const int64_t end = start[k] + ADAM_BLOCK < lengths[i] ? start[k] + ADAM_BLOCK : lengths[i];
+    for (int64_t j = start[k]; j < end; j++) {
+      const float gj = g[j];
+      const float mj = b1 * m[j] + (1.0f - b1) * gj;
+      const float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
+      m[j] = mj;
+      v[j] = vj;
+      p[j] -= lr * (mj * inv_c1) / (sqrtf(vj * inv_c2) + eps);
+    }
   }
+  free(arrays);
+  free(lengths);
+  free(first);
+  free(start);
   return NULL;
 }
 

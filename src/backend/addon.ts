@@ -9,8 +9,8 @@ export interface NativeAddon {
   /** c[m×n] = op(a)·op(b) (+ bias on every row), row-major; op transposes when the flag is set. */
   /** c = op(a)·op(b) (+ bias per row); with `batches`, that many products, the i-th from a + i·strideA and b + i·strideB (0 broadcasts) into c + i·m·n. */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, bias?: Float32Array | null, batches?: number, strideA?: number, strideB?: number): void;
-  /** One Adam update of p, m, v in place (torch.optim.Adam's formula). */
-  adam(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number, beta2: number, eps: number, correction1: number, correction2: number): void;
+  /** One Adam update in place of every parameter ps[i] with its gradient gs[i] and moments ms[i], vs[i] (torch.optim.Adam's formula). */
+  adam(ps: Float32Array[], gs: Float32Array[], ms: Float32Array[], vs: Float32Array[], lr: number, beta1: number, beta2: number, eps: number, correction1: number, correction2: number): void;
   /** shadow ← d·shadow + (1 − d)·p in place. */
   lerp(shadow: Float32Array, p: Float32Array, d: number): void;
   /** y = LayerNorm(GELU(x))·γ + β over rows of `cols`; saves the normalized x̂ and each row's 1/σ. */

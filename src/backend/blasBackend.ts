@@ -645,7 +645,7 @@ export function peekValues(t: tf.Tensor): Float32Array {
 }
 
 /**
- * Adam's update as one native pass over each parameter, in place, where the active backend is `blas`;
+ * Adam's update as one native call over all parameters (the cores share it), in place, where the active backend is `blas`;
  * false elsewhere (the caller then uses tfjs ops). In place is safe: a variable's storage is its own.
  */
 export function nativeAdamUpdate(
@@ -657,9 +657,8 @@ export function nativeAdamUpdate(
   const active = activeBlas();
   if (!active) return false;
   const { native, backend } = active;
-  for (const { p, g, m, v } of updates) {
-    native.adam(cpuValues(backend, p), g instanceof Float32Array ? g : cpuValues(backend, g), cpuValues(backend, m), cpuValues(backend, v), config.lr, config.beta1, config.beta2, config.epsilon, correction1, correction2);
-  }
+  const values = (t: tf.Tensor | Float32Array) => (t instanceof Float32Array ? t : cpuValues(backend, t));
+  native.adam(updates.map((u) => values(u.p)), updates.map((u) => values(u.g)), updates.map((u) => values(u.m)), updates.map((u) => values(u.v)), config.lr, config.beta1, config.beta2, config.epsilon, correction1, correction2);
   return true;
 }
 
