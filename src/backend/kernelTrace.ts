@@ -27,7 +27,7 @@ interface Step {
   frees: number[];
 }
 
-type Engine = { runKernel: (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => tf.Tensor | tf.Tensor[]; makeTensor: (...args: unknown[]) => tf.Tensor; isTapeOn(): boolean };
+type Engine = { runKernel: (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => tf.Tensor | tf.Tensor[]; makeTensor: (...args: unknown[]) => tf.Tensor };
 
 let recording = false;
 
@@ -178,10 +178,10 @@ export class KernelTrace {
 }
 
 /**
- * Traces of one function (one cache per function: it is known by its arguments' shapes alone) by its arguments' shapes: the first call with new shapes runs through tfjs
- * and records, later ones replay. Calls run through tfjs unchanged where the active backend is not
- * `blas` (whose kernels are known to be plain functions of their inputs), a gradient is being
- * recorded (the tape needs the ops), or a trace is being recorded.
+ * Traces of one function, by its arguments' shapes (so one cache per function): the first call with
+ * new shapes runs through tfjs and records, later ones replay. Calls run through tfjs unchanged where
+ * the active backend is not `blas` (whose kernels are known to be plain functions of their inputs), a
+ * gradient is being recorded (the tape needs the ops), or a trace is being recorded.
  */
 export class TraceCache {
   private readonly traces = new Map<string, KernelTrace | null>();
@@ -193,8 +193,7 @@ export class TraceCache {
   ) {}
 
   run(args: tf.Tensor[], fn: () => tf.Tensor[]): tf.Tensor[] {
-    const engine = tf.engine() as unknown as Engine;
-    if (tf.getBackend() !== 'blas' || engine.isTapeOn() || recording) return fn();
+    if (tf.getBackend() !== 'blas' || tf.engine().isTapeOn() || recording) return fn();
     const key = args.map((t) => `${t.dtype}[${t.shape}]`).join();
     if (this.traces.size > 0 && this.backend !== tf.backend()) this.dispose(); // blas registered again: a new instance
     this.backend = tf.backend();
