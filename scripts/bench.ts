@@ -36,7 +36,7 @@ import { DDPMScheduler } from '../src/diffusion/schedule';
 import { buildModel } from '../src/models/build';
 import { TWIN_32 } from '../src/models/unet';
 import { forwardFlops } from '../src/models/flops';
-import { defaultWorkers, withWorkers } from '../src/training/dataParallel';
+import { defaultWorkers, withWorkers } from '../src/parallel/dataParallel';
 import { Rng } from '../src/rng';
 import { generate, predictNoise } from '../src/diffusion/sampler';
 import { Trainer } from '../src/training/trainer';

@@ -8,7 +8,7 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { ADDON, builtHash, sourcesHash, writeStamp } = require('./native-sources');
+const { ADDON, builtHash, sourcesHash, writeStamp } = require('../native/sources');
 
 if (process.argv.includes('--if-stale') && fs.existsSync(ADDON) && builtHash() === sourcesHash()) process.exit(0);
 

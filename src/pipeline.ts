@@ -14,7 +14,7 @@ import { AutoGuided } from './models/autoguidance';
 import { Denoiser } from './models/denoiser';
 import { OptionError } from './errors';
 import { Rng } from './rng';
-import { withWorkers, withWorkersPaired } from './training/dataParallel';
+import { withWorkers, withWorkersPaired } from './parallel/dataParallel';
 
 export interface Pipeline {
   model: Denoiser;

@@ -111,8 +111,8 @@ interface NativeSources {
   sourcesHash(): string | null;
   builtHash(addon?: string): string | null;
 }
-// Plain JS beside the build script, which runs before the TypeScript is compiled.
-const sources = require(path.join(__dirname, '..', '..', '..', 'scripts', 'native-sources.js')) as NativeSources;
+// Plain JS in native/, shared with the build script (which runs before the TypeScript is compiled).
+const sources = require(path.join(__dirname, '..', '..', '..', 'native', 'sources.js')) as NativeSources;
 
 /**
  * Why the addon at `file` must not be used, or null: it must exist, be built from this checkout's

@@ -21,7 +21,7 @@ import {
   SILU,
   SILU_GRAD,
   registerFusedGradients,
-} from '../models/fusedOps';
+} from '../ops/fusedOps';
 
 export const BLAS_BACKEND = 'blas';
 

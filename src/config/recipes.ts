@@ -3,7 +3,7 @@
  * to better samples per minute here (docs/results.md).
  * Every field stays selectable on its own; a recipe only fills in what the user did not give.
  */
-import { LrSchedule } from '../training/lrSchedule';
+import { LrSchedule } from '../optim/lrSchedule';
 import { Prediction } from '../diffusion/schedule';
 import { SamplerName } from '../diffusion/sampler';
 

@@ -9,13 +9,13 @@ import { Prediction, linearSchedule } from '../diffusion/schedule';
 import { FcUnetConfig, UnetConfig } from '../models/denoiser';
 import { fcUnetConfig, validateFcUnetWidth } from '../models/fcUnet';
 import { unetConfig } from '../models/unet';
-import { adamConfig } from '../training/optim';
-import { LrSchedule } from '../training/lrSchedule';
+import { adamConfig } from '../optim/adam';
+import { LrSchedule } from '../optim/lrSchedule';
 import { Rng } from '../rng';
-import { dataShape } from '../data/dataset';
+import { DataRecord, dataShape } from '../data/dataset';
 import { DEFAULT_BACKGROUND } from '../data/folder';
 import { RecipeName, recipeFor } from './recipes';
-import { DataRecord, RunRecord } from './runRecord';
+import { RunRecord } from './runRecord';
 
 export type ModelKind = 'fc' | 'unet';
 

@@ -8,8 +8,9 @@ import { ModelConfig } from '../models/denoiser';
 import { RngState } from '../rng';
 import { ScheduleConfig } from '../diffusion/schedule';
 import { SamplerName } from '../diffusion/sampler';
-import { AdamConfig } from '../training/optim';
-import { LrSchedule } from '../training/lrSchedule';
+import { AdamConfig } from '../optim/adam';
+import { LrSchedule } from '../optim/lrSchedule';
+import { DataRecord } from '../data/dataset';
 
 /**
  * The version this diffuse writes. 2: every field required (version 1 left six of them optional).
@@ -33,23 +34,6 @@ export interface TrainingRecord {
   ema: number;
   /** How the rate moves around optimizer.lr, its peak. */
   lrSchedule: LrSchedule;
-}
-
-export interface DataRecord {
-  dataset: 'mnist' | 'mnist32' | 'folder';
-  /** The folder, for 'folder'. */
-  path?: string;
-  /** Side and channels a folder's images are loaded at. */
-  imageSize?: number;
-  channels?: number;
-  /** The colour a folder's transparent pixels are composited onto (#rrggbb). */
-  background?: string;
-  /** Training images mirrored left-right with probability 1/2. */
-  flip: boolean;
-  /** First n images only (0 = all). */
-  limit: number;
-  /** Images the run trained on. */
-  count: number;
 }
 
 export interface SamplingRecord {

@@ -1,7 +1,24 @@
 /** What a run trains on, from its record: MNIST, MNIST padded to 32 px, or a folder of images. */
-import { DataRecord } from '../config/runRecord';
 import { loadImageFolder } from './folder';
 import { ImageSet, loadMnist, padImages } from './mnist';
+
+/** What a run trains on, as its run record keeps it. */
+export interface DataRecord {
+  dataset: 'mnist' | 'mnist32' | 'folder';
+  /** The folder, for 'folder'. */
+  path?: string;
+  /** Side and channels a folder's images are loaded at. */
+  imageSize?: number;
+  channels?: number;
+  /** The colour a folder's transparent pixels are composited onto (#rrggbb). */
+  background?: string;
+  /** Training images mirrored left-right with probability 1/2. */
+  flip: boolean;
+  /** First n images only (0 = all). */
+  limit: number;
+  /** Images the run trained on. */
+  count: number;
+}
 
 /** Height, width and channels of the images a record names. */
 export function dataShape(data: DataRecord): { height: number; width: number; channels: number } {

@@ -11,23 +11,12 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { OptionError } from '../errors';
 import { ImageSet } from './mnist';
-import { cachedFolder, folderKey } from './folderCache';
+import { DecodedFolder, FolderOptions, cachedFolder, folderKey } from './folderCache';
 
 const IMAGE_FILE = /\.(png|jpe?g|webp|svg)$/i;
 
 /** What transparent pixels become unless told otherwise: icons and drawings are made for light pages. */
 export const DEFAULT_BACKGROUND = '#ffffff';
-
-export interface FolderOptions {
-  /** Side of the square images, in pixels. */
-  size: number;
-  /** 3 for RGB, 1 for grayscale. */
-  channels: 1 | 3;
-  /** Colour transparent pixels are composited onto, as #rrggbb. */
-  background: string;
-  /** Read at most this many files (0 = all), in sorted path order. */
-  limit?: number;
-}
 
 const COLOUR_NAMES: Record<string, string> = { white: '#ffffff', black: '#000000', grey: '#808080', gray: '#808080' };
 
@@ -114,15 +103,6 @@ export async function decodeImage(file: string, o: Pick<FolderOptions, 'size' | 
   const out = new Uint8Array(o.size * o.size * o.channels);
   for (let i = 0; i < o.size * o.size; i++) for (let c = 0; c < o.channels; c++) out[i * o.channels + c] = data[i * info.channels + Math.min(c, info.channels - 1)];
   return out;
-}
-
-export interface DecodedFolder {
-  /** The images' bytes, size × size × channels each, one after another. */
-  bytes: Uint8Array;
-  count: number;
-  /** Files that could not be read. */
-  skipped: number;
-  files: number;
 }
 
 /** Every image of the folder decoded (no cache). */

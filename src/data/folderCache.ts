@@ -9,8 +9,29 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeAtomically } from '../io/files';
-import type { DecodedFolder, FolderOptions } from './folder';
+import { writeAtomically } from '../files';
+
+/** How a folder's images are read (part of the cache key). */
+export interface FolderOptions {
+  /** Side of the square images, in pixels. */
+  size: number;
+  /** 3 for RGB, 1 for grayscale. */
+  channels: 1 | 3;
+  /** Colour transparent pixels are composited onto, as #rrggbb. */
+  background: string;
+  /** Read at most this many files (0 = all), in sorted path order. */
+  limit?: number;
+}
+
+/** A folder's images as decoded and cached. */
+export interface DecodedFolder {
+  /** The images' bytes, size × size × channels each, one after another. */
+  bytes: Uint8Array;
+  count: number;
+  /** Files that could not be read. */
+  skipped: number;
+  files: number;
+}
 
 /** Bump when decoding changes what bytes a file gives. */
 const DECODER_VERSION = 1;

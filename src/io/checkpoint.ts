@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { TEMP_MARK, ensureDirectory, processIsGone, writeAtomically } from './files';
+import { TEMP_MARK, ensureDirectory, processIsGone, writeAtomically } from '../files';
 import { RUN_RECORD_VERSION, RunRecord, migrateRunRecord } from '../config/runRecord';
 import { assignCopy } from '../tensors';
 

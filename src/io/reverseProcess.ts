@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { UserError } from '../errors';
-import { writeOutputFile } from './files';
+import { writeOutputFile } from '../files';
 import { colourBytes, gridPixels } from './grid';
 
 export const ANIMATION_FORMATS = { '.webp': 'webp', '.gif': 'gif' } as const;

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { TEMP_MARK, ensureWritableDirectory, processIsGone, removeIfEmpty } from './files';
+import { TEMP_MARK, ensureWritableDirectory, processIsGone, removeIfEmpty } from '../files';
 
 export const LOCK_FILE = '.diffuse.lock';
 

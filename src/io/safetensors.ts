@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { UserError } from '../errors';
-import { writeOutputFile } from './files';
+import { writeOutputFile } from '../files';
 
 export interface SafeTensor {
   shape: number[];

@@ -1,6 +1,6 @@
 /** A denoiser from its configuration, whichever kind it is. */
 import * as tf from '@tensorflow/tfjs-core';
-import { TraceCache } from '../backend/kernelTrace';
+import { TraceCache } from '../ops/kernelTrace';
 import { UserError } from '../errors';
 import { Rng } from '../rng';
 import { Denoiser, ModelConfig, parameterCount } from './denoiser';

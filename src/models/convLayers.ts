@@ -5,7 +5,7 @@
  * backend can differentiate.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel, fusedGroupNorm } from './fusedOps';
+import { GROUP_NORM, SCALED_SOFTMAX, SILU, backendHasKernel, fusedGroupNorm } from '../ops/fusedOps';
 
 /**
  * Whether the backend's fused convolution adds a bias of [b, 1, 1, out] (one per image) or of the

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { buildModel } from './build';
 import { ModelConfig, imageSize } from './denoiser';
-import { ATTENTION } from './fusedOps';
+import { ATTENTION } from '../ops/fusedOps';
 import { Rng } from '../rng';
 
 export async function forwardFlops(config: ModelConfig): Promise<number> {

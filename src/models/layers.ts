@@ -1,6 +1,6 @@
 /** The few layer functions the denoisers are built from, on tfjs tensors. */
 import * as tf from '@tensorflow/tfjs-core';
-import { GELU_LAYER_NORM, backendHasKernel, fusedGeluLayerNorm } from './fusedOps';
+import { GELU_LAYER_NORM, backendHasKernel, fusedGeluLayerNorm } from '../ops/fusedOps';
 
 /** y = x·W + b (W is [in, out]). Not tf.fused.matMul: its gradient also computes the input gradient, wasted on the first layer. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {

@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { conv2d, pointwise } from './convLayers';
 import { dense } from './layers';
-import { ATTENTION, ATTENTION_GRAD, GROUP_NORM, GROUP_NORM_GRAD } from './fusedOps';
+import { ATTENTION, ATTENTION_GRAD, GROUP_NORM, GROUP_NORM_GRAD } from '../ops/fusedOps';
 
 interface NormWeights {
   gamma: tf.Tensor1D;

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeAtomically } from '../io/files';
+import { writeAtomically } from '../files';
 
 export const HISTORY_FILE = 'history.csv';
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunRecord } from '../config/runRecord';
-import { writeAtomically } from '../io/files';
+import { writeAtomically } from '../files';
 import { HistoryRow } from './history';
 
 export const REPORT_FILE = 'report.html';

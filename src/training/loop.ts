@@ -23,8 +23,8 @@ import { writeReport } from '../report/html';
 import { Rng } from '../rng';
 import { DigitClassifier, getClassifier } from '../eval/classifier';
 import { Reference, asDigits, mnistFrame, score, testReference } from '../eval/evaluate';
-import { effectiveWarmup, learningRateAt } from './lrSchedule';
-import { defaultWorkers } from './dataParallel';
+import { effectiveWarmup, learningRateAt } from '../optim/lrSchedule';
+import { defaultWorkers } from '../parallel/dataParallel';
 import { Trainer } from './trainer';
 
 /** How a run starts: a new record (resolved from the options), or the checkpoint's with the given changes. */

@@ -13,62 +13,16 @@ import { NamedArray, restoreVariables } from '../io/checkpoint';
 import { buildModel } from '../models/build';
 import { Denoiser } from '../models/denoiser';
 import { DDPMScheduler } from '../diffusion/schedule';
-import { Rng, RngState } from '../rng';
-import { TraceCache } from '../backend/kernelTrace';
+import { Rng } from '../rng';
+import { TraceCache } from '../ops/kernelTrace';
+import { lossGradients, noisedShare } from '../diffusion/loss';
 import { assignCopy } from '../tensors';
-import { WeightAverage } from './ema';
-import { learningRateAt } from './lrSchedule';
-import { ParallelDenoiser, WorkerPool } from './dataParallel';
-import { Adam, Gradients } from './optim';
+import { WeightAverage } from '../optim/ema';
+import { learningRateAt } from '../optim/lrSchedule';
+import { ParallelDenoiser, WorkerPool } from '../parallel/dataParallel';
+import { Adam, Gradients } from '../optim/adam';
 
 export class NonFiniteLossError extends UserError {}
-
-/** The training objective: mean squared error between the model's output and the schedule's target. */
-export function denoisingLoss(model: Denoiser, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D): tf.Scalar {
-  return meanSquaredError(model.predict(xt, tFrac), target);
-}
-
-/**
- * denoisingLoss() and its gradients in the order of model.variables; after the first call at a share's
- * size, replayed from `traces` (backend/kernelTrace.ts: the same kernels past tfjs's engine, whose work
- * was ~6 ms of a ~100-ms step of 32 images on one thread, paid again by each thread of a data-parallel step).
- */
-export function lossGradients(model: Denoiser, traces: TraceCache, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D): { loss: tf.Scalar; grads: tf.Tensor[] } {
-  const variables = [...model.variables.values()];
-  const [loss, ...grads] = traces.run([xt, tFrac, target], () => {
-    const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xt, tFrac, target), variables);
-    return [value, ...variables.map((v) => grads[v.name])];
-  });
-  return { loss: loss as tf.Scalar, grads };
-}
-
-/**
- * mean((prediction − target)²), differentiated in the prediction only, as ops the blas backend runs
- * natively (subtract, multiply, sum) with the gradient 2(prediction − target)/n written out: tfjs's
- * mean(squaredDifference) and its gradient went through its generic broadcasting kernels, 6.5 ms for a
- * batch of 32 RGB 32-px images against 0.5 ms.
- */
-export function meanSquaredError(prediction: tf.Tensor, target: tf.Tensor): tf.Scalar {
-  const loss = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [p, save] = args as [tf.Tensor, tf.GradSaveFunc];
-    const diff = tf.sub(p, target);
-    save([diff]);
-    return { value: tf.div(tf.sum(tf.mul(diff, diff)), diff.size) as tf.Scalar, gradFunc: (dy: tf.Tensor, [d]: tf.Tensor[]) => tf.mul(d, tf.mul(dy, 2 / d.size)) };
-  });
-  return loss(prediction) as tf.Scalar;
-}
-
-/**
- * Images x0 (a share of a batch) at timesteps t, noised: ε is the part of the batch's noise that
- * starts at value `offset`, drawn from `noiseAt`, the generator's state where the batch's noise begins
- * (Rng.normalsFrom), so any thread noises its share as the whole batch's one draw would. Returns x_t,
- * the model's target and t/T.
- */
-export function noisedShare(scheduler: DDPMScheduler, x0: Float32Array, t: Int32Array, noiseAt: RngState, offset: number): { xt: Float32Array; target: Float32Array; tFrac: Float32Array } {
-  const eps = new Rng(noiseAt).normalsFrom(offset, offset + x0.length);
-  const T = scheduler.timesteps;
-  return { xt: scheduler.addNoise(x0, eps, t), target: scheduler.trainingTarget(x0, eps, t), tFrac: Float32Array.from(t, (v) => v / T) };
-}
 
 export interface TrainerOptions {
   /**

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { ensureWritableDirectory, writeOutputFile } from '../io/files';
+import { ensureWritableDirectory, writeOutputFile } from '../files';
 import { NamedArray, concatValues, loadCheckpoint, samplingPrefix } from '../io/checkpoint';
 import { Guide, checkGuide } from '../pipeline';
 import { WEB_GUIDE_WEIGHTS_FILE, WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel, WebWeights } from './format';

@@ -84,7 +84,7 @@ test("`npx diffuse` in a checkout (the quickstart's next steps) leaves the nativ
   const skip = new Set(['node_modules', '.git', 'checkpoints', 'data', 'runs']);
   for (const entry of fs.readdirSync(ROOT).filter((e) => !skip.has(e))) fs.cpSync(path.join(ROOT, entry), path.join(pkg, entry), { recursive: true });
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'), 'dir');
-  const { builtHash, sourcesHash } = require(path.join(pkg, 'scripts', 'native-sources.js')) as { sourcesHash(): string | null; builtHash(): string | null };
+  const { builtHash, sourcesHash } = require(path.join(pkg, 'native', 'sources.js')) as { sourcesHash(): string | null; builtHash(): string | null };
   assert.equal(builtHash(), sourcesHash(), 'the copied addon carries its stamp');
   const addon = fs.statSync(path.join(pkg, 'build', 'Release', 'diffuse_native.node')).mtimeMs;
   const r = spawnSync('npx', ['--offline', '--yes', 'diffuse', '--version'], { cwd: pkg, encoding: 'utf8', env: { ...process.env, npm_config_cache: path.join(dir, 'npm-cache') } });

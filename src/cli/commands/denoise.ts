@@ -6,7 +6,7 @@ import { decodeImage } from '../../data/folder';
 import { loadMnist, padImages } from '../../data/mnist';
 import { noiseAndDenoise } from '../../diffusion/sampler';
 import { UserError } from '../../errors';
-import { checkOutputFile, imageFormatOf } from '../../io/files';
+import { checkOutputFile, imageFormatOf } from '../../files';
 import { writeImageGrid } from '../../io/images';
 import { loadPipeline } from '../../pipeline';
 import { Rng } from '../../rng';

@@ -11,7 +11,7 @@ import { backendOption, guidedBy, integer, samplerOptions } from '../options';
 import { SamplerChoices } from '../../config/sampling';
 import { loadTrainingData } from '../../data/dataset';
 import { scoreAgainstData, toUnit } from '../../eval/imageSet';
-import { checkOutputFile } from '../../io/files';
+import { checkOutputFile } from '../../files';
 import { writeImageGrid } from '../../io/images';
 import { loadCheckpointRecord } from '../../io/checkpoint';
 

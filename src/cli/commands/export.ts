@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
 import { OptionError, UserError } from '../../errors';
 import { checkpointExists, loadCheckpoint, samplingPrefix, saveCheckpoint } from '../../io/checkpoint';
-import { checkOutputFile } from '../../io/files';
+import { checkOutputFile } from '../../files';
 import { RunLock } from '../../io/runLock';
 import { readSafetensors, writeSafetensors } from '../../io/safetensors';
 import { fromTorchTensors, toTorchTensors } from '../../io/torchWeights';

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
-import { checkOutputFile, imageFormatOf } from '../../io/files';
+import { checkOutputFile, imageFormatOf } from '../../files';
 import { gridLayout } from '../../io/grid';
 import { writeImage, writeImageGrid } from '../../io/images';
 import { Frame, animationFormatOf, frameSteps, trajectoryPixels, writeAnimation } from '../../io/reverseProcess';

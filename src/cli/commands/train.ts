@@ -7,7 +7,7 @@ import { RECIPES, RECIPE_NAMES, RecipeName, UNET_DEFAULT } from '../../config/re
 import { UserError } from '../../errors';
 import { parseColour } from '../../data/folder';
 import { PREDICTIONS } from '../../diffusion/schedule';
-import { LR_SCHEDULES } from '../../training/lrSchedule';
+import { LR_SCHEDULES } from '../../optim/lrSchedule';
 import { CheckpointExistsError, EVAL_SAMPLES, RunStart, checkScorable, runTraining } from '../../training/loop';
 import { backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
 

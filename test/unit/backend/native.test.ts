@@ -14,7 +14,7 @@ import { ROOT, tempDir } from '../../helpers';
 const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 import { geluLayerNorm, gelu, layerNorm } from '../../../src/models/layers';
 import { groupNorm, scaledSoftmax, selfAttention, silu, upsampleNearest } from '../../../src/models/convLayers';
-import { Adam, adamConfig } from '../../../src/training/optim';
+import { Adam, adamConfig } from '../../../src/optim/adam';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
 import { buildModel } from '../../../src/models/build';

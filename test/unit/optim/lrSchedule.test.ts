@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { learningRateAt } from '../../../src/training/lrSchedule';
+import { learningRateAt } from '../../../src/optim/lrSchedule';
 import { RECIPES, recipeFor } from '../../../src/config/recipes';
 import { resolveNewRun } from '../../../src/config/resolve';
 

@@ -7,11 +7,11 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { registerBlasBackend } from '../../../src/backend/blasBackend';
-import { KernelTrace, TraceCache } from '../../../src/backend/kernelTrace';
+import { KernelTrace, TraceCache } from '../../../src/ops/kernelTrace';
 import { buildModel } from '../../../src/models/build';
 import { unetConfig } from '../../../src/models/unet';
 import { Denoiser } from '../../../src/models/denoiser';
-import { lossGradients } from '../../../src/training/trainer';
+import { lossGradients } from '../../../src/diffusion/loss';
 import { assignCopy } from '../../../src/tensors';
 import { Rng } from '../../../src/rng';
 

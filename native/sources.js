@@ -1,4 +1,4 @@
-// What the native addon is built from, as one hash: the build writes it beside the addon, and the
+// What the native addon is built from (this folder's C sources and binding.gyp), as one hash: the build writes it beside the addon, and the
 // loader and `npm test` compare it with the checkout's sources, so an addon built from other sources
 // is rebuilt or refused instead of silently tested or used.
 'use strict';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { WeightAverage } from '../../../src/training/ema';
+import { WeightAverage } from '../../../src/optim/ema';
 import { saveCheckpoint, loadCheckpoint } from '../../../src/io/checkpoint';
 import { loadMnist } from '../../../src/data/mnist';
 import { Trainer } from '../../../src/training/trainer';

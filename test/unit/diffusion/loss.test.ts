@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBackend';
 import { Rng } from '../../../src/rng';
-import { meanSquaredError } from '../../../src/training/trainer';
+import { meanSquaredError } from '../../../src/diffusion/loss';
 
 const backends = ['cpu', ...(registerBlasBackend() ? [BLAS_BACKEND] : [])];
 

@@ -6,13 +6,13 @@ import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeAddon } from '../backend/addon';
 import { peekValues } from '../backend/blasBackend';
-import { TraceCache } from '../backend/kernelTrace';
+import { TraceCache } from '../ops/kernelTrace';
 import { defaultBackendEnv, selectBackend } from '../backend/select';
 import { buildModel } from '../models/build';
 import { Rng, RngState } from '../rng';
 import { assignCopy } from '../tensors';
 import { Slot, Task, WorkerSetup, packGradients, unpack } from './dataParallel';
-import { lossGradients, noisedShare } from './trainer';
+import { lossGradients, noisedShare } from '../diffusion/loss';
 import { DDPMScheduler } from '../diffusion/schedule';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {

@@ -9,7 +9,7 @@ import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBack
 import { resolveNewRun } from '../../../src/config/resolve';
 import { ImageSet } from '../../../src/data/mnist';
 import { Rng } from '../../../src/rng';
-import { ParallelDenoiser, Slot, shares, withWorkersPaired } from '../../../src/training/dataParallel';
+import { ParallelDenoiser, Slot, shares, withWorkersPaired } from '../../../src/parallel/dataParallel';
 import { buildModel } from '../../../src/models/build';
 import { Denoiser } from '../../../src/models/denoiser';
 import { Trainer } from '../../../src/training/trainer';

@@ -1,7 +1,7 @@
 /** Output files and folders: atomic replacement, and checks that an output can be written before work starts. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../errors';
+import { UserError } from './errors';
 
 /**
  * Writes `data` to a temporary file beside `file`, flushes it, then renames it over `file`, so a
