@@ -6,7 +6,8 @@
  */
 import { RunRecord } from './config/runRecord';
 import { generate } from './diffusion/sampler';
-import { DEFAULT_GUIDANCE, SamplerChoices, samplerSettings } from './config/sampling';
+import { DEFAULTS } from './config/defaults';
+import { SamplerChoices, samplerSettings } from './config/sampling';
 import { DDPMScheduler } from './diffusion/schedule';
 import { loadCheckpoint, restoreVariables, samplingPrefix } from './io/checkpoint';
 import { buildModel } from './models/build';
@@ -74,7 +75,7 @@ export function checkGuide(record: RunRecord, guide: RunRecord, guideDir: string
 /** The guide that --guide and --guidance ask for (w defaulted), or none; --guidance alone is refused. */
 export function guideFrom(choices: { guide?: string; guidance?: number }): Guide | undefined {
   if (choices.guidance !== undefined && !choices.guide) throw new OptionError('guidance', 'weighs a guide: give --guide <checkpoint> too');
-  return choices.guide ? { checkpoint: choices.guide, weight: choices.guidance ?? DEFAULT_GUIDANCE } : undefined;
+  return choices.guide ? { checkpoint: choices.guide, weight: choices.guidance ?? DEFAULTS.sampling.guidance } : undefined;
 }
 
 /** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */

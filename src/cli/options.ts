@@ -2,7 +2,7 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../backend/select';
 import { SAMPLERS, SPACINGS } from '../diffusion/sampler';
-import { DEFAULT_GUIDANCE } from '../config/sampling';
+import { DEFAULTS } from '../config/defaults';
 
 export function integer(min: number, what = `an integer of at least ${min}`) {
   return (value: string): number => {
@@ -59,13 +59,13 @@ export const backendOption = () =>
 /** Sampler options of sample and evaluate; absent ones follow the checkpoint's recipe. */
 export const samplerOptions = () => [
   new Option('--sampler <name>', "ancestral (all T steps), ddim, dpmpp-2m or dpmpp-3m (DPM-Solver++, few steps) (default: the checkpoint's; ddim where only --steps or --eta is given to an ancestral one)").choices(SAMPLERS),
-  new Option('--spacing <kind>', "where DPM-Solver++ calls the model: logsnr, linspace or quadratic (default: logsnr)").choices(SPACINGS),
+  new Option('--spacing <kind>', `where DPM-Solver++ calls the model: logsnr, linspace or quadratic (default: ${DEFAULTS.sampling.spacing})`).choices(SPACINGS),
   new Option('--clip-denoised', "clamp the predicted clean image to [-1, 1] at every step (default: as the checkpoint's recipe says)"),
   new Option('--no-clip-denoised', 'do not clamp it'),
-  new Option('--steps <K>', "model calls of a few-step sampler (default: the checkpoint's, else 100 for ddim, 20 for dpmpp)").argParser(integer(1)),
+  new Option('--steps <K>', `model calls of a few-step sampler (default: the checkpoint's, else ${DEFAULTS.sampling.usualSteps.ddim} for ddim, ${DEFAULTS.sampling.usualSteps['dpmpp-2m']} for dpmpp)`).argParser(integer(1)),
   new Option('--guide <checkpoint>', 'autoguidance: a weaker checkpoint of the same run (e.g. an early epoch kept by --keep-every) whose predictions the checkpoint\'s are pushed away from; two model calls per step'),
-  new Option('--guidance <w>', `weight of the guidance: 1 is none, larger sharpens (default: ${DEFAULT_GUIDANCE} with --guide)`).argParser(positiveNumber),
-  new Option('--eta <eta>', 'DDIM noise: 1 (the default with --steps) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic').argParser(unitInterval(true)),
+  new Option('--guidance <w>', `weight of the guidance: 1 is none, larger sharpens (default: ${DEFAULTS.sampling.guidance} with --guide)`).argParser(positiveNumber),
+  new Option('--eta <eta>', `DDIM noise: ${DEFAULTS.sampling.eta} (the default) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic`).argParser(unitInterval(true)),
 ];
 
 /** ", guided by DIR (w 2)" where sampling was guided, for the commands' reports. */

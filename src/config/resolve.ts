@@ -8,16 +8,11 @@ import { OptionError } from '../errors';
 import { Prediction, linearSchedule } from '../diffusion/schedule';
 import { FcUnetConfig, UnetConfig } from '../models/denoiser';
 import { fcUnetConfig, validateFcUnetWidth } from '../models/fcUnet';
-import { unetConfig } from '../models/unet';
-import { adamConfig } from '../optim/adam';
 import { LrSchedule } from '../optim/lrSchedule';
 import { Rng } from '../rng';
 import { DataRecord, dataShape } from '../data/dataset';
-import { DEFAULT_BACKGROUND } from '../data/folder';
-import { RecipeName, recipeFor } from './recipes';
+import { DEFAULTS, ModelKind, RecipeName, adamConfig, recipeFor, unetConfig } from './defaults';
 import { RunRecord } from './runRecord';
-
-export type ModelKind = 'fc' | 'unet';
 
 /** Every choice that shapes a run's record. */
 export interface TrainChoices {
@@ -54,9 +49,6 @@ export interface TrainChoices {
   ema: number;
 }
 
-/** Defaults that are not a recipe's (architecture and data); model-specific ones come from the model's config. */
-export const DEFAULTS = { model: 'fc', imageSize: 32, channels: 3, width: 2048, timesteps: 1000, limit: 0, seed: 0 } as const;
-
 const FC_ONLY = ['width'] as const;
 const UNET_ONLY = ['baseChannels', 'channelMults', 'patchSize', 'blocksPerStage', 'attentionResolutions'] as const;
 /** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
@@ -69,21 +61,21 @@ function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void
 
 /** The data record the choices name. */
 function dataRecord(data: string, given: Partial<TrainChoices>): DataRecord {
-  const flip = given.flip ?? false;
+  const flip = given.flip ?? DEFAULTS.flip;
   const limit = given.limit ?? DEFAULTS.limit;
   if (data === 'mnist' || data === 'mnist32') {
     const folderOnly = (['imageSize', 'channels', 'background'] as const).find((k) => given[k] !== undefined);
     if (folderOnly) throw new OptionError(folderOnly, `is an option of a folder of images, not of ${data}`);
     return { dataset: data, flip, limit, count: 0 };
   }
-  return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.imageSize, channels: given.channels ?? DEFAULTS.channels, background: given.background ?? DEFAULT_BACKGROUND, flip, limit, count: 0 };
+  return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.folder.imageSize, channels: given.channels ?? DEFAULTS.folder.channels, background: given.background ?? DEFAULTS.folder.background, flip, limit, count: 0 };
 }
 
 /** The complete record of a run that has not started: `given` over `recipe` over the defaults. */
 export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>): RunRecord {
   const model = given.model ?? DEFAULTS.model;
   checkModelOptions(model, given);
-  const data = dataRecord(given.data ?? (model === 'unet' ? 'mnist32' : 'mnist'), given);
+  const data = dataRecord(given.data ?? DEFAULTS.data[model], given);
   const shape = dataShape(data);
   const r = { ...recipeFor(recipe, model, shape.height), ...definedOnly(given) };
   let config: FcUnetConfig | UnetConfig;
@@ -103,7 +95,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
   const seed = given.seed ?? DEFAULTS.seed;
   return {
     model: config,
-    schedule: linearSchedule(given.timesteps ?? DEFAULTS.timesteps, undefined, undefined, r.prediction),
+    schedule: linearSchedule(given.timesteps ?? DEFAULTS.schedule.timesteps, DEFAULTS.schedule.betaStart, DEFAULTS.schedule.betaEnd, r.prediction),
     data,
     training: {
       epoch: 0,

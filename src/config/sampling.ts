@@ -5,6 +5,7 @@
 import { OptionError } from '../errors';
 import { SampleOptions, SamplerName, Spacing } from '../diffusion/sampler';
 import type { Progress } from '../progress';
+import { DEFAULTS } from './defaults';
 import { RunRecord } from './runRecord';
 
 export interface SamplerChoices {
@@ -22,22 +23,13 @@ export interface SamplerChoices {
   clipDenoised?: boolean;
   /** Autoguidance: a weaker checkpoint of the same images and schedule (src/models/autoguidance.ts). */
   guide?: string;
-  /** Its weight w (default DEFAULT_GUIDANCE); only with `guide`. */
+  /** Its weight w (default DEFAULTS.sampling.guidance); only with `guide`. */
   guidance?: number;
   progress?: Progress;
   /** Sees the images as they form (see SampleOptions.observe). */
   observe?: SampleOptions['observe'];
 }
 
-/**
- * Autoguidance's w when only a guide is named: on the 90-minute MNIST-32 U-net guided by its third epoch,
- * w = 2 raised confidence from 0.93 to 0.96 at the same FD (n = 250), 0.946 to 0.965 at n = 1000
- * (docs/results.md).
- */
-export const DEFAULT_GUIDANCE = 2;
-
-/** Model calls a few-step sampler makes when neither the user nor the checkpoint says. */
-export const USUAL_STEPS: Record<SamplerName, number | null> = { ancestral: null, ddim: 100, 'dpmpp-2m': 20, 'dpmpp-3m': 20 };
 
 /** The sampler settings for a checkpoint's record: the choices given, else what the record says. */
 export function samplerSettings(record: RunRecord, choices: Omit<SamplerChoices, 'seed' | 'batchSize' | 'progress'> = {}) {
@@ -48,12 +40,12 @@ export function samplerSettings(record: RunRecord, choices: Omit<SamplerChoices,
   if (sampler === 'ancestral' && choices.steps !== undefined) throw new OptionError('steps', 'does not apply to the ancestral sampler, which takes all T steps');
   const T = record.schedule.timesteps;
   if (choices.steps !== undefined && choices.steps > T) throw new OptionError('steps', `${choices.steps}: the checkpoint's process has ${T} timesteps`);
-  const steps = sampler === 'ancestral' ? undefined : Math.min(T, choices.steps ?? (sampler === recorded.sampler ? recorded.steps : null) ?? USUAL_STEPS[sampler] ?? T);
+  const steps = sampler === 'ancestral' ? undefined : Math.min(T, choices.steps ?? (sampler === recorded.sampler ? recorded.steps : null) ?? DEFAULTS.sampling.usualSteps[sampler] ?? T);
   return {
     sampler,
     ...(steps !== undefined ? { steps } : {}),
-    ...(choices.eta !== undefined ? { eta: choices.eta } : {}),
-    ...(choices.spacing !== undefined ? { spacing: choices.spacing } : {}),
+    ...(sampler === 'ddim' ? { eta: choices.eta ?? DEFAULTS.sampling.eta } : {}),
+    ...(sampler.startsWith('dpmpp') ? { spacing: choices.spacing ?? DEFAULTS.sampling.spacing } : {}),
     clipDenoised: choices.clipDenoised ?? recorded.clipDenoised,
   };
 }

@@ -15,9 +15,6 @@ import { DecodedFolder, FolderOptions, cachedFolder, folderKey } from './folderC
 
 const IMAGE_FILE = /\.(png|jpe?g|webp|svg)$/i;
 
-/** What transparent pixels become unless told otherwise: icons and drawings are made for light pages. */
-export const DEFAULT_BACKGROUND = '#ffffff';
-
 const COLOUR_NAMES: Record<string, string> = { white: '#ffffff', black: '#000000', grey: '#808080', gray: '#808080' };
 
 /** A colour as #rrggbb, from #rgb, #rrggbb or white/black/grey; null where it is none of those. */

@@ -30,17 +30,12 @@ export interface SampleOptions {
   progress?: Progress;
   /** Clamp each step's predicted x_0 to [−1, 1] (see DDPMScheduler.step). */
   clipDenoised?: boolean;
-  /** Default: ancestral without `steps`, ddim with. */
-  sampler?: SamplerName;
+  sampler: SamplerName;
   /** Model calls for the few-step samplers. */
   steps?: number;
-  /**
-   * DDIM's stochasticity: 1 (the default) as much noise as the ancestral sampler, 0 deterministic.
-   * 1 by default because at 100 steps it matches the ancestral sampler's quality where 0 does not on
-   * these models (docs/results.md).
-   */
+  /** DDIM's stochasticity: 1 as much noise as the ancestral sampler, 0 deterministic (ddim only). */
   eta?: number;
-  /** DPM-Solver++'s timesteps (default logsnr). */
+  /** Where DPM-Solver++ calls the model (dpmpp only). */
   spacing?: Spacing;
   /** Sees each batch's images before the first step (step 0) and after every step (for animations). */
   observe?: (x: Float32Array, first: number, step: number, of: number) => void;
@@ -163,7 +158,7 @@ export function predictNoise(model: Denoiser, scheduler: DDPMScheduler, x: Float
 
 /** The sampler the options name, and the model calls it makes per batch. */
 export function samplerOf(options: Pick<SampleOptions, 'sampler' | 'steps'>, T: number): { sampler: SamplerName; calls: number } {
-  const sampler = options.sampler ?? (options.steps === undefined ? 'ancestral' : 'ddim');
+  const { sampler } = options;
   return { sampler, calls: sampler === 'ancestral' ? T : (options.steps ?? T) };
 }
 
@@ -172,22 +167,24 @@ export function samplerOf(options: Pick<SampleOptions, 'sampler' | 'steps'>, T: 
  * call (so a page can draw the images as they form); `generate` runs it through.
  */
 export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, options: SampleOptions): Generator<{ step: number; of: number; t: number }> {
-  const { rng, eta = 1, clipDenoised = false, spacing = 'logsnr' } = options;
+  const { rng, eta, clipDenoised = false, spacing } = options;
   const { sampler, calls } = samplerOf(options, scheduler.timesteps);
+  if (sampler === 'ddim' && eta === undefined) throw new Error('the ddim sampler needs its eta');
+  if (sampler.startsWith('dpmpp') && spacing === undefined) throw new Error('a dpmpp sampler needs its spacing');
   const z = new Float32Array(x.length);
   let step = 0;
   if (sampler === 'ancestral' || sampler === 'ddim') {
     for (const [t, tPrev] of samplingTimesteps(scheduler.timesteps, calls)) { // all T for ancestral
       const epsHat = predictNoise(model, scheduler, x, batch, t);
       // the last step adds no noise, nor does deterministic DDIM (its draws were 2 ms of a 64-image step)
-      if (tPrev >= 0 && (sampler === 'ancestral' || eta > 0)) rng.fillNormal(z);
+      if (tPrev >= 0 && (sampler === 'ancestral' || eta! > 0)) rng.fillNormal(z);
       if (sampler === 'ancestral') scheduler.step(epsHat, t, x, z, x, clipDenoised);
-      else scheduler.ddimStep(epsHat, t, tPrev, x, z, eta, x, clipDenoised);
+      else scheduler.ddimStep(epsHat, t, tPrev, x, z, eta!, x, clipDenoised);
       yield { step: ++step, of: calls, t };
     }
     return;
   }
-  const solver = new DpmSolverPlusPlus(scheduler, solverTimesteps(scheduler, calls, spacing), sampler === 'dpmpp-2m' ? 2 : 3);
+  const solver = new DpmSolverPlusPlus(scheduler, solverTimesteps(scheduler, calls, spacing!), sampler === 'dpmpp-2m' ? 2 : 3);
   for (const t of solver.times) {
     const epsHat = predictNoise(model, scheduler, x, batch, t);
     const denoised = new Float32Array(x.length);

@@ -23,7 +23,7 @@ export interface ScheduleConfig {
 export type Prediction = 'epsilon' | 'v';
 export const PREDICTIONS = ['epsilon', 'v'] as const satisfies readonly Prediction[];
 
-export function linearSchedule(timesteps = 1000, betaStart = 1e-4, betaEnd = 0.02, prediction: Prediction = 'epsilon'): ScheduleConfig {
+export function linearSchedule(timesteps: number, betaStart: number, betaEnd: number, prediction: Prediction): ScheduleConfig {
   return { kind: 'linear', timesteps, betaStart, betaEnd, prediction };
 }
 
@@ -42,7 +42,7 @@ export class DDPMScheduler {
 
   readonly prediction: Prediction;
 
-  constructor(config: ScheduleConfig = linearSchedule()) {
+  constructor(config: ScheduleConfig) {
     if (config.kind !== 'linear') throw new UserError(`unknown beta schedule "${config.kind}"`);
     if (!PREDICTIONS.includes(config.prediction)) throw new UserError(`unknown prediction "${config.prediction}"`);
     const T = config.timesteps;

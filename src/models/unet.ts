@@ -15,36 +15,8 @@ import { conv2d, depthToSpace, fusesAddends, groupNorm, selfAttention, silu, spa
 import { dense } from './layers';
 import { AttentionBlockWeights, ResidualBlockWeights, attentionBlock, residualBlock } from './unetBlocks';
 
-/** The 32-px shape of the PyTorch twin (torch_unet_ddpm.py), diffuse's default until the 90-minute run chose a larger one: 0.53 M parameters. */
+/** The 32-px shape of the PyTorch twin (../shared/reference/torch_unet_ddpm.py), which the bench times: 0.53 M parameters. */
 export const TWIN_32 = { baseChannels: 16, channelMults: [1, 2, 4], blocksPerStage: 1, patchSize: 1, attentionResolutions: [8] } satisfies Partial<UnetConfig>;
-
-/**
- * Defaults by image side. Below 64 px (MNIST-32): 16 channels at full resolution, 32 at 16 px, 96 at
- * 8 px where attention works, two residual blocks per stage, 1.64 M parameters; chosen for what trains
- * in 90 minutes on two cores: the remaining errors were shapes decided at 8 and 16 px, and this net
- * scored best there of the wider and deeper ones tried (docs/results.md). PyTorch's twin
- * (../shared/reference) has the earlier default, TWIN_32, which the bench times.
- * From 64 px the net works on 2x2 patches folded into channels (12 for RGB): a 32-px net of four stages,
- * 32, 64, 64 and 128 channels at 32, 16, 8 and 4 px, attention at 8 and 4; 2.43 M parameters. For the
- * cost of the 0.52 M 8x[1,2,4,8] net on pixels (49.6 vs 69.2 samples/s at batch 32 here) it has 4.7x the
- * weights and 4x the channels where shapes are decided; on the icons it drew outlines where that net
- * drew smears (docs/results.md#64-px-icons).
- */
-export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
-  const config: UnetConfig = {
-    kind: 'unet',
-    height: size,
-    imageWidth: size,
-    channels,
-    ...(size >= 64 ? { baseChannels: 32, channelMults: [1, 2, 2, 4], blocksPerStage: 1, patchSize: 2, attentionResolutions: [8, 4] } : { baseChannels: 16, channelMults: [1, 2, 6], blocksPerStage: 2, patchSize: 1, attentionResolutions: [8] }),
-    groups: 8,
-    heads: 4,
-    outputNorm: false,
-    ...overrides,
-  };
-  validateUnetConfig(config);
-  return config;
-}
 
 export function validateUnetConfig(c: UnetConfig): void {
   const fail = (why: string) => {

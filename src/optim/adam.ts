@@ -12,10 +12,6 @@ export interface AdamConfig {
   epsilon: number;
 }
 
-export function adamConfig(lr = 1e-4): AdamConfig {
-  return { lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
-}
-
 /** Gradients by parameter name: tensors, or arrays (a data-parallel step's averages, as they are). */
 export type Gradients = Record<string, tf.Tensor | Float32Array>;
 

@@ -16,7 +16,7 @@ import { Trainer } from '../../training/trainer';
 import { exportWeb } from '../../web/export';
 import { serveStatic } from '../../web/serve';
 import { guideFrom } from '../../pipeline';
-import { DEFAULT_GUIDANCE } from '../../config/sampling';
+import { DEFAULTS } from '../../config/defaults';
 import { backendOption, integer, positiveNumber } from '../options';
 
 export function exportCommand(log: (m: string) => void): Command {
@@ -26,7 +26,7 @@ export function exportCommand(log: (m: string) => void): Command {
     .option('--web <dir>', 'folder for the page, its script and the model (created if needed)')
     .option('--safetensors <file>', 'the weights (and their average) under PyTorch names and layouts, the run record in the metadata')
     .option('--guide <checkpoint>', 'with --web: the page samples with autoguidance by this weaker checkpoint of the same run (as sample --guide)')
-    .option('--guidance <w>', `with --guide: its weight (default: ${DEFAULT_GUIDANCE})`, positiveNumber)
+    .option('--guidance <w>', `with --guide: its weight (default: ${DEFAULTS.sampling.guidance})`, positiveNumber)
     .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site\n  $ diffuse export --checkpoint runs/unet32/epoch-0010 --guide runs/unet32/epoch-0003 --web site\n  $ diffuse export --checkpoint runs/small --safetensors small.safetensors')
     .action((opts) => {
       if (!opts.web && !opts.safetensors) throw new UserError('export needs --web DIR or --safetensors FILE');

@@ -2,8 +2,8 @@
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
-import { DEFAULTS, TrainChoices, resolveNewRun } from '../../config/resolve';
-import { RECIPES, RECIPE_NAMES, RecipeName, UNET_DEFAULT } from '../../config/recipes';
+import { DEFAULTS, RECIPE_NAMES, RecipeName, recipeDefaultText as recipeDefault, unetDefaultText } from '../../config/defaults';
+import { TrainChoices, resolveNewRun } from '../../config/resolve';
 import { UserError } from '../../errors';
 import { parseColour } from '../../data/folder';
 import { PREDICTIONS } from '../../diffusion/schedule';
@@ -25,34 +25,31 @@ function colour(value: string): string {
   return c;
 }
 
-const recipeDefault = (field: 'batchSize' | 'lr' | 'lrSchedule' | 'warmupSteps' | 'ema' | 'prediction', unet = false) =>
-  `(default recipe: ${RECIPES.default[field]}${unet && field in UNET_DEFAULT ? `, ${UNET_DEFAULT[field as keyof typeof UNET_DEFAULT]} for unet` : ''}; seed: ${RECIPES.seed[field]})`;
-
 export function trainCommand(log: (m: string) => void): Command {
   return new Command('train')
     .description('train a DDPM (the fully connected U-net on MNIST, or a convolutional U-net) with a checkpoint after every epoch, and its history (history.csv) and report (report.html) in --out')
-    .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1), 1000)
+    .option('--epochs <n>', 'total epochs to train (with --resume: the total to reach)', integer(1), DEFAULTS.epochs)
     .addOption(new Option('--recipe <name>', "training recipe: default (better samples per minute) or seed (the blog post's exact one); the options below override its parts").choices(RECIPE_NAMES).default('default'))
-    .option('--batch-size <n>', `images per optimizer step ${recipeDefault('batchSize', true)}`, integer(1))
+    .option('--batch-size <n>', `images per optimizer step ${recipeDefault('batchSize')}`, integer(1))
     .option('--lr <rate>', `Adam's (peak) learning rate ${recipeDefault('lr')}`, positiveNumber)
     .addOption(new Option('--lr-schedule <kind>', `learning rate over the run: constant, or cosine decay to 0 at --epochs ${recipeDefault('lrSchedule')}`).choices(LR_SCHEDULES))
     .option('--warmup <steps>', `updates of linear learning-rate warm-up ${recipeDefault('warmupSteps')}`, integer(0, 'a non-negative integer'))
-    .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none ${recipeDefault('ema', true)}`, unitInterval())
-    .addOption(new Option('--prediction <kind>', `what the model learns to predict: epsilon (the noise, as Ho et al.) or v (the velocity √ᾱ·ε − √(1 − ᾱ)·x0, Salimans & Ho) ${recipeDefault('prediction', true)}`).choices(PREDICTIONS))
-    .addOption(new Option('--model <kind>', "denoiser: fc (the seed's fully connected U-net) or unet (convolutional, with attention) (default: fc)").choices(['fc', 'unet']))
-    .option('--data <name>', 'training images: mnist, mnist32 (MNIST padded to 32 px) or a folder of PNG/JPEG/WebP files (default: mnist for fc, mnist32 for unet)')
-    .option('--image-size <px>', `side a folder's images are resized and centre-cropped to (default: ${DEFAULTS.imageSize})`, integer(8))
-    .addOption(new Option('--channels <n>', `a folder's images as RGB (3) or grayscale (1) (default: ${DEFAULTS.channels})`).argParser(channelCount))
-    .option('--background <colour>', `the colour a folder's transparent pixels are composited onto: #rrggbb, #rgb, white, black or grey (default: white)`, colour)
+    .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none ${recipeDefault('ema')}`, unitInterval())
+    .addOption(new Option('--prediction <kind>', `what the model learns to predict: epsilon (the noise, as Ho et al.) or v (the velocity √ᾱ·ε − √(1 − ᾱ)·x0, Salimans & Ho) ${recipeDefault('prediction')}`).choices(PREDICTIONS))
+    .addOption(new Option('--model <kind>', `denoiser: fc (the seed's fully connected U-net) or unet (convolutional, with attention) (default: ${DEFAULTS.model})`).choices(['fc', 'unet']))
+    .option('--data <name>', `training images: mnist, mnist32 (MNIST padded to 32 px) or a folder of PNG/JPEG/WebP/SVG files (default: ${DEFAULTS.data.fc} for fc, ${DEFAULTS.data.unet} for unet)`)
+    .option('--image-size <px>', `side a folder's images are resized and centre-cropped to (default: ${DEFAULTS.folder.imageSize})`, integer(8))
+    .addOption(new Option('--channels <n>', `a folder's images as RGB (3) or grayscale (1) (default: ${DEFAULTS.folder.channels})`).argParser(channelCount))
+    .option('--background <colour>', `the colour a folder's transparent pixels are composited onto: #rrggbb, #rgb, white, black or grey (default: ${DEFAULTS.folder.background})`, colour)
     .option('--flip', 'mirror each training image left-right with probability 1/2 (for data that is symmetric so; default: off)')
     .option('--no-flip', 'do not mirror (on --resume: turn mirroring off)')
     .option('--width <w>', `fc: U-net width w (layers w, w/2, w/4); a multiple of 4 (default: ${DEFAULTS.width})`, fcWidth)
-    .option('--base-channels <n>', 'unet: channels of the first stage (default: 16 up to 32 px, 32 above)', integer(2))
-    .option('--channel-mults <list>', 'unet: channel multiplier per stage, e.g. 1,2,4 (default: 1,2,4 up to 32 px, 1,2,2,4 above)', (v: string) => integerList(v))
-    .option('--patch-size <p>', 'unet: fold p x p pixel patches into channels before the first convolution (default: 1 up to 32 px, 2 above)', integer(1))
-    .option('--blocks <n>', 'unet: residual blocks per stage (default: 1)', integer(1))
-    .option('--attention <list>', 'unet: feature-map sides (px, after patches and halvings) with self-attention, e.g. 8 or 16,8 (default: 8 up to 32 px, 8,4 above)', (v: string) => integerList(v))
-    .option('--timesteps <T>', `diffusion steps T, linear beta 1e-4..0.02 (default: ${DEFAULTS.timesteps})`, integer(2))
+    .option('--base-channels <n>', `unet: channels of the first stage (default: ${unetDefaultText('baseChannels')})`, integer(2))
+    .option('--channel-mults <list>', `unet: channel multiplier per stage, e.g. 1,2,4 (default: ${unetDefaultText('channelMults')})`, (v: string) => integerList(v))
+    .option('--patch-size <p>', `unet: fold p x p pixel patches into channels before the first convolution (default: ${unetDefaultText('patchSize')})`, integer(1))
+    .option('--blocks <n>', `unet: residual blocks per stage (default: ${unetDefaultText('blocksPerStage')})`, integer(1))
+    .option('--attention <list>', `unet: feature-map sides (px, after patches and halvings) with self-attention, e.g. 8 or 16,8 (default: ${unetDefaultText('attentionResolutions')})`, (v: string) => integerList(v))
+    .option('--timesteps <T>', `diffusion steps T, linear beta ${DEFAULTS.schedule.betaStart}..${DEFAULTS.schedule.betaEnd} (default: ${DEFAULTS.schedule.timesteps})`, integer(2))
     .option('--limit <n>', `train on the first n images (0 = all) (default: ${DEFAULTS.limit})`, integer(0, 'a non-negative integer'))
     .option('--seed <s>', `random seed: weights, shuffling, timesteps, noise (default: ${DEFAULTS.seed})`, integer(0, 'a non-negative integer'))
     .option('--out <dir>', 'run folder: checkpoint, lock, kept copies and grids', 'checkpoints')

@@ -72,7 +72,7 @@ function moments(parts: Part[]) {
 }
 
 function sample(parts: Part[], prediction: Prediction, options: Omit<SampleOptions, 'n' | 'rng'>, n = 60): Float32Array {
-  const scheduler = new DDPMScheduler(linearSchedule(1000, undefined, undefined, prediction));
+  const scheduler = new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, prediction));
   return generate(exactDenoiser(parts, scheduler), scheduler, { n, rng: new Rng(3), batchSize: n, ...options });
 }
 
@@ -84,8 +84,8 @@ function sample(parts: Part[], prediction: Prediction, options: Omit<SampleOptio
 const FEW_STEP = [
   { sampler: 'ddim', eta: 1, fine: 200 },
   { sampler: 'ddim', eta: 0, fine: 100 },
-  { sampler: 'dpmpp-2m', fine: 20 },
-  { sampler: 'dpmpp-3m', fine: 20 },
+  { sampler: 'dpmpp-2m', spacing: 'logsnr', fine: 20 },
+  { sampler: 'dpmpp-3m', spacing: 'logsnr', fine: 20 },
 ] as const;
 
 test('every sampler draws the Gaussian\'s mean and spread, closer as the steps grow (ε and v models)', async () => {
@@ -128,7 +128,7 @@ test('on a two-part mixture (a non-linear denoiser) the few-step samplers find b
  * Gaussian, which maps x_T to √ᾱ_0·μ + √(ᾱ_0·s² + 1 − ᾱ_0)·z with z = (x_T − √ᾱ_T·μ)/√(ᾱ_T·s² + 1 − ᾱ_T).
  */
 function odeError(kind: 'ddim' | 'dpmpp-2m' | 'dpmpp-3m', K: number): number {
-  const scheduler = new DDPMScheduler(linearSchedule(1000));
+  const scheduler = new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, 'epsilon'));
   const { mu, s } = GAUSSIAN[0];
   const times = solverTimesteps(scheduler, K + 1, 'logsnr'); // K steps from T − 1 to 0
   const start = new Rng(5).fillNormal(new Float64Array(50) as unknown as Float32Array).map((v) => v);
@@ -167,7 +167,7 @@ test('the deterministic solvers show their order: doubling the steps divides the
 });
 
 test('DPM-Solver++ timesteps: distinct, from T − 1 down to 0, for every spacing and step count', () => {
-  const scheduler = new DDPMScheduler(linearSchedule(1000));
+  const scheduler = new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, 'epsilon'));
   for (const spacing of SPACINGS) {
     for (const K of [1, 2, 3, 5, 10, 20, 50, 999, 1000]) {
       const times = solverTimesteps(scheduler, K, spacing);

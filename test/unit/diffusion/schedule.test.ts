@@ -4,7 +4,7 @@ import { DDPMScheduler, linearSchedule, samplingTimesteps } from '../../../src/d
 import { Rng } from '../../../src/rng';
 import { mean, variance } from '../../helpers';
 
-const s = new DDPMScheduler(linearSchedule(1000));
+const s = new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, 'epsilon'));
 
 test('linear betas run from 1e-4 to 0.02 in T steps', () => {
   assert.equal(s.betas.length, 1000);
@@ -136,8 +136,8 @@ test('deterministic DDIM with a perfect denoiser of one image reaches that image
 
 test('v-prediction: the target is √ᾱ·ε − √(1 − ᾱ)·x0, and the noise a true v implies is ε; ε-prediction passes outputs through', () => {
   const v = new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, 'v'));
-  assert.equal(new DDPMScheduler(linearSchedule(1000)).prediction, 'epsilon');
-  assert.equal(linearSchedule(1000).prediction, 'epsilon');
+  assert.equal(new DDPMScheduler(linearSchedule(1000, 1e-4, 0.02, 'epsilon')).prediction, 'epsilon');
+  assert.equal(linearSchedule(1000, 1e-4, 0.02, 'epsilon').prediction, 'epsilon');
   const rng = new Rng(4);
   const x0 = rng.fillNormal(new Float32Array(12));
   const eps = rng.fillNormal(new Float32Array(12));
@@ -153,5 +153,5 @@ test('v-prediction: the target is √ᾱ·ε − √(1 − ᾱ)·x0, and the noi
   assert.equal(s.trainingTarget(x0, eps, t), eps);
   const out = new Float32Array([1, 2]);
   assert.equal(s.noiseFromOutput(out, new Float32Array(2), 5), out);
-  assert.throws(() => new DDPMScheduler({ ...linearSchedule(10), prediction: 'x0' as never }), /unknown prediction/);
+  assert.throws(() => new DDPMScheduler({ ...linearSchedule(10, 1e-4, 0.02, 'epsilon'), prediction: 'x0' as never }), /unknown prediction/);
 });

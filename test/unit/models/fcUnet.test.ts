@@ -91,12 +91,12 @@ test('training steps leak no tensors', () => {
 
 test('generate: DDIM with K = T and η = 1 draws the very images of the ancestral sampler; K = 20 is deterministic', () => {
   const model = new FcUnet(fcUnetConfig(16), new Rng(2));
-  const scheduler = new DDPMScheduler(linearSchedule(50));
-  const ancestral = generate(model, scheduler, { n: 3, rng: new Rng(9) });
-  const ddim = generate(model, scheduler, { n: 3, rng: new Rng(9), steps: 50, eta: 1 });
+  const scheduler = new DDPMScheduler(linearSchedule(50, 1e-4, 0.02, 'epsilon'));
+  const ancestral = generate(model, scheduler, { n: 3, rng: new Rng(9), sampler: 'ancestral' });
+  const ddim = generate(model, scheduler, { n: 3, rng: new Rng(9), sampler: 'ddim', steps: 50, eta: 1 });
   for (let i = 0; i < ancestral.length; i++) assert.ok(Math.abs(ancestral[i] - ddim[i]) < 1e-3, `${ancestral[i]} vs ${ddim[i]}`);
-  const a = generate(model, scheduler, { n: 2, rng: new Rng(1), steps: 20, eta: 0 });
-  const b = generate(model, scheduler, { n: 2, rng: new Rng(1), steps: 20, eta: 0 });
+  const a = generate(model, scheduler, { n: 2, rng: new Rng(1), sampler: 'ddim', steps: 20, eta: 0 });
+  const b = generate(model, scheduler, { n: 2, rng: new Rng(1), sampler: 'ddim', steps: 20, eta: 0 });
   assert.deepEqual(a, b);
   assert.ok(a.every(Number.isFinite));
   model.dispose();

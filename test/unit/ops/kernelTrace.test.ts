@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { registerBlasBackend } from '../../../src/backend/blasBackend';
 import { KernelTrace, TraceCache } from '../../../src/ops/kernelTrace';
 import { buildModel } from '../../../src/models/build';
-import { unetConfig } from '../../../src/models/unet';
+import { unetConfig } from '../../../src/config/defaults';
 import { Denoiser } from '../../../src/models/denoiser';
 import { lossGradients } from '../../../src/diffusion/loss';
 import { assignCopy } from '../../../src/tensors';

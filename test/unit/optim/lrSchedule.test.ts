@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { learningRateAt } from '../../../src/optim/lrSchedule';
-import { RECIPES, recipeFor } from '../../../src/config/recipes';
+import { RECIPES, recipeFor } from '../../../src/config/defaults';
 import { resolveNewRun } from '../../../src/config/resolve';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
