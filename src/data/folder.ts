@@ -46,7 +46,14 @@ export function listImageFiles(dir: string): string[] {
     const real = fs.realpathSync(d);
     if (walked.has(real)) return;
     walked.add(real);
-    for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? String(e);
+      throw new OptionError('data', d === dir ? `${dir}: cannot be read: ${code}` : `${dir}: cannot read its folder ${d}: ${code}`);
+    }
+    for (const entry of entries) {
       const p = path.join(d, entry.name);
       let isDir = entry.isDirectory();
       let isFile = entry.isFile();
@@ -119,8 +126,9 @@ export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: st
   let files = listImageFiles(dir);
   if (files.length === 0) throw new OptionError('data', `${dir}: no PNG, JPEG, WebP or SVG images in this folder or below it`);
   if (o.limit) files = files.slice(0, o.limit);
-  const folder = await cachedFolder(folderKey(dir, files, o), () => decodeFolder(files, o), log);
-  if (folder.count === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
+  const folder = await cachedFolder(folderKey(dir, files, o), () => decodeFolder(files, o), log, (f) => {
+    if (f.count === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
+  });
   const data = new Float32Array(folder.bytes.length);
   for (let i = 0; i < data.length; i++) data[i] = folder.bytes[i] / 127.5 - 1;
   return { count: folder.count, height: o.size, width: o.size, channels: o.channels, data, skipped: folder.skipped, files: folder.files };

@@ -80,15 +80,22 @@ function write(file: string, folder: DecodedFolder): void {
   writeAtomically(file, Buffer.concat([head, header, folder.bytes]));
 }
 
-/** The folder under `key` from the cache, else decoded by `decode` and stored. */
-export async function cachedFolder(key: string, decode: () => Promise<DecodedFolder>, log: (m: string) => void): Promise<DecodedFolder> {
+/**
+ * The folder under `key` from the cache, else decoded by `decode` and stored. `check` judges the
+ * decoded folder (a hit too) and throws to refuse it; a refused decode, or one that gave no image,
+ * is not stored, so the cache never holds what no run could use.
+ */
+export async function cachedFolder(key: string, decode: () => Promise<DecodedFolder>, log: (m: string) => void, check: (folder: DecodedFolder) => void = () => {}): Promise<DecodedFolder> {
   const file = path.join(cacheDir(), 'folders', `${key}.bin`);
   const hit = read(file);
   if (hit) {
+    check(hit);
     log(`images decoded earlier: ${file}`);
     return hit;
   }
   const folder = await decode();
+  check(folder);
+  if (folder.count === 0) return folder;
   try {
     write(file, folder);
   } catch (e) {

@@ -1,17 +1,18 @@
 /** `diffuse evaluate`: FD, confidence and coverage of samples, judged by the project's digit classifier. */
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
-import { UserError } from '../../errors';
+import { OptionError, UserError } from '../../errors';
 import { getClassifier } from '../../eval/classifier';
 import { asDigits, floorScores, mnistFrame, score, testReference } from '../../eval/evaluate';
 import { readSamples } from '../../eval/sampleFiles';
-import { Guide, sampleCheckpoint } from '../../pipeline';
+import { Guide, checkGuide, guideFrom, sampleCheckpoint } from '../../pipeline';
 import { createProgress, samplingProgress } from '../../progress';
 import { backendOption, guidedBy, integer, samplerOptions } from '../options';
-import { SamplerChoices } from '../../config/sampling';
+import { SamplerChoices, samplerSettings } from '../../config/sampling';
+import { RunRecord } from '../../config/runRecord';
 import { loadTrainingData } from '../../data/dataset';
 import { scoreAgainstData, toUnit } from '../../eval/imageSet';
-import { checkOutputFile } from '../../files';
+import { checkOutputFile, imageFormatOf } from '../../files';
 import { writeImageGrid } from '../../io/images';
 import { loadCheckpointRecord } from '../../io/checkpoint';
 
@@ -31,10 +32,17 @@ export function evaluateCommand(): Command {
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json')
     .action(async (opts) => {
-      if (opts.nearest) checkOutputFile(opts.nearest);
+      if (opts.nearest) {
+        // The same checks as sample --out: a format diffuse writes, in a folder that takes files.
+        imageFormatOf(opts.nearest);
+        checkOutputFile(opts.nearest);
+      }
       if (opts.samples && (opts.data || opts.nearest)) throw new UserError('--data and --nearest compare a checkpoint\'s samples with its training folder; --samples scores digits');
       await selectBackend(opts.backend as BackendChoice);
-      if (!opts.samples && loadCheckpointRecord(opts.checkpoint).data.dataset === 'folder') return evaluateFolderModel(opts);
+      if (!opts.samples) {
+        const record = loadCheckpointRecord(opts.checkpoint);
+        if (record.data.dataset === 'folder') return evaluateFolderModel(opts, record);
+      }
       if (opts.data || opts.nearest) throw new UserError('--data and --nearest are for models trained on a folder of images; this checkpoint trained on MNIST');
       let images: Float32Array;
       let n: number;
@@ -91,15 +99,24 @@ function samplingLine(s: SamplingRecord): string {
   return `sampler ${s.sampler}${s.steps ? ` ${s.steps} steps` : ''}${guidedBy(s)}, ${s.seconds.toFixed(1)} s`;
 }
 
-/** The scores of a folder model's samples against its training images (src/eval/imageSet.ts). */
-async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; n: number; data?: string; nearest?: string; json: boolean }): Promise<void> {
+/**
+ * The scores of a folder model's samples against its training images (src/eval/imageSet.ts). The
+ * options and the images to compare with are checked before sampling, so a bad --data fails at once.
+ */
+async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; n: number; data?: string; nearest?: string; json: boolean }, checkpoint: RunRecord): Promise<void> {
+  samplerSettings(checkpoint, opts);
+  const guide = guideFrom(opts);
+  if (guide) checkGuide(checkpoint, loadCheckpointRecord(guide.checkpoint), guide.checkpoint);
+  const dir = opts.data ?? checkpoint.data.path!;
+  const data = await comparisonImages(checkpoint, dir, opts.data !== undefined);
   const started = Date.now();
-  const { images, record, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() });
+  const { height, imageWidth, channels } = checkpoint.model;
+  const { images, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() }, (record) => {
+    // The checkpoint read again to sample (it may have been replaced meanwhile) must make the images the data was loaded for.
+    const m = record.model;
+    if (m.height !== height || m.imageWidth !== imageWidth || m.channels !== channels) throw new UserError(`${opts.checkpoint} changed while it was being evaluated: it now makes ${m.height}x${m.imageWidth}x${m.channels} images, not ${height}x${imageWidth}x${channels}`);
+  });
   const seconds = (Date.now() - started) / 1000;
-  const { height, imageWidth, channels } = record.model;
-  const dir = opts.data ?? record.data.path!;
-  const data = await loadTrainingData({ ...record.data, path: dir, limit: 0 }, (m) => process.stderr.write(`diffuse: ${m}\n`));
-  if (data.height !== height || data.channels !== channels) throw new UserError(`${dir} loads as ${data.height}x${data.width}x${data.channels}; the model makes ${height}x${imageWidth}x${channels}`);
   const dims = height * imageWidth * channels;
   const samples = toUnit(images, opts.n, dims);
   const train = toUnit(data.data, data.count, dims);
@@ -144,4 +161,19 @@ async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; 
       ...(opts.nearest ? [`wrote ${opts.nearest} (each sample, then its nearest training image)`] : []),
     ].join('\n') + '\n',
   );
+}
+
+/** The images a folder model's samples are compared with: `dir` read as the run read its folder; none readable is one clear error. */
+async function comparisonImages(record: RunRecord, dir: string, given: boolean) {
+  let data: Awaited<ReturnType<typeof loadTrainingData>>;
+  try {
+    data = await loadTrainingData({ ...record.data, path: dir, limit: 0 }, (m) => process.stderr.write(`diffuse: ${m}\n`));
+  } catch (e) {
+    if (!(e instanceof OptionError && e.option === 'data')) throw e;
+    const why = e.detail.startsWith(`${dir}: `) ? e.detail.slice(dir.length + 2) : e.detail;
+    throw new UserError(`no readable images in ${dir} (${why})${given ? '' : '; the checkpoint trained on this folder: name its images with --data DIR'}`);
+  }
+  const { height, imageWidth, channels } = record.model;
+  if (data.height !== height || data.channels !== channels) throw new UserError(`${dir} loads as ${data.height}x${data.width}x${data.channels}; the model makes ${height}x${imageWidth}x${channels}`);
+  return data;
 }

@@ -27,12 +27,16 @@ export function exportCommand(log: (m: string) => void): Command {
     .option('--safetensors <file>', 'the weights (and their average) under PyTorch names and layouts, the run record in the metadata')
     .option('--guide <checkpoint>', 'with --web: the page samples with autoguidance by this weaker checkpoint of the same run (as sample --guide)')
     .option('--guidance <w>', `with --guide: its weight (default: ${DEFAULTS.sampling.guidance})`, positiveNumber)
+    .option('--overwrite', 'replace the --safetensors file if it exists (refused otherwise)', false)
     .addHelpText('after', '\nExamples:\n  $ diffuse export --checkpoint runs/small --web site\n  $ diffuse serve site\n  $ diffuse export --checkpoint runs/unet32/epoch-0010 --guide runs/unet32/epoch-0003 --web site\n  $ diffuse export --checkpoint runs/small --safetensors small.safetensors')
     .action((opts) => {
       if (!opts.web && !opts.safetensors) throw new UserError('export needs --web DIR or --safetensors FILE');
       const guide = guideFrom(opts);
       if (guide && !opts.web) throw new OptionError('guide', 'guides the page of --web DIR (safetensors hold one model)');
-      if (opts.safetensors) checkOutputFile(opts.safetensors);
+      if (opts.safetensors) {
+        checkOutputFile(opts.safetensors);
+        if (pathExists(opts.safetensors) && !opts.overwrite) throw new UserError(`${opts.safetensors} already exists; pass --overwrite to replace it, or choose another file`);
+      }
       if (opts.web) {
         const { files, bytes } = exportWeb(opts.checkpoint, opts.web, guide);
         log(`wrote ${files.length} files (${(bytes / 1e6).toFixed(1)} MB) to ${path.resolve(opts.web)}; serve it with: diffuse serve ${opts.web}`);
@@ -44,6 +48,16 @@ export function exportCommand(log: (m: string) => void): Command {
         log(`wrote ${path.resolve(opts.safetensors)} (${torch.tensors.size} tensors, epoch ${meta.training.epoch})`);
       }
     });
+}
+
+/** Whether anything (a file, or a link even where it points nowhere) is at `file`. */
+function pathExists(file: string): boolean {
+  try {
+    fs.lstatSync(file);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function importCommand(log: (m: string) => void): Command {
