@@ -70,8 +70,8 @@ export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run 
 
 /**
  * OpenBLAS picks its kernels from the CPU model name and falls back to generic SSE3 ones ("Prescott")
- * on CPUs it does not know, such as virtual machines reporting a plain "Intel Xeon Processor": 4-5x
- * slower here. Where the user has not chosen, name the core type from the instruction sets the CPU has.
+ * on CPUs it does not know, such as virtual machines reporting a plain "Intel Xeon Processor": several
+ * times slower. Where the user has not chosen, name the core type from the instruction sets the CPU has.
  * And threads of either library that spin after their work would steal the two cores from the other's.
  * These are read when the libraries load, so this runs before the addon is required.
  */
