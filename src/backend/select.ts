@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../errors';
+import { notice } from '../progress';
 import { NATIVE_BUILD_HINT, nativeLoadError } from './addon';
 import { registerBlasBackend } from './blasBackend';
 
@@ -30,7 +31,7 @@ export const defaultBackendEnv: BackendEnv = {
   },
   registerBlas: () => registerBlasBackend(),
   setBackend: (name) => tf.setBackend(name),
-  log: (message) => process.stderr.write(message + '\n'),
+  log: notice, // said with the command's first line, after any error that ends it first
 };
 
 export interface SelectedBackend {

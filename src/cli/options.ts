@@ -4,10 +4,17 @@ import { BACKENDS } from '../backend/select';
 import { SAMPLERS, SPACINGS } from '../diffusion/sampler';
 import { DEFAULTS } from '../config/defaults';
 
+/**
+ * Exit codes: 0 done, 1 an internal error (a bug), 2 a usage or user error, 3 a training stopped by
+ * Ctrl-C or SIGTERM after saving the steps it took (resume continues it), 130 a second Ctrl-C.
+ */
+export const EXIT = { ok: 0, internal: 1, user: 2, stopped: 3, interrupted: 130 } as const;
+
 export function integer(min: number, what = `an integer of at least ${min}`) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^[+-]?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${what}.`);
+    // 1e9 is an integer too, written as numbers are
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${what}.`);
     return n;
   };
 }

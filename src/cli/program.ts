@@ -3,16 +3,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { OptionError, UserError } from '../errors';
+import { flushNotices } from '../progress';
 import { denoiseCommand } from './commands/denoise';
 import { evaluateCommand } from './commands/evaluate';
 import { exportCommand, importCommand, serveCommand } from './commands/export';
 import { sampleCommand } from './commands/sample';
 import { trainCommand } from './commands/train';
-import { flagOf } from './options';
+import { EXIT, flagOf } from './options';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
 
 function log(message: string): void {
+  flushNotices();
   process.stderr.write(message + '\n');
 }
 
@@ -29,8 +31,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Exit codes: 0 done (also after Ctrl-C's save), 1 an internal error (a bug), 2 a usage or user error, 130 a second Ctrl-C. */
-export const EXIT = { ok: 0, internal: 1, user: 2, interrupted: 130 } as const;
 
 export async function main(argv = process.argv): Promise<void> {
   const program = buildProgram();
@@ -43,9 +43,11 @@ export async function main(argv = process.argv): Promise<void> {
       return;
     }
     const { text, code } = errorReport(e, argv.includes('--verbose'));
-    process.stderr.write(text);
+    process.stderr.write(text); // the first line; a notice still held (which backend) no longer matters
     process.exitCode = code;
+    return;
   }
+  flushNotices();
 }
 
 /** What to print for an error that ended a command, and the exit code: a user error is one line; anything else is a bug. */

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { OptionError } from '../errors';
 import { Prediction, linearSchedule } from '../diffusion/schedule';
 import { FcUnetConfig, UnetConfig } from '../models/denoiser';
-import { fcUnetConfig, validateFcUnetWidth } from '../models/fcUnet';
+import { fcUnetConfig, fcUnetParameters, validateFcUnetWidth } from '../models/fcUnet';
 import { LrSchedule } from '../optim/lrSchedule';
 import { Rng } from '../rng';
 import { DataRecord, dataShape } from '../data/dataset';
@@ -51,6 +51,12 @@ export interface TrainChoices {
 
 const FC_ONLY = ['width'] as const;
 const UNET_ONLY = ['baseChannels', 'channelMults', 'patchSize', 'blocksPerStage', 'attentionResolutions'] as const;
+/**
+ * The fully connected model grows with the pixels times the width: 100 M parameters are 1.6 GiB with
+ * Adam's two moments and the weights' average, beyond what tfjs's CPU backends hold and train here.
+ */
+const MAX_FC_PARAMETERS = 100e6;
+
 /** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
 const FIXED = ['model', 'data', 'imageSize', 'channels', 'background', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
 
@@ -87,6 +93,11 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
       throw new OptionError('width', (e as Error).message);
     }
     config = fcUnetConfig(width, shape.height, shape.width, shape.channels);
+    const parameters = fcUnetParameters(config);
+    if (parameters > MAX_FC_PARAMETERS) {
+      const which = given.imageSize !== undefined ? 'imageSize' : 'width';
+      throw new OptionError(which, `${String(given[which] ?? width)}: the fully connected model on ${shape.height}x${shape.width}x${shape.channels} images would have ${(parameters / 1e6).toFixed(0)} M parameters (${((parameters * 16) / 2 ** 30).toFixed(1)} GiB with Adam's moments and the average); at most ${MAX_FC_PARAMETERS / 1e6} M: use a smaller --image-size or --width, or --model unet`);
+    }
   } else {
     const unet: Partial<UnetConfig> = {};
     for (const k of UNET_ONLY) if (given[k] !== undefined) (unet as Record<string, unknown>)[k] = given[k];

@@ -22,6 +22,11 @@ export function validateFcUnetWidth(width: number): void {
   }
 }
 
+/** Weights and biases of the dense layers and the norms' scales and offsets. */
+export function fcUnetParameters(config: FcUnetConfig): number {
+  return denseShapes(config).reduce((sum, [fanIn, fanOut]) => sum + (fanIn + 1) * fanOut, 0) + normWidths(config).reduce((sum, w) => sum + 2 * w, 0);
+}
+
 /** [fan_in, fan_out] of each dense layer. */
 function denseShapes(config: FcUnetConfig): [number, number][] {
   const pixels = imageSize(config);

@@ -36,6 +36,10 @@ export function validateUnetConfig(c: UnetConfig): void {
   }
   if (c.baseChannels % 2 !== 0) fail('base channels must be even (the time embedding has sines and cosines)');
   if (!Number.isInteger(c.blocksPerStage) || c.blocksPerStage < 1) fail('at least one block per stage is needed');
+  // attention is asked for by a stage's side: a side no stage has would silently mean no attention
+  const sides = c.channelMults.map((_, s) => c.height / c.patchSize / 2 ** s);
+  const nowhere = c.attentionResolutions.filter((r) => !sides.includes(r));
+  if (nowhere.length > 0) fail(`no stage is ${nowhere.join(' or ')} px for attention; this net's stages are ${sides.join(', ')} px${c.patchSize > 1 ? ` (in ${c.patchSize}x${c.patchSize} patches)` : ''}`);
 }
 
 type Init = 'fan-in' | 'ones' | 'zeros';

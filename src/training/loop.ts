@@ -3,6 +3,7 @@
  * state to the target, a checkpoint after each, optional kept copies and sample grids, a clean stop
  * when asked (Ctrl-C) with the steps taken saved, and progress on stderr.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -18,8 +19,8 @@ import { RunLock } from '../io/runLock';
 import { describeModel } from '../models/build';
 import { samplerSettings } from '../config/sampling';
 import { Progress, createProgress, samplingProgress } from '../progress';
-import { EvalFigures, HistoryRow, TrainingHistory } from '../report/history';
-import { writeReport } from '../report/html';
+import { EvalFigures, HISTORY_FILE, HistoryRow, TrainingHistory } from '../report/history';
+import { REPORT_FILE, writeReport } from '../report/html';
 import { Rng } from '../rng';
 import { DigitClassifier, getClassifier } from '../eval/classifier';
 import { Reference, asDigits, mnistFrame, score, testReference } from '../eval/evaluate';
@@ -81,12 +82,26 @@ export class CheckpointExistsError extends UserError {
 }
 
 export async function runTraining(o: TrainRun, hooks: TrainHooks): Promise<TrainResult> {
+  const made = !fs.existsSync(o.out);
   // Before any data is loaded: a second writer, or a folder that cannot take files, fails at once.
   const lock = RunLock.acquire(o.out);
   try {
     return await trainLocked(o, hooks, lock);
+  } catch (e) {
+    // A new run that failed before its first checkpoint leaves no history or report of nothing behind.
+    if (o.start.kind === 'new' && !checkpointExists(o.out)) for (const file of [HISTORY_FILE, REPORT_FILE]) fs.rmSync(path.join(o.out, file), { force: true });
+    throw e;
   } finally {
     lock.release();
+    if (made) removeIfEmpty(o.out);
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir); // refused where anything is left in it
+  } catch {
+    /* it holds the run */
   }
 }
 
@@ -106,6 +121,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
   if (o.evalEvery > 0) checkScorable(meta); // before any data loads (a new run's command line checked it earlier)
   const data = await loadTrainingData(meta.data, hooks.log);
   meta.data.count = data.count;
+  if (meta.training.batchSize > data.count) hooks.log(`diffuse: note: the batch size ${meta.training.batchSize} is more than the ${data.count} training images; each step takes all of them`);
   // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
   meta.training.lrSchedule.totalSteps = o.epochs * Math.ceil(data.count / meta.training.batchSize);
   if (meta.training.epoch >= o.epochs) {

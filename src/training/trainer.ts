@@ -22,7 +22,14 @@ import { learningRateAt } from '../optim/lrSchedule';
 import { ParallelDenoiser, WorkerPool } from '../parallel/dataParallel';
 import { Adam, Gradients } from '../optim/adam';
 
+/** A loss that stops training: not finite, or diverged. The last good checkpoint stays. */
 export class NonFiniteLossError extends UserError {}
+
+/**
+ * The targets (ε or v) have unit variance, so predicting zeros scores 1: a mean squared error a
+ * thousand times that is a run that has diverged, whose weights would only be saved as garbage.
+ */
+const DIVERGED_LOSS = 1e3;
 
 export interface TrainerOptions {
   /**
@@ -100,6 +107,7 @@ export class Trainer {
         grads = r.grads;
       }
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(`training stopped: the loss became ${loss} at step ${this.optimizer.step + 1}`);
+      if (loss > DIVERGED_LOSS) throw new NonFiniteLossError(`training stopped: the loss reached ${loss.toPrecision(3)} at step ${this.optimizer.step + 1}: the run diverged (a smaller --lr?)`);
       const named: Gradients = Object.fromEntries([...this.model.variables.keys()].map((name, i) => [name, grads[i]]));
       this.optimizer.apply(named, learningRateAt(this.meta.training.optimizer.lr, this.meta.training.lrSchedule, this.optimizer.step + 1));
       this.ema?.update(this.model.variables, this.optimizer.step);

@@ -12,15 +12,9 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { USER_ERROR_EXIT, runCli, tempDir } from '../helpers';
 
-/**
- * The first line of stderr, where a failed command's error must be. Today a backend notice
- * (`diffuse: backend ...`) may still come before it; it is let through as first here, in this one
- * place, until the notice no longer precedes errors (src/cli/program.ts).
- */
+/** The first line of stderr, where a failed command's error must be (no backend notice before it). */
 function firstError(stderr: string): string {
-  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
-  if (lines.length > 1 && /^diffuse: backend /.test(lines[0])) return lines[1];
-  return lines[0] ?? '';
+  return stderr.split('\n').find((l) => l.trim() !== '') ?? '';
 }
 
 /** Exit code 2 and `pattern` in the `diffuse: error: ...` line that comes first on stderr. */
@@ -152,4 +146,37 @@ test('a folder whose images all fail to decode leaves no decode-cache entry', ()
   assert.deepEqual(snapshot(cache), {}, 'no cache entry');
   assert.deepEqual(snapshot(out), {}, 'the fresh run folder is not left behind holding files');
   assert.deepEqual(snapshot(dir), before, 'no other file changed or added');
+});
+
+test('a model too large to train, or attention at a side no stage has, is refused before any work', () => {
+  const dir = tempDir();
+  const out = path.join(dir, 'run');
+  const icons = path.join(dir, 'icons');
+  fs.mkdirSync(icons);
+  let r = runCli(['train', '--model', 'fc', '--data', icons, '--image-size', '1000', '--epochs', '1', '--out', out]);
+  assertFailsFirst(r, /^diffuse: error: --image-size 1000: the fully connected model on 1000x1000x3 images would have \d+ M parameters .*at most 100 M/);
+  r = runCli(['train', '--model', 'unet', '--attention', '3', '--epochs', '1', '--limit', '64', '--out', out]);
+  assertFailsFirst(r, /no stage is 3 px for attention; this net's stages are 32, 16, 8 px/);
+  r = runCli(['train', '--model', 'unet', '--data', icons, '--image-size', '64', '--attention', '2', '--epochs', '1', '--out', out]);
+  assertFailsFirst(r, /no stage is 2 px for attention; this net's stages are 32, 16, 8, 4 px \(in 2x2 patches\)/);
+  assert.equal(fs.existsSync(out), false, 'no run folder');
+});
+
+test('an integer option takes 1e3 as it takes 1000, and refuses 2.5', () => {
+  const dir = tempDir();
+  const a = runCli(['train', '--model', 'fc', '--width', '64', '--limit', '64', '--epochs', '1', '--batch-size', '3.2e1', '--log-every', '0', '--out', path.join(dir, 'a')]);
+  assert.equal(a.status, 0, a.stderr);
+  assert.match(a.stderr, /batch 32,/);
+  const b = runCli(['train', '--batch-size', '2.5', '--out', path.join(dir, 'b')]);
+  assert.equal(b.status, USER_ERROR_EXIT);
+  assert.match(firstError(b.stderr), /^error: option '--batch-size <n>' argument '2.5' is invalid\. expected an integer/);
+});
+
+test('a run that diverges stops with an error, not an exit-0 checkpoint, and a new run leaves no folder behind', () => {
+  const dir = tempDir();
+  const out = path.join(dir, 'run');
+  const r = runCli(['train', '--model', 'fc', '--width', '64', '--limit', '256', '--epochs', '3', '--lr', '1000', '--warmup', '0', '--out', out]);
+  assert.equal(r.status, USER_ERROR_EXIT, r.stderr);
+  assert.match(r.stderr, /diffuse: error: training stopped: the loss reached \S+ at step \d+: the run diverged/);
+  assert.equal(fs.existsSync(out), false, `the failed run's folder is gone: ${fs.existsSync(out) ? fs.readdirSync(out).join(', ') : ''}`);
 });

@@ -9,7 +9,7 @@ import { parseColour } from '../../data/folder';
 import { PREDICTIONS } from '../../diffusion/schedule';
 import { LR_SCHEDULES } from '../../optim/lrSchedule';
 import { CheckpointExistsError, EVAL_SAMPLES, RunStart, checkScorable, runTraining } from '../../training/loop';
-import { backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
+import { EXIT, backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
 
 /** Options that steer the run rather than describe it (not in the run record). */
 const CONTROLS = new Set(['epochs', 'recipe', 'out', 'resume', 'overwrite', 'sampleEvery', 'keepEvery', 'logEvery', 'evalEvery', 'backend', 'workers']);
@@ -77,7 +77,7 @@ export function trainCommand(log: (m: string) => void): Command {
       let stopRequested = false;
       // Ctrl-C, or a SIGTERM from a process manager: finish the step and save.
       const onSignal = () => {
-        if (stopRequested) process.exit(130); // a second one does not wait
+        if (stopRequested) process.exit(EXIT.interrupted); // a second one does not wait
         stopRequested = true;
         log('\nstopping after this step (Ctrl-C again to quit at once)');
       };
@@ -91,7 +91,8 @@ export function trainCommand(log: (m: string) => void): Command {
           if (e instanceof CheckpointExistsError) throw new UserError(`${e.message}; pass --resume to continue it, --overwrite to start afresh, or choose another --out`);
           throw e;
         });
-        log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}`);
+        log(`${result.interrupted ? 'interrupted; ' : ''}checkpoint (epoch ${result.epoch}) in ${path.resolve(opts.out)}${result.interrupted ? ' (--resume continues it)' : ''}`);
+        if (result.interrupted) process.exitCode = EXIT.stopped;
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
