@@ -77,6 +77,28 @@ function dataRecord(data: string, given: Partial<TrainChoices>): DataRecord {
   return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.folder.imageSize, channels: given.channels ?? DEFAULTS.folder.channels, background: given.background ?? DEFAULTS.folder.background, flip, limit, count: 0 };
 }
 
+/** What the user asked for: a recipe and options for a new run, or the options to change in a resumed one. */
+export interface RunRequest {
+  recipe: RecipeName;
+  given: Partial<TrainChoices>;
+}
+
+/**
+ * The one resolution of a run's record, before the run folder is locked or data loads: a new run's from
+ * the request over its recipe over the defaults, or a resumed run's from its checkpoint's record
+ * (`saved`) with the changeable options replaced. withData completes it once the data has loaded.
+ */
+export function resolveRun(request: RunRequest, saved: RunRecord | null): RunRecord {
+  return saved ? resolveResumedRun(saved, request.given) : resolveNewRun(request.recipe, request.given);
+}
+
+/** The record completed by its training data: the images counted, and the updates the rate schedule spans to `epochs`. */
+export function withData(record: RunRecord, count: number, epochs: number): RunRecord {
+  // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
+  const totalSteps = epochs * Math.ceil(count / record.training.batchSize);
+  return { ...record, data: { ...record.data, count }, training: { ...record.training, lrSchedule: { ...record.training.lrSchedule, totalSteps } } };
+}
+
 /** The complete record of a run that has not started: `given` over `recipe` over the defaults. */
 export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>): RunRecord {
   const model = given.model ?? DEFAULTS.model;
@@ -117,8 +139,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
       rng: new Rng(seed + 1).state(), // a stream apart from the one that draws the initial weights
       loss: null,
       ema: r.ema,
-      // totalSteps is set when training starts, from the epochs to train and the data's size
-      lrSchedule: { kind: r.lrSchedule, warmupSteps: r.warmupSteps, totalSteps: 0 },
+      lrSchedule: { kind: r.lrSchedule, warmupSteps: r.warmupSteps, totalSteps: 0 }, // totalSteps: withData
     },
     sampling: { clipDenoised: r.clipDenoised, sampler: r.sampler, steps: r.steps },
   };

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { resolveResumedRun, TrainChoices } from '../config/resolve';
+import { withData } from '../config/resolve';
 import { RunRecord } from '../config/runRecord';
 import { epochBatches } from '../data/batches';
 import { describeData, loadTrainingData } from '../data/dataset';
@@ -28,8 +28,13 @@ import { effectiveWarmup, learningRateAt } from '../optim/lrSchedule';
 import { defaultWorkers } from '../parallel/dataParallel';
 import { Trainer } from './trainer';
 
-/** How a run starts: a new record (resolved from the options), or the checkpoint's with the given changes. */
-export type RunStart = { kind: 'new'; record: RunRecord; overwrite: boolean } | { kind: 'resume'; given: Partial<TrainChoices> };
+/** How a run starts: its resolved record (config/resolve.ts's resolveRun), new or resuming the checkpoint in the run folder. */
+export interface RunStart {
+  record: RunRecord;
+  resume: boolean;
+  /** A new run may replace a checkpoint in the folder. */
+  overwrite: boolean;
+}
 
 export interface TrainRun {
   start: RunStart;
@@ -89,7 +94,7 @@ export async function runTraining(o: TrainRun, hooks: TrainHooks): Promise<Train
     return await trainLocked(o, hooks, lock);
   } catch (e) {
     // A new run that failed before its first checkpoint leaves no history or report of nothing behind.
-    if (o.start.kind === 'new' && !checkpointExists(o.out)) for (const file of [HISTORY_FILE, REPORT_FILE]) fs.rmSync(path.join(o.out, file), { force: true });
+    if (!o.start.resume && !checkpointExists(o.out)) for (const file of [HISTORY_FILE, REPORT_FILE]) fs.rmSync(path.join(o.out, file), { force: true });
     throw e;
   } finally {
     lock.release();
@@ -106,24 +111,18 @@ function removeIfEmpty(dir: string): void {
 }
 
 async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promise<TrainResult> {
-  let meta: RunRecord;
   let saved: Map<string, NamedArray> | undefined;
-  if (o.start.kind === 'resume') {
+  if (o.start.resume) {
     const loaded = loadCheckpoint(o.out);
-    meta = resolveResumedRun(loaded.meta, o.start.given);
+    // the record was resolved from this checkpoint's before the lock was taken: it must still be the same one
+    if (loaded.meta.training.step !== o.start.record.training.step) throw new UserError(`${o.out}'s checkpoint changed while this run started (step ${o.start.record.training.step}, now ${loaded.meta.training.step}); run it again`);
     saved = loaded.tensors;
-  } else {
-    if (checkpointExists(o.out) && !o.start.overwrite) {
-      throw new CheckpointExistsError(o.out);
-    }
-    meta = o.start.record;
+  } else if (checkpointExists(o.out) && !o.start.overwrite) {
+    throw new CheckpointExistsError(o.out);
   }
-  if (o.evalEvery > 0) checkScorable(meta); // before any data loads (a new run's command line checked it earlier)
-  const data = await loadTrainingData(meta.data, hooks.log);
-  meta.data.count = data.count;
+  const data = await loadTrainingData(o.start.record.data, hooks.log);
+  const meta = withData(o.start.record, data.count, o.epochs);
   if (meta.training.batchSize > data.count) hooks.log(`diffuse: note: the batch size ${meta.training.batchSize} is more than the ${data.count} training images; each step takes all of them`);
-  // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
-  meta.training.lrSchedule.totalSteps = o.epochs * Math.ceil(data.count / meta.training.batchSize);
   if (meta.training.epoch >= o.epochs) {
     hooks.log(`${o.out} already holds ${meta.training.epoch} epochs (of ${o.epochs} to train); nothing to do`);
     return { epoch: meta.training.epoch, interrupted: false, lastLoss: meta.training.loss, samplesPerSecond: 0 };
@@ -131,7 +130,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
 
   const workers = o.workers ?? defaultWorkers(meta.model);
   const trainer = new Trainer(meta, saved, { workers });
-  const history = o.start.kind === 'resume' ? TrainingHistory.resume(o.out, trainer.step) : TrainingHistory.start(o.out);
+  const history = o.start.resume ? TrainingHistory.resume(o.out, trainer.step) : TrainingHistory.start(o.out);
   const machine = `${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${os.cpus().length} cores, backend ${tf.getBackend()}`;
   let judge: { classifier: DigitClassifier; reference: Reference } | null = null;
   const batchSize = meta.training.batchSize;

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
 import { DEFAULTS, RECIPE_NAMES, RecipeName, recipeDefaultText as recipeDefault, unetDefaultText } from '../../config/defaults';
-import { TrainChoices, resolveNewRun } from '../../config/resolve';
+import { TrainChoices, resolveRun } from '../../config/resolve';
+import { loadCheckpointRecord } from '../../io/checkpoint';
 import { UserError } from '../../errors';
 import { parseColour } from '../../data/folder';
 import { PREDICTIONS } from '../../diffusion/schedule';
@@ -70,8 +71,9 @@ export function trainCommand(log: (m: string) => void): Command {
       if (opts.resume && opts.overwrite) throw new UserError('--resume and --overwrite contradict each other');
       if (opts.resume && cmd.getOptionValueSource('recipe') === 'cli') throw new UserError('--recipe chooses how a new run starts; on --resume give the options to change instead');
       // A new run's configuration is complete (and checked) before the backend starts or data loads.
-      const start: RunStart = opts.resume ? { kind: 'resume', given } : { kind: 'new', record: resolveNewRun(opts.recipe as RecipeName, given), overwrite: opts.overwrite };
-      if (opts.evalEvery > 0 && start.kind === 'new') checkScorable(start.record);
+      const record = resolveRun({ recipe: opts.recipe as RecipeName, given }, opts.resume ? loadCheckpointRecord(opts.out) : null);
+      if (opts.evalEvery > 0) checkScorable(record);
+      const start: RunStart = { record, resume: opts.resume, overwrite: opts.overwrite };
       const backend = await selectBackend(opts.backend as BackendChoice);
       if (opts.workers > 1 && backend.name !== 'blas') throw new UserError(`--workers ${opts.workers} needs the blas backend (this run has ${backend.name})`);
       let stopRequested = false;
