@@ -7,11 +7,12 @@
 import { RunRecord } from './config/runRecord';
 import { generate } from './diffusion/sampler';
 import { DEFAULTS } from './config/defaults';
-import { SamplerChoices, samplerSettings } from './config/sampling';
+import { SamplerChoices, labelsFor, parseClasses, samplerSettings } from './config/sampling';
 import { DDPMScheduler } from './diffusion/schedule';
 import { loadCheckpoint, restoreVariables, samplingPrefix } from './io/checkpoint';
 import { buildModel } from './models/build';
 import { AutoGuided } from './models/autoguidance';
+import { ClassifierFree } from './models/classifierFree';
 import { Denoiser } from './models/denoiser';
 import { OptionError } from './errors';
 import { Rng } from './rng';
@@ -78,16 +79,31 @@ export function guideFrom(choices: { guide?: string; guidance?: number }): Guide
   return choices.guide ? { checkpoint: choices.guide, weight: choices.guidance ?? DEFAULTS.sampling.guidance } : undefined;
 }
 
-/** n images from the checkpoint in `dir`; `check` may refuse its record before any sampling. */
+/**
+ * n images from the checkpoint in `dir` (with choices.perClass: that many of each class asked for, one
+ * class after another); `check` may refuse its record before any sampling.
+ */
 export function sampleCheckpoint(dir: string, n: number, choices: SamplerChoices, check: (record: RunRecord) => void = () => {}) {
   const guide = guideFrom(choices);
   const { model, record, scheduler, averaged } = loadPipeline(dir, guide);
   try {
     check(record);
     const settings = samplerSettings(record, choices);
-    const images = generate(model, scheduler, { n, rng: new Rng(choices.seed), batchSize: choices.batchSize, progress: choices.progress, observe: choices.observe, ...settings });
-    return { images, record, averaged, settings: { ...settings, ...(guide ? { guide } : {}) } };
+    const classes = classGuidance(record, choices);
+    const guided = classes ? new ClassifierFree(model, classes.weight) : model;
+    const count = classes && choices.perClass ? choices.perClass * classes.classes.length : n;
+    const labels = classes ? labelsFor(classes.classes, count) : undefined;
+    const images = generate(guided, scheduler, { n: count, rng: new Rng(choices.seed), batchSize: choices.batchSize, progress: choices.progress, observe: choices.observe, labels, ...settings });
+    return { images, n: count, record, averaged, labels, settings: { ...settings, ...(guide ? { guide } : {}), ...(classes ? { cfg: classes.weight, classes: classes.classes.map((c) => record.data.classes[c]) } : {}) } };
   } finally {
     model.dispose();
   }
+}
+
+/** The classes to draw and classifier-free guidance's w, where classes are asked for; --cfg alone is refused. */
+export function classGuidance(record: RunRecord, choices: { classes?: string; cfg?: number; perClass?: number }): { classes: number[]; weight: number } | undefined {
+  if (choices.cfg !== undefined && choices.classes === undefined) throw new OptionError('cfg', 'weighs the classes drawn: give --class too');
+  if (choices.perClass !== undefined && choices.classes === undefined) throw new OptionError('perClass', 'counts the images of each class drawn: give --class too (e.g. --class all)');
+  if (choices.classes === undefined) return undefined;
+  return { classes: parseClasses(record, choices.classes), weight: choices.cfg ?? DEFAULTS.sampling.cfg };
 }

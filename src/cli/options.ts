@@ -19,6 +19,12 @@ export function integer(min: number, what = `an integer of at least ${min}`) {
   };
 }
 
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of at least 0.');
+  return n;
+}
+
 export function positiveNumber(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number.');
@@ -72,6 +78,9 @@ export const samplerOptions = () => [
   new Option('--steps <K>', `model calls of a few-step sampler (default: the checkpoint's, else ${DEFAULTS.sampling.usualSteps.ddim} for ddim, ${DEFAULTS.sampling.usualSteps['dpmpp-2m']} for dpmpp)`).argParser(integer(1)),
   new Option('--guide <checkpoint>', 'autoguidance: a weaker checkpoint of the same run (e.g. an early epoch kept by --keep-every) whose predictions the checkpoint\'s are pushed away from; two model calls per step'),
   new Option('--guidance <w>', `weight of the guidance: 1 is none, larger sharpens (default: ${DEFAULTS.sampling.guidance} with --guide)`).argParser(positiveNumber),
+  new Option('--class <list>', 'a conditional model: the classes to draw, by name or index (e.g. 7, or 0,3,7, or cat,dog), or all; the images are divided among them in order, or see --per-class (default: none, unconditional)'),
+  new Option('--per-class <k>', 'with --class: draw k images of each class, one row per class (replaces --n)').argParser(integer(1)),
+  new Option('--cfg <w>', `classifier-free guidance weight with --class: 1 is plain conditional sampling, larger draws each class more clearly, two predictions per step (default: ${DEFAULTS.sampling.cfg})`).argParser(nonNegativeNumber),
   new Option('--eta <eta>', `DDIM noise: ${DEFAULTS.sampling.eta} (the default) draws fresh noise at every step as the ancestral sampler does; 0 is deterministic`).argParser(unitInterval(true)),
 ];
 

@@ -21,6 +21,9 @@ export const DEFAULTS = {
   /** A folder's images: side, channels, and what transparent pixels become (icons are drawn for light pages). */
   folder: { imageSize: 32, channels: 3 as 1 | 3, background: '#ffffff' },
   flip: false,
+  /** Train on the data's labels; a conditional run drops a label to "no class" this often (Ho & Salimans use 0.1-0.2). */
+  conditional: false,
+  labelDropout: 0.1,
   limit: 0,
   seed: 0,
   /** The FC net's widths w, w/2, w/4. */
@@ -37,6 +40,8 @@ export const DEFAULTS = {
     spacing: 'logsnr' as Spacing,
     /** Autoguidance's w: on the MNIST-32 U-net guided by its third epoch, w = 2 raised confidence at the same FD. */
     guidance: 2,
+    /** Classifier-free guidance's w for a conditional model sampled by class. */
+    cfg: 2,
   },
 } as const;
 
@@ -60,7 +65,7 @@ export function unetArchitecture(size: number): UnetArchitecture {
 
 /** A complete, checked U-net configuration for square images of side `size`: the table's shape under `overrides`. */
 export function unetConfig(size = 32, channels = 1, overrides: Partial<UnetConfig> = {}): UnetConfig {
-  const config: UnetConfig = { kind: 'unet', height: size, imageWidth: size, channels, ...unetArchitecture(size), ...overrides };
+  const config: UnetConfig = { kind: 'unet', classes: 0, height: size, imageWidth: size, channels, ...unetArchitecture(size), ...overrides };
   validateUnetConfig(config);
   return config;
 }

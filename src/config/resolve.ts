@@ -27,6 +27,10 @@ export interface TrainChoices {
   background: string;
   /** Mirror each training image left-right with probability 1/2 (augmentation). */
   flip: boolean;
+  /** Train on the data's labels (MNIST's digits, a folder's class subfolders), for sampling by class. */
+  conditional: boolean;
+  /** A conditional run's chance of dropping an image's label to "no class". */
+  labelDropout: number;
   /** fc: widths w, w/2, w/4. */
   width: number;
   /** unet: see UnetConfig. */
@@ -58,7 +62,10 @@ const UNET_ONLY = ['baseChannels', 'channelMults', 'patchSize', 'blocksPerStage'
 const MAX_FC_PARAMETERS = 100e6;
 
 /** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
-const FIXED = ['model', 'data', 'imageSize', 'channels', 'background', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
+const FIXED = ['model', 'data', 'imageSize', 'channels', 'background', 'conditional', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
+
+/** MNIST's classes: its digits. */
+const DIGITS = Array.from({ length: 10 }, (_, d) => String(d));
 
 function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void {
   const foreign = model === 'fc' ? UNET_ONLY.find((k) => given[k] !== undefined) : FC_ONLY.find((k) => given[k] !== undefined);
@@ -69,12 +76,14 @@ function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void
 function dataRecord(data: string, given: Partial<TrainChoices>): DataRecord {
   const flip = given.flip ?? DEFAULTS.flip;
   const limit = given.limit ?? DEFAULTS.limit;
+  const conditional = given.conditional ?? DEFAULTS.conditional;
   if (data === 'mnist' || data === 'mnist32') {
     const folderOnly = (['imageSize', 'channels', 'background'] as const).find((k) => given[k] !== undefined);
     if (folderOnly) throw new OptionError(folderOnly, `is an option of a folder of images, not of ${data}`);
-    return { dataset: data, flip, limit, count: 0 };
+    return { dataset: data, flip, limit, count: 0, conditional, classes: conditional ? DIGITS : [] };
   }
-  return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.folder.imageSize, channels: given.channels ?? DEFAULTS.folder.channels, background: given.background ?? DEFAULTS.folder.background, flip, limit, count: 0 };
+  // a folder's classes are its subfolders, named when the data loads (withData)
+  return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.folder.imageSize, channels: given.channels ?? DEFAULTS.folder.channels, background: given.background ?? DEFAULTS.folder.background, flip, limit, count: 0, conditional, classes: [] };
 }
 
 /** What the user asked for: a recipe and options for a new run, or the options to change in a resumed one. */
@@ -92,11 +101,24 @@ export function resolveRun(request: RunRequest, saved: RunRecord | null): RunRec
   return saved ? resolveResumedRun(saved, request.given) : resolveNewRun(request.recipe, request.given);
 }
 
-/** The record completed by its training data: the images counted, and the updates the rate schedule spans to `epochs`. */
-export function withData(record: RunRecord, count: number, epochs: number): RunRecord {
+/**
+ * The record completed by its training data: the images counted, the updates the rate schedule spans to
+ * `epochs`, and a conditional folder run's classes (its subfolders' names, `classNames`), which a
+ * resumed run must find unchanged.
+ */
+export function withData(record: RunRecord, count: number, epochs: number, classNames: readonly string[] = []): RunRecord {
   // The cosine ends at the last step of --epochs; a resumed run with a new total stretches it from here.
   const totalSteps = epochs * Math.ceil(count / record.training.batchSize);
-  return { ...record, data: { ...record.data, count }, training: { ...record.training, lrSchedule: { ...record.training.lrSchedule, totalSteps } } };
+  let { data, model } = record;
+  if (data.conditional && data.dataset === 'folder') {
+    if (data.classes.length > 0 && JSON.stringify(data.classes) !== JSON.stringify(classNames)) {
+      throw new OptionError('data', `${data.path}: its classes are now ${classNames.join(', ')}; the run was started with ${data.classes.join(', ')}`);
+    }
+    if (classNames.length < 2) throw new OptionError('data', `${data.path}: a conditional run needs at least two classes (subfolders), found ${classNames.length}`);
+    data = { ...data, classes: [...classNames] };
+    model = { ...model, classes: classNames.length };
+  }
+  return { ...record, model, data: { ...data, count }, training: { ...record.training, lrSchedule: { ...record.training.lrSchedule, totalSteps } } };
 }
 
 /** The complete record of a run that has not started: `given` over `recipe` over the defaults. */
@@ -106,6 +128,8 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
   const data = dataRecord(given.data ?? DEFAULTS.data[model], given);
   const shape = dataShape(data);
   const r = { ...recipeFor(recipe, model, shape.height), ...definedOnly(given) };
+  if (given.labelDropout !== undefined && !data.conditional) throw new OptionError('labelDropout', 'applies to a conditional run (--conditional)');
+  const classes = data.classes.length;
   let config: FcUnetConfig | UnetConfig;
   if (model === 'fc') {
     const width = given.width ?? DEFAULTS.width;
@@ -114,7 +138,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
     } catch (e) {
       throw new OptionError('width', (e as Error).message);
     }
-    config = fcUnetConfig(width, shape.height, shape.width, shape.channels);
+    config = fcUnetConfig(width, shape.height, shape.width, shape.channels, classes);
     const parameters = fcUnetParameters(config);
     if (parameters > MAX_FC_PARAMETERS) {
       const which = given.imageSize !== undefined ? 'imageSize' : 'width';
@@ -123,7 +147,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
   } else {
     const unet: Partial<UnetConfig> = {};
     for (const k of UNET_ONLY) if (given[k] !== undefined) (unet as Record<string, unknown>)[k] = given[k];
-    config = unetConfig(shape.height, shape.channels, unet);
+    config = unetConfig(shape.height, shape.channels, { ...unet, classes });
   }
   const seed = given.seed ?? DEFAULTS.seed;
   return {
@@ -140,6 +164,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
       loss: null,
       ema: r.ema,
       lrSchedule: { kind: r.lrSchedule, warmupSteps: r.warmupSteps, totalSteps: 0 }, // totalSteps: withData
+      labelDropout: data.conditional ? (given.labelDropout ?? DEFAULTS.labelDropout) : 0,
     },
     sampling: { clipDenoised: r.clipDenoised, sampler: r.sampler, steps: r.steps },
   };
@@ -165,6 +190,8 @@ function savedChoice(saved: RunRecord, key: (typeof FIXED)[number]): unknown {
       return saved.schedule.prediction;
     case 'seed':
       return saved.training.seed;
+    case 'conditional':
+      return saved.data.conditional;
     case 'width':
       return m.kind === 'fc-unet' ? m.width : undefined;
     default:
@@ -193,6 +220,10 @@ export function resolveResumedRun(saved: RunRecord, given: Partial<TrainChoices>
   if (given.ema !== undefined) training.ema = given.ema;
   if (given.lrSchedule !== undefined) training.lrSchedule.kind = given.lrSchedule;
   if (given.warmupSteps !== undefined) training.lrSchedule.warmupSteps = given.warmupSteps;
+  if (given.labelDropout !== undefined) {
+    if (!saved.data.conditional) throw new OptionError('labelDropout', "applies to a conditional run, and the checkpoint's is not");
+    training.labelDropout = given.labelDropout;
+  }
   const data = { ...saved.data };
   if (given.limit !== undefined) data.limit = given.limit;
   if (given.flip !== undefined) data.flip = given.flip;

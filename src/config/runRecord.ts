@@ -14,9 +14,10 @@ import { DataRecord } from '../data/dataset';
 
 /**
  * The version this diffuse writes. 2: every field required (version 1 left six of them optional).
- * 3: data.flip, and a folder's data.background. 4: the U-net's patchSize.
+ * 3: data.flip, and a folder's data.background. 4: the U-net's patchSize. 5: class conditioning
+ * (model.classes, data.conditional and data.classes, training.labelDropout).
  */
-export const RUN_RECORD_VERSION = 4;
+export const RUN_RECORD_VERSION = 5;
 
 export interface TrainingRecord {
   /** Epochs completed. */
@@ -34,6 +35,8 @@ export interface TrainingRecord {
   ema: number;
   /** How the rate moves around optimizer.lr, its peak. */
   lrSchedule: LrSchedule;
+  /** A conditional run's chance of training an image as "no class" (classifier-free guidance); 0 otherwise. */
+  labelDropout: number;
 }
 
 export interface SamplingRecord {
@@ -82,5 +85,12 @@ export function migrateRunRecord(record: Record<string, unknown>, version: numbe
     if (r.data.dataset === 'folder') r.data.background = '#000000';
   }
   if (version <= 3 && r.model.kind === 'unet') r.model.patchSize = 1; // no patches before version 4
+  if (version <= 4) {
+    // every model before version 5 was unconditional
+    r.model.classes = 0;
+    r.data.conditional = false;
+    r.data.classes = [];
+    r.training.labelDropout = 0;
+  }
   return r;
 }

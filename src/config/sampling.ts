@@ -25,6 +25,12 @@ export interface SamplerChoices {
   guide?: string;
   /** Its weight w (default DEFAULTS.sampling.guidance); only with `guide`. */
   guidance?: number;
+  /** A conditional model's classes to draw (parseClasses: "all", indices or names), the images divided among them in order; absent: unconditional. */
+  classes?: string;
+  /** With `classes`: this many images of each class, one row per class (instead of n divided among them). */
+  perClass?: number;
+  /** Classifier-free guidance's w with `classes` (default DEFAULTS.sampling.cfg). */
+  cfg?: number;
   progress?: Progress;
   /** Sees the images as they form (see SampleOptions.observe). */
   observe?: SampleOptions['observe'];
@@ -50,3 +56,26 @@ export function samplerSettings(record: RunRecord, choices: Omit<SamplerChoices,
   };
 }
 
+
+/**
+ * The classes `spec` names in a conditional record: "all", or indices or class names separated by
+ * commas (a folder's subfolder names, MNIST's digits).
+ */
+export function parseClasses(record: RunRecord, spec: string): number[] {
+  const names = record.data.classes;
+  if (record.model.classes === 0) throw new OptionError('class', `${spec}: the checkpoint's model is unconditional (train with --conditional to sample by class)`);
+  if (spec.trim() === 'all') return names.map((_, i) => i);
+  return spec.split(',').map((part) => {
+    const p = part.trim();
+    const byName = names.indexOf(p);
+    if (byName >= 0) return byName;
+    const index = /^\d+$/.test(p) ? Number(p) : -1;
+    if (index >= 0 && index < names.length) return index;
+    throw new OptionError('class', `${p}: the checkpoint's classes are ${names.join(', ')} (or their indices 0..${names.length - 1}, or all)`);
+  });
+}
+
+/** A label per image: the n images divided among `classes` in order, in runs as equal as can be. */
+export function labelsFor(classes: readonly number[], n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => classes[Math.floor((i * classes.length) / n)]);
+}

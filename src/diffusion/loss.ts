@@ -11,8 +11,8 @@ import { Rng, RngState } from '../rng';
 import { DDPMScheduler } from './schedule';
 
 /** The training objective: mean squared error between the model's output and the schedule's target. */
-export function denoisingLoss(model: Denoiser, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D): tf.Scalar {
-  return meanSquaredError(model.predict(xt, tFrac), target);
+export function denoisingLoss(model: Denoiser, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D, labels?: tf.Tensor1D): tf.Scalar {
+  return meanSquaredError(model.predict(xt, tFrac, labels), target);
 }
 
 /**
@@ -20,10 +20,10 @@ export function denoisingLoss(model: Denoiser, xt: tf.Tensor2D, tFrac: tf.Tensor
  * size, replayed from `traces` (ops/kernelTrace.ts: the same kernels past tfjs's engine, whose work
  * is paid again by each thread of a data-parallel step).
  */
-export function lossGradients(model: Denoiser, traces: TraceCache, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D): { loss: tf.Scalar; grads: tf.Tensor[] } {
+export function lossGradients(model: Denoiser, traces: TraceCache, xt: tf.Tensor2D, tFrac: tf.Tensor1D, target: tf.Tensor2D, labels?: tf.Tensor1D): { loss: tf.Scalar; grads: tf.Tensor[] } {
   const variables = [...model.variables.values()];
-  const [loss, ...grads] = traces.run([xt, tFrac, target], () => {
-    const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xt, tFrac, target), variables);
+  const [loss, ...grads] = traces.run(labels ? [xt, tFrac, target, labels] : [xt, tFrac, target], () => {
+    const { value, grads } = tf.variableGrads(() => denoisingLoss(model, xt, tFrac, target, labels), variables);
     return [value, ...variables.map((v) => grads[v.name])];
   });
   return { loss: loss as tf.Scalar, grads };

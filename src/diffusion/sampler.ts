@@ -37,6 +37,8 @@ export interface SampleOptions {
   eta?: number;
   /** Where DPM-Solver++ calls the model (dpmpp only). */
   spacing?: Spacing;
+  /** A conditional model's class for each of the n images (its "no class" for unconditional ones); absent: none. */
+  labels?: Float32Array;
   /** Sees each batch's images before the first step (step 0) and after every step (for animations). */
   observe?: (x: Float32Array, first: number, step: number, of: number) => void;
 }
@@ -148,9 +150,9 @@ export class DpmSolverPlusPlus {
 }
 
 /** Predicted noise for a batch at one timestep, as plain numbers (converted from v for v-prediction models). */
-export function predictNoise(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, t: number): Float32Array {
+export function predictNoise(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, t: number, labels?: Float32Array): Float32Array {
   const pixels = x.length / batch;
-  const output = tf.tidy(() => model.predict(tf.tensor2d(x as Float32Array<ArrayBuffer>, [batch, pixels]), tf.fill([batch], t / scheduler.timesteps) as tf.Tensor1D));
+  const output = tf.tidy(() => model.predict(tf.tensor2d(x as Float32Array<ArrayBuffer>, [batch, pixels]), tf.fill([batch], t / scheduler.timesteps) as tf.Tensor1D, labels ? tf.tensor1d(labels) : undefined));
   const values = output.dataSync() as Float32Array;
   output.dispose();
   return scheduler.noiseFromOutput(values, x, t);
@@ -167,7 +169,7 @@ export function samplerOf(options: Pick<SampleOptions, 'sampler' | 'steps'>, T: 
  * call (so a page can draw the images as they form); `generate` runs it through.
  */
 export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Float32Array, batch: number, options: SampleOptions): Generator<{ step: number; of: number; t: number }> {
-  const { rng, eta, clipDenoised = false, spacing } = options;
+  const { rng, eta, clipDenoised = false, spacing, labels } = options;
   const { sampler, calls } = samplerOf(options, scheduler.timesteps);
   if (sampler === 'ddim' && eta === undefined) throw new Error('the ddim sampler needs its eta');
   if (sampler.startsWith('dpmpp') && spacing === undefined) throw new Error('a dpmpp sampler needs its spacing');
@@ -175,7 +177,7 @@ export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Floa
   let step = 0;
   if (sampler === 'ancestral' || sampler === 'ddim') {
     for (const [t, tPrev] of samplingTimesteps(scheduler.timesteps, calls)) { // all T for ancestral
-      const epsHat = predictNoise(model, scheduler, x, batch, t);
+      const epsHat = predictNoise(model, scheduler, x, batch, t, labels);
       // the last step adds no noise, nor does deterministic DDIM (its draws were 2 ms of a 64-image step)
       if (tPrev >= 0 && (sampler === 'ancestral' || eta! > 0)) rng.fillNormal(z);
       if (sampler === 'ancestral') scheduler.step(epsHat, t, x, z, x, clipDenoised);
@@ -186,7 +188,7 @@ export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Floa
   }
   const solver = new DpmSolverPlusPlus(scheduler, solverTimesteps(scheduler, calls, spacing!), sampler === 'dpmpp-2m' ? 2 : 3);
   for (const t of solver.times) {
-    const epsHat = predictNoise(model, scheduler, x, batch, t);
+    const epsHat = predictNoise(model, scheduler, x, batch, t, labels);
     const denoised = new Float32Array(x.length);
     const [rootAbar, rootNoise] = scheduler.startRoots(t);
     for (let k = 0; k < x.length; k++) {
@@ -214,7 +216,7 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
     const batch = Math.min(batchSize, n - first);
     const x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
     options.observe?.(x, first, 0, calls);
-    for (const { step } of denoiseSteps(model, scheduler, x, batch, options)) {
+    for (const { step } of denoiseSteps(model, scheduler, x, batch, { ...options, labels: options.labels?.subarray(first, first + batch) })) {
       options.observe?.(x, first, step, calls);
       progress.update(++done, { images: n });
     }
@@ -229,14 +231,14 @@ export function generate(model: Denoiser, scheduler: DDPMScheduler, options: Sam
  * process back from t with `steps` DDIM steps (η = 0 deterministic, 1 stochastic). Returns the noisy
  * images and the denoised ones; from a small t the originals come back, from t near T new images appear.
  */
-export function noiseAndDenoise(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Array, batch: number, t: number, options: { rng: Rng; eta?: number; steps?: number }): { noisy: Float32Array; denoised: Float32Array } {
-  const { rng, eta = 0, steps = 50 } = options;
+export function noiseAndDenoise(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Array, batch: number, t: number, options: { rng: Rng; eta?: number; steps?: number; labels?: Float32Array }): { noisy: Float32Array; denoised: Float32Array } {
+  const { rng, eta = 0, steps = 50, labels } = options;
   const noisy = scheduler.addNoise(x0, rng.fillNormal(new Float32Array(x0.length)), new Array(batch).fill(t));
   const x = noisy.slice();
   const z = new Float32Array(x.length);
   // DDIM's evenly spaced steps over a process of t + 1 timesteps: from t down to −1
   for (const [from, to] of samplingTimesteps(t + 1, Math.min(steps, t + 1))) {
-    const epsHat = predictNoise(model, scheduler, x, batch, from);
+    const epsHat = predictNoise(model, scheduler, x, batch, from, labels);
     if (to >= 0 && eta > 0) rng.fillNormal(z);
     scheduler.ddimStep(epsHat, from, to, x, z, eta, x);
   }

@@ -25,10 +25,10 @@ export class AutoGuided implements Denoiser {
     return this.good.variables;
   }
 
-  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D, labels?: tf.Tensor1D): tf.Tensor2D {
     return tf.tidy(() => {
-      const bad = this.bad.predict(x, tFrac);
-      return tf.add(bad, tf.mul(tf.sub(this.good.predict(x, tFrac), bad), this.weight));
+      const bad = this.bad.predict(x, tFrac, labels);
+      return tf.add(bad, tf.mul(tf.sub(this.good.predict(x, tFrac, labels), bad), this.weight));
     });
   }
 

@@ -32,8 +32,8 @@ class Replayed implements Denoiser {
     return this.model.variables;
   }
 
-  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
-    return this.traces.run([x, tFrac], () => [this.model.predict(x, tFrac)])[0] as tf.Tensor2D;
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D, labels?: tf.Tensor1D): tf.Tensor2D {
+    return this.traces.run(labels ? [x, tFrac, labels] : [x, tFrac], () => [this.model.predict(x, tFrac, labels)])[0] as tf.Tensor2D;
   }
 
   dispose(): void {

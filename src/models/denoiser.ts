@@ -1,17 +1,31 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-/** What the scheduler and pipelines need of a model: ε̂ = model(x_t, t/T), and its weights. */
+/** What the scheduler and pipelines need of a model: ε̂ = model(x_t, t/T, y), and its weights. */
 export interface Denoiser {
   readonly config: ModelConfig;
   /** Named trainable variables, in a fixed order (the checkpoint's order). */
   readonly variables: ReadonlyMap<string, tf.Variable>;
-  /** x: [batch, pixels] noisy images; tFrac: [batch] timestep over total steps. Returns predicted noise [batch, pixels]. */
-  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D;
+  /**
+   * x: [batch, pixels] noisy images; tFrac: [batch] timestep over total steps; labels: [batch] class
+   * indices of a conditional model (float; `config.classes` is "no class", as is an absent tensor).
+   * Returns the prediction [batch, pixels].
+   */
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D, labels?: tf.Tensor1D): tf.Tensor2D;
   dispose(): void;
+}
+
+/**
+ * The labels as one-hot rows of classes + 1 columns, the last the learned "no class" of classifier-free
+ * guidance (Ho & Salimans 2022): a model trained with labels dropped to it is unconditional there.
+ */
+export function classOneHot(labels: tf.Tensor1D | undefined, batch: number, classes: number): tf.Tensor2D {
+  return tf.tidy(() => tf.cast(tf.oneHot(tf.cast(labels ?? tf.fill([batch], classes), 'int32'), classes + 1), 'float32') as tf.Tensor2D);
 }
 
 export interface FcUnetConfig {
   kind: 'fc-unet';
+  /** Classes it is conditioned on (0: unconditional): a one-hot of classes + 1 beside t/T in its input. */
+  classes: number;
   /** w: widths are w, w/2, w/4. */
   width: number;
   height: number;
@@ -22,6 +36,8 @@ export interface FcUnetConfig {
 /** The convolutional U-net with attention (Ho et al.; lucidrains' layout). */
 export interface UnetConfig {
   kind: 'unet';
+  /** Classes it is conditioned on (0: unconditional): a learned embedding added to the time embedding. */
+  classes: number;
   height: number;
   imageWidth: number;
   channels: number;

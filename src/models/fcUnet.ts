@@ -6,14 +6,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../errors';
 import { Rng } from '../rng';
-import { Denoiser, FcUnetConfig, imageSize } from './denoiser';
+import { Denoiser, FcUnetConfig, classOneHot, imageSize } from './denoiser';
 import { dense, geluLayerNorm } from './layers';
 import { variableFrom } from '../tensors';
 
 const DENSE_LAYERS = ['in', 'down1', 'down2', 'up1', 'up2', 'out'] as const;
 
-export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28, channels = 1): FcUnetConfig {
-  return { kind: 'fc-unet', width, height, imageWidth, channels };
+export function fcUnetConfig(width = 2048, height = 28, imageWidth = 28, channels = 1, classes = 0): FcUnetConfig {
+  return { kind: 'fc-unet', classes, width, height, imageWidth, channels };
 }
 
 export function validateFcUnetWidth(width: number): void {
@@ -31,8 +31,9 @@ export function fcUnetParameters(config: FcUnetConfig): number {
 function denseShapes(config: FcUnetConfig): [number, number][] {
   const pixels = imageSize(config);
   const w = config.width;
+  // the image, t/T, and for a conditional model the label's one-hot (the last column: no class)
   return [
-    [pixels + 1, w],
+    [pixels + 1 + (config.classes > 0 ? config.classes + 1 : 0), w],
     [w, w / 2],
     [w / 2, w / 4],
     [w / 4, w / 2],
@@ -91,9 +92,11 @@ export class FcUnet implements Denoiser {
     return geluLayerNorm(x, this.v(`norm${i}/gamma`), this.v(`norm${i}/beta`));
   }
 
-  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D, labels?: tf.Tensor1D): tf.Tensor2D {
     return tf.tidy(() => {
-      const input = tf.concat([x, tf.reshape(tFrac, [-1, 1]) as tf.Tensor2D], 1);
+      const { classes } = this.config;
+      const time = tf.reshape(tFrac, [-1, 1]) as tf.Tensor2D;
+      const input = tf.concat(classes > 0 ? [x, time, classOneHot(labels, x.shape[0], classes)] : [x, time], 1);
       const o0 = this.dense(input, 'in');
       const o1 = this.dense(this.activate(o0, 0), 'down1');
       const o2 = this.dense(this.activate(o1, 1), 'down2');

@@ -10,7 +10,7 @@ import { UserError } from '../errors';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../rng';
 import { variableFrom } from '../tensors';
-import { Denoiser, UnetConfig, imageSize } from './denoiser';
+import { Denoiser, UnetConfig, classOneHot, imageSize } from './denoiser';
 import { conv2d, depthToSpace, fusesAddends, groupNorm, selfAttention, silu, spaceToDepth, timestepEmbedding, upsampleNearest } from './convLayers';
 import { dense } from './layers';
 import { AttentionBlockWeights, ResidualBlockWeights, attentionBlock, residualBlock } from './unetBlocks';
@@ -150,13 +150,15 @@ export class ConvUnet implements Denoiser {
     return tf.add(x, selfAttention(normed, this.config.heads, { q: weights.q, k: weights.k, v: weights.v, out: weights.out.kernel, outBias: weights.out.bias }));
   }
 
-  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
-    const { height, imageWidth, channels, patchSize, baseChannels, channelMults, blocksPerStage, attentionResolutions } = this.config;
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D, labels?: tf.Tensor1D): tf.Tensor2D {
+    const { height, imageWidth, channels, patchSize, baseChannels, channelMults, blocksPerStage, attentionResolutions, classes } = this.config;
     return tf.tidy(() => {
       const batch = x.shape[0];
       // The model sees t/T like the FC net; the sinusoids want the step's scale, so ×1000.
       const sinusoids = timestepEmbedding(tf.mul(tFrac, 1000), baseChannels);
-      const embedding = this.linear(silu(this.linear(sinusoids, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
+      let embedding = this.linear(silu(this.linear(sinusoids, 'time/dense1', 4 * baseChannels)), 'time/dense2', 4 * baseChannels);
+      // a conditional net adds its class's learned vector to the time embedding (as lucidrains' and diffusers' do)
+      if (classes > 0) embedding = tf.add(embedding, tf.matMul(classOneHot(labels, batch, classes), this.param<tf.Rank.R2>('class/embedding', [classes + 1, 4 * baseChannels], 'fan-in', 1)));
       const time = silu(embedding); // every block's projection reads SiLU(embedding): computed once here
 
       const image = tf.reshape(x, [batch, height, imageWidth, channels]) as tf.Tensor4D;

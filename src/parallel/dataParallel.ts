@@ -38,8 +38,10 @@ export const Slot = {
   NoiseOffset: 9,
   /** 1: load the shared weights first; 0: the worker's copy is already this request's (predictions with fixed weights). */
   Reload: 10,
+  /** 1: the inputs end with a class label per image (a conditional model). */
+  Labelled: 11,
 } as const;
-const CONTROL_SLOTS = 11;
+const CONTROL_SLOTS = 12;
 
 export const Task = { Gradients: 0, Predict: 1 } as const;
 
@@ -49,7 +51,7 @@ export interface WorkerSetup {
   control: Int32Array;
   /** All weights, in the model's variable order. */
   weights: Float32Array;
-  /** The share's images (clean for gradients, as sampled for predictions), then a number per image (its timestep; t/T for predictions). */
+  /** The share's images (clean for gradients, as sampled for predictions), then a number per image (its timestep; t/T for predictions), then, labelled, a class per image. */
   inputs: Float32Array;
   /** The noise schedule, where the pool computes gradients (each thread noises its own share). */
   schedule?: ScheduleConfig;
@@ -136,7 +138,7 @@ export class WorkerPool {
     for (let i = 0; i < workers; i++) {
       const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
       control[Slot.Done] = -1;
-      const inputs = new Float32Array(new SharedArrayBuffer(perShare * (pixels + 1) * 4));
+      const inputs = new Float32Array(new SharedArrayBuffer(perShare * (pixels + 2) * 4));
       const output = new Float32Array(new SharedArrayBuffer(Math.max(parameters + 1, perShare * pixels) * 4));
       const { port1, port2 } = new MessageChannel();
       const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2, schedule };
@@ -169,6 +171,7 @@ export class WorkerPool {
     t: Int32Array,
     noiseAt: RngState,
     own: (start: number, end: number) => { loss: tf.Scalar; grads: tf.Tensor[] },
+    labels: Float32Array | null = null,
   ): { loss: number; grads: Float32Array[] } {
     // This thread's share is copied out before waiting for the workers' (which load the weights and
     // write their gradients in their own time, so they usually finish later).
@@ -176,7 +179,7 @@ export class WorkerPool {
       const mine = own(start, end);
       return packGradients(mine.grads, mine.loss, this.sum);
     };
-    const { cuts, mine: sum } = this.step(Task.Gradients, variables, x0, t, packed, noiseAt);
+    const { cuts, mine: sum } = this.step(Task.Gradients, variables, x0, t, labels, packed, noiseAt);
     // The shares' means, weighted by their sizes (a running weighted mean): the batch's mean.
     const native = loadNativeAddon()!;
     let seen = cuts[0][1] - cuts[0][0];
@@ -193,10 +196,10 @@ export class WorkerPool {
    * this thread's share. `fixed`: a key for weights that do not change (a sampler's model), so the
    * workers load them once, not at every call (the copy was ~0.7 ms of a 34-ms sampling step).
    */
-  predict(variables: tf.Variable[], x: Float32Array, tFrac: Float32Array, own: (start: number, end: number) => Float32Array, fixed?: object): Float32Array {
+  predict(variables: tf.Variable[], x: Float32Array, tFrac: Float32Array, labels: Float32Array | null, own: (start: number, end: number) => Float32Array, fixed?: object): Float32Array {
     const P = this.pixels;
     const out = new Float32Array(x.length);
-    const { cuts, mine } = this.step(Task.Predict, variables, x, tFrac, own, undefined, fixed);
+    const { cuts, mine } = this.step(Task.Predict, variables, x, tFrac, labels, own, undefined, fixed);
     out.set(mine, 0);
     this.shares.forEach((s, i) => {
       const [start, end] = cuts[i + 1];
@@ -210,7 +213,7 @@ export class WorkerPool {
    * (images, a number per image, where noised the noise's start) and wakes them; returns the shares,
    * this thread's first.
    */
-  private run(task: number, variables: tf.Variable[], x: Float32Array, perImage: ArrayLike<number>, reload: boolean, noiseAt?: RngState): [number, number][] {
+  private run(task: number, variables: tf.Variable[], x: Float32Array, perImage: ArrayLike<number>, labels: Float32Array | null, reload: boolean, noiseAt?: RngState): [number, number][] {
     const P = this.pixels;
     const cuts = shares(perImage.length, this.parts);
     if (reload) pack(variables.map((v) => v.dataSync() as Float32Array), this.weights);
@@ -220,6 +223,8 @@ export class WorkerPool {
       const n = end - start;
       s.inputs.set(x.subarray(start * P, end * P), 0);
       for (let b = 0; b < n; b++) s.inputs[n * P + b] = perImage[start + b];
+      if (labels) s.inputs.set(labels.subarray(start, end), n * P + n);
+      s.control[Slot.Labelled] = labels ? 1 : 0;
       if (noiseAt) {
         noiseAt.forEach((word, k) => (s.control[Slot.NoiseState + k] = word));
         s.control[Slot.NoiseOffset] = start * P;
@@ -246,6 +251,7 @@ export class WorkerPool {
     variables: tf.Variable[],
     x: Float32Array,
     perImage: ArrayLike<number>,
+    labels: Float32Array | null,
     own: (start: number, end: number) => T,
     noiseAt?: RngState,
     fixed?: object,
@@ -254,7 +260,7 @@ export class WorkerPool {
     try {
       const reload = fixed === undefined || fixed !== this.holding;
       this.holding = null; // until this step succeeds
-      const cuts = this.run(task, variables, x, perImage, reload, noiseAt);
+      const cuts = this.run(task, variables, x, perImage, labels, reload, noiseAt);
       let mine: T;
       try {
         mine = own(cuts[0][0], cuts[0][1]);
@@ -319,19 +325,20 @@ export class ParallelDenoiser implements Denoiser {
     return this.inner.variables;
   }
 
-  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D): tf.Tensor2D {
+  predict(x: tf.Tensor2D, tFrac: tf.Tensor1D, labels?: tf.Tensor1D): tf.Tensor2D {
     const [batch, pixels] = x.shape;
-    if (batch < 2) return this.inner.predict(x, tFrac);
+    if (batch < 2) return this.inner.predict(x, tFrac, labels);
     const pool = this.pool();
     const xs = x.dataSync() as Float32Array, ts = tFrac.dataSync() as Float32Array;
+    const ys = labels ? (labels.dataSync() as Float32Array) : null;
     const variables = [...this.inner.variables.values()];
     const out = new Float32Array(batch * pixels);
     for (let first = 0; first < batch; first += pool.capacity) {
       const last = Math.min(batch, first + pool.capacity);
-      const piece = pool.predict(variables, xs.subarray(first * pixels, last * pixels), ts.subarray(first, last), (start, end) => {
+      const piece = pool.predict(variables, xs.subarray(first * pixels, last * pixels), ts.subarray(first, last), ys?.subarray(first, last) ?? null, (start, end) => {
         // The tensor leaves the tidy, not its values: tidy walks what it returns, and walks a typed
         // array element by element (3.8 ms for a 32-image share, 5% of a sampling step).
-        const out = tf.tidy(() => this.inner.predict(tf.tensor2d(xs.subarray((first + start) * pixels, (first + end) * pixels), [end - start, pixels]), tf.tensor1d(ts.subarray(first + start, first + end))));
+        const out = tf.tidy(() => this.inner.predict(tf.tensor2d(xs.subarray((first + start) * pixels, (first + end) * pixels), [end - start, pixels]), tf.tensor1d(ts.subarray(first + start, first + end)), ys ? tf.tensor1d(ys.subarray(first + start, first + end)) : undefined));
         try {
           return peekValues(out).slice();
         } finally {

@@ -51,9 +51,10 @@ async function serve(setup: WorkerSetup): Promise<void> {
       if (control[Slot.Reload]) unpack(weights, variables).forEach((values, k) => assignCopy(variables[k], values));
       tf.tidy(() => {
         const images = inputs.slice(0, n * pixels);
+        const labels = control[Slot.Labelled] ? tf.tensor1d(inputs.slice(n * pixels + n, n * pixels + 2 * n)) : undefined;
         if (control[Slot.Task] === Task.Predict) {
           const tFrac = tf.tensor1d(inputs.slice(n * pixels, n * pixels + n));
-          output.set(peekValues(model.predict(tf.tensor2d(images, [n, pixels]), tFrac)), 0);
+          output.set(peekValues(model.predict(tf.tensor2d(images, [n, pixels]), tFrac, labels)), 0);
           return;
         }
         if (!scheduler) throw new Error('this pool was started without a noise schedule');
@@ -61,7 +62,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
         const noiseAt = Array.from(control.subarray(Slot.NoiseState, Slot.NoiseState + 4), (word) => word >>> 0) as RngState;
         const share = noisedShare(scheduler, images, t, noiseAt, control[Slot.NoiseOffset]);
         const [xs, target, tFrac] = [tf.tensor2d(share.xt, [n, pixels]), tf.tensor2d(share.target, [n, pixels]), tf.tensor1d(share.tFrac)];
-        const { loss, grads } = lossGradients(model, traces, xs, tFrac, target);
+        const { loss, grads } = lossGradients(model, traces, xs, tFrac, target, labels);
         packGradients(grads, loss, output);
       });
       finish(control, request, true);

@@ -121,7 +121,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
     throw new CheckpointExistsError(o.out);
   }
   const data = await loadTrainingData(o.start.record.data, hooks.log);
-  const meta = withData(o.start.record, data.count, o.epochs);
+  const meta = withData(o.start.record, data.count, o.epochs, data.classNames);
   if (meta.training.batchSize > data.count) hooks.log(`diffuse: note: the batch size ${meta.training.batchSize} is more than the ${data.count} training images; each step takes all of them`);
   if (meta.training.epoch >= o.epochs) {
     hooks.log(`${o.out} already holds ${meta.training.epoch} epochs (of ${o.epochs} to train); nothing to do`);

@@ -90,17 +90,19 @@ export class Trainer {
     // (the transcendental functions are most of a step's serial time), this one steps past them all.
     const noiseAt = this.rng.state();
     this.rng.skipNormals(batch * pixels);
+    const labels = this.batchLabels(data, indices);
     return tf.tidy(() => {
       // The loss and gradients of images [start, end) of the batch.
       const share = (start: number, end: number) => {
         const n = end - start;
         const { xt, target, tFrac } = noisedShare(this.scheduler, x0.subarray(start * pixels, end * pixels), t.subarray(start, end), noiseAt, start * pixels);
-        return lossGradients(this.model, this.gradientTraces, tf.tensor2d(xt, [n, pixels]), tf.tensor1d(tFrac), tf.tensor2d(target, [n, pixels]));
+        const y = labels ? tf.tensor1d(labels.subarray(start, end)) : undefined;
+        return lossGradients(this.model, this.gradientTraces, tf.tensor2d(xt, [n, pixels]), tf.tensor1d(tFrac), tf.tensor2d(target, [n, pixels]), y);
       };
       let loss: number;
       let grads: (tf.Tensor | Float32Array)[];
       const pool = this.workersFor(batch);
-      if (pool) ({ loss, grads } = pool.gradients([...this.model.variables.values()], x0, t, noiseAt, share));
+      if (pool) ({ loss, grads } = pool.gradients([...this.model.variables.values()], x0, t, noiseAt, share, labels));
       else {
         const r = share(0, batch);
         loss = r.loss.dataSync()[0];
@@ -113,6 +115,19 @@ export class Trainer {
       this.ema?.update(this.model.variables, this.optimizer.step);
       return loss;
     });
+  }
+
+  /**
+   * A conditional model's labels for the batch's images, each dropped to "no class" (the index
+   * `classes`) with the run's label dropout, drawn from the run's generator after the noise; null for an
+   * unconditional model.
+   */
+  private batchLabels(data: ImageSet, indices: ArrayLike<number>): Float32Array | null {
+    const classes = this.meta.model.classes;
+    if (classes === 0) return null;
+    if (!data.labels) throw new Error('a conditional model needs labelled data');
+    const dropout = this.meta.training.labelDropout;
+    return Float32Array.from(indices, (i) => (this.rng.uniform() < dropout ? classes : data.labels![i]));
   }
 
   /** The worker threads for a batch of `batch` images, or null where this thread computes it alone. */

@@ -46,9 +46,10 @@ export function sampleCommand(log: (m: string) => void): Command {
         if (wanted.has(step)) frames.push({ step, images: x.slice() });
       };
       const watching = opts.animate || opts.trajectory;
-      const { images, record, averaged, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress(), ...(watching ? { observe } : {}) });
+      const { images, n, record, averaged, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, classes: opts.class, progress: samplingProgress(), ...(watching ? { observe } : {}) });
       const { model } = record;
-      const { width, height } = await writeImageGrid(opts.out, images, opts.n, model.height, model.imageWidth, model.channels);
+      const columns = opts.perClass; // one row per class
+      const { width, height } = await writeImageGrid(opts.out, images, n, model.height, model.imageWidth, model.channels, columns);
       if (opts.animate) {
         const a = await writeAnimation(opts.animate, frames, shown, model.height, model.imageWidth, model.channels);
         log(`wrote ${path.resolve(opts.animate)} (${a.frames} frames, ${a.width}x${a.height} px)`);
@@ -61,7 +62,8 @@ export function sampleCommand(log: (m: string) => void): Command {
         await writeImage(opts.trajectory, still.pixels, still.width, still.height, model.channels);
         log(`wrote ${path.resolve(opts.trajectory)} (steps ${columns.map((f) => f.step).join(', ')} of ${settings.steps ?? record.schedule.timesteps})`);
       }
-      const { cols, rows } = gridLayout(opts.n);
-      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}${guidedBy(settings)}`);
+      const { cols, rows } = gridLayout(n, columns);
+      const classes = 'classes' in settings ? `, classes ${settings.classes!.join(',')} (guidance ${settings.cfg})` : '';
+      log(`wrote ${path.resolve(opts.out)} (${cols}x${rows} grid, ${width}x${height} px) from epoch ${record.training.epoch}${averaged ? ' (averaged weights)' : ''}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}${guidedBy(settings)}${classes}`);
     });
 }

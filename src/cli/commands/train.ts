@@ -44,6 +44,8 @@ export function trainCommand(log: (m: string) => void): Command {
     .option('--background <colour>', `the colour a folder's transparent pixels are composited onto: #rrggbb, #rgb, white, black or grey (default: ${DEFAULTS.folder.background})`, colour)
     .option('--flip', 'mirror each training image left-right with probability 1/2 (for data that is symmetric so; default: off)')
     .option('--no-flip', 'do not mirror (on --resume: turn mirroring off)')
+    .option('--conditional', "train on the data's labels, to sample by class (sample --class): MNIST's digits, or a folder's first-level subfolders as classes (default: off)")
+    .option('--label-dropout <p>', `with --conditional: the chance of training an image as "no class", so one model is also unconditional, for classifier-free guidance (default: ${DEFAULTS.labelDropout})`, unitInterval())
     .option('--width <w>', `fc: U-net width w (layers w, w/2, w/4); a multiple of 4 (default: ${DEFAULTS.width})`, fcWidth)
     .option('--base-channels <n>', `unet: channels of the first stage (default: ${unetDefaultText('baseChannels')})`, integer(2))
     .option('--channel-mults <list>', `unet: channel multiplier per stage, e.g. 1,2,4 (default: ${unetDefaultText('channelMults')})`, (v: string) => integerList(v))

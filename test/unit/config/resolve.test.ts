@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveNewRun, resolveResumedRun } from '../../../src/config/resolve';
+import { resolveNewRun, resolveResumedRun, withData } from '../../../src/config/resolve';
 import { OptionError } from '../../../src/errors';
 
 const optionError = (option: string, detail: RegExp) => (e: unknown) => e instanceof OptionError && e.option === option && detail.test(e.detail);
 
 test('a new run: the defaults, then the recipe (with its U-net changes), then what was given', () => {
   const fc = resolveNewRun('default', {});
-  assert.deepEqual(fc.model, { kind: 'fc-unet', width: 2048, height: 28, imageWidth: 28, channels: 1 });
+  assert.deepEqual(fc.model, { kind: 'fc-unet', classes: 0, width: 2048, height: 28, imageWidth: 28, channels: 1 });
   assert.equal(fc.data.dataset, 'mnist');
   assert.equal(fc.training.optimizer.lr, 1e-3);
   assert.deepEqual(fc.training.lrSchedule, { kind: 'cosine', warmupSteps: 1000, totalSteps: 0 });
@@ -52,4 +52,24 @@ test('a resumed run keeps its fixed choices, takes the changeable ones, and refu
   assert.throws(() => resolveResumedRun(saved, { prediction: 'v' }), optionError('prediction', /has epsilon/));
   assert.throws(() => resolveResumedRun(saved, { seed: 3 }), optionError('seed', /has 2/));
   assert.throws(() => resolveResumedRun(saved, { baseChannels: 8 }), optionError('baseChannels', /has no such option/));
+});
+
+test('a conditional run: MNIST names its ten digits, a folder its subfolders once loaded; resume keeps them', () => {
+  const mnist = resolveNewRun('default', { model: 'unet', conditional: true });
+  assert.deepEqual(mnist.data.classes, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+  assert.equal(mnist.model.classes, 10);
+  assert.equal(mnist.training.labelDropout, 0.1);
+  assert.equal(resolveNewRun('default', { conditional: true, labelDropout: 0.2 }).training.labelDropout, 0.2);
+  assert.equal(resolveNewRun('default', {}).training.labelDropout, 0);
+  assert.throws(() => resolveNewRun('default', { labelDropout: 0.2 }), optionError('labelDropout', /applies to a conditional run/));
+  const folder = resolveNewRun('default', { model: 'unet', data: 'some/folder', imageSize: 16, channelMults: [1, 2], conditional: true });
+  assert.equal(folder.model.classes, 0, 'known once the data loads');
+  const loaded = withData(folder, 30, 2, ['cat', 'dog', 'fox']);
+  assert.deepEqual(loaded.data.classes, ['cat', 'dog', 'fox']);
+  assert.equal(loaded.model.classes, 3);
+  assert.equal(withData(loaded, 30, 2, ['cat', 'dog', 'fox']).model.classes, 3);
+  assert.throws(() => withData(loaded, 30, 2, ['cat', 'dog']), optionError('data', /its classes are now cat, dog; the run was started with cat, dog, fox/));
+  assert.throws(() => withData(folder, 30, 2, ['cat']), optionError('data', /needs at least two classes/));
+  assert.throws(() => resolveResumedRun(mnist, { conditional: false }), optionError('conditional', /the checkpoint's run has true/));
+  assert.throws(() => resolveResumedRun(resolveNewRun('default', {}), { labelDropout: 0.3 }), optionError('labelDropout', /the checkpoint's is not/));
 });

@@ -15,7 +15,7 @@ test('a stored version-1 checkpoint loads with every field of the current record
   assert.equal(raw.model.channels, undefined);
   assert.equal(raw.schedule.prediction, undefined);
   const { meta } = loadCheckpoint(V1);
-  assert.deepEqual(meta.model, { kind: 'fc-unet', width: 4, height: 28, imageWidth: 28, channels: 1 });
+  assert.deepEqual(meta.model, { kind: 'fc-unet', classes: 0, width: 4, height: 28, imageWidth: 28, channels: 1 });
   assert.equal(meta.schedule.prediction, 'epsilon');
   assert.equal(meta.training.ema, 0);
   assert.deepEqual(meta.sampling, { clipDenoised: false, sampler: 'ancestral', steps: null });
@@ -44,7 +44,7 @@ test('version-2 records gain the data fields of version 3 as they meant: no flip
   const base = resolveNewRun('default', { width: 8 });
   const v2 = (data: object) => ({ ...structuredClone(base), data }) as unknown as Record<string, unknown>;
   const mnist = migrateRunRecord(v2({ dataset: 'mnist', limit: 0, count: 10 }), 2, 'v2.json');
-  assert.deepEqual(mnist.data, { dataset: 'mnist', limit: 0, count: 10, flip: false });
+  assert.deepEqual(mnist.data, { dataset: 'mnist', limit: 0, count: 10, flip: false, conditional: false, classes: [] });
   const folder = migrateRunRecord(v2({ dataset: 'folder', path: '/x', imageSize: 16, channels: 3, limit: 0, count: 10 }), 2, 'v2.json');
   assert.equal(folder.data.background, '#000000');
   assert.equal(folder.data.flip, false);
@@ -73,4 +73,17 @@ test('a checkpoint from a newer diffuse, or without a version, is refused with a
   assert.throws(() => loadCheckpoint(dir), new RegExp(`format version ${RUN_RECORD_VERSION + 1}; this diffuse reads up to ${RUN_RECORD_VERSION} \\(a newer diffuse wrote it\\)`));
   fs.writeFileSync(file, JSON.stringify({ ...raw, version: undefined }));
   assert.throws(() => loadCheckpoint(dir), /no valid format version/);
+});
+
+test('version-4 records gain the class fields of version 5 as they meant: unconditional', () => {
+  const v4 = structuredClone(resolveNewRun('default', { model: 'unet' })) as unknown as { model: Record<string, unknown>; data: Record<string, unknown>; training: Record<string, unknown> };
+  delete v4.model.classes;
+  delete v4.data.conditional;
+  delete v4.data.classes;
+  delete v4.training.labelDropout;
+  const r = migrateRunRecord(v4 as unknown as Record<string, unknown>, 4, 'v4.json');
+  assert.equal(r.model.classes, 0);
+  assert.equal(r.data.conditional, false);
+  assert.deepEqual(r.data.classes, []);
+  assert.equal(r.training.labelDropout, 0);
 });

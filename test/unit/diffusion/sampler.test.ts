@@ -37,7 +37,7 @@ function posteriorMean(parts: Part[], abar: number, x: number): number {
 
 /** The perfect denoiser for the mixture: it outputs E[ε | x_t] (or E[v | x_t]) exactly. */
 function exactDenoiser(parts: Part[], scheduler: DDPMScheduler): Denoiser {
-  const config: FcUnetConfig = { kind: 'fc-unet', width: 4, height: SIDE, imageWidth: SIDE, channels: 1 };
+  const config: FcUnetConfig = { kind: 'fc-unet', classes: 0, width: 4, height: SIDE, imageWidth: SIDE, channels: 1 };
   return {
     config,
     variables: new Map(),

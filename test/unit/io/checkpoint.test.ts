@@ -14,7 +14,7 @@ import { RunRecord } from '../../../src/config/runRecord';
 before(() => useBackend('cpu'));
 
 function meta(width: number): RunRecord {
-  return { ...resolveNewRun('seed', { width, timesteps: 1000, limit: 32, batchSize: 8, lr: 1e-3, seed: 3 }), data: { dataset: 'mnist', flip: false, limit: 32, count: 32 } };
+  return { ...resolveNewRun('seed', { width, timesteps: 1000, limit: 32, batchSize: 8, lr: 1e-3, seed: 3 }), data: { dataset: 'mnist', flip: false, limit: 32, count: 32, conditional: false, classes: [] } };
 }
 
 function predict(model: { predict(x: tf.Tensor2D, t: tf.Tensor1D): tf.Tensor2D }): Float32Array {
