@@ -5,12 +5,14 @@ import { BackendChoice, selectBackend } from '../../backend/select';
 import { decodeImage } from '../../data/folder';
 import { loadMnist, padImages } from '../../data/mnist';
 import { noiseAndDenoise } from '../../diffusion/sampler';
-import { UserError } from '../../errors';
+import { OptionError, UserError } from '../../errors';
 import { checkOutputFile, imageFormatOf } from '../../files';
 import { writeImageGrid } from '../../io/images';
-import { loadPipeline } from '../../pipeline';
+import { classGuidance, loadPipeline } from '../../pipeline';
+import { ClassifierFree } from '../../models/classifierFree';
+import { DEFAULTS } from '../../config/defaults';
 import { Rng } from '../../rng';
-import { backendOption, integer, integerList, unitInterval } from '../options';
+import { backendOption, integer, integerList, nonNegativeNumber, unitInterval } from '../options';
 
 async function readImage(file: string, size: number, channels: 1 | 3, background: string): Promise<Float32Array> {
   try {
@@ -30,6 +32,8 @@ export function denoiseCommand(log: (m: string) => void): Command {
     .option('--steps <K>', 'DDIM steps back from each t (at most t + 1)', integer(1), 50)
     .option('--eta <eta>', 'DDIM noise: 0 deterministic (default), 1 stochastic', unitInterval(true), 0)
     .option('--seed <s>', 'random seed of the added noise', integer(0, 'a non-negative integer'), 0)
+    .option('--class <name>', "a conditional model: denoise as this class (name or index), with classifier-free guidance (default: none, unconditional)")
+    .option('--cfg <w>', `with --class: the guidance weight (default: ${DEFAULTS.sampling.cfg})`, nonNegativeNumber)
     .option('--out <file>', 'image file to write', 'denoise.png')
     .addOption(backendOption())
     .addHelpText('after', '\nExamples:\n  $ diffuse denoise --checkpoint runs/small --mnist-test 0 --t 20,200,999 --out denoise.png')
@@ -38,8 +42,14 @@ export function denoiseCommand(log: (m: string) => void): Command {
       imageFormatOf(opts.out);
       checkOutputFile(opts.out);
       await selectBackend(opts.backend as BackendChoice);
-      const { model, scheduler, record } = loadPipeline(opts.checkpoint);
+      const pipeline = loadPipeline(opts.checkpoint);
+      const { scheduler, record } = pipeline;
+      let model = pipeline.model;
       try {
+        const guidance = classGuidance(record, { classes: opts.class, cfg: opts.cfg });
+        if (guidance && guidance.classes.length !== 1) throw new OptionError('class', `${opts.class}: denoise takes one class`);
+        if (guidance) model = new ClassifierFree(model, guidance.weight);
+        const labels = guidance ? Float32Array.of(guidance.classes[0]) : undefined;
         const { height, channels } = record.model;
         const T = scheduler.timesteps;
         for (const t of opts.t as number[]) if (t > T - 1) throw new UserError(`--t ${t}: the checkpoint's process has timesteps 0..${T - 1}`);
@@ -56,7 +66,7 @@ export function denoiseCommand(log: (m: string) => void): Command {
         const size = x0.length;
         const rows: Float32Array[] = [];
         for (const t of opts.t as number[]) {
-          const { noisy, denoised } = noiseAndDenoise(model, scheduler, x0, 1, t, { rng: new Rng(opts.seed), eta: opts.eta, steps: opts.steps });
+          const { noisy, denoised } = noiseAndDenoise(model, scheduler, x0, 1, t, { rng: new Rng(opts.seed), eta: opts.eta, steps: opts.steps, labels });
           rows.push(x0, noisy, denoised);
         }
         const images = new Float32Array(rows.length * size);
