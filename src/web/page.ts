@@ -2,18 +2,23 @@
  * The page `diffuse export --web` writes: loads the exported model and samples in the browser with the
  * same model, scheduler and sampler code as `diffuse sample` (bundled by esbuild), drawing the grid as
  * the images form; with autoguidance where it was exported with a guide (?guidance=W changes its weight,
- * 1 turns it off). Backends: WebGL where the browser has it, else wasm, else cpu (or as ?backend= says).
+ * 1 turns it off). A class-conditional model gets a class picker (unconditional, one class, or one row
+ * per class) and classifier-free guidance's weight, sampled as `diffuse sample --class --cfg` samples
+ * (?class= and ?cfg= set them). Backends: WebGL where the browser has it, else wasm, else cpu (or as
+ * ?backend= says).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgl';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { samplerSettings } from '../config/sampling';
+import { DEFAULTS } from '../config/defaults';
+import { labelsFor, parseClasses, samplerSettings } from '../config/sampling';
 import { SAMPLERS, SamplerName, denoiseSteps } from '../diffusion/sampler';
 import { DDPMScheduler } from '../diffusion/schedule';
 import { colourBytes, gridPixels } from '../io/grid';
 import { AutoGuided } from '../models/autoguidance';
 import { buildModel } from '../models/build';
+import { ClassifierFree } from '../models/classifierFree';
 import { Denoiser, ModelConfig, imageSize } from '../models/denoiser';
 import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
@@ -21,6 +26,10 @@ import { WEB_GUIDE_WEIGHTS_FILE, WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel, Web
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
+/** The class picker's value for one row per class (`diffuse sample --class all --per-class K`); a class's is its index. */
+const EVERY_CLASS = '*';
+/** `diffuse sample`'s --batch-size default: the page draws its starting noise batch by batch as that does. */
+const SAMPLE_BATCH = 256;
 
 function status(text: string): void {
   $('status').textContent = text;
@@ -46,7 +55,14 @@ function describe(web: WebModel): string {
   const arch = model.kind === 'fc-unet' ? `fully connected U-net, width ${model.width}` : `convolutional U-net, ${model.baseChannels} x [${model.channelMults}] channels${model.patchSize > 1 ? ` on ${model.patchSize}x${model.patchSize} patches` : ''}, attention at ${model.attentionResolutions} px`;
   const source = data.dataset === 'folder' ? `a folder of ${data.count} images` : `${data.dataset === 'mnist' ? 'MNIST' : 'MNIST-32'} (${data.count} images)`;
   const guided = web.guide ? `; guided by its epoch ${web.guide.record.training.epoch} (w ${guidance(web)})` : '';
-  return `${arch}; ${(web.parameters / 1e6).toFixed(2)} M parameters; ${model.height}x${model.imageWidth}x${model.channels}; trained ${training.epoch} epochs on ${source}; predicts ${schedule.prediction}; ${web.averaged ? 'averaged weights' : 'raw weights'}${guided}`;
+  const names = data.classes;
+  const classes = conditional(web) ? `; conditional on ${names.length} classes (${names.slice(0, 12).join(', ')}${names.length > 12 ? ', …' : ''})` : '';
+  return `${arch}; ${(web.parameters / 1e6).toFixed(2)} M parameters; ${model.height}x${model.imageWidth}x${model.channels}; trained ${training.epoch} epochs on ${source}${classes}; predicts ${schedule.prediction}; ${web.averaged ? 'averaged weights' : 'raw weights'}${guided}`;
+}
+
+/** Whether the model draws by class (a checkpoint trained with --conditional). */
+function conditional(web: WebModel): boolean {
+  return web.record.model.classes > 0;
 }
 
 /** Autoguidance's weight: ?guidance= where given, else the exported one. */
@@ -68,9 +84,9 @@ function loadedModel(config: ModelConfig, index: WebWeights, buffer: ArrayBuffer
   return model;
 }
 
-function draw(x: Float32Array, n: number, web: WebModel): void {
+function draw(x: Float32Array, n: number, web: WebModel, columns?: number): void {
   const { height, imageWidth, channels } = web.record.model;
-  const grid = gridPixels(x, n, height, imageWidth, channels);
+  const grid = gridPixels(x, n, height, imageWidth, channels, columns);
   const canvas = $<HTMLCanvasElement>('grid');
   canvas.width = grid.width;
   canvas.height = grid.height;
@@ -78,30 +94,99 @@ function draw(x: Float32Array, n: number, web: WebModel): void {
   canvas.getContext('2d')!.putImageData(new ImageData(rgba, grid.width, grid.height), 0, 0);
 }
 
+/**
+ * What the class picker and the guidance weight ask for, as `diffuse sample --class SPEC --cfg W
+ * [--per-class K]` takes them: none (unconditional), one class, or every class with `perClass` each.
+ */
+function classChoice(web: WebModel, count: number): { classes: number[]; weight: number; perClass?: number } | undefined {
+  if (!conditional(web)) return undefined;
+  const picked = $<HTMLSelectElement>('class').value;
+  if (picked === '') return undefined;
+  const text = $<HTMLInputElement>('cfg').value.trim();
+  const weight = text === '' ? DEFAULTS.sampling.cfg : Number(text);
+  if (!Number.isFinite(weight) || weight < 0) throw new Error(`guidance weight ${text}: give a number ≥ 0 (1 is plain conditional sampling)`);
+  if (picked === EVERY_CLASS) return { classes: web.record.data.classes.map((_, i) => i), weight, perClass: count };
+  return { classes: [Number(picked)], weight };
+}
+
 async function sample(model: Denoiser, web: WebModel): Promise<void> {
   const seed = Number($<HTMLInputElement>('seed').value) || 0;
-  const n = Math.max(1, Math.min(64, Number($<HTMLInputElement>('n').value) || 16));
+  const asked = Math.max(1, Math.min(64, Number($<HTMLInputElement>('n').value) || 16));
   const sampler = $<HTMLSelectElement>('sampler').value as SamplerName;
   const stepsValue = $<HTMLInputElement>('steps').value;
   const settings = samplerSettings(web.record, { sampler, ...(stepsValue && sampler !== 'ancestral' ? { steps: Number(stepsValue) } : {}) });
   const scheduler = new DDPMScheduler(web.record.schedule);
+  // As `diffuse sample` does: the images divided among the classes in order (labelsFor), or perClass of
+  // each class one row per class, predicted uncond + w·(cond − uncond) (ClassifierFree).
+  const classes = classChoice(web, asked);
+  const n = classes?.perClass ? classes.perClass * classes.classes.length : asked;
+  const labels = classes ? labelsFor(classes.classes, n) : undefined;
+  const guided = classes ? new ClassifierFree(model, classes.weight) : model;
+  const columns = classes?.perClass;
   const rng = new Rng(seed);
-  // As `diffuse sample` draws one batch: the starting noise, then each step's noise, from one stream.
-  const x = rng.fillNormal(new Float32Array(n * imageSize(model.config)));
+  // As `diffuse sample` draws each batch: its starting noise, then each step's noise, from one stream.
+  const pixels = imageSize(model.config);
+  const x = new Float32Array(n * pixels);
   document.body.dataset.state = 'sampling';
   const started = performance.now();
   let last = 0;
-  for (const { step, of } of denoiseSteps(model, scheduler, x, n, { n, rng, ...settings })) {
-    if (step === of || performance.now() - last > 100) {
-      draw(x, n, web);
-      status(`${tf.getBackend()}: ${settings.sampler} step ${step}/${of}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      last = performance.now();
-      await new Promise((r) => setTimeout(r, 0)); // let the page paint
+  for (let first = 0; first < n; first += SAMPLE_BATCH) {
+    const batch = Math.min(SAMPLE_BATCH, n - first);
+    const xb = rng.fillNormal(new Float32Array(batch * pixels));
+    const options = { n, rng, ...settings, ...(labels ? { labels: labels.subarray(first, first + batch) } : {}) };
+    for (const { step, of } of denoiseSteps(guided, scheduler, xb, batch, options)) {
+      if (step === of || performance.now() - last > 100) {
+        x.set(xb, first * pixels);
+        draw(x, n, web, columns);
+        const part = n > SAMPLE_BATCH ? ` images ${first + 1}..${first + batch} of ${n},` : '';
+        status(`${tf.getBackend()}:${part} ${settings.sampler} step ${step}/${of}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+        last = performance.now();
+        await new Promise((r) => setTimeout(r, 0)); // let the page paint
+      }
     }
+    x.set(xb, first * pixels);
   }
-  draw(x, n, web);
-  status(`${tf.getBackend()}: ${n} images, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}, seed ${seed}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  draw(x, n, web, columns);
+  const names = classes ? (classes.perClass ? `${classes.perClass} of each class` : `class ${classes.classes.map((c) => web.record.data.classes[c]).join(',')}`) : '';
+  const by = classes ? `, ${names} (guidance ${classes.weight})` : '';
+  status(`${tf.getBackend()}: ${n} images${by}, ${settings.sampler}${settings.steps ? ` ${settings.steps} steps` : ''}, seed ${seed}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
   document.body.dataset.state = 'done';
+}
+
+/**
+ * A conditional model's controls: the class picker (unconditional, each class, one row per class; the
+ * images field then counts each class's images) and the guidance weight, set from ?class= and ?cfg=
+ * where given; an unconditional model's page has neither.
+ */
+function classControls(web: WebModel): void {
+  if (!conditional(web)) {
+    $('class-label').remove();
+    $('cfg-label').remove();
+    return;
+  }
+  const picker = $<HTMLSelectElement>('class');
+  picker.add(new Option('any (unconditional)', ''));
+  web.record.data.classes.forEach((name, i) => picker.add(new Option(name, String(i))));
+  picker.add(new Option('one row per class', EVERY_CLASS));
+  const weight = $<HTMLInputElement>('cfg');
+  weight.value = String(DEFAULTS.sampling.cfg);
+  if (params.has('cfg')) weight.value = params.get('cfg')!;
+  const wanted = params.get('class');
+  if (wanted !== null && wanted.trim() !== '') {
+    // as --class takes it: a name, an index, or all (one row per class here)
+    const [index, more] = parseClasses(web.record, wanted);
+    if (wanted.trim() === 'all') picker.value = EVERY_CLASS;
+    else if (more === undefined) picker.value = String(index);
+    else throw new Error(`?class=${wanted}: the page draws one class, or all`);
+  }
+  const update = () => {
+    weight.disabled = picker.value === ''; // as --cfg weighs only the classes drawn
+    $('n-label').textContent = picker.value === EVERY_CLASS ? 'per class' : 'images';
+  };
+  picker.onchange = update;
+  update();
+  $('class-label').hidden = false;
+  $('cfg-label').hidden = false;
 }
 
 async function main(): Promise<void> {
@@ -117,6 +202,7 @@ async function main(): Promise<void> {
   samplerSelect.value = params.get('sampler') ?? web.record.sampling.sampler;
   if (!params.has('steps') && web.record.sampling.steps) $<HTMLInputElement>('steps').value = String(web.record.sampling.steps);
   $('info').textContent = describe(web);
+  classControls(web);
   const backend = await startBackend(params.get('backend') ?? 'auto');
   document.body.dataset.backend = backend;
   let model = loadedModel(web.record.model, web, weights);

@@ -1,7 +1,9 @@
 /**
  * `diffuse export --web` in a real browser (Debian's chromium, driven by puppeteer-core): the page
  * samples with the cpu backend exactly as `diffuse sample --backend cpu` does for the same seed, for
- * the fully connected model and an RGB U-net, and the WebGL and wasm paths draw grids of the right size.
+ * the fully connected model and an RGB U-net, and the WebGL and wasm paths draw grids of the right size;
+ * a class-conditional model's page samples by the class and guidance weight picked in it as
+ * `diffuse sample --class --cfg` does, and an unconditional model's page has no class picker.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Browser } from 'puppeteer-core';
+import { DEFAULTS } from '../../src/config/defaults';
 import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
 import { launchBrowser, skipWithoutChromium } from '../browser';
 
@@ -42,14 +45,50 @@ function serve(dir: string): Promise<string> {
   });
 }
 
-/** Opens the page with `query`, waits for the grid, and returns it as RGB bytes with what the page said. */
-async function pageGrid(url: string, query: string) {
+/** The class controls as the page shows them: the picker's options (null: no picker) and the guidance weight. */
+const CLASS_CONTROLS = `(() => {
+  const picker = document.getElementById('class');
+  const shown = (el) => !!el && el.getClientRects().length > 0;
+  return { picker: picker ? Array.from(picker.options).map((o) => o.textContent) : null, shown: shown(picker), cfg: document.getElementById('cfg')?.value ?? null, cfgShown: shown(document.getElementById('cfg')) };
+})()`;
+
+interface ClassControls {
+  picker: string[] | null;
+  shown: boolean;
+  cfg: string | null;
+  cfgShown: boolean;
+}
+
+/**
+ * Opens the page with `query`, waits for the grid, and returns it as RGB bytes with what the page said.
+ * With `controls` (element id → value, e.g. class and cfg), it sets them in the page as a user would and
+ * presses Sample, instead of running at once; `classControls` is what the page showed before.
+ */
+async function pageGrid(url: string, query: string, controls?: Record<string, string>) {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${url}?${query}&autorun=1`);
+  await page.goto(`${url}?${query}${controls ? '' : '&autorun=1'}`);
   // (page code as strings: it runs in the browser, not under this file's Node types)
+  let classControls: ClassControls | undefined;
+  if (controls) {
+    await page.waitForFunction(`['ready', 'error'].includes(document.body.dataset.state)`, { timeout: 180_000 });
+    classControls = (await page.evaluate(CLASS_CONTROLS)) as ClassControls;
+    for (const [id, value] of Object.entries(controls)) {
+      const set = (await page.evaluate(`(() => {
+        const el = document.getElementById(${JSON.stringify(id)});
+        if (!el) return null;
+        el.value = ${JSON.stringify(value)};
+        el.dispatchEvent(new Event('input', { bubbles: true }));
+        el.dispatchEvent(new Event('change', { bubbles: true }));
+        return el.value;
+      })()`)) as string | null;
+      assert.equal(set, value, `the page's #${id} takes ${value}`);
+    }
+    await page.click('#run');
+  }
   await page.waitForFunction(`['done', 'error'].includes(document.body.dataset.state)`, { timeout: 180_000 });
+  classControls ??= (await page.evaluate(CLASS_CONTROLS)) as ClassControls;
   const r = (await page.evaluate(`(() => {
     const canvas = document.getElementById('grid');
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
@@ -59,7 +98,7 @@ async function pageGrid(url: string, query: string) {
   assert.equal(r.state, 'done', `${r.status} ${errors.join('; ')}`);
   const rgb = Buffer.alloc(r.width * r.height * 3);
   for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
-  return { ...r, rgb };
+  return { ...r, rgb, classControls };
 }
 
 /** The grid `diffuse sample` writes, as RGB bytes. */
@@ -91,6 +130,8 @@ test('a fully connected model samples in Chromium as in Node (cpu, same seed); W
   const inBrowser = await pageGrid(url, 'backend=cpu&seed=3&n=6&steps=8');
   assert.equal(inBrowser.backend, 'cpu');
   assert.match(inBrowser.info, /fully connected U-net, width 64; .*trained 2 epochs on MNIST/);
+  assert.doesNotMatch(inBrowser.info, /classes/);
+  assert.deepEqual(inBrowser.classControls, { picker: null, shown: false, cfg: null, cfgShown: false }, 'an unconditional model: no class picker, no guidance weight');
   assertSameGrid(inBrowser, await nodeGrid(ckpt, ['--seed', '3', '--n', '6', '--steps', '8']), 'dpmpp-2m');
   const ddim = await pageGrid(url, 'backend=cpu&seed=4&n=4&sampler=ddim&steps=5');
   assertSameGrid(ddim, await nodeGrid(ckpt, ['--seed', '4', '--n', '4', '--sampler', 'ddim', '--steps', '5']), 'ddim');
@@ -136,6 +177,58 @@ test('an RGB U-net exports and samples in Chromium as in Node, also guided by it
   assert.notDeepEqual(nodeGuided.rgb, (await nodeGrid(ckpt, ['--seed', '1', '--n', '4', '--steps', '3'])).rgb, 'guidance changed nothing');
   // ?guidance=1 is the model alone
   assertSameGrid(await pageGrid(guidedUrl, 'backend=cpu&seed=1&n=4&steps=3&guidance=1'), g, 'guidance 1');
+});
+
+test('a class-conditional model samples in Chromium by the class and guidance weight picked, as sample --class --cfg does', { skip, timeout: 400_000 }, async () => {
+  const dir = tempDir();
+  const images = path.join(dir, 'images');
+  // three classes (subfolders) of plain colours with a faint stripe, easy to tell apart after a few seconds
+  const colours: Record<string, number[]> = { dark: [40, 20, 10], light: [220, 200, 240], red: [200, 30, 40] };
+  for (const [name, rgb] of Object.entries(colours)) {
+    fs.mkdirSync(path.join(images, name), { recursive: true });
+    for (let i = 0; i < 4; i++) {
+      const pixels = Buffer.alloc(16 * 16 * 3);
+      for (let p = 0; p < 16 * 16; p++) for (let c = 0; c < 3; c++) pixels[p * 3 + c] = rgb[c] + ((p + i) % 5) * 3;
+      await sharp(pixels, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(path.join(images, name, `i${i}.png`));
+    }
+  }
+  const ckpt = path.join(dir, 'ckpt');
+  // raw v-predicting weights: after 60 steps the classes (and w) already change most of each image
+  const train = runCli(['train', '--model', 'fc', '--width', '64', '--data', images, '--image-size', '16', '--conditional', '--epochs', '20', '--batch-size', '4', '--ema', '0', '--warmup', '0', '--prediction', 'v', '--backend', 'cpu', '--out', ckpt]);
+  assert.equal(train.status, 0, train.stderr);
+  const site = path.join(dir, 'site');
+  const ex = runCli(['export', '--checkpoint', ckpt, '--web', site]);
+  assert.equal(ex.status, 0, ex.stderr);
+  const url = await serve(site);
+  const common = ['--seed', '1', '--n', '4', '--steps', '6'];
+  const query = 'backend=cpu&seed=1&n=4&steps=6';
+
+  // a class (index 1: light) and a weight, picked in the page
+  const light = await pageGrid(url, query, { class: '1', cfg: '3' });
+  assert.deepEqual(light.classControls, { picker: ['any (unconditional)', 'dark', 'light', 'red', 'one row per class'], shown: true, cfg: String(DEFAULTS.sampling.cfg), cfgShown: true });
+  assert.match(light.info, /conditional on 3 classes \(dark, light, red\)/);
+  assert.match(light.status, /^cpu: 4 images, class light \(guidance 3\), ddim 6 steps, seed 1/);
+  const nodeLight = await nodeGrid(ckpt, [...common, '--class', '1', '--cfg', '3']);
+  assertSameGrid(light, nodeLight, 'class light, w 3');
+  // the test can tell: another weight, another class, and no class all draw other grids
+  for (const other of [['--class', 'light', '--cfg', '1'], ['--class', 'red', '--cfg', '3'], []]) {
+    const g = await nodeGrid(ckpt, [...common, ...other]);
+    let far = 0;
+    for (let i = 0; i < g.rgb.length; i++) if (Math.abs(g.rgb[i] - nodeLight.rgb[i]) > 1) far++;
+    assert.ok(far / g.rgb.length > 0.1, `${other.join(' ') || 'unconditional'}: only ${((100 * far) / g.rgb.length).toFixed(2)}% of values differ from --class light --cfg 3`);
+  }
+
+  // "any (unconditional)": no labels, the model's own "no class", as sample without --class
+  assertSameGrid(await pageGrid(url, query, { class: '', cfg: '3' }), await nodeGrid(ckpt, common), 'unconditional');
+
+  // one row per class: the images field counts each class's, the default weight
+  const rows = await pageGrid(url, 'backend=cpu&seed=2&n=2&steps=6', { class: '*' });
+  assert.match(rows.status, new RegExp(`^cpu: 6 images, 2 of each class \\(guidance ${DEFAULTS.sampling.cfg}\\)`));
+  assertSameGrid(rows, await nodeGrid(ckpt, ['--seed', '2', '--steps', '6', '--class', 'all', '--per-class', '2']), 'one row per class');
+
+  // ?class= and ?cfg= as --class and --cfg take them
+  const byUrl = await pageGrid(url, `${query}&class=red&cfg=1.5`);
+  assertSameGrid(byUrl, await nodeGrid(ckpt, [...common, '--class', 'red', '--cfg', '1.5']), '?class=red&cfg=1.5');
 });
 
 test('export and serve refuse what they cannot use', () => {
