@@ -1,4 +1,7 @@
-/** `diffuse evaluate`: FD, confidence and coverage of samples, judged by the project's digit classifier. */
+/**
+ * `diffuse evaluate`: FD, confidence and coverage of samples, judged by the project's digit classifier;
+ * for a conditional checkpoint, the same number of samples of each class and their class accuracy.
+ */
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
 import { OptionError, UserError } from '../../errors';
@@ -8,7 +11,8 @@ import { readSamples } from '../../eval/sampleFiles';
 import { Guide, checkGuide, guideFrom, sampleCheckpoint } from '../../pipeline';
 import { createProgress, samplingProgress } from '../../progress';
 import { backendOption, guidedBy, integer, samplerOptions } from '../options';
-import { SamplerChoices, samplerSettings } from '../../config/sampling';
+import { SamplerChoices, parseClasses, samplerSettings } from '../../config/sampling';
+import { FOLDER_CLASS_ACCURACY, PerClassSplit, classAccuracy, classAccuracyLines, predictedLabels, splitDescription, splitPerClass } from '../../eval/classAccuracy';
 import { RunRecord } from '../../config/runRecord';
 import { loadTrainingData } from '../../data/dataset';
 import { scoreAgainstData, toUnit } from '../../eval/imageSet';
@@ -30,7 +34,7 @@ export function evaluateCommand(): Command {
   return command
     .option('--json', 'print the figures as one JSON object', false)
     .addOption(backendOption())
-    .addHelpText('after', '\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json')
+    .addHelpText('after', "\nA conditional checkpoint draws --n divided equally among its classes (--class: some of them) with classifier-free guidance (--cfg), and MNIST's also report class accuracy: the share of samples of each class that the digit classifier labels as that class.\n\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --checkpoint runs/conditional --n 1000 --cfg 3\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json")
     .action(async (opts) => {
       if (opts.nearest) {
         // The same checks as sample --out: a format diffuse writes, in a folder that takes files.
@@ -38,30 +42,50 @@ export function evaluateCommand(): Command {
         checkOutputFile(opts.nearest);
       }
       if (opts.samples && (opts.data || opts.nearest)) throw new UserError('--data and --nearest compare a checkpoint\'s samples with its training folder; --samples scores digits');
+      if (opts.samples && (opts.class !== undefined || opts.perClass !== undefined || opts.cfg !== undefined)) throw new UserError('--class, --per-class and --cfg choose how a conditional checkpoint is sampled; --samples scores images already drawn');
       await selectBackend(opts.backend as BackendChoice);
+      let checkpoint: RunRecord | null = null;
       if (!opts.samples) {
-        const record = loadCheckpointRecord(opts.checkpoint);
-        if (record.data.dataset === 'folder') return evaluateFolderModel(opts, record);
+        checkpoint = loadCheckpointRecord(opts.checkpoint);
+        if (checkpoint.data.dataset === 'folder') return evaluateFolderModel(opts, checkpoint);
       }
       if (opts.data || opts.nearest) throw new UserError('--data and --nearest are for models trained on a folder of images; this checkpoint trained on MNIST');
       let images: Float32Array;
       let n: number;
       let sampling: SamplingRecord | null = null;
+      // A conditional checkpoint's samples: the digit each was drawn as, and how --n was divided.
+      let drawn: { digits: Int32Array; split: PerClassSplit; classes: string[] } | null = null;
       if (opts.samples) {
         ({ images, n } = await readSamples(opts.samples));
         if (n < 2) throw new UserError(`${opts.samples} holds ${n} image(s); at least 2 are needed for a covariance`);
       } else {
-        n = opts.n;
+        const draw = classDraw(checkpoint!, opts);
+        n = draw ? draw.split.n : opts.n;
         const started = Date.now();
-        const { images: sampled, record, settings } = sampleCheckpoint(opts.checkpoint, n, { ...opts, progress: samplingProgress() }, mnistFrame);
+        const { images: sampled, record, settings, labels } = sampleCheckpoint(opts.checkpoint, n, { ...opts, ...classChoices(draw, opts), progress: samplingProgress() }, (r) => {
+          mnistFrame(r);
+          checkClassesKept(checkpoint!, r, opts.checkpoint);
+        });
         sampling = samplingRecord(settings, (Date.now() - started) / 1000);
         images = asDigits(record, sampled, n);
+        if (draw) {
+          // MNIST's classes are the digits by name ('0'..'9'), which the classifier's labels are.
+          const names = record.data.classes;
+          drawn = { digits: Int32Array.from(labels!, (k) => Number(names[k])), split: draw.split, classes: draw.classes.map((k) => names[k]) };
+        }
       }
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
       const reference = testReference(classifier, n);
       const samples = score(classifier, images, n, reference);
+      const accuracy = drawn ? classAccuracy(predictedLabels(classifier.classify(images, n).probabilities, n), drawn.digits, DIGITS) : null;
       const floor = floorScores(classifier, n, reference);
-      const result = { samples, floor, classifierTestAccuracy: classifier.testAccuracy, ...(sampling ? { sampling } : {}) };
+      const result = {
+        samples,
+        floor,
+        classifierTestAccuracy: classifier.testAccuracy,
+        ...(sampling ? { sampling } : {}),
+        ...(drawn ? { classDraw: classDrawRecord(drawn.split, drawn.classes), classAccuracy: accuracy } : {}),
+      };
       classifier.dispose();
       if (opts.json) {
         process.stdout.write(JSON.stringify(result) + '\n');
@@ -79,51 +103,108 @@ export function evaluateCommand(): Command {
           `${prefix}max_brightness ${s.maxBrightness.toFixed(4)}`,
         ];
       const how = sampling ? [samplingLine(sampling)] : [];
-      process.stdout.write([`n ${n}`, ...how, ...lines('', samples), ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
+      const count = drawn ? `n ${n} (${splitDescription(drawn.split)})` : `n ${n}`;
+      const classLines = accuracy ? classAccuracyLines(accuracy) : [];
+      process.stdout.write([count, ...how, ...lines('', samples), ...classLines, ...lines('floor_', floor), `classifier_test_accuracy ${classifier.testAccuracy.toFixed(4)}`].join('\n') + '\n');
     });
 }
 
-/** How the scored samples were drawn, as the JSON output records it. */
+/** How the scored samples were drawn, as the JSON output records it (a conditional checkpoint's: the classes drawn and classifier-free guidance's w). */
 interface SamplingRecord {
   sampler: string;
   steps: number | null;
   guide?: Guide;
+  classes?: string[];
+  cfg?: number;
   seconds: number;
 }
 
-function samplingRecord(settings: { sampler: string; steps?: number; guide?: Guide }, seconds: number): SamplingRecord {
-  return { sampler: settings.sampler, steps: settings.steps ?? null, ...(settings.guide ? { guide: settings.guide } : {}), seconds };
+function samplingRecord(settings: { sampler: string; steps?: number; guide?: Guide; classes?: string[]; cfg?: number }, seconds: number): SamplingRecord {
+  return {
+    sampler: settings.sampler,
+    steps: settings.steps ?? null,
+    ...(settings.guide ? { guide: settings.guide } : {}),
+    ...(settings.classes ? { classes: settings.classes, cfg: settings.cfg } : {}),
+    seconds,
+  };
 }
 
 function samplingLine(s: SamplingRecord): string {
-  return `sampler ${s.sampler}${s.steps ? ` ${s.steps} steps` : ''}${guidedBy(s)}, ${s.seconds.toFixed(1)} s`;
+  const classes = s.classes ? `, classes ${s.classes.join(',')} (cfg ${s.cfg})` : '';
+  return `sampler ${s.sampler}${s.steps ? ` ${s.steps} steps` : ''}${guidedBy(s)}${classes}, ${s.seconds.toFixed(1)} s`;
+}
+
+/** The fewest samples a conditional draw may have: KID compares subsets of half of them, of at least 2. */
+const FEWEST = 4;
+
+const DIGITS = Array.from({ length: 10 }, (_, d) => String(d));
+
+interface ClassOptions {
+  n: number;
+  class?: string;
+  perClass?: number;
+}
+
+/**
+ * What a conditional checkpoint draws: the classes --class names (default all), the same number of
+ * each (--per-class, else --n divided among them, rounded down); null for an unconditional one.
+ */
+function classDraw(record: RunRecord, opts: ClassOptions): { spec: string; classes: number[]; split: PerClassSplit } | null {
+  if (record.model.classes === 0) return null;
+  const spec = opts.class ?? 'all';
+  const classes = parseClasses(record, spec);
+  const twice = classes.find((k, i) => classes.indexOf(k) !== i);
+  if (twice !== undefined) throw new OptionError('class', `${spec}: names class ${record.data.classes[twice]} twice; evaluate draws the same number of each class`);
+  const n = opts.perClass !== undefined ? opts.perClass * classes.length : opts.n;
+  if (opts.perClass !== undefined && n < FEWEST) throw new OptionError('perClass', `${opts.perClass} of ${classes.length} class${classes.length === 1 ? '' : 'es'} draws ${n} image${n === 1 ? '' : 's'}; at least ${FEWEST} are needed`);
+  const split = splitPerClass(n, classes.length, FEWEST);
+  return { spec, classes, split };
+}
+
+/** The sampler choices that draw `draw` (an unconditional checkpoint's: --class as given, which it refuses). */
+function classChoices(draw: ReturnType<typeof classDraw>, opts: ClassOptions): Pick<SamplerChoices, 'classes' | 'perClass'> {
+  return draw ? { classes: draw.spec, perClass: draw.split.perClass } : { classes: opts.class };
+}
+
+/** The checkpoint read again to sample (it may have been replaced meanwhile) must have the classes its draw was planned for. */
+function checkClassesKept(planned: RunRecord, now: RunRecord, dir: string): void {
+  const a = JSON.stringify(planned.data.classes), b = JSON.stringify(now.data.classes);
+  if (planned.model.classes !== now.model.classes || a !== b) throw new UserError(`${dir} changed while it was being evaluated: its classes are now ${now.data.classes.join(', ') || 'none'}, not ${planned.data.classes.join(', ') || 'none'}`);
+}
+
+/** How a conditional checkpoint's samples were divided, as the JSON output records it. */
+function classDrawRecord(split: PerClassSplit, classes: string[]) {
+  return { classes, perClass: split.perClass, n: split.n, requestedN: split.requested };
 }
 
 /**
  * The scores of a folder model's samples against its training images (src/eval/imageSet.ts). The
  * options and the images to compare with are checked before sampling, so a bad --data fails at once.
  */
-async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; n: number; data?: string; nearest?: string; json: boolean }, checkpoint: RunRecord): Promise<void> {
+async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { checkpoint: string; data?: string; nearest?: string; json: boolean }, checkpoint: RunRecord): Promise<void> {
   samplerSettings(checkpoint, opts);
+  const draw = classDraw(checkpoint, opts);
+  const n = draw ? draw.split.n : opts.n;
   const guide = guideFrom(opts);
   if (guide) checkGuide(checkpoint, loadCheckpointRecord(guide.checkpoint), guide.checkpoint);
   const dir = opts.data ?? checkpoint.data.path!;
   const data = await comparisonImages(checkpoint, dir, opts.data !== undefined);
   const started = Date.now();
   const { height, imageWidth, channels } = checkpoint.model;
-  const { images, settings } = sampleCheckpoint(opts.checkpoint, opts.n, { ...opts, progress: samplingProgress() }, (record) => {
+  const { images, settings } = sampleCheckpoint(opts.checkpoint, n, { ...opts, ...classChoices(draw, opts), progress: samplingProgress() }, (record) => {
     // The checkpoint read again to sample (it may have been replaced meanwhile) must make the images the data was loaded for.
     const m = record.model;
     if (m.height !== height || m.imageWidth !== imageWidth || m.channels !== channels) throw new UserError(`${opts.checkpoint} changed while it was being evaluated: it now makes ${m.height}x${m.imageWidth}x${m.channels} images, not ${height}x${imageWidth}x${channels}`);
+    checkClassesKept(checkpoint, record, opts.checkpoint);
   });
   const seconds = (Date.now() - started) / 1000;
   const dims = height * imageWidth * channels;
-  const samples = toUnit(images, opts.n, dims);
+  const samples = toUnit(images, n, dims);
   const train = toUnit(data.data, data.count, dims);
   const s = scoreAgainstData(samples, train, channels);
   if (opts.nearest) {
     // Pairs across: sample, its nearest training image; 8 pairs a row.
-    const pairs = Math.min(32, opts.n);
+    const pairs = Math.min(32, n);
     const tiles = new Float32Array(2 * pairs * dims);
     for (let i = 0; i < pairs; i++) {
       tiles.set(images.subarray(i * dims, (i + 1) * dims), 2 * i * dims);
@@ -143,6 +224,8 @@ async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; 
     trainPairDistance: s.trainPairDistance,
     colour: s.colour,
     sampling: samplingRecord(settings, seconds),
+    // No classifier of a folder's classes yet: the class accuracy is named, and missing.
+    ...(draw ? { classDraw: classDrawRecord(draw.split, draw.classes.map((k) => checkpoint.data.classes[k])), classAccuracy: null, classAccuracyMissing: FOLDER_CLASS_ACCURACY } : {}),
   };
   if (opts.json) {
     process.stdout.write(JSON.stringify(result) + '\n');
@@ -151,13 +234,14 @@ async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; 
   const list = (v: number[]) => v.map((x) => x.toFixed(3)).join(',');
   process.stdout.write(
     [
-      `n ${s.n} (against ${data.count} training images in ${dir})`,
+      `n ${s.n} (${draw ? `${splitDescription(draw.split)}; ` : ''}against ${data.count} training images in ${dir})`,
       samplingLine(samplingRecord(settings, seconds)),
       `copies ${s.copies.toFixed(4)} (samples within ${s.threshold.toFixed(4)} of a training image: nearer than 99% of training images are to their nearest other one)`,
       `nearest_train_distance ${s.sampleToTrain.toFixed(4)} (training images to their nearest other one: ${s.trainToTrain.toFixed(4)}; RMS per pixel, 0..1)`,
       `diversity ${s.diversity.toFixed(4)} (mean distance between samples ${s.samplesPairDistance.toFixed(4)} / between training images ${s.trainPairDistance.toFixed(4)})`,
       `colour_mean ${list(s.colour.samples.mean)} (data ${list(s.colour.data.mean)})`,
       `colour_std ${list(s.colour.samples.std)} (data ${list(s.colour.data.std)})`,
+      ...(draw ? [`class accuracy: ${FOLDER_CLASS_ACCURACY}`] : []),
       ...(opts.nearest ? [`wrote ${opts.nearest} (each sample, then its nearest training image)`] : []),
     ].join('\n') + '\n',
   );
@@ -167,7 +251,9 @@ async function evaluateFolderModel(opts: SamplerChoices & { checkpoint: string; 
 async function comparisonImages(record: RunRecord, dir: string, given: boolean) {
   let data: Awaited<ReturnType<typeof loadTrainingData>>;
   try {
-    data = await loadTrainingData({ ...record.data, path: dir, limit: 0 }, (m) => process.stderr.write(`diffuse: ${m}\n`));
+    // A folder given for a conditional model is only images to compare with: read without classes, it need not hold class subfolders.
+    const classes = given ? { conditional: false, classes: [] } : {};
+    data = await loadTrainingData({ ...record.data, path: dir, limit: 0, ...classes }, (m) => process.stderr.write(`diffuse: ${m}\n`));
   } catch (e) {
     if (!(e instanceof OptionError && e.option === 'data')) throw e;
     const why = e.detail.startsWith(`${dir}: `) ? e.detail.slice(dir.length + 2) : e.detail;
