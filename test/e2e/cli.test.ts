@@ -6,9 +6,30 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
 import { frameSteps } from '../../src/io/reverseProcess';
+import { loadCheckpoint } from '../../src/io/checkpoint';
+import { readHistory } from '../../src/report/history';
 import { RUN_RECORD_VERSION } from '../../src/config/runRecord';
 
 const SMALL = ['--limit', '256', '--width', '64', '--batch-size', '64'];
+
+/**
+ * The exit code of a training stopped by Ctrl-C or SIGTERM after saving the steps it took: what src does
+ * today (src/cli/options.ts, EXIT.stopped), and what docs/design.md must say. Change all three together.
+ */
+const STOPPED_EXIT = 3;
+/** A second Ctrl-C quits at once (docs/design.md). */
+const SECOND_CTRL_C_EXIT = 130;
+
+/** Starts `diffuse args`; `onStderr` sees all of stderr so far at each chunk. Resolves at exit. */
+function startCli(args: string[], onStderr: (stderr: string, child: ReturnType<typeof spawn>) => void = () => {}) {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    onStderr(stderr, child);
+  });
+  return new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
+}
 
 test('train one epoch, then sample 4 images into a valid 2x2 PNG grid', async () => {
   const dir = tempDir();
@@ -58,21 +79,17 @@ test('Ctrl-C in the middle of an epoch saves the steps taken; resume repeats the
   const dir = tempDir();
   // 4096 images in batches of 16: 256 steps an epoch, so the interrupt lands inside the first epoch.
   const run = ['--limit', '4096', '--width', '64', '--batch-size', '16', '--recipe', 'seed'];
-  const child = spawn(process.execPath, [BIN, 'train', '--epochs', '1000', ...run, '--out', dir], { cwd: ROOT });
-  let stderr = '';
-  const code = await new Promise<number | null>((resolve) => {
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      if (/^training /m.test(stderr) && !child.killed) child.kill('SIGINT');
-    });
-    child.on('exit', (c) => resolve(c));
+  const { code, signal, stderr } = await startCli(['train', '--epochs', '1000', ...run, '--out', dir], (text, child) => {
+    if (/^training /m.test(text) && !child.killed) child.kill('SIGINT');
   });
-  assert.equal(code, 0, stderr);
-  assert.match(stderr, /interrupted in epoch 1 after \d+ images; saving/);
+  assert.equal(signal, null, stderr);
+  assert.equal(code, STOPPED_EXIT, stderr);
+  const images = Number(/interrupted in epoch 1 after (\d+) images; saving/.exec(stderr)?.[1]);
   const read = () => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
   const saved = read().training;
   assert.equal(saved.epoch, 0, 'the partial epoch is not counted');
   assert.ok(saved.step >= 1 && saved.step < 256, `steps saved: ${saved.step}`);
+  assert.equal(images, 16 * saved.step, 'whole steps: the images seen are the steps saved times the batch');
   assert.ok(!fs.existsSync(path.join(dir, '.diffuse.lock')), 'the lock is released');
   const s = runCli(['sample', '--checkpoint', dir, '--n', '1', '--steps', '2', '--out', path.join(dir, 'g.png')]);
   assert.equal(s.status, 0, s.stderr);
@@ -81,6 +98,64 @@ test('Ctrl-C in the middle of an epoch saves the steps taken; resume repeats the
   assert.match(resumed.stderr, /epochs 1\.\.1/);
   assert.equal(read().training.epoch, 1);
   assert.equal(read().training.step, saved.step + 256, 'the whole epoch is trained again after the saved steps');
+});
+
+test('SIGTERM finishes the step, saves the steps taken and exits with the stopped code; the run resumes from them', async () => {
+  const dir = tempDir();
+  const run = ['--limit', '4096', '--width', '64', '--batch-size', '16', '--recipe', 'seed', '--log-every', '1'];
+  const { code, signal, stderr } = await startCli(['train', '--epochs', '1000', ...run, '--out', dir], (text, child) => {
+    if (/^training /m.test(text) && !child.killed) child.kill('SIGTERM');
+  });
+  assert.equal(signal, null, `ended by itself, not by the signal: ${stderr}`);
+  assert.equal(code, STOPPED_EXIT, stderr);
+  assert.match(stderr, /stopping after this step/);
+  const images = Number(/interrupted in epoch 1 after (\d+) images; saving/.exec(stderr)?.[1]);
+  assert.match(stderr, /interrupted; checkpoint \(epoch 0\) in /);
+  const { meta, tensors } = loadCheckpoint(dir);
+  assert.equal(meta.training.epoch, 0);
+  assert.ok(meta.training.step >= 1 && meta.training.step < 256, `steps saved: ${meta.training.step}`);
+  assert.equal(images, 16 * meta.training.step, 'whole steps: the images seen are the steps saved times the batch');
+  assert.ok(tensors.size > 0);
+  // The history has a row for each step taken (--log-every 1), the last the step saved.
+  const steps = readHistory(dir).filter((r) => r.kind === 'steps').map((r) => r.step);
+  assert.deepEqual(steps, Array.from({ length: meta.training.step }, (_, i) => i + 1));
+  assert.ok(!fs.existsSync(path.join(dir, '.diffuse.lock')), 'the lock is released');
+  const resumed = runCli(['train', '--epochs', '1', '--resume', '--out', dir]);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.equal(loadCheckpoint(dir).meta.training.step, meta.training.step + 256);
+});
+
+/** Whether a SIGINT sent to `pid` is still pending, not yet taken by the process (Linux: /proc/PID/status). */
+function sigintPending(pid: number): boolean {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return ['SigPnd', 'ShdPnd'].some((field) => (BigInt(`0x${new RegExp(`^${field}:\\s*([0-9a-f]+)`, 'm').exec(status)![1]}`) & 2n) !== 0n);
+}
+
+test('a second Ctrl-C quits without saving, with exit 130; the folder stays usable', async () => {
+  const dir = tempDir();
+  // The default U-net at batch 64: a step takes about half a second, the first longer. Ctrl-C is noticed
+  // between steps (a step runs to its end), so both presses land within the first step.
+  let pressed = false;
+  const { code, signal, stderr } = await startCli(['train', '--model', 'unet', '--limit', '256', '--batch-size', '64', '--epochs', '1', '--out', dir], (text, child) => {
+    if (pressed || !/^training /m.test(text)) return;
+    pressed = true;
+    child.kill('SIGINT');
+    // The second once the first has been taken (two pending at once would arrive as one).
+    const again = async () => {
+      while (child.exitCode === null && sigintPending(child.pid!)) await new Promise((r) => setTimeout(r, 2));
+      if (child.exitCode === null) child.kill('SIGINT');
+    };
+    void again();
+  });
+  assert.equal(signal, null, stderr);
+  assert.equal(code, SECOND_CTRL_C_EXIT, stderr);
+  assert.match(stderr, /stopping after this step/);
+  assert.doesNotMatch(stderr, /interrupted in epoch|checkpoint \(epoch/, 'it did not save');
+  assert.ok(!fs.existsSync(path.join(dir, 'checkpoint.json')), 'no checkpoint: it quit inside the first epoch');
+  assert.ok(!fs.existsSync(path.join(dir, '.diffuse.lock')), 'the lock is released');
+  const again = runCli(['train', '--model', 'unet', '--base-channels', '8', '--channel-mults', '1,2', '--attention', '16', '--limit', '64', '--epochs', '1', '--out', dir]);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(loadCheckpoint(dir).meta.training.epoch, 1);
 });
 
 test('a non-finite loss stops training with a clear message and keeps the last good checkpoint', () => {
@@ -172,15 +247,28 @@ test('--recipe seed trains the blog post\'s recipe, the default recipe its own; 
   // --keep-every leaves a loadable copy of each epoch's checkpoint
   assert.equal(read(path.join(defDir, 'epoch-0001')).training.epoch, 1);
   assert.equal(read(path.join(defDir, 'epoch-0002')).training.epoch, 2);
-  // sample follows the checkpoint's sampler (neither recipe clamps x̂0) unless told otherwise
-  const grid = (name: string, ...flags: string[]) => {
+  // sample clamps x̂0 as the checkpoint's record says (neither recipe does) unless told otherwise
+  const grid = (checkpoint: string, name: string, ...flags: string[]) => {
     const file = path.join(defDir, name);
-    assert.equal(runCli(['sample', '--checkpoint', path.join(defDir, 'epoch-0001'), '--n', '2', '--out', file, ...flags]).status, 0);
+    const s = runCli(['sample', '--checkpoint', checkpoint, '--n', '2', '--out', file, ...flags]);
+    assert.equal(s.status, 0, s.stderr);
     return fs.readFileSync(file);
   };
+  const epoch1 = path.join(defDir, 'epoch-0001');
   assert.equal(def.sampling.clipDenoised, false);
-  assert.deepEqual(grid('recipe.png'), grid('plain.png', '--no-clip-denoised'));
-  assert.notDeepEqual(grid('recipe.png'), grid('clip.png', '--clip-denoised'));
+  assert.equal(read(epoch1).sampling.clipDenoised, false);
+  const unclamped = grid(epoch1, 'recipe.png');
+  const clamped = grid(epoch1, 'clip.png', '--clip-denoised');
+  assert.notDeepEqual(unclamped, clamped, 'clamping changes this barely trained model\'s samples');
+  assert.deepEqual(grid(epoch1, 'plain.png', '--no-clip-denoised'), unclamped);
+  // The default is the record's: the same checkpoint recorded with clamping on samples clamped unless told not to.
+  const clampingRecord = path.join(tempDir(), 'clamping');
+  fs.cpSync(epoch1, clampingRecord, { recursive: true });
+  const flipped = read(clampingRecord);
+  flipped.sampling.clipDenoised = true;
+  fs.writeFileSync(path.join(clampingRecord, 'checkpoint.json'), JSON.stringify(flipped, null, 2));
+  assert.deepEqual(grid(clampingRecord, 'recorded-clip.png'), clamped);
+  assert.deepEqual(grid(clampingRecord, 'recorded-clip-off.png', '--no-clip-denoised'), unclamped);
   const mixed = tempDir();
   assert.equal(runCli(['train', '--epochs', '1', ...SMALL, '--recipe', 'seed', '--ema', '0.99', '--lr-schedule', 'cosine', '--out', mixed]).status, 0);
   assert.equal(read(mixed).training.ema, 0.99);

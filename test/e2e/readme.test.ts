@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import sharp from 'sharp';
+import { GRID_GAP } from '../../src/io/grid';
 import { BIN, ROOT, tempDir } from '../helpers';
 
 /** Sets `--flag value` in args (replacing a given value), or appends it. */
@@ -31,6 +33,91 @@ function shrink(args: string[]): string[] {
   return args;
 }
 
+/** The value after `flag` in args, if any. */
+function flagValue(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** A checkpoint's record (checkpoint.json), after checking that the weights it names are there. */
+function checkpointIn(dir: string, what: string): { training: { epoch: number }; model: { height: number; imageWidth: number; channels: number }; weights: string } {
+  const file = path.join(dir, 'checkpoint.json');
+  assert.ok(fs.existsSync(file), `${what}: no checkpoint in ${dir}`);
+  const record = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const weights = path.join(dir, record.weights);
+  assert.ok(fs.existsSync(weights) && fs.statSync(weights).size > 1000, `${what}: the weights ${record.weights} are there`);
+  return record;
+}
+
+/** An image file of the format its extension names, side x side px (a grid of n tiles: 2x2 at n = 4). */
+async function assertImage(file: string, width: number, height: number, what: string, channels?: number): Promise<void> {
+  assert.ok(fs.existsSync(file), `${what}: wrote no ${file}`);
+  const meta = await sharp(file).metadata();
+  const format = { '.png': 'png', '.webp': 'webp', '.jpg': 'jpeg', '.gif': 'gif' }[path.extname(file).toLowerCase()];
+  assert.equal(meta.format, format, `${what}: ${file}'s format`);
+  assert.deepEqual([meta.width, meta.height], [width, height], `${what}: ${file}'s size`);
+  if (channels === 3) assert.ok(meta.channels! >= 3, `${what}: ${file} is in colour`);
+}
+
+/** The tiles side by side with GRID_GAP-px gaps. */
+const across = (tiles: number, side: number) => tiles * side + (tiles - 1) * GRID_GAP;
+
+/** What a README command (as run, shrunk) promises: its files there, of the right kind and size, and its figures. */
+async function assertOutputs(words: string[], cwd: string, stdout: string): Promise<void> {
+  const [command, ...args] = words;
+  const at = (p: string) => path.resolve(cwd, p);
+  const what = words.join(' ');
+  if (args.includes('--help') || command === '--help') {
+    assert.match(stdout, /Usage: diffuse/, what);
+    return;
+  }
+  if (command === 'train') {
+    const out = at(flagValue(args, '--out')!);
+    const record = checkpointIn(out, what);
+    assert.equal(record.training.epoch, Number(flagValue(args, '--epochs')), `${what}: epochs trained`);
+    for (const f of ['history.csv', 'report.html']) assert.ok(fs.existsSync(path.join(out, f)), `${what}: ${f}`);
+    if (flagValue(args, '--keep-every') === '1') assert.equal(checkpointIn(path.join(out, 'epoch-0001'), what).training.epoch, 1);
+    if (flagValue(args, '--sample-every') === '1') await assertImage(path.join(out, 'samples-epoch-0001.png'), across(8, record.model.imageWidth), across(8, record.model.height), what);
+  } else if (command === 'sample') {
+    const record = checkpointIn(at(flagValue(args, '--checkpoint')!), what);
+    const { height, imageWidth, channels } = record.model;
+    assert.equal(flagValue(args, '--n'), '4');
+    await assertImage(at(flagValue(args, '--out')!), across(2, imageWidth), across(2, height), what, channels);
+    const animation = flagValue(args, '--animate');
+    if (animation) {
+      await assertImage(at(animation), across(2, imageWidth), across(2, height), what);
+      assert.ok(((await sharp(at(animation)).metadata()).pages ?? 1) > 1, `${what}: ${animation} is animated`);
+    }
+    const trajectory = flagValue(args, '--trajectory');
+    if (trajectory) assert.ok((await sharp(at(trajectory)).metadata()).format === 'png', `${what}: ${trajectory}`);
+  } else if (command === 'denoise') {
+    const rows = flagValue(args, '--t')!.split(',').length;
+    await assertImage(at(flagValue(args, '--out')!), across(3, 28), across(rows, 28), what); // original | noised | denoised, a row per t
+  } else if (command === 'evaluate') {
+    const record = checkpointIn(at(flagValue(args, '--checkpoint')!), what);
+    if (record.model.channels === 1) {
+      assert.match(stdout, new RegExp(`^n ${flagValue(args, '--n')}$`, 'm'), what);
+      for (const key of ['fd', 'confidence', 'coverage']) assert.match(stdout, new RegExp(`^${key} \\d+\\.\\d+$`, 'm'), `${what}: ${key}`);
+    } else {
+      assert.match(stdout, /copies/, what);
+      assert.match(stdout, /diversity/, what);
+    }
+    const nearest = flagValue(args, '--nearest');
+    if (nearest) assert.equal((await sharp(at(nearest)).metadata()).format, 'png', `${what}: ${nearest}`);
+  } else if (command === 'export') {
+    const site = flagValue(args, '--web');
+    if (site) assert.match(fs.readFileSync(path.join(at(site), 'index.html'), 'utf8'), /<html/i, what);
+    const file = flagValue(args, '--safetensors');
+    if (file) {
+      const bytes = fs.readFileSync(at(file));
+      const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+      assert.ok(Object.keys(header).some((k) => k !== '__metadata__'), `${what}: tensors in ${file}`);
+    }
+  } else if (command === 'import') {
+    checkpointIn(at(flagValue(args, '--out')!), what);
+  }
+}
+
 const ICONS = '/usr/share/icons/oxygen/base/64x64';
 const hasTorchrun = spawnSync('torchrun', ['--help'], { stdio: 'ignore' }).status === 0;
 
@@ -49,6 +136,7 @@ test("the README's shell commands run (at test size)", { timeout: 300_000 }, asy
     .filter((l) => /^(diffuse |node scripts\/|PYTHONPATH=python torchrun )/.test(l));
   assert.ok(lines.length >= 10, `${lines.length} commands found`);
   const cwd = tempDir();
+  let checked = 0;
   for (const line of lines) {
     const why = missing(line);
     if (why) {
@@ -67,9 +155,20 @@ test("the README's shell commands run (at test size)", { timeout: 300_000 }, asy
       r = spawnSync(process.execPath, command, { cwd, encoding: 'utf8', timeout: 120_000 });
     }
     assert.equal(r.status, 0, `${line}\n(run as: ${command.slice(1).join(' ')})\n${r.stdout}\n${r.stderr}`);
+    if (words[0] === 'diffuse') await assertOutputs(command.slice(1), cwd, r.stdout);
+    else if (words[0] === 'node') {
+      const shapes = fs.readdirSync(path.join(cwd, words[2]));
+      assert.equal(shapes.length, 40, `${line}: ${shapes.length} files`);
+      await assertImage(path.join(cwd, words[2], shapes[0]), 32, 32, line, 3);
+    } else {
+      const trained = path.resolve(cwd, flagValue(words, '--out')!);
+      assert.ok(fs.existsSync(trained) && fs.statSync(trained).size > 1000, `${line}: wrote ${trained}`);
+    }
+    checked++;
     t.diagnostic(`ok: ${line}`);
   }
-  assert.ok(fs.existsSync(path.join(cwd, 'shapes.webp')));
+  // Every command ran and its outputs were checked (the synopsis lines' help included).
+  assert.equal(checked, lines.filter((l) => !missing(l)).length);
 });
 
 test("`npx diffuse` in a checkout (the quickstart's next steps) leaves the native addon as npm built it", { timeout: 120_000 }, () => {

@@ -185,6 +185,75 @@ test('kill -9 at random moments, then --resume: the weights equal an uninterrupt
   assert.equal(new Set(steps).size, steps.length, 'no repeated step rows');
 });
 
+/** Byte-equal checkpoints: step, random stream, and every tensor (weights, Adam's moments, the average). */
+function assertSameCheckpoint(a: ReturnType<typeof loadCheckpoint>, b: ReturnType<typeof loadCheckpoint>): void {
+  assert.equal(b.meta.training.epoch, a.meta.training.epoch);
+  assert.equal(b.meta.training.step, a.meta.training.step);
+  assert.deepEqual(b.meta.training.rng, a.meta.training.rng);
+  assert.deepEqual([...b.tensors.keys()], [...a.tensors.keys()]);
+  const bytes = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  for (const [name, t] of a.tensors) assert.ok(bytes(t.values).equals(bytes(b.tensors.get(name)!.values)), `${name} differs`);
+}
+
+test('kill -9 during a U-net run on 2 worker threads (cosine rate, weight average, flips), then --resume: byte-equal to an uninterrupted run', { timeout: 300_000 }, async (t) => {
+  // 64 images in batches of 8: 8 steps an epoch, 12 epochs, a second or so of training.
+  const unet = ['--model', 'unet', '--base-channels', '8', '--channel-mults', '1,2', '--blocks', '1', '--attention', '16', '--limit', '64', '--batch-size', '8'];
+  const recipe = ['--lr-schedule', 'cosine', '--ema', '0.999', '--flip', '--seed', '7', '--log-every', '4'];
+  const EPOCHS = 12;
+  const args = [...unet, ...recipe, '--epochs', String(EPOCHS), '--workers', '2'];
+  const whole = tempDir();
+  const w = runCli(['train', ...args, '--out', whole]);
+  assert.equal(w.status, 0, w.stderr);
+  assert.match(w.stderr, /2 threads per batch/, 'the data-parallel path: two worker threads share each batch');
+  const a = loadCheckpoint(whole);
+  assert.equal(a.meta.training.ema, 0.999);
+  assert.equal(a.meta.training.lrSchedule?.kind, 'cosine');
+  assert.equal(a.meta.data.flip, true);
+  assert.ok([...a.tensors.keys()].some((k) => k.startsWith('ema/')) && [...a.tensors.keys()].some((k) => k.startsWith('adam/')));
+
+  // Each try is killed at a random moment after it has logged one to three more epochs (a kill can land
+  // in a step, in a save or between them), until four kills have landed; then the run goes to the end.
+  const dir = tempDir();
+  const moments = new Rng(13);
+  let kills = 0;
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const resume = fs.existsSync(path.join(dir, CHECKPOINT_FILE));
+    const run = start(['train', ...(resume ? ['--epochs', String(EPOCHS), '--resume', '--workers', '2'] : args), '--out', dir]);
+    if (kills < 4) {
+      const epochsToSee = 1 + moments.int(3);
+      const extraMs = 250 * moments.uniform();
+      let seen = 0;
+      let timer: NodeJS.Timeout | undefined;
+      run.child.stderr.on('data', (d) => {
+        seen += (String(d).match(/^epoch \d+\/\d+: loss/gm) ?? []).length;
+        if (seen >= epochsToSee && !timer) timer = setTimeout(() => run.child.kill('SIGKILL'), extraMs);
+      });
+      const end = await run.done;
+      clearTimeout(timer);
+      if (end.code === 0) break;
+      assert.equal(end.signal, 'SIGKILL', end.stderr);
+      if (resume) assert.match(end.stderr, /2 threads per batch/);
+      kills++;
+      if (fs.existsSync(path.join(dir, CHECKPOINT_FILE))) loadCheckpoint(dir); // loadable after every kill
+    } else {
+      const end = await run.done;
+      assert.equal(end.code, 0, end.stderr);
+      break;
+    }
+  }
+  assert.ok(kills >= 3, `only ${kills} kill(s) landed before the run finished`);
+  t.diagnostic(`${kills} kills`);
+  const b = loadCheckpoint(dir);
+  assert.equal(b.meta.training.epoch, EPOCHS);
+  assertSameCheckpoint(a, b);
+  assert.deepEqual(leftovers(dir), []);
+  assert.deepEqual(
+    readHistory(dir).filter((r) => r.kind === 'epoch').map((r) => [r.epoch, r.step, r.loss]),
+    readHistory(whole).filter((r) => r.kind === 'epoch').map((r) => [r.epoch, r.step, r.loss]),
+    'the same epoch losses',
+  );
+});
+
 test('a reader loading while a run saves many checkpoints never sees a half-written one', { timeout: 120_000 }, async () => {
   const dir = tempDir();
   // 2 steps an epoch: a save every few milliseconds

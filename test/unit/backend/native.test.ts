@@ -14,7 +14,8 @@ import { ROOT, tempDir } from '../../helpers';
 const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 import { geluLayerNorm, gelu, layerNorm } from '../../../src/models/layers';
 import { groupNorm, scaledSoftmax, selfAttention, silu, upsampleNearest } from '../../../src/models/convLayers';
-import { Adam, adamConfig } from '../../../src/optim/adam';
+import { Adam } from '../../../src/optim/adam';
+import { adamConfig } from '../../../src/config/defaults';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
 import { buildModel } from '../../../src/models/build';
@@ -161,7 +162,20 @@ test('the native Adam update matches the tfjs-op Adam', { skip }, () => {
     params.forEach((v) => v.dispose());
     return out;
   };
-  assertClose(run(BLAS_BACKEND), run('cpu'), 'adam', 1e-5);
+  const blas = run(BLAS_BACKEND);
+  const cpu = run('cpu');
+  assertClose(blas, cpu, 'adam', 1e-5);
+  // The update itself (3 steps of about the rate each), element by element, to a ten-thousandth of the
+  // largest (the weights' own float32 rounding is about 2e-7 here).
+  const start = [random([33, 17], 1).values, random([17], 2).values];
+  for (let i = 0; i < 2; i++) {
+    const update = (after: Float32Array) => Float64Array.from(after, (v, j) => v - start[i][j]);
+    const native = update(blas[i].values);
+    const reference = update(cpu[i].values);
+    const size = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(size > 1e-2 && size < 5e-2, `3 steps at 1e-2 move a weight by up to ${size}`);
+    native.forEach((v, j) => assert.ok(Math.abs(v - reference[j]) <= 1e-4 * size, `${i ? 'b' : 'w'}[${j}]: update ${v}, reference ${reference[j]}`));
+  }
 });
 
 function trainer(seed: number, ema = 0): Trainer {
@@ -202,7 +216,7 @@ test('a U-net trained on the fast path (Winograd and direct convolutions) and on
 test('the U-net\'s residual and attention blocks, each one recorded operation with its gradient written out on blas, have the op-by-op gradients of the cpu backend', { skip }, async () => {
   // Blocks with and without a skip convolution (16 → 32 → 32 channels, and the up path's concatenations),
   // attention at 4 px, 6x6 images cut into 3x3 (odd sides), 3 images with other timesteps.
-  const config = { kind: 'unet', height: 6, imageWidth: 6, channels: 1, baseChannels: 16, channelMults: [1, 2], blocksPerStage: 1, patchSize: 1, attentionResolutions: [3], groups: 8, heads: 4, outputNorm: false } as const;
+  const config = { kind: 'unet', classes: 0, height: 6, imageWidth: 6, channels: 1, baseChannels: 16, channelMults: [1, 2], blocksPerStage: 1, patchSize: 1, attentionResolutions: [3], groups: 8, heads: 4, outputNorm: false } as const;
   const rng = new Rng(8);
   const x = Float32Array.from({ length: 3 * 36 }, () => 2 * rng.uniform() - 1);
   const target = Float32Array.from({ length: 3 * 36 }, () => rng.normal());
@@ -228,20 +242,61 @@ test('the U-net\'s residual and attention blocks, each one recorded operation wi
   await tf.setBackend(BLAS_BACKEND);
 });
 
-test('the weights\' moving average on the fast path (in place) matches the plain path', { skip }, async () => {
+test('the weights\' moving average on the fast path (in place) is d·average + (1 − d)·weights after every step, and its updates match the plain path\'s', { skip }, async () => {
   const data = loadMnist('train', 128);
-  const averages = async (backend: string) => {
+  const DECAY = 0.9;
+  const run = async (backend: string) => {
     await tf.setBackend(backend);
-    const t = trainer(3, 0.9);
-    for (let i = 0; i < 4; i++) t.trainStep(data, Array.from({ length: 32 }, (_, j) => 32 * i + j));
-    const out = [...t.ema!.shadow.values(), ...t.model.variables.values()].map((v) => ({ shape: v.shape, values: v.dataSync().slice() as Float32Array }));
+    const t = trainer(3, DECAY);
+    const names = [...t.model.variables.keys()];
+    const values = (vars: ReadonlyMap<string, tf.Variable>) => names.map((n) => Float64Array.from(vars.get(n)!.dataSync()));
+    const initial = values(t.model.variables);
+    // The reference, in float64: the average starts at the weights, then after update s (1-based)
+    // average ← d·average + (1 − d)·weights with d = min(DECAY, (1 + s) / (10 + s)) (src/optim/ema.ts).
+    let expected = values(t.model.variables);
+    let error = 0;
+    let largestStep = 0;
+    for (let s = 1; s <= 4; s++) {
+      const before = values(t.model.variables);
+      t.trainStep(data, Array.from({ length: 32 }, (_, j) => 32 * (s - 1) + j));
+      const weights = values(t.model.variables);
+      const d = Math.min(DECAY, (1 + s) / (10 + s));
+      expected = expected.map((e, k) => e.map((v, j) => d * v + (1 - d) * weights[k][j]));
+      values(t.ema!.shadow).forEach((average, k) =>
+        average.forEach((v, j) => {
+          error = Math.max(error, Math.abs(v - expected[k][j]));
+          largestStep = Math.max(largestStep, Math.abs(weights[k][j] - before[k][j]));
+        }),
+      );
+    }
+    const out = { initial, weights: values(t.model.variables), average: values(t.ema!.shadow), error, largestStep };
     t.dispose();
     return out;
   };
-  const fast = await averages(BLAS_BACKEND);
-  assertClose(fast, await averages('cpu'), 'moving average and weights', 1e-3);
-  // The average is not the weights themselves (no storage shared with them).
-  assert.notDeepEqual(fast[0].values, fast[fast.length / 2].values);
+  const fast = await run(BLAS_BACKEND);
+  const plain = await run('cpu');
+  for (const [path, r] of [['fast', fast], ['plain', plain]] as const) {
+    // Adam at 1e-3 moves weights by about 1e-3 a step; the average is right to float32 rounding, far below that.
+    assert.ok(r.largestStep > 5e-4, `${path}: the weights moved by ${r.largestStep}`);
+    assert.ok(r.error < 1e-6, `${path} path: the average is off the reference by up to ${r.error}`);
+  }
+  // The two paths' updates (of the weights and of the average) agree to a thousandth of their size.
+  const relative = (what: 'weights' | 'average') => {
+    let diff = 0;
+    let size = 0;
+    fast[what].forEach((a, k) =>
+      a.forEach((v, j) => {
+        const reference = plain[what][k][j] - plain.initial[k][j];
+        diff += (v - fast.initial[k][j] - reference) ** 2;
+        size += reference ** 2;
+      }),
+    );
+    return Math.sqrt(diff / size);
+  };
+  for (const what of ['weights', 'average'] as const) assert.ok(relative(what) < 1e-3, `${what}: updates differ by ${relative(what)} of their size`);
+  // Both start from the same weights, and the average is not the weights themselves (no storage shared with them).
+  assert.deepEqual(fast.initial, plain.initial);
+  assert.notDeepEqual(fast.average[0], fast.weights[0]);
 });
 
 test('memory stays flat over training steps on the fast path', { skip }, async () => {

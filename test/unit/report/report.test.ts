@@ -27,10 +27,11 @@ test('the history reads back what was appended, scores included', () => {
   const back = readHistory(dir);
   assert.equal(back.length, 2);
   assert.deepEqual(back[0], row('steps', 1, 10, 0.5));
-  assert.equal(back[1].eval?.fd, 12.5);
-  assert.equal(back[1].eval?.kid, 0.0123);
-  assert.equal(back[1].eval?.confidence, 0.9);
-  assert.match(fs.readFileSync(path.join(dir, HISTORY_FILE), 'utf8').split('\n')[0], /^time,kind,epoch,step,loss/);
+  assert.deepEqual(back[1], row('epoch', 1, 20, 0.25, { fd: 12.5, kid: 0.0123, confidence: 0.9, coverage: 0.99 }));
+  const lines = fs.readFileSync(path.join(dir, HISTORY_FILE), 'utf8').split('\n');
+  assert.equal(lines[0], 'time,kind,epoch,step,loss,lr,samples_per_s,seconds,fd,kid,confidence,coverage');
+  assert.equal(lines[1], '2026-01-01T00:00:00.000Z,steps,1,10,0.500000,0.001000,1234.5,1.50,,,,');
+  assert.equal(lines[2], '2026-01-01T00:00:00.000Z,epoch,1,20,0.250000,0.001000,1234.5,1.50,12.500,0.01230,0.9000,0.9900');
 });
 
 test('a resumed history drops the rows past the checkpoint (work a crash lost); a new run starts empty', () => {
@@ -69,8 +70,10 @@ test('the report holds the epochs, scores, grids (relative links) and the config
   const record = resolveNewRun('default', { width: 64 });
   record.data.path = '<dir & "x">';
   const html = renderReport({ record, rows: [row('steps', 1, 10, 0.5), row('epoch', 1, 20, 0.25, { fd: 12.5, kid: 0.0123, confidence: 0.9, coverage: 0.99 })], grids: sampleGrids(dir), machine: 'test CPU' });
-  assert.match(html, /<td>1<\/td><td>20<\/td><td>0\.2500<\/td>/);
-  assert.match(html, /<td>12\.5<\/td><td>12\.30<\/td><td>0\.900<\/td><td>0\.990<\/td>/);
+  // One table row per epoch, every cell the row's figure: epoch, updates, loss, rate, samples/s, seconds, FD, KID x 1000, confidence, coverage.
+  assert.equal((html.match(/<tbody>[\s\S]*<\/tbody>/)![0].match(/<tr>/g) ?? []).length, 1);
+  assert.match(html, /<tr><td>1<\/td><td>20<\/td><td>0\.2500<\/td><td>0\.00100<\/td><td>1235<\/td><td>1\.5<\/td><td>12\.5<\/td><td>12\.30<\/td><td>0\.900<\/td><td>0\.990<\/td><\/tr>/);
+  assert.match(html, /<p id="summary">1 epoch, 20 updates, 0\.0 min of training, last epoch 1235 samples\/s, loss 0\.2500\. test CPU\.<\/p>/);
   assert.match(html, /<img src="samples-epoch-0001\.png"/);
   assert.match(html, /<tr><th>data\.path<\/th><td>&lt;dir &amp; &quot;x&quot;&gt;<\/td><\/tr>/);
   assert.match(html, /<tr><th>model\.kind<\/th><td>fc-unet<\/td><\/tr>/);
