@@ -180,3 +180,9 @@ test('a run that diverges stops with an error, not an exit-0 checkpoint, and a n
   assert.match(r.stderr, /diffuse: error: training stopped: the loss reached \S+ at step \d+: the run diverged/);
   assert.equal(fs.existsSync(out), false, `the failed run's folder is gone: ${fs.existsSync(out) ? fs.readdirSync(out).join(', ') : ''}`);
 });
+
+test('evaluate refuses fewer than 4 samples (KID compares subsets of two) before any work', () => {
+  const r = runCli(['evaluate', '--checkpoint', tempDir(), '--n', '3']);
+  assert.equal(r.status, USER_ERROR_EXIT);
+  assert.match(firstError(r.stderr), /^error: option '--n <count>' argument '3' is invalid\. expected an integer of at least 4/);
+});

@@ -25,7 +25,7 @@ export function evaluateCommand(): Command {
     .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, KID, precision, recall, confidence, coverage; a model trained on a folder against its images: copies of training images, diversity, colour")
     .option('--checkpoint <dir>', 'checkpoint to sample from', 'checkpoints')
     .option('--samples <file>', 'score these instead: a PNG grid from `diffuse sample` or a .npy uint8 [n, 28, 28]')
-    .option('--n <count>', 'images to generate, and real test images to compare with', integer(2), 1000)
+    .option('--n <count>', 'images to generate, and real test images to compare with', integer(4, 'an integer of at least 4 (KID compares subsets of two)'), 1000)
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
     .option('--batch-size <n>', 'images denoised together', integer(1), 250)
     .option('--data <dir>', "a folder model's training images to compare with (default: the folder it trained on, read as it was)")
