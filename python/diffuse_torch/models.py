@@ -1,6 +1,13 @@
 """The twins of diffuse's two denoisers (src/models/fcUnet.ts, src/models/unet.ts), built from a run
 record's model configuration. Module paths are diffuse's weight names with dots: `down1/block0/conv1/kernel`
-is `down1.block0.conv1.weight`, so a state_dict is what `diffuse export --safetensors` writes."""
+is `down1.block0.conv1.weight`, so a state_dict is what `diffuse export --safetensors` writes.
+
+A conditional model (its configuration's `classes` > 0) takes labels: forward(x, t_frac, labels) with
+labels [b] class indices (integers, or floats holding them), the index `classes` meaning "no class",
+and labels=None "no class" for every image (classifier-free guidance's unconditional half). The FC net
+takes the label's one-hot of classes + 1 beside t/T in its input; the U-net adds a learned vector per
+class, `classes_emb` (an nn.Embedding of classes + 1 rows, as lucidrains' denoising-diffusion-pytorch
+names it), to the time embedding before the SiLU that feeds its blocks."""
 import math
 
 import numpy as np
@@ -9,15 +16,30 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def class_labels(labels, batch, classes, device):
+    """[b] long class indices for the models: None is "no class" (the index `classes`) for all; floats are rounded down as diffuse's int cast; anything outside 0..classes is refused."""
+    if labels is None:
+        return torch.full((batch,), classes, dtype=torch.long, device=device)
+    labels = torch.as_tensor(labels, device=device)
+    if labels.shape != (batch,):
+        raise ValueError(f"labels have shape {tuple(labels.shape)}, the batch needs ({batch},)")
+    labels = labels.long()
+    if batch and (labels.min() < 0 or labels.max() > classes):
+        raise ValueError(f"labels must be class indices 0..{classes - 1}, or {classes} for no class")
+    return labels
+
+
 class FcUnet(nn.Module):
-    """The seed's fully connected U-net: [x, t/T] → w → w/2 → w/4 → w/2 → w → pixels, GELU then LayerNorm, U residuals."""
+    """The seed's fully connected U-net: [x, t/T(, one-hot label)] → w → w/2 → w/4 → w/2 → w → pixels, GELU then LayerNorm, U residuals."""
 
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.classes = classes = config.get("classes", 0)  # records before version 5 have none
         pixels = config["height"] * config["imageWidth"] * config["channels"]
         w = config["width"]
-        widths = [(pixels + 1, w), (w, w // 2), (w // 2, w // 4), (w // 4, w // 2), (w // 2, w), (w, pixels)]
+        # the image, t/T, and a conditional net's label one-hot (its last column: no class)
+        widths = [(pixels + 1 + (classes + 1 if classes > 0 else 0), w), (w, w // 2), (w // 2, w // 4), (w // 4, w // 2), (w // 2, w), (w, pixels)]
         self.layers = nn.ModuleDict({name: nn.Linear(i, o) for name, (i, o) in zip(["in", "down1", "down2", "up1", "up2", "out"], widths)})
         self.norms = nn.ModuleDict({f"norm{i}": nn.LayerNorm(n, eps=1e-5) for i, n in enumerate([w, w // 2, w // 4, w // 2, w])})
 
@@ -25,11 +47,16 @@ class FcUnet(nn.Module):
         """state_dict names as diffuse's (dots for slashes)."""
         return {k: k.split(".", 1)[1] for k in self.state_dict()}
 
-    def forward(self, x, t_frac):
-        """x: [b, pixels] (HWC flattened, as diffuse); t_frac: [b] t/T."""
+    def forward(self, x, t_frac, labels=None):
+        """x: [b, pixels] (HWC flattened, as diffuse); t_frac: [b] t/T; labels: [b] classes of a conditional net (None: no class)."""
         L, N = self.layers, self.norms
         act = lambda h, i: N[f"norm{i}"](F.gelu(h))
-        o0 = L["in"](torch.cat([x, t_frac[:, None]], 1))
+        parts = [x, t_frac[:, None]]
+        if self.classes > 0:
+            parts.append(F.one_hot(class_labels(labels, x.shape[0], self.classes, x.device), self.classes + 1).to(x.dtype))
+        elif labels is not None:
+            raise ValueError("labels given to an unconditional model")
+        o0 = L["in"](torch.cat(parts, 1))
         o1 = L["down1"](act(o0, 0))
         o2 = L["down2"](act(o1, 1))
         u1 = L["up1"](act(o2, 2) + o2)
@@ -107,6 +134,11 @@ class ConvUnet(nn.Module):
         base, mults, groups, heads, tdim = c["baseChannels"], c["channelMults"], c["groups"], c["heads"], 4 * c["baseChannels"]
         blocks, attention = c["blocksPerStage"], c["attentionResolutions"]
         self.time = nn.ModuleDict({"dense1": nn.Linear(base, tdim), "dense2": nn.Linear(tdim, tdim)})
+        self.classes = classes = c.get("classes", 0)  # records before version 5 have none
+        if classes > 0:
+            # diffuse's class/embedding: a row per class, the last "no class"; drawn U(-1, 1) as diffuse draws it (fan-in 1)
+            self.classes_emb = nn.Embedding(classes + 1, tdim)
+            nn.init.uniform_(self.classes_emb.weight, -1, 1)
         self.patch = patch = c.get("patchSize", 1)  # records before version 4 have none
         self.init = nn.Conv2d(c["channels"] * patch * patch, base, 3, padding=1)
         ch, res, skips = base, c["height"] // patch, []
@@ -146,13 +178,18 @@ class ConvUnet(nn.Module):
     def state_names(self):
         return {k: k for k in self.state_dict()}
 
-    def forward(self, x, t_frac):
-        """x: [b, pixels] (HWC flattened, as diffuse); t_frac: [b] t/T. Returns [b, pixels]."""
+    def forward(self, x, t_frac, labels=None):
+        """x: [b, pixels] (HWC flattened, as diffuse); t_frac: [b] t/T; labels: [b] classes of a conditional net (None: no class). Returns [b, pixels]."""
         c = self.config
         size, channels = c["height"], c["channels"]
         x = x.reshape(-1, size, size, channels).permute(0, 3, 1, 2)
         time = timestep_embedding(t_frac * 1000, c["baseChannels"])
-        time = F.silu(self.time["dense2"](F.silu(self.time["dense1"](time))))
+        time = self.time["dense2"](F.silu(self.time["dense1"](time)))
+        if self.classes > 0:
+            time = time + self.classes_emb(class_labels(labels, x.shape[0], self.classes, x.device))
+        elif labels is not None:
+            raise ValueError("labels given to an unconditional model")
+        time = F.silu(time)
         patch = self.patch
         h = self.init(space_to_depth(x, patch) if patch > 1 else x)
         initial, skips = h, []

@@ -9,6 +9,11 @@ starts (gloo on CPUs, NCCL on GPUs), on one machine or several.
 afresh) or, with --model fc|unet and --data, a fresh run with diffuse's default recipe. The result is a
 safetensors file with the averaged weights as `ema.*` and the updated record; `diffuse import` takes it.
 --batch-size is the global batch, split evenly over the processes.
+
+A conditional record (model.classes > 0: `diffuse train --conditional`, or --conditional here for a fresh
+run) trains on the data's labels (MNIST's digits; a folder's class subfolders, named and ordered by the
+record's data.classes), each dropped to "no class" with the record's training.labelDropout (or
+--label-dropout), as diffuse's trainer does.
 """
 import argparse
 import copy
@@ -24,7 +29,40 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import models, safetensors_io
-from .data import load_images
+from .data import MNIST_CLASSES, folder_classes, load_data
+
+# The run record version this trainer reads up to and writes (diffuse's RUN_RECORD_VERSION).
+RECORD_VERSION = 5
+DEFAULT_LABEL_DROPOUT = 0.1  # diffuse's DEFAULTS.labelDropout
+
+
+def migrate_record(record, version, file):
+    """A record of `version` brought to RECORD_VERSION, filled as diffuse's migrateRunRecord fills it."""
+    if version > RECORD_VERSION:
+        raise SystemExit(f"{file} has record version {version}; this diffuse_torch reads up to {RECORD_VERSION} (a newer diffuse wrote it)")
+    model, data, training = record["model"], record["data"], record["training"]
+    if version == 1:
+        model.setdefault("channels", 1)
+        if model["kind"] == "unet":
+            model.setdefault("outputNorm", True)
+        record["schedule"].setdefault("prediction", "epsilon")
+        training.setdefault("ema", 0)
+        training.setdefault("lrSchedule", {"kind": "constant", "warmupSteps": 0, "totalSteps": 0})
+        sampling = record.setdefault("sampling", {"clipDenoised": False})
+        sampling.setdefault("sampler", "ancestral")
+        sampling.setdefault("steps", None)
+    if version <= 2:  # until version 3 there was no flip, and folders were composited onto black
+        data["flip"] = False
+        if data["dataset"] == "folder":
+            data["background"] = "#000000"
+    if version <= 3 and model["kind"] == "unet":
+        model["patchSize"] = 1
+    if version <= 4:  # every model before version 5 was unconditional
+        model["classes"] = 0
+        data["conditional"] = False
+        data["classes"] = []
+        training["labelDropout"] = 0
+    return record
 
 
 def learning_rate_at(peak, schedule, step):
@@ -42,13 +80,13 @@ def learning_rate_at(peak, schedule, step):
 def default_record(kind, data, channels, size):
     """A fresh run's record with diffuse's default recipe (for runs that do not start from an exported file)."""
     if kind == "fc":
-        model = {"kind": "fc-unet", "width": 2048, "height": size, "imageWidth": size, "channels": channels}
+        model = {"kind": "fc-unet", "classes": 0, "width": 2048, "height": size, "imageWidth": size, "channels": channels}
         training, prediction = dict(batchSize=128, ema=0.9995), "epsilon"
         sampling = {"sampler": "dpmpp-2m", "steps": 20}
     else:
         # as diffuse's unetConfig (src/models/unet.ts): from 64 px a wider net on 2x2 patches
         wide = size >= 64
-        model = {"kind": "unet", "height": size, "imageWidth": size, "channels": channels, "baseChannels": 32 if wide else 16,
+        model = {"kind": "unet", "classes": 0, "height": size, "imageWidth": size, "channels": channels, "baseChannels": 32 if wide else 16,
                  "channelMults": [1, 2, 2, 4] if wide else [1, 2, 4], "patchSize": 2 if wide else 1, "blocksPerStage": 1,
                  "attentionResolutions": [8, 4] if wide else [8], "groups": 8, "heads": 4, "outputNorm": False}
         training, prediction = dict(batchSize=64, ema=0.999), "v"
@@ -58,9 +96,10 @@ def default_record(kind, data, channels, size):
         "model": model,
         "schedule": {"kind": "linear", "timesteps": 1000, "betaStart": 1e-4, "betaEnd": 0.02, "prediction": prediction},
         "data": {"dataset": dataset, **({"path": os.path.abspath(data), "imageSize": size, "channels": channels, "background": "#ffffff"} if dataset == "folder" else {}),
-                 "flip": False, "limit": 0, "count": 0},
+                 "flip": False, "limit": 0, "count": 0, "conditional": False, "classes": []},
         "training": {"epoch": 0, "step": 0, "optimizer": {"kind": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
-                     "seed": 0, "rng": {"s": [1, 2, 3, 4]}, "loss": None, "lrSchedule": {"kind": "cosine", "warmupSteps": 1000, "totalSteps": 0}, **training},
+                     "seed": 0, "rng": {"s": [1, 2, 3, 4]}, "loss": None, "lrSchedule": {"kind": "cosine", "warmupSteps": 1000, "totalSteps": 0},
+                     "labelDropout": 0, **training},
         "sampling": {"clipDenoised": False, **sampling},
     }
 
@@ -77,6 +116,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=0, help="global batch (default: the record's)")
     p.add_argument("--limit", type=int, default=0, help="the first n images only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--conditional", action="store_true", help="without --init: train on the data's labels (MNIST's digits, a folder's class subfolders)")
+    p.add_argument("--label-dropout", type=float, help=f"a conditional run's chance of dropping a label to 'no class' (default: the record's; a fresh run {DEFAULT_LABEL_DROPOUT})")
     p.add_argument("--check-sync", action="store_true", help="after every update, check that all processes hold identical weights")
     p.add_argument("--out", required=True, help="the safetensors file to write (rank 0)")
     args = p.parse_args(argv)
@@ -90,17 +131,33 @@ def main(argv=None):
 
     if args.init:
         tensors, metadata = safetensors_io.load(args.init)
-        record = json.loads(metadata["diffuse.record"])
-        if int(metadata.get("diffuse.record_version", "3")) <= 2:  # what version 3 added, as diffuse's migrateRunRecord fills it
-            record["data"]["flip"] = False
-            if record["data"]["dataset"] == "folder":
-                record["data"]["background"] = "#000000"
+        if "diffuse.record" not in metadata:
+            p.error(f"{args.init} has no diffuse run record in its metadata (diffuse.record)")
+        record = migrate_record(json.loads(metadata["diffuse.record"]), int(metadata.get("diffuse.record_version", "3")), args.init)
+        if args.conditional and not record["model"]["classes"]:
+            p.error(f"--conditional: {args.init} is an unconditional model (its record has no classes); start a conditional run with diffuse train --conditional, or here without --init")
     elif args.model and args.data:
         tensors, record = None, default_record(args.model, args.data, 1 if args.data in ("mnist", "mnist32") else args.channels, 28 if args.data == "mnist" else 32 if args.data == "mnist32" else args.image_size)
+        if args.conditional:
+            classes = MNIST_CLASSES if args.data in ("mnist", "mnist32") else folder_classes(args.data)
+            if len(classes) < 2:
+                p.error(f"--conditional: {args.data} needs at least two classes (subfolders), found {len(classes)}")
+            record["model"]["classes"] = len(classes)
+            record["data"].update(conditional=True, classes=list(classes))
+            record["training"]["labelDropout"] = DEFAULT_LABEL_DROPOUT
     else:
         p.error("give --init FILE, or --model and --data")
+    classes = record["model"]["classes"]
+    if args.label_dropout is not None:
+        if not classes:
+            p.error("--label-dropout applies to a conditional model, and this one is not")
+        if not 0 <= args.label_dropout <= 1:
+            p.error(f"--label-dropout must be in [0, 1], not {args.label_dropout}")
+        record["training"]["labelDropout"] = args.label_dropout
+    if classes and len(record["data"]["classes"]) != classes:
+        raise SystemExit(f"the record's model has {classes} classes, its data names {len(record['data']['classes'])}")
     data_name = args.data or (record["data"]["path"] if record["data"]["dataset"] == "folder" else record["data"]["dataset"])
-    images = load_images(data_name, record["model"], args.limit, record["data"].get("background", "#000000"))
+    images, labels = load_data(data_name, record["model"], args.limit, record["data"].get("background", "#000000"), record["data"]["classes"] if classes else None)
     record["data"]["count"] = len(images)
 
     model = models.build(record["model"]).to(device)
@@ -123,6 +180,8 @@ def main(argv=None):
     schedule = dict(tr["lrSchedule"], totalSteps=tr["step"] + args.epochs * steps_per_epoch)
     step0 = tr["step"]
     x_all = torch.from_numpy(images).to(device)
+    y_all = torch.from_numpy(labels).to(device) if classes else None
+    dropout = tr["labelDropout"] if classes else 0
     losses, started = [], time.time()
     for epoch in range(args.epochs):
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed * 1000 + tr["epoch"] + epoch))
@@ -138,7 +197,12 @@ def main(argv=None):
             a = abar[t][:, None]
             xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
             target = eps if sched["prediction"] == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
-            loss = F.mse_loss(net(xt, t.float() / T), target)
+            if classes:
+                # each label dropped to "no class" (the index `classes`) with the run's label dropout
+                y = torch.where(torch.rand(local, device=device) < dropout, torch.full_like(y_all[idx.to(device)], classes), y_all[idx.to(device)])
+                loss = F.mse_loss(net(xt, t.float() / T, y), target)
+            else:
+                loss = F.mse_loss(net(xt, t.float() / T), target)
             opt.zero_grad()
             loss.backward()
             tr["step"] += 1
@@ -169,7 +233,7 @@ def main(argv=None):
         out = models.state_tensors(model)
         if tr["ema"]:
             out.update(models.state_tensors(average, "ema."))
-        safetensors_io.save(args.out, out, {"format": "pt", "diffuse.record": json.dumps(record), "diffuse.record_version": "3"})
+        safetensors_io.save(args.out, out, {"format": "pt", "diffuse.record": json.dumps(record), "diffuse.record_version": str(RECORD_VERSION)})
         print(json.dumps({"processes": world, "updates": tr["step"] - step0, "seconds": round(seconds, 3),
                           "seconds_per_update": round(seconds / max(1, tr["step"] - step0), 4), "loss": tr["loss"], "out": args.out}), flush=True)
     if distributed:

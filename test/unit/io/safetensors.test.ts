@@ -2,9 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeSafetensors, encodeSafetensors, SafeTensor } from '../../../src/io/safetensors';
 import { fromTorchLayout, fromTorchTensors, toTorchLayout, toTorchTensors, torchName, torchShape } from '../../../src/io/torchWeights';
-import { resolveNewRun } from '../../../src/config/resolve';
+import { TrainChoices, resolveNewRun } from '../../../src/config/resolve';
 import { Rng } from '../../../src/rng';
 import { ConvUnet } from '../../../src/models/unet';
+import { buildModel } from '../../../src/models/build';
+import { RunRecord } from '../../../src/config/runRecord';
 import { UnetConfig } from '../../../src/models/denoiser';
 import { useBackend } from '../../helpers';
 
@@ -86,11 +88,72 @@ test('PyTorch layouts: conv kernels [kh, kw, in, out] ↔ [out, in, kh, kw], den
   const d = Float32Array.from({ length: 6 }, (_, i) => i);
   assert.deepEqual([...toTorchLayout(d, [2, 3])], [0, 3, 1, 4, 2, 5]);
   assert.deepEqual(fromTorchLayout(toTorchLayout(d, [2, 3]), [2, 3]), d);
+  // a conditional U-net's class vectors: an nn.Embedding's table, lucidrains' name, rows kept as they are
+  assert.equal(torchName('class/embedding'), 'classes_emb.weight');
+  assert.deepEqual(torchShape([11, 64], 'class/embedding'), [11, 64]);
+  assert.deepEqual(toTorchLayout(d, [2, 3], 'class/embedding'), d);
+  assert.deepEqual(fromTorchLayout(d, [2, 3], 'class/embedding'), d);
+  assert.deepEqual(torchShape([11, 64], 'in/kernel'), [64, 11]);
+});
+
+/** A record's model's weights as checkpoint arrays (model/, and ema/ at half). */
+function checkpointArrays(record: RunRecord): Map<string, { shape: number[]; values: Float32Array }> {
+  const arrays = new Map<string, { shape: number[]; values: Float32Array }>();
+  const model = buildModel(record.model, new Rng(1));
+  for (const [name, v] of model.variables) {
+    arrays.set(`model/${name}`, { shape: v.shape, values: v.dataSync() as Float32Array });
+    arrays.set(`ema/${name}`, { shape: v.shape, values: (v.dataSync() as Float32Array).map((x) => x / 2) });
+  }
+  model.dispose();
+  return arrays;
+}
+
+test("conditional models through PyTorch names: the U-net's class embedding is classes_emb.weight [classes + 1, 4 x base], the FC net's label widens in.weight; the record travels with its classes", async () => {
+  await useBackend('cpu');
+  const runs: Partial<TrainChoices>[] = [
+    { model: 'unet', baseChannels: 8, channelMults: [1, 2], attentionResolutions: [16], conditional: true, labelDropout: 0.25 },
+    { model: 'fc', width: 64, conditional: true },
+  ];
+  for (const given of runs) {
+    const record = resolveNewRun('default', given);
+    assert.equal(record.model.classes, 10);
+    const arrays = checkpointArrays(record);
+    const torch = toTorchTensors(record, arrays);
+    const fileRecord = JSON.parse(torch.metadata['diffuse.record']) as RunRecord;
+    assert.deepEqual([fileRecord.model.classes, fileRecord.data.conditional, fileRecord.data.classes, fileRecord.training.labelDropout], [10, true, record.data.classes, record.training.labelDropout]);
+    if (record.model.kind === 'unet') {
+      const table = arrays.get('model/class/embedding')!;
+      assert.deepEqual(table.shape, [11, 32]);
+      for (const prefix of ['', 'ema.']) {
+        assert.deepEqual(torch.tensors.get(`${prefix}classes_emb.weight`)!.shape, [11, 32]);
+        assert.deepEqual(torch.tensors.get(`${prefix}classes_emb.weight`)!.values, arrays.get(`${prefix ? 'ema' : 'model'}/class/embedding`)!.values, 'row c is class c\'s vector, the last no class');
+      }
+      assert.ok(![...torch.tensors.keys()].some((k) => k.startsWith('class.')));
+    } else {
+      assert.deepEqual(torch.tensors.get('in.weight')!.shape, [64, 784 + 1 + 11]);
+      assert.ok(![...torch.tensors.keys()].some((k) => k.includes('class')));
+    }
+    const back = fromTorchTensors('f', decodeSafetensors(encodeSafetensors(torch.tensors, torch.metadata)).tensors, torch.metadata);
+    assert.deepEqual(back.record, record);
+    for (const [name, a] of arrays) assert.deepEqual(back.arrays.get(name)!.values, a.values, name);
+    if (record.model.kind === 'unet') {
+      const without = new Map([...torch.tensors].filter(([k]) => k !== 'classes_emb.weight'));
+      assert.throws(() => fromTorchTensors('f', without, torch.metadata), /tensor classes_emb.weight \[11,32\] is missing/);
+      // an unconditional record's model has no class table, so a file holding one is refused
+      const plain = { ...record, model: { ...record.model, classes: 0 }, data: { ...record.data, conditional: false, classes: [] }, training: { ...record.training, labelDropout: 0 } };
+      const plainMeta = { ...torch.metadata, 'diffuse.record': JSON.stringify(plain) };
+      assert.throws(() => fromTorchTensors('f', torch.tensors, plainMeta), /2 unexpected tensor\(s\), e.g. classes_emb.weight/);
+    } else {
+      // a record that says fewer classes than the file's first layer holds
+      const fewer = { ...record, model: { ...record.model, classes: 9 } };
+      assert.throws(() => fromTorchTensors('f', torch.tensors, { ...torch.metadata, 'diffuse.record': JSON.stringify(fewer) }), /in.weight has shape \[64,796\], the model needs \[64,795\]/);
+    }
+  }
 });
 
 test('a run record and its weights through PyTorch names and back; files that do not fit their configuration are refused', async () => {
   await useBackend('cpu');
-  const record = resolveNewRun('default', { model: 'unet', baseChannels: 8, channelMults: [1, 2] });
+  const record = resolveNewRun('default', { model: 'unet', baseChannels: 8, channelMults: [1, 2], attentionResolutions: [16] });
   const arrays = new Map<string, { shape: number[]; values: Float32Array }>();
   const model = new ConvUnet(record.model as UnetConfig, new Rng(1));
   for (const [name, v] of model.variables) {
