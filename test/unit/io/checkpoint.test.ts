@@ -38,7 +38,7 @@ test('a checkpoint round trip gives identical outputs, optimizer state and RNG s
   assert.equal(restored.trainStep(data, [4, 5]), trainer.trainStep(data, [4, 5]));
   assert.deepEqual(predict(restored.model), predict(trainer.model));
   const { model } = loadPipeline(dir);
-  assert.deepEqual(model.config, { kind: 'fc-unet', width: 32, height: 28, imageWidth: 28, channels: 1 });
+  assert.deepEqual(model.config, { kind: 'fc-unet', classes: 0, width: 32, height: 28, imageWidth: 28, channels: 1 });
   model.dispose();
   restored.dispose();
   trainer.dispose();
