@@ -506,7 +506,7 @@ test('npm start (scripts/quickstart.js, shrunk) trains, writes the grid and the 
   const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'quickstart.js')], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, DIFFUSE_QUICKSTART_OUT: out, DIFFUSE_QUICKSTART_IMAGES: '64' }, timeout: 300_000 });
   assert.equal(r.status, 0, r.stderr);
   const info = await sharp(path.join(out, 'grid.png')).metadata();
-  assert.deepEqual([info.width, info.height], [8 * 28 + 7 * 2, 8 * 28 + 7 * 2]);
+  assert.deepEqual([info.width, info.height], [10 * 28 + 9 * 2, 10 * 28 + 9 * 2], 'ten of each digit, a row per digit');
   for (const f of ['report.html', 'history.csv', 'checkpoint.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
   assert.match(r.stderr, /quickstart done in \d+ s/);
   assert.match(r.stderr, /Next:\n.*--animate/);
