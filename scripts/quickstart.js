@@ -45,5 +45,5 @@ Next:
   npx diffuse sample --checkpoint ${out} --n 16 --animate reverse.webp --out grid16.png   # watch noise become digits (any digit)
   npx diffuse denoise --checkpoint ${out} --mnist-test 0 --t 20,200,999 --out denoise.png  # the blog post's starting point
   npx diffuse evaluate --checkpoint ${out} --n 1000                                       # FD, confidence, coverage, class accuracy
-  npx diffuse train --model unet --epochs 10 --keep-every 1 --out runs/unet32           # the 90-minute model (README: Results)
+  npx diffuse train --model unet --conditional --epochs 10 --out runs/digits              # the larger U-net, by class (README: Results)
 `);

@@ -509,5 +509,5 @@ test('npm start (scripts/quickstart.js, shrunk) trains, writes the grid and the 
   assert.deepEqual([info.width, info.height], [10 * 28 + 9 * 2, 10 * 28 + 9 * 2], 'ten of each digit, a row per digit');
   for (const f of ['report.html', 'history.csv', 'checkpoint.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
   assert.match(r.stderr, /quickstart done in \d+ s/);
-  assert.match(r.stderr, /Next:\n.*--animate/);
+  assert.match(r.stderr, /Next:\n.*--class 7 .*\n.*--animate/);
 });
