@@ -28,7 +28,10 @@ function shrink(args: string[]): string[] {
   // the synopsis lines (`diffuse sample [options]`, `diffuse import FILE`): their help
   if (args.some((a) => a === '[options]' || /^[A-Z]+$/.test(a))) return [args[0], '--help'];
   if (args[0] === 'train') return setFlag(setFlag(args, '--epochs', args.includes('--resume') ? '2' : '1'), '--limit', '64');
-  if (args[0] === 'sample') return setFlag(setFlag(guideKept(args), '--n', '4'), '--steps', '2');
+  if (args[0] === 'sample') {
+    const shrunk = setFlag(setFlag(guideKept(args), '--n', '4'), '--steps', '2');
+    return args.includes('--per-class') ? setFlag(shrunk, '--per-class', '2') : shrunk;
+  }
   if (args[0] === 'evaluate') return setFlag(setFlag(args, '--n', '20'), '--steps', '2');
   return args;
 }
@@ -79,10 +82,12 @@ async function assertOutputs(words: string[], cwd: string, stdout: string): Prom
     if (flagValue(args, '--keep-every') === '1') assert.equal(checkpointIn(path.join(out, 'epoch-0001'), what).training.epoch, 1);
     if (flagValue(args, '--sample-every') === '1') await assertImage(path.join(out, 'samples-epoch-0001.png'), across(8, record.model.imageWidth), across(8, record.model.height), what);
   } else if (command === 'sample') {
-    const record = checkpointIn(at(flagValue(args, '--checkpoint')!), what);
+    const record = checkpointIn(at(flagValue(args, '--checkpoint')!), what) as ReturnType<typeof checkpointIn> & { model: { classes: number } };
     const { height, imageWidth, channels } = record.model;
     assert.equal(flagValue(args, '--n'), '4');
-    await assertImage(at(flagValue(args, '--out')!), across(2, imageWidth), across(2, height), what, channels);
+    // --class all --per-class 2: a row of two per class; else the four images in a 2x2 grid
+    const [cols, rows] = flagValue(args, '--per-class') === '2' && flagValue(args, '--class') === 'all' ? [2, record.model.classes] : [2, 2];
+    await assertImage(at(flagValue(args, '--out')!), across(cols, imageWidth), across(rows, height), what, channels);
     const animation = flagValue(args, '--animate');
     if (animation) {
       await assertImage(at(animation), across(2, imageWidth), across(2, height), what);
