@@ -64,10 +64,15 @@ function restoredModel(record: RunRecord, tensors: ReturnType<typeof loadCheckpo
   return { model, averaged: prefix === 'ema/' };
 }
 
-/** A guide must draw the same images through the same noise schedule, predicting the same quantity. */
+/**
+ * A guide must draw the same images through the same noise schedule, predicting the same quantity, and
+ * read the checkpoint's labels as the checkpoint does: the same classes, or none (it ignores them).
+ */
 export function checkGuide(record: RunRecord, guide: RunRecord, guideDir: string): void {
   const shape = (r: RunRecord) => `${r.model.height}x${r.model.imageWidth}x${r.model.channels}`;
   if (shape(record) !== shape(guide)) throw new OptionError('guide', `${guideDir}: its images are ${shape(guide)}, the checkpoint's ${shape(record)}`);
+  if (guide.model.classes > 0 && JSON.stringify(guide.data.classes) !== JSON.stringify(record.data.classes))
+    throw new OptionError('guide', `${guideDir}: its classes (${guide.data.classes.join(', ')}) are not the checkpoint's (${record.data.classes.join(', ') || 'none'})`);
   const a = record.schedule, b = guide.schedule;
   if (a.kind !== b.kind || a.timesteps !== b.timesteps || a.betaStart !== b.betaStart || a.betaEnd !== b.betaEnd || a.prediction !== b.prediction)
     throw new OptionError('guide', `${guideDir}: its noise schedule (${JSON.stringify(b)}) is not the checkpoint's (${JSON.stringify(a)})`);
@@ -102,6 +107,10 @@ export function sampleCheckpoint(dir: string, n: number, choices: SamplerChoices
 
 /** The classes to draw and classifier-free guidance's w, where classes are asked for; --cfg alone is refused. */
 export function classGuidance(record: RunRecord, choices: { classes?: string; cfg?: number; perClass?: number }): { classes: number[]; weight: number } | undefined {
+  if (record.model.classes === 0) {
+    const given = (['classes', 'cfg', 'perClass'] as const).find((k) => choices[k] !== undefined);
+    if (given) throw new OptionError(given === 'classes' ? 'class' : given, `${choices[given]}: the checkpoint's model is unconditional (train with --conditional to sample by class)`);
+  }
   if (choices.cfg !== undefined && choices.classes === undefined) throw new OptionError('cfg', 'weighs the classes drawn: give --class too');
   if (choices.perClass !== undefined && choices.classes === undefined) throw new OptionError('perClass', 'counts the images of each class drawn: give --class too (e.g. --class all)');
   if (choices.classes === undefined) return undefined;

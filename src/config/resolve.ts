@@ -11,6 +11,7 @@ import { fcUnetConfig, fcUnetParameters, validateFcUnetWidth } from '../models/f
 import { LrSchedule } from '../optim/lrSchedule';
 import { Rng } from '../rng';
 import { DataRecord, dataShape } from '../data/dataset';
+import { MNIST_CLASSES } from '../data/mnist';
 import { DEFAULTS, ModelKind, RecipeName, adamConfig, recipeFor, unetConfig } from './defaults';
 import { RunRecord } from './runRecord';
 
@@ -61,11 +62,12 @@ const UNET_ONLY = ['baseChannels', 'channelMults', 'patchSize', 'blocksPerStage'
  */
 const MAX_FC_PARAMETERS = 100e6;
 
+/** Why a conditional run keeps some dropout: its "no class" is what guidance and unconditional samples read. */
+const NO_DROPOUT = '0: a conditional run must train its "no class" (classifier-free guidance and sampling without --class read it); give a share above 0';
+
 /** Fixed when a run starts (they shape the weights or the data's meaning); the others may change on resume. */
 const FIXED = ['model', 'data', 'imageSize', 'channels', 'background', 'conditional', ...FC_ONLY, ...UNET_ONLY, 'timesteps', 'prediction', 'seed'] as const;
 
-/** MNIST's classes: its digits. */
-const DIGITS = Array.from({ length: 10 }, (_, d) => String(d));
 
 function checkModelOptions(model: ModelKind, given: Partial<TrainChoices>): void {
   const foreign = model === 'fc' ? UNET_ONLY.find((k) => given[k] !== undefined) : FC_ONLY.find((k) => given[k] !== undefined);
@@ -80,7 +82,7 @@ function dataRecord(data: string, given: Partial<TrainChoices>): DataRecord {
   if (data === 'mnist' || data === 'mnist32') {
     const folderOnly = (['imageSize', 'channels', 'background'] as const).find((k) => given[k] !== undefined);
     if (folderOnly) throw new OptionError(folderOnly, `is an option of a folder of images, not of ${data}`);
-    return { dataset: data, flip, limit, count: 0, conditional, classes: conditional ? DIGITS : [] };
+    return { dataset: data, flip, limit, count: 0, conditional, classes: conditional ? [...MNIST_CLASSES] : [] };
   }
   // a folder's classes are its subfolders, named when the data loads (withData)
   return { dataset: 'folder', path: path.resolve(data), imageSize: given.imageSize ?? DEFAULTS.folder.imageSize, channels: given.channels ?? DEFAULTS.folder.channels, background: given.background ?? DEFAULTS.folder.background, flip, limit, count: 0, conditional, classes: [] };
@@ -129,6 +131,7 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
   const shape = dataShape(data);
   const r = { ...recipeFor(recipe, model, shape.height), ...definedOnly(given) };
   if (given.labelDropout !== undefined && !data.conditional) throw new OptionError('labelDropout', 'applies to a conditional run (--conditional)');
+  if (given.labelDropout === 0) throw new OptionError('labelDropout', NO_DROPOUT);
   const classes = data.classes.length;
   let config: FcUnetConfig | UnetConfig;
   if (model === 'fc') {
@@ -222,6 +225,7 @@ export function resolveResumedRun(saved: RunRecord, given: Partial<TrainChoices>
   if (given.warmupSteps !== undefined) training.lrSchedule.warmupSteps = given.warmupSteps;
   if (given.labelDropout !== undefined) {
     if (!saved.data.conditional) throw new OptionError('labelDropout', "applies to a conditional run, and the checkpoint's is not");
+    if (given.labelDropout === 0) throw new OptionError('labelDropout', NO_DROPOUT);
     training.labelDropout = given.labelDropout;
   }
   const data = { ...saved.data };

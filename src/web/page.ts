@@ -29,7 +29,7 @@ const params = new URLSearchParams(location.search);
 /** The class picker's value for one row per class (`diffuse sample --class all --per-class K`); a class's is its index. */
 const EVERY_CLASS = '*';
 /** `diffuse sample`'s --batch-size default: the page draws its starting noise batch by batch as that does. */
-const SAMPLE_BATCH = 256;
+const SAMPLE_BATCH = DEFAULTS.sampling.batchSize;
 
 function status(text: string): void {
   $('status').textContent = text;

@@ -2,6 +2,7 @@
  * `diffuse evaluate`: FD, confidence and coverage of samples, judged by the project's digit classifier;
  * for a conditional checkpoint, the same number of samples of each class and their class accuracy.
  */
+import { MNIST_CLASSES } from '../../data/mnist';
 import { Command } from 'commander';
 import { BackendChoice, selectBackend } from '../../backend/select';
 import { OptionError, UserError } from '../../errors';
@@ -77,7 +78,7 @@ export function evaluateCommand(): Command {
       const classifier = getClassifier(undefined, createProgress('training the digit classifier (first use) |{bar}| {value}/{total} | ETA {eta_formatted}'));
       const reference = testReference(classifier, n);
       const samples = score(classifier, images, n, reference);
-      const accuracy = drawn ? classAccuracy(predictedLabels(classifier.classify(images, n).probabilities, n), drawn.digits, DIGITS) : null;
+      const accuracy = drawn ? classAccuracy(predictedLabels(classifier.classify(images, n).probabilities, n), drawn.digits, MNIST_CLASSES) : null;
       const floor = floorScores(classifier, n, reference);
       const result = {
         samples,
@@ -137,7 +138,6 @@ function samplingLine(s: SamplingRecord): string {
 /** The fewest samples a conditional draw may have: KID compares subsets of half of them, of at least 2. */
 const FEWEST = 4;
 
-const DIGITS = Array.from({ length: 10 }, (_, d) => String(d));
 
 interface ClassOptions {
   n: number;

@@ -7,6 +7,7 @@ import { gridLayout } from '../../io/grid';
 import { writeImage, writeImageGrid } from '../../io/images';
 import { Frame, animationFormatOf, frameSteps, trajectoryPixels, writeAnimation } from '../../io/reverseProcess';
 import { sampleCheckpoint } from '../../pipeline';
+import { DEFAULTS } from '../../config/defaults';
 import { samplingProgress } from '../../progress';
 import { backendOption, guidedBy, integer, samplerOptions } from '../options';
 
@@ -17,7 +18,7 @@ export function sampleCommand(log: (m: string) => void): Command {
     .option('--n <count>', 'number of images', integer(1), 64)
     .option('--out <file>', 'image file to write: .png, .jpg or .webp (lossless)', 'grid.png')
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
-    .option('--batch-size <n>', 'images denoised together', integer(1), 256)
+    .option('--batch-size <n>', 'images denoised together', integer(1), DEFAULTS.sampling.batchSize)
     .option('--animate <file>', 'also write the grid going from noise to images as an animation (.webp or .gif; the first --batch-size images)')
     .option('--trajectory <file>', 'also write a still: up to 8 images down, their state at chosen steps across (.png, .jpg, .webp)');
   for (const o of samplerOptions()) command.addOption(o);

@@ -16,7 +16,7 @@ import { saveCheckpoint } from '../../../src/io/checkpoint';
 import { buildModel } from '../../../src/models/build';
 import { ClassifierFree } from '../../../src/models/classifierFree';
 import { Denoiser } from '../../../src/models/denoiser';
-import { loadPipeline } from '../../../src/pipeline';
+import { checkGuide, loadPipeline } from '../../../src/pipeline';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
 import { tempDir } from '../../helpers';
@@ -90,8 +90,8 @@ test('label dropout comes from the run\'s generator: a seed repeats the run; ano
   try {
     const a = train(1, 0.5);
     assert.deepEqual(train(1, 0.5), a, 'the same seed, the same weights');
-    const none = train(1, 0);
-    assert.ok(none.some((w, k) => w.some((v, j) => v !== a[k][j])), 'dropout 0.5 trains otherwise than 0');
+    const other = train(1, 0.2);
+    assert.ok(other.some((w, k) => w.some((v, j) => v !== a[k][j])), 'dropout 0.5 trains otherwise than 0.2');
     // on two threads (the labels travel to the worker with the images) the run follows the one-thread one
     const shared = train(2, 0.5);
     let worst = 0;
@@ -120,4 +120,12 @@ test('a conditional checkpoint loads for sampling with the same predictions by c
   loaded.dispose();
   trainer.dispose();
   assert.ok(fs.existsSync(path.join(dir, 'checkpoint.json')));
+});
+
+test('a guide must read the labels as the checkpoint does: the same classes, or none', () => {
+  const record = withClasses(resolveNewRun('default', UNET));
+  checkGuide(record, record, 'same');
+  checkGuide(record, resolveNewRun('default', { ...(UNET as object), conditional: false } as never), 'unconditional');
+  assert.throws(() => checkGuide(record, withClasses(resolveNewRun('default', UNET), 2), 'fewer'), /fewer: its classes \(a, b\) are not the checkpoint's \(a, b, c\)/);
+  assert.throws(() => resolveNewRun('default', { conditional: true, labelDropout: 0 }), /must train its "no class"/);
 });
