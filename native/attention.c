@@ -13,7 +13,7 @@
 #include "kernels.h"
 
 /*
- * Tokens go in vectors of VW floats (kernels.h: 16 where AVX-512 is, else 8), a head's transposed keys
+ * Tokens go in vectors of VW floats (kernels.h: one register of the set compiled), a head's transposed keys
  * and values padded to whole vectors. A head's channels go in vectors of VW, then of AW (heads of 8 or
  * 24 channels stay in vectors). Lane by lane the sums are the same whatever the width.
  */

@@ -75,7 +75,7 @@ bool conv_im2col(int mode, const conv_geom *g, const float *a, const float *b, f
    * step slower than one core alone. The filter gradient sums over chunks: one partial sum per thread.
    */
   const int threads = chunks > 1 ? omp_get_max_threads() : 1;
-  const int blasThreads = openblas_get_num_threads();
+  const int blasThreads = blas_get_threads();
   float *cols = (float *)malloc(sizeof(float) * threads * chunk * P * K);
   float *partial = mode == CONV_GRAD_FILTER && threads > 1 ? (float *)calloc((size_t)(threads - 1) * fLen, sizeof(float)) : NULL;
   if (!cols || (mode == CONV_GRAD_FILTER && threads > 1 && !partial)) {
@@ -87,7 +87,7 @@ bool conv_im2col(int mode, const conv_geom *g, const float *a, const float *b, f
     for (size_t i = 0; i < xLen; i++) out[i] = 0.0f;
   if (mode == CONV_GRAD_FILTER)
     for (size_t i = 0; i < fLen; i++) out[i] = 0.0f;
-  if (threads > 1) openblas_set_num_threads(1);
+  if (threads > 1) blas_set_threads(1);
 #pragma omp parallel num_threads(threads)
   {
     const int id = omp_get_thread_num();
@@ -108,7 +108,7 @@ bool conv_im2col(int mode, const conv_geom *g, const float *a, const float *b, f
       }
     }
   }
-  if (threads > 1) openblas_set_num_threads(blasThreads);
+  if (threads > 1) blas_set_threads(blasThreads);
   for (int t = 0; partial && t < threads - 1; t++)
     for (size_t i = 0; i < fLen; i++) out[i] += partial[(size_t)t * fLen + i];
   if (bias) add_bias(out, bias, g->batch, P, g->outC);

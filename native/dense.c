@@ -59,12 +59,12 @@ napi_value sgemm(napi_env env, napi_callback_info info) {
     return NULL;
   }
   /* Several products: the cores take whole products, each a one-thread sgemm (as the convolutions' chunks). */
-  const int threads = omp_get_max_threads(), blasThreads = openblas_get_num_threads();
-  if (threads > 1) openblas_set_num_threads(1);
+  const int threads = omp_get_max_threads(), blasThreads = blas_get_threads();
+  if (threads > 1) blas_set_threads(1);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (double)batches * m * n * k > 1e6)
   for (int64_t i = 0; i < batches; i++)
     product(ta, tb, m, n, k, a + i * sa, b + i * sb, beta, c + i * m * n);
-  if (threads > 1) openblas_set_num_threads(blasThreads);
+  if (threads > 1) blas_set_threads(blasThreads);
   return NULL;
 }
 

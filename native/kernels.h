@@ -6,17 +6,39 @@
 #ifndef DIFFUSE_KERNELS_H
 #define DIFFUSE_KERNELS_H
 
-#include <malloc.h>
+#include "isa.h"
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* Any CBLAS: Apple's Accelerate on macOS, else OpenBLAS (or another, through pkg-config: native/cblas.js).
+   Only OpenBLAS's own thread count can be set; the others keep theirs. */
+#ifdef __APPLE__
+#include <Accelerate/Accelerate.h>
+#else
 #include <cblas.h>
+#endif
+#ifdef OPENBLAS_VERSION
+static inline int blas_get_threads(void) { return openblas_get_num_threads(); }
+static inline void blas_set_threads(int n) { openblas_set_num_threads(n); }
+#else
+static inline int blas_get_threads(void) { return 1; }
+static inline void blas_set_threads(int n) { (void)n; }
+#endif
+
+/* Without OpenMP (Apple's clang) every kernel runs on its calling thread: data-parallel training still
+   keeps each core busy, with a JS thread of its own. */
+#ifdef _OPENMP
 #include <omp.h>
-#include <pmmintrin.h>
-#include <xmmintrin.h>
+#else
+static inline int omp_get_max_threads(void) { return 1; }
+static inline int omp_get_num_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+static inline void omp_set_num_threads(int n) { (void)n; }
+#endif
 
 #define CHECK(call)                                                                   \
   do {                                                                                \
@@ -82,16 +104,26 @@ static inline bool flag(napi_env env, napi_value v) {
   }                                                            \
   static inline void ST(float *p, T v) { memcpy(p, &v, sizeof v); }
 
-/* Vectors of VW floats, the machine's widest: 16 (one register) where AVX-512 is, else 8. */
-#ifdef __AVX512F__
+/*
+ * Vectors of VW floats, one register of the set being compiled: 16 with AVX-512, 8 with AVX, else 4
+ * (SSE, NEON). Wider than a register, GCC splits the operations into scalars (the generic set ran the
+ * U-net 17x slower than the AVX2 one with 8-float vectors on SSE2).
+ */
+#if defined(__AVX512F__)
 #define VW 16
-#else
+#elif defined(__AVX__)
 #define VW 8
+#else
+#define VW 4
 #endif
 FLOAT_VECTOR(vecf, VW, loadv, storev)
 
-/* Vectors of AW = 8 floats (AVX2's width): heads of 8 or 24 channels; the norms' channel sums (measured ~10% slower in 16-float vectors). */
+/* Vectors of AW floats, at most 8 (AVX2's width): heads of 8 or 24 channels; the norms' channel sums (measured ~10% slower in 16-float vectors). */
+#if VW < 8
+#define AW VW
+#else
 #define AW 8
+#endif
 FLOAT_VECTOR(av, AW, lda, sta)
 
 #define LN_EPS 1e-5f
@@ -166,5 +198,12 @@ napi_value attention_grad(napi_env env, napi_callback_info info);
 napi_value upsample2x_grad(napi_env env, napi_callback_info info);
 napi_value silu(napi_env env, napi_callback_info info);
 napi_value silu_grad(napi_env env, napi_callback_info info);
+
+/* One compiled set of kernels by their JS names, ended by a NULL name (native/table.c). */
+typedef struct {
+  const char *name;
+  napi_callback fn;
+} kernel_entry;
+extern const kernel_entry diffuse_kernels[];
 
 #endif

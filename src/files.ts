@@ -1,7 +1,18 @@
 /** Output files and folders: atomic replacement, and checks that an output can be written before work starts. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type SharpModule from 'sharp';
 import { UserError } from './errors';
+
+let sharpModule: typeof SharpModule | undefined;
+/**
+ * The image codec (sharp, over libvips), loaded on first use: training and sampling without image files
+ * never load it, so they run where sharp has no binary for the platform or Node version.
+ */
+export function sharp(...args: Parameters<typeof SharpModule>): ReturnType<typeof SharpModule> {
+  sharpModule ??= require('sharp') as typeof SharpModule;
+  return sharpModule(...args);
+}
 
 /**
  * Writes `data` to a temporary file beside `file`, flushes it, then renames it over `file`, so a

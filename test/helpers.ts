@@ -57,3 +57,12 @@ export function variance(xs: ArrayLike<number>): number {
   for (let i = 0; i < xs.length; i++) s += (xs[i] - m) ** 2;
   return s / xs.length;
 }
+
+/** The widest of the addon's sets that this CPU runs, from /proc/cpuinfo (native/addon.c asks the CPU itself). */
+export function widestIsa(): string {
+  if (process.arch !== 'x64') return 'generic';
+  const flags = new Set((fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/));
+  const avx2 = ['avx2', 'fma', 'bmi1', 'bmi2', 'f16c'].every((f) => flags.has(f));
+  if (avx2 && ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'].every((f) => flags.has(f))) return 'avx512';
+  return avx2 ? 'avx2' : 'generic';
+}

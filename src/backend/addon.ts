@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export interface NativeAddon {
+  /** The instruction set of the kernels chosen at load time: avx512, avx2 or generic (native/isa.h; DIFFUSE_ISA forces one). */
+  readonly isa: string;
   /** c[m×n] = op(a)·op(b) (+ bias on every row), row-major; op transposes when the flag is set. */
   /** c = op(a)·op(b) (+ bias per row); with `batches`, that many products, the i-th from a + i·strideA and b + i·strideB (0 broadcasts) into c + i·m·n. */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, bias?: Float32Array | null, batches?: number, strideA?: number, strideB?: number): void;
@@ -66,7 +68,15 @@ export interface NativeAddon {
   groupNormGrad(dy: Float32Array, xhat: Float32Array, gamma: Float32Array, rstd: Float32Array, batch: number, pixels: number, channels: number, groups: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, beta?: Float32Array | null, silu?: boolean): void;
 }
 
-export const NATIVE_BUILD_HINT = 'apt-get install -y libopenblas-dev && npm run build:native';
+/** How to get the kernels built: a C compiler and a CBLAS, then the build (in a checkout) or `npm rebuild` (where installed). */
+export const NATIVE_BUILD_HINT = nativeBuildHint();
+
+function nativeBuildHint(platform = process.platform, checkout = fs.existsSync(path.join(__dirname, '..', '..', '..', '.git'))): string {
+  const build = checkout ? 'npm run build:native' : 'npm rebuild diffuse (-g where installed globally)';
+  if (platform === 'darwin') return `xcode-select --install, then ${build}`;
+  if (platform === 'linux') return `apt-get install -y build-essential libopenblas-dev (or your distribution's OpenBLAS and C compiler), then ${build}`;
+  return `a C compiler and OpenBLAS, then ${build}`;
+}
 
 /**
  * OpenBLAS picks its kernels from the CPU model name and falls back to generic SSE3 ones ("Prescott")

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../errors';
 import { notice } from '../progress';
-import { NATIVE_BUILD_HINT, nativeLoadError } from './addon';
+import { loadNativeAddon, NATIVE_BUILD_HINT, nativeLoadError } from './addon';
 import { registerBlasBackend } from './blasBackend';
 
 export const BACKENDS = ['auto', 'tensorflow', 'blas', 'wasm', 'cpu'] as const;
@@ -21,6 +21,8 @@ export interface BackendEnv {
   load(pkg: string): void;
   /** Registers the `blas` backend; false where the native addon is not built. */
   registerBlas(): boolean;
+  /** The instruction set of the native kernels in use (avx512, avx2, generic), where known. */
+  nativeIsa?(): string | undefined;
   setBackend(name: string): Promise<boolean>;
   log(message: string): void;
 }
@@ -30,6 +32,7 @@ export const defaultBackendEnv: BackendEnv = {
     require(pkg);
   },
   registerBlas: () => registerBlasBackend(),
+  nativeIsa: () => loadNativeAddon()?.isa,
   setBackend: (name) => tf.setBackend(name),
   log: notice, // said with the command's first line, after any error that ends it first
 };
@@ -92,7 +95,8 @@ export async function selectBackend(choice: BackendChoice, env: BackendEnv = def
   const hints: string[] = [];
   if (nativeMissing) hints.push(`native TensorFlow is not installed (${NATIVE_INSTALL_HINT})`);
   if (blasMissing) hints.push(`the native BLAS kernels cannot be used${reason()}: ${NATIVE_BUILD_HINT}`);
-  env.log(`diffuse: backend ${selected.name}${hints.map((h) => `; ${h}`).join('')}`);
+  const isa = selected.name === 'blas' ? env.nativeIsa?.() : undefined;
+  env.log(`diffuse: backend ${selected.name}${isa ? ` (${isa} kernels)` : ''}${hints.map((h) => `; ${h}`).join('')}`);
   return selected;
 }
 

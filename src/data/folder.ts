@@ -11,10 +11,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
 import { OptionError } from '../errors';
 import { ImageSet } from './mnist';
 import { DecodedFolder, FolderOptions, cachedFolder, folderKey } from './folderCache';
+import { sharp } from '../files';
 
 const IMAGE_FILE = /\.(png|jpe?g|webp|svg)$/i;
 

@@ -1,8 +1,8 @@
 /** Reading sample sets back: PNG grids written by `diffuse sample`, and NumPy uint8 [n, 28, 28] files. */
 import * as fs from 'node:fs';
-import sharp from 'sharp';
 import { UserError } from '../errors';
 import { GRID_GAP, GRID_GAP_VALUE } from '../io/grid';
+import { sharp } from '../files';
 
 export interface SampleSet {
   n: number;

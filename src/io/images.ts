@@ -1,6 +1,5 @@
 /** Sample grids as grayscale or RGB images (encoded by sharp in the format the file's extension names). */
-import sharp from 'sharp';
-import { imageFormatOf, writeOutputFile } from '../files';
+import { imageFormatOf, writeOutputFile, sharp } from '../files';
 import { gridPixels } from './grid';
 
 /** Writes pixels (bytes, HWC) in the format the file's extension names. */

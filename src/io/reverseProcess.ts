@@ -3,9 +3,8 @@
  * by extension), and a still of a few images' x_t at chosen steps across columns.
  */
 import * as path from 'node:path';
-import sharp from 'sharp';
 import { UserError } from '../errors';
-import { writeOutputFile } from '../files';
+import { writeOutputFile, sharp } from '../files';
 import { colourBytes, gridPixels } from './grid';
 
 export const ANIMATION_FORMATS = { '.webp': 'webp', '.gif': 'gif' } as const;

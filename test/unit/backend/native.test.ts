@@ -9,9 +9,10 @@ import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBack
 import { loadNativeAddon, nativeAddonProblem, NATIVE_FUNCTIONS } from '../../../src/backend/addon';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, tempDir } from '../../helpers';
+import { ROOT, tempDir, widestIsa } from '../../helpers';
 
-const ADDON = path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
+// scripts/arm64-test.sh tests an addon built elsewhere
+const ADDON = process.env.DIFFUSE_NATIVE_ADDON ?? path.join(ROOT, 'build', 'Release', 'diffuse_native.node');
 import { geluLayerNorm, gelu, layerNorm } from '../../../src/models/layers';
 import { groupNorm, scaledSoftmax, selfAttention, silu, upsampleNearest } from '../../../src/models/convLayers';
 import { Adam } from '../../../src/optim/adam';
@@ -606,3 +607,9 @@ test('the addon flushes subnormal results to zero (they made training steps 6x s
   native.sgemm(false, false, 1, 1, 1, Float32Array.of(1e-15), Float32Array.of(1e-15), c);
   assert.ok(Math.abs(c[0] - 1e-30) < 1e-36);
 });
+
+test('the kernels in use are the set DIFFUSE_ISA names, else the widest this CPU runs (test/unit/backend/isa.test.ts runs this file on each)', { skip }, () => {
+  const wanted = process.env.DIFFUSE_ISA;
+  assert.equal(loadNativeAddon()!.isa, wanted || widestIsa());
+});
+

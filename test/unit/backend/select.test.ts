@@ -39,11 +39,18 @@ test('auto takes the native BLAS kernels next, and says how to install the nativ
   assert.match(w.logs[0], /^diffuse: backend blas; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node/);
 });
 
+test('the blas notice names the instruction set of the kernels in use', async () => {
+  const w = fakeEnv(PORTABLE, ['blas'], true);
+  w.env.nativeIsa = () => 'avx2';
+  assert.equal((await selectBackend('blas', w.env)).name, 'blas');
+  assert.deepEqual(w.logs, ['diffuse: backend blas (avx2 kernels)']);
+});
+
 test('auto falls back to wasm and says once how to get both native backends', async () => {
   const w = fakeEnv(PORTABLE, ['wasm', 'cpu']);
   assert.equal((await selectBackend('auto', w.env)).name, 'wasm');
   assert.equal(w.logs.length, 1);
-  assert.match(w.logs[0], /backend wasm; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node.*; the native BLAS kernels cannot be used.*: apt-get install -y libopenblas-dev/);
+  assert.match(w.logs[0], /backend wasm; native TensorFlow is not installed \(npm install @tensorflow\/tfjs-node.*; the native BLAS kernels cannot be used.*: apt-get install -y build-essential libopenblas-dev/);
 });
 
 test('auto falls back to cpu when wasm cannot start', async () => {
