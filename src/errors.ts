@@ -22,3 +22,19 @@ export class OptionError extends UserError {
     this.name = 'OptionError';
   }
 }
+
+/** A checkpoint (or safetensors file) that is missing, unreadable, corrupt, or does not match its own model. */
+export class CheckpointError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckpointError';
+  }
+}
+
+/** A model this diffuse cannot run: written by a newer diffuse, or of an unknown kind. */
+export class UnsupportedModelError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsupportedModelError';
+  }
+}

@@ -66,3 +66,13 @@ export function widestIsa(): string {
   if (avx2 && ['avx512f', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512cd'].every((f) => flags.has(f))) return 'avx512';
   return avx2 ? 'avx2' : 'generic';
 }
+
+/** The README's code block of `lang` under its "Use it from code" heading (the first, or the one containing `marker`). */
+export function readmeExample(lang: string, marker = ''): string {
+  const section = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').split('## Use it from code')[1]?.split('\n## ')[0] ?? '';
+  const blocks = [...section.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]);
+  const block = blocks.find((b) => b.includes(marker));
+  assert.ok(block, `the README has a \`\`\`${lang} example under "Use it from code"`);
+  return block;
+}
+

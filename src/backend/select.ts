@@ -62,7 +62,16 @@ async function tryPortable(name: 'wasm' | 'cpu', env: BackendEnv): Promise<Selec
   } catch {
     return null;
   }
-  return (await env.setBackend(name)) ? { name, package: pkg } : null;
+  if (!(await env.setBackend(name))) return null;
+  // The cpu backend greets its first use in Node with advice to install tfjs-node on stderr, where a
+  // command's error must be the first line and a library prints nothing: diffuse's notice says it.
+  if (name === 'cpu') quietCpuBackend();
+  return { name, package: pkg };
+}
+
+function quietCpuBackend(): void {
+  const backend = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (backend && 'firstUse' in backend) backend.firstUse = false;
 }
 
 /** Activates the requested backend and says once on stderr which one runs. */

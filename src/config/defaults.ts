@@ -33,6 +33,8 @@ export const DEFAULTS = {
   /** Adam's moments and ε as Kingma & Ba (and torch.optim.Adam) have them. */
   adam: { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
   sampling: {
+    /** Images drawn where not asked (`diffuse sample --n`, the API's sample). */
+    n: 64,
     /** Model calls of a few-step sampler where neither the user nor the checkpoint says. */
     usualSteps: { ancestral: null, ddim: 100, 'dpmpp-2m': 20, 'dpmpp-3m': 20 } as Record<SamplerName, number | null>,
     /** Images denoised together (larger batches use the matrix kernels better). */

@@ -3,7 +3,7 @@
  * schedule, data, training state, default sampler), complete in every field. Older records are brought
  * up to this version once, by migrateRunRecord, when a checkpoint is read; nothing else fills gaps.
  */
-import { UserError } from '../errors';
+import { CheckpointError, UnsupportedModelError } from '../errors';
 import { ModelConfig } from '../models/denoiser';
 import { RngState } from '../rng';
 import { ScheduleConfig } from '../diffusion/schedule';
@@ -61,12 +61,12 @@ export interface RunRecord {
  * ancestral sampler, and (U-net) the GroupNorm + SiLU output head it then had.
  */
 export function migrateRunRecord(record: Record<string, unknown>, version: number, file: string): RunRecord {
-  if (!Number.isInteger(version) || version < 1) throw new UserError(`${file} has no valid format version (${version})`);
-  if (version > RUN_RECORD_VERSION) throw new UserError(`${file} has format version ${version}; this diffuse reads up to ${RUN_RECORD_VERSION} (a newer diffuse wrote it)`);
+  if (!Number.isInteger(version) || version < 1) throw new CheckpointError(`${file} has no valid format version (${version})`);
+  if (version > RUN_RECORD_VERSION) throw new UnsupportedModelError(`${file} has format version ${version}; this diffuse reads up to ${RUN_RECORD_VERSION} (a newer diffuse wrote it)`);
   // Version 1's own fields are taken as they are; only its optional ones are filled in.
   const r = structuredClone(record) as unknown as RunRecord;
   for (const key of ['model', 'schedule', 'data', 'training'] as const) {
-    if (typeof r[key] !== 'object' || r[key] === null) throw new UserError(`${file} is not a diffuse checkpoint: "${key}" is missing`);
+    if (typeof r[key] !== 'object' || r[key] === null) throw new CheckpointError(`${file} is not a diffuse checkpoint: "${key}" is missing`);
   }
   if (version === 1) {
     const model = r.model as ModelConfig & { channels?: number; outputNorm?: boolean };

@@ -202,28 +202,78 @@ export function* denoiseSteps(model: Denoiser, scheduler: DDPMScheduler, x: Floa
 
 const silent: Progress = { start() {}, update() {}, stop() {} };
 
-/** n images (n · pixels numbers) drawn from the model. */
-export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
-  const { n, rng, batchSize = 256, progress = silent } = options;
+/** Where sampling is: batch [first, first + batch) of n at `step` of `of` (0 = its starting noise), its images x now. */
+export interface SamplingStep {
+  /** Images drawn in all. */
+  n: number;
+  first: number;
+  batch: number;
+  step: number;
+  of: number;
+  /** The batch's images as they are now (not clamped; [−1, 1] when done), valid until the next step. */
+  x: Float32Array;
+}
+
+/**
+ * n images (n · pixels numbers) drawn from the model batch by batch, yielding before each batch's first
+ * step and after every step (for animations, progress, and pages that paint between steps); returns
+ * them all. `generate` runs it through.
+ */
+export function* generateSteps(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Generator<SamplingStep, Float32Array> {
+  const { n, rng, batchSize = 256 } = options;
   const pixels = imageSize(model.config);
-  const { sampler, calls } = samplerOf(options, scheduler.timesteps);
+  const { calls } = samplerOf(options, scheduler.timesteps);
   const images = new Float32Array(n * pixels);
-  const totalSteps = Math.ceil(n / batchSize) * calls;
-  const started = Date.now();
-  progress.start(totalSteps, { images: n });
-  let done = 0;
   for (let first = 0; first < n; first += batchSize) {
     const batch = Math.min(batchSize, n - first);
     const x: Float32Array = rng.fillNormal(new Float32Array(batch * pixels));
-    options.observe?.(x, first, 0, calls);
+    yield { n, first, batch, step: 0, of: calls, x };
     for (const { step } of denoiseSteps(model, scheduler, x, batch, { ...options, labels: options.labels?.subarray(first, first + batch) })) {
-      options.observe?.(x, first, step, calls);
-      progress.update(++done, { images: n });
+      yield { n, first, batch, step, of: calls, x };
     }
     images.set(x, first * pixels);
   }
-  progress.stop(`sampled ${n} images x ${calls} ${sampler} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return images;
+}
+
+/** n images (n · pixels numbers) drawn from the model, reported to options.progress and options.observe. */
+export function generate(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions): Float32Array {
+  const run = reported(model, scheduler, options);
+  for (let next = run.steps.next(); ; next = run.steps.next()) {
+    if (next.done) return run.finish(next.value);
+    run.seen(next.value);
+  }
+}
+
+/** As generate, awaiting `pause` after each step where it returns a promise (a page paints then). */
+export async function generateAsync(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions, pause: (step: SamplingStep) => void | Promise<void> = () => {}): Promise<Float32Array> {
+  const run = reported(model, scheduler, options);
+  for (let next = run.steps.next(); ; next = run.steps.next()) {
+    if (next.done) return run.finish(next.value);
+    run.seen(next.value);
+    const paused = pause(next.value);
+    if (paused) await paused;
+  }
+}
+
+/** generateSteps with its progress bar and observer. */
+function reported(model: Denoiser, scheduler: DDPMScheduler, options: SampleOptions) {
+  const { n, batchSize = 256, progress = silent } = options;
+  const { sampler, calls } = samplerOf(options, scheduler.timesteps);
+  const started = Date.now();
+  progress.start(Math.ceil(n / batchSize) * calls, { images: n });
+  let done = 0;
+  return {
+    steps: generateSteps(model, scheduler, options),
+    seen({ x, first, step, of }: SamplingStep) {
+      options.observe?.(x, first, step, of);
+      if (step > 0) progress.update(++done, { images: n });
+    },
+    finish(images: Float32Array) {
+      progress.stop(`sampled ${n} images x ${calls} ${sampler} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return images;
+    },
+  };
 }
 
 /**

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as path from 'node:path';
-import { UserError } from '../errors';
+import { CheckpointError } from '../errors';
 import { TEMP_MARK, ensureDirectory, processIsGone, writeAtomically } from '../files';
 import { RUN_RECORD_VERSION, RunRecord, migrateRunRecord } from '../config/runRecord';
 import { assignCopy } from '../tensors';
@@ -84,7 +84,7 @@ export function saveCheckpoint(dir: string, meta: RunRecord, tensors: ReadonlyMa
     writeAtomically(path.join(dir, CHECKPOINT_FILE), JSON.stringify(file, null, 2) + '\n', () => faultPoint('before-rename'));
     faultPoint('after-rename');
   } catch (e) {
-    throw new UserError(`cannot write checkpoint in ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new CheckpointError(`cannot write checkpoint in ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   removeStrays(dir, weights);
 }
@@ -117,18 +117,18 @@ function readCheckpointFile(dir: string, required: boolean): CheckpointFile | nu
   } catch (e) {
     if (!required) return null;
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? `no checkpoint in ${dir} (${CHECKPOINT_FILE} not found)` : `cannot read ${file}: ${code}`);
+    throw new CheckpointError(code === 'ENOENT' ? `no checkpoint in ${dir} (${CHECKPOINT_FILE} not found)` : `cannot read ${file}: ${code}`);
   }
   let parsed: CheckpointFile;
   try {
     parsed = JSON.parse(text) as CheckpointFile;
   } catch {
     if (!required) return null;
-    throw new UserError(`corrupt checkpoint: ${file} is not valid JSON`);
+    throw new CheckpointError(`corrupt checkpoint: ${file} is not valid JSON`);
   }
   if (parsed?.format !== FORMAT || !Array.isArray(parsed.tensors) || typeof parsed.weights !== 'string') {
     if (!required) return null;
-    throw new UserError(`${file} is not a diffuse checkpoint`);
+    throw new CheckpointError(`${file} is not a diffuse checkpoint`);
   }
   if (!required) return parsed; // only its weights file's name is wanted
   return { ...parsed, ...migrateRunRecord(parsed as unknown as Record<string, unknown>, parsed.version, file) };
@@ -152,7 +152,7 @@ export function loadCheckpoint(dir: string): { meta: RunRecord; tensors: Map<str
     } catch (e) {
       const again = readCheckpointFile(dir, true)!;
       if (attempt >= 10 || again.weights === file.weights) {
-        throw new UserError(`corrupt checkpoint: cannot read weights ${weightsPath}: ${(e as NodeJS.ErrnoException).code}`);
+        throw new CheckpointError(`corrupt checkpoint: cannot read weights ${weightsPath}: ${(e as NodeJS.ErrnoException).code}`);
       }
       file = again;
       weightsPath = path.join(dir, path.basename(file.weights));
@@ -161,7 +161,7 @@ export function loadCheckpoint(dir: string): { meta: RunRecord; tensors: Map<str
   const sizes = file.tensors.map((t) => t.shape.reduce((a, b) => a * b, 1));
   const total = sizes.reduce((a, b) => a + b, 0);
   if (bytes.length !== total * 4) {
-    throw new UserError(`corrupt checkpoint: ${weightsPath} has ${bytes.length} bytes, expected ${total * 4}`);
+    throw new CheckpointError(`corrupt checkpoint: ${weightsPath} has ${bytes.length} bytes, expected ${total * 4}`);
   }
   // Copy into an aligned buffer: a Buffer's byteOffset need not be a multiple of 4.
   const floats = new Float32Array(total);
@@ -181,11 +181,11 @@ export function restoreVariables(saved: Map<string, NamedArray>, prefix: string,
   for (const [name, v] of vars) {
     const t = saved.get(`${prefix}${name}`);
     if (!t) {
-      if (required) throw new UserError(`checkpoint does not match its model: tensor ${prefix}${name} is missing`);
+      if (required) throw new CheckpointError(`checkpoint does not match its model: tensor ${prefix}${name} is missing`);
       continue;
     }
     if (t.shape.join('x') !== v.shape.join('x')) {
-      throw new UserError(`checkpoint does not match its model: ${prefix}${name} has shape [${t.shape}], the model needs [${v.shape}]`);
+      throw new CheckpointError(`checkpoint does not match its model: ${prefix}${name} has shape [${t.shape}], the model needs [${v.shape}]`);
     }
     assignCopy(v, t.values);
   }

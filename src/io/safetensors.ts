@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { UserError } from '../errors';
+import { CheckpointError } from '../errors';
 import { writeOutputFile } from '../files';
 
 export interface SafeTensor {
@@ -60,7 +60,7 @@ export function writeSafetensors(file: string, tensors: ReadonlyMap<string, Safe
 
 /** The tensors (float32; F64, F16 and BF16 are converted) and metadata of a safetensors file's bytes; anything malformed is refused. */
 export function decodeSafetensors(bytes: Uint8Array, what = 'the file'): { tensors: Map<string, SafeTensor>; metadata: Record<string, string> } {
-  const bad = (why: string) => new UserError(`${what} is not a valid safetensors file: ${why}`);
+  const bad = (why: string) => new CheckpointError(`${what} is not a valid safetensors file: ${why}`);
   if (bytes.length < 8) throw bad(`${bytes.length} bytes, too short for the header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = view.getBigUint64(0, true);
@@ -142,7 +142,7 @@ export function readSafetensors(file: string): { tensors: Map<string, SafeTensor
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new CheckpointError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   return decodeSafetensors(bytes, file);
 }

@@ -9,7 +9,7 @@
  * imports back into a checkpoint.
  */
 import { RUN_RECORD_VERSION, RunRecord, migrateRunRecord } from '../config/runRecord';
-import { UserError } from '../errors';
+import { CheckpointError } from '../errors';
 import { buildModel } from '../models/build';
 import { Rng } from '../rng';
 import { NamedArray } from './checkpoint';
@@ -88,12 +88,12 @@ export function toTorchTensors(record: RunRecord, tensors: ReadonlyMap<string, N
  */
 export function fromTorchTensors(file: string, tensors: ReadonlyMap<string, SafeTensor>, metadata: Record<string, string>): { record: RunRecord; arrays: Map<string, NamedArray> } {
   const text = metadata[RECORD_KEY];
-  if (!text) throw new UserError(`${file} has no diffuse run record in its metadata ("${RECORD_KEY}"); write it with diffuse export --safetensors or diffuse_torch`);
+  if (!text) throw new CheckpointError(`${file} has no diffuse run record in its metadata ("${RECORD_KEY}"); write it with diffuse export --safetensors or diffuse_torch`);
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new UserError(`${file}: its "${RECORD_KEY}" metadata is not JSON`);
+    throw new CheckpointError(`${file}: its "${RECORD_KEY}" metadata is not JSON`);
   }
   const record = migrateRunRecord(raw, Number(metadata[RECORD_VERSION_KEY] ?? RUN_RECORD_VERSION), file);
   const model = buildModel(record.model, new Rng(0));
@@ -108,12 +108,12 @@ export function fromTorchTensors(file: string, tensors: ReadonlyMap<string, Safe
       known.add(key);
       const t = tensors.get(key);
       const want = torchShape(shape, name);
-      if (!t) throw new UserError(`${file} does not match its ${record.model.kind} configuration: tensor ${key} [${want}] is missing`);
-      if (t.shape.join(',') !== want.join(',')) throw new UserError(`${file} does not match its ${record.model.kind} configuration: ${key} has shape [${t.shape}], the model needs [${want}]`);
+      if (!t) throw new CheckpointError(`${file} does not match its ${record.model.kind} configuration: tensor ${key} [${want}] is missing`);
+      if (t.shape.join(',') !== want.join(',')) throw new CheckpointError(`${file} does not match its ${record.model.kind} configuration: ${key} has shape [${t.shape}], the model needs [${want}]`);
       arrays.set(prefix + name, { shape, values: fromTorchLayout(t.values, shape, name) });
     }
   }
   const extra = [...tensors.keys()].filter((k) => !known.has(k));
-  if (extra.length > 0) throw new UserError(`${file} does not match its ${record.model.kind} configuration: ${extra.length} unexpected tensor(s), e.g. ${extra[0]}`);
+  if (extra.length > 0) throw new CheckpointError(`${file} does not match its ${record.model.kind} configuration: ${extra.length} unexpected tensor(s), e.g. ${extra[0]}`);
   return { record, arrays };
 }

@@ -1,7 +1,7 @@
 /** A denoiser from its configuration, whichever kind it is. */
 import * as tf from '@tensorflow/tfjs-core';
 import { TraceCache } from '../ops/kernelTrace';
-import { UserError } from '../errors';
+import { UnsupportedModelError } from '../errors';
 import { Rng } from '../rng';
 import { Denoiser, ModelConfig, parameterCount } from './denoiser';
 import { FcUnet } from './fcUnet';
@@ -11,7 +11,7 @@ import { ConvUnet } from './unet';
 export function buildModel(config: ModelConfig, rng: Rng): Denoiser {
   if (config?.kind === 'fc-unet') return new Replayed(new FcUnet(config, rng));
   if (config?.kind === 'unet') return new Replayed(new ConvUnet(config, rng));
-  throw new UserError(`unknown model kind "${(config as { kind?: string })?.kind}" in checkpoint`);
+  throw new UnsupportedModelError(`unknown model kind "${(config as { kind?: string })?.kind}" in checkpoint`);
 }
 
 /**

@@ -8,11 +8,11 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { ensureWritableDirectory, writeOutputFile } from '../files';
 import { NamedArray, concatValues, loadCheckpoint, samplingPrefix } from '../io/checkpoint';
-import { Guide, checkGuide } from '../pipeline';
-import { WEB_GUIDE_WEIGHTS_FILE, WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel, WebWeights } from './format';
+import { Guide, checkGuide } from '../pipeline/load';
+import { WEB_GUIDE_WEIGHTS_FILE, WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel, WebWeights } from '../io/webModel';
 
 const BUILT = path.join(__dirname, '..', '..', 'web'); // dist/web, beside dist/src
-const PAGE_FILES = ['index.html', 'diffuse-web.js', 'sw.js'];
+const PAGE_FILES = ['index.html', 'page.js', 'diffuse.mjs', 'sw.js'];
 
 function wasmFiles(): string[] {
   const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8', // module scripts load only with a JavaScript type
   '.json': 'application/json',
   '.wasm': 'application/wasm',
   '.bin': 'application/octet-stream',

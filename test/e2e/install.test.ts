@@ -32,7 +32,7 @@ test('the packed tarball installs into an empty folder and globally, builds the 
   assert.equal(pack.status, 0, pack.stderr);
   const [info] = JSON.parse(pack.stdout) as { filename: string; size: number; unpackedSize: number; files: { path: string }[] }[];
   const files = info.files.map((f) => f.path);
-  for (const needed of ['bin/diffuse.js', 'dist/src/cli/program.js', 'dist/web/diffuse-web.js', 'binding.gyp', 'native/addon.c', 'native/isa.h', 'native/cblas.js', 'scripts/build-native.js', 'LICENSE']) {
+  for (const needed of ['bin/diffuse.js', 'dist/src/cli/program.js', 'dist/web/diffuse.mjs', 'dist/web/page.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'binding.gyp', 'native/addon.c', 'native/isa.h', 'native/cblas.js', 'scripts/build-native.js', 'LICENSE']) {
     assert.ok(files.includes(needed), `the tarball lacks ${needed}`);
   }
   const stray = files.filter((f) => /^(test|dist\/test|dist\/scripts|src|build|data|checkpoints|python|docs)\//.test(f) || f.endsWith('.map') || f.endsWith('.ts') && !f.endsWith('.d.ts'));

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadCheckpoint } from '../../src/io/checkpoint';
 import { readSafetensors, SafeTensor } from '../../src/io/safetensors';
-import { loadPipeline } from '../../src/pipeline';
+import { loadPipeline } from '../../src/pipeline/load';
 import { registerBlasBackend, BLAS_BACKEND } from '../../src/backend/blasBackend';
 import { imageSize } from '../../src/models/denoiser';
 import { Rng } from '../../src/rng';

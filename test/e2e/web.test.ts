@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Browser } from 'puppeteer-core';
 import { DEFAULTS } from '../../src/config/defaults';
-import { BIN, ROOT, assertCleanFailure, runCli, tempDir } from '../helpers';
+import { BIN, ROOT, assertCleanFailure, readmeExample, runCli, tempDir } from '../helpers';
 import { launchBrowser, skipWithoutChromium } from '../browser';
 
 const skip = skipWithoutChromium;
@@ -125,7 +125,7 @@ test('a fully connected model samples in Chromium as in Node (cpu, same seed); W
   const site = path.join(dir, 'site');
   const ex = runCli(['export', '--checkpoint', ckpt, '--web', site]);
   assert.equal(ex.status, 0, ex.stderr);
-  for (const f of ['index.html', 'diffuse-web.js', 'model.json', 'weights.bin', 'tfjs-backend-wasm.wasm', 'sw.js']) assert.ok(fs.existsSync(path.join(site, f)), f);
+  for (const f of ['index.html', 'page.js', 'diffuse.mjs', 'model.json', 'weights.bin', 'tfjs-backend-wasm.wasm', 'sw.js']) assert.ok(fs.existsSync(path.join(site, f)), f);
   const url = await serve(site);
   const inBrowser = await pageGrid(url, 'backend=cpu&seed=3&n=6&steps=8');
   assert.equal(inBrowser.backend, 'cpu');
@@ -229,6 +229,52 @@ test('a class-conditional model samples in Chromium by the class and guidance we
   // ?class= and ?cfg= as --class and --cfg take them
   const byUrl = await pageGrid(url, `${query}&class=red&cfg=1.5`);
   assertSameGrid(byUrl, await nodeGrid(ckpt, [...common, '--class', 'red', '--cfg', '1.5']), '?class=red&cfg=1.5');
+});
+
+test("a page of one's own imports the exported module: the README's example draws the grid, on cpu the one diffuse sample --backend cpu draws, and bad calls reject with typed errors", { skip, timeout: 400_000 }, async () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '1', '--limit', '256', '--width', '64', '--batch-size', '64', '--backend', 'cpu', '--out', ckpt]).status, 0);
+  const site = path.join(dir, 'site');
+  assert.equal(runCli(['export', '--checkpoint', ckpt, '--web', site]).status, 0);
+  const example = readmeExample('html');
+  assert.match(example, /model\.sample\(\{ n: 16, seed: 7 \}\)/, 'the command below mirrors these options');
+  fs.writeFileSync(path.join(site, 'readme.html'), example);
+  // the same page on cpu, with a marker when done, and the errors a caller can catch
+  const mine = example.replace("loadModel('./')", "loadModel('./', { backend: 'cpu' })").replace(
+    '</script>',
+    `  const { OptionError, CheckpointError } = await import('./diffuse.mjs');
+  const caught = async (f) => { try { await f(); } catch (e) { return { name: e.name, typed: e instanceof OptionError || e instanceof CheckpointError, option: e.option, message: e.message }; } };
+  window.result = { backend: model.backend, n0: await caught(() => model.sample({ n: 0 })), missing: await caught(() => loadModel('./missing/')) };
+  document.body.dataset.state = 'done';
+</script>`,
+  );
+  fs.writeFileSync(path.join(site, 'mine.html'), mine);
+  const url = await serve(site);
+  const node = await nodeGrid(ckpt, ['--seed', '7', '--n', '16']);
+  const grab = async (file: string, ready: string) => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(url + file);
+    await page.waitForFunction(ready, { timeout: 180_000 }).catch(() => assert.fail(`${file}: ${errors.join('; ')}`));
+    const r = (await page.evaluate(`(() => {
+      const canvas = document.getElementById('grid');
+      return { width: canvas.width, height: canvas.height, rgba: Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data), result: window.result ?? null };
+    })()`)) as { width: number; height: number; rgba: number[]; result: Record<string, { name: string; typed: boolean; option?: string; message: string } | string> | null };
+    await page.close();
+    assert.deepEqual(errors, []);
+    const rgb = Buffer.alloc(r.width * r.height * 3);
+    for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+    return { ...r, rgb };
+  };
+  const readme = await grab('readme.html', `document.getElementById('grid').width === ${node.width}`);
+  assertSameGrid(readme, node, "the README's page (its default backend)");
+  const own = await grab('mine.html', `document.body.dataset.state === 'done'`);
+  assert.equal(own.result!.backend, 'cpu');
+  assertSameGrid(own, node, 'on cpu');
+  assert.deepEqual(own.result!.n0, { name: 'OptionError', typed: true, option: 'n', message: 'n 0: expected an integer of at least 1' });
+  assert.deepEqual(own.result!.missing, { name: 'CheckpointError', typed: true, message: `cannot fetch ${url}missing/model.json: HTTP 404` });
 });
 
 test('export and serve refuse what they cannot use', () => {

@@ -1,26 +1,14 @@
 /** `diffuse denoise`: noise an image to each of several timesteps and denoise it back, one row per timestep. */
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { BackendChoice, selectBackend } from '../../backend/select';
-import { decodeImage } from '../../data/folder';
 import { loadMnist, padImages } from '../../data/mnist';
-import { noiseAndDenoise } from '../../diffusion/sampler';
-import { OptionError, UserError } from '../../errors';
+import { UserError } from '../../errors';
+import { loadModel } from '../../api/node';
+import { notice } from '../../progress';
 import { checkOutputFile, imageFormatOf } from '../../files';
 import { writeImageGrid } from '../../io/images';
-import { classGuidance, loadPipeline } from '../../pipeline';
-import { ClassifierFree } from '../../models/classifierFree';
 import { DEFAULTS } from '../../config/defaults';
-import { Rng } from '../../rng';
 import { backendOption, integer, integerList, nonNegativeNumber, unitInterval } from '../options';
-
-async function readImage(file: string, size: number, channels: 1 | 3, background: string): Promise<Float32Array> {
-  try {
-    return Float32Array.from(await decodeImage(file, { size, channels, background }), (v) => v / 127.5 - 1);
-  } catch (e) {
-    throw new UserError(`cannot read image ${file}: ${(e as Error).message.split('\n')[0]}`);
-  }
-}
 
 export function denoiseCommand(log: (m: string) => void): Command {
   return new Command('denoise')
@@ -41,20 +29,14 @@ export function denoiseCommand(log: (m: string) => void): Command {
       if ((opts.image === undefined) === (opts.mnistTest === undefined)) throw new UserError('denoise needs one of --image FILE or --mnist-test I');
       imageFormatOf(opts.out);
       checkOutputFile(opts.out);
-      await selectBackend(opts.backend as BackendChoice);
-      const pipeline = loadPipeline(opts.checkpoint);
-      const { scheduler, record } = pipeline;
-      let model = pipeline.model;
+      const model = await loadModel(opts.checkpoint, { backend: opts.backend, onNotice: notice });
       try {
-        const guidance = classGuidance(record, { classes: opts.class, cfg: opts.cfg });
-        if (guidance && guidance.classes.length !== 1) throw new OptionError('class', `${opts.class}: denoise takes one class`);
-        if (guidance) model = new ClassifierFree(model, guidance.weight);
-        const labels = guidance ? Float32Array.of(guidance.classes[0]) : undefined;
-        const { height, channels } = record.model;
-        const T = scheduler.timesteps;
+        const { record } = model;
+        const { height, imageWidth, channels } = record.model;
+        const T = record.schedule.timesteps;
         for (const t of opts.t as number[]) if (t > T - 1) throw new UserError(`--t ${t}: the checkpoint's process has timesteps 0..${T - 1}`);
         let x0: Float32Array;
-        if (opts.image) x0 = await readImage(opts.image, height, channels as 1 | 3, record.data.background ?? '#000000'); // MNIST: digits on black
+        if (opts.image) x0 = await model.readImage(opts.image);
         else {
           if (record.data.dataset === 'folder') throw new UserError('--mnist-test needs a model trained on MNIST; give --image');
           const test = loadMnist('test', opts.mnistTest + 1);
@@ -63,15 +45,15 @@ export function denoiseCommand(log: (m: string) => void): Command {
           const pixels = set.height * set.width;
           x0 = set.data.slice(opts.mnistTest * pixels, (opts.mnistTest + 1) * pixels);
         }
-        const size = x0.length;
         const rows: Float32Array[] = [];
         for (const t of opts.t as number[]) {
-          const { noisy, denoised } = noiseAndDenoise(model, scheduler, x0, 1, t, { rng: new Rng(opts.seed), eta: opts.eta, steps: opts.steps, labels });
-          rows.push(x0, noisy, denoised);
+          const { noisy, denoised } = await model.denoise({ image: x0, t, steps: opts.steps, eta: opts.eta, seed: opts.seed, class: opts.class, cfg: opts.cfg });
+          rows.push(x0, noisy.data, denoised.data);
         }
+        const size = x0.length;
         const images = new Float32Array(rows.length * size);
         rows.forEach((r, i) => images.set(r, i * size));
-        const { width, height: h } = await writeImageGrid(opts.out, images, rows.length, height, record.model.imageWidth, channels, 3);
+        const { width, height: h } = await writeImageGrid(opts.out, images, rows.length, height, imageWidth, channels, 3);
         log(`wrote ${path.resolve(opts.out)} (${opts.t.length} rows: original | noised to t | denoised; t = ${opts.t.join(', ')}; ${width}x${h} px)`);
       } finally {
         model.dispose();

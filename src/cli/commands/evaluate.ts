@@ -9,7 +9,7 @@ import { OptionError, UserError } from '../../errors';
 import { getClassifier } from '../../eval/classifier';
 import { asDigits, floorScores, mnistFrame, score, testReference } from '../../eval/evaluate';
 import { readSamples } from '../../eval/sampleFiles';
-import { Guide, checkGuide, guideFrom, sampleCheckpoint } from '../../pipeline';
+import { Guide, checkGuide, guideFrom, sampleCheckpoint } from '../../pipeline/load';
 import { createProgress, samplingProgress } from '../../progress';
 import { backendOption, guidedBy, integer, samplerOptions } from '../options';
 import { SamplerChoices, parseClasses, samplerSettings } from '../../config/sampling';

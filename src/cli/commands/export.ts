@@ -15,7 +15,7 @@ import { fromTorchTensors, toTorchTensors } from '../../io/torchWeights';
 import { Trainer } from '../../training/trainer';
 import { exportWeb } from '../../web/export';
 import { serveStatic } from '../../web/serve';
-import { guideFrom } from '../../pipeline';
+import { guideFrom } from '../../pipeline/load';
 import { DEFAULTS } from '../../config/defaults';
 import { backendOption, integer, positiveNumber } from '../options';
 

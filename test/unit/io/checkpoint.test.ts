@@ -7,7 +7,7 @@ import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint } from '../../../src/io
 import { loadMnist } from '../../../src/data/mnist';
 import { Trainer } from '../../../src/training/trainer';
 import { resolveNewRun } from '../../../src/config/resolve';
-import { loadPipeline } from '../../../src/pipeline';
+import { loadPipeline } from '../../../src/pipeline/load';
 import { tempDir, useBackend } from '../../helpers';
 import { RunRecord } from '../../../src/config/runRecord';
 

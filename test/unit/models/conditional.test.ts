@@ -16,7 +16,7 @@ import { saveCheckpoint } from '../../../src/io/checkpoint';
 import { buildModel } from '../../../src/models/build';
 import { ClassifierFree } from '../../../src/models/classifierFree';
 import { Denoiser } from '../../../src/models/denoiser';
-import { checkGuide, loadPipeline } from '../../../src/pipeline';
+import { checkGuide, loadPipeline } from '../../../src/pipeline/load';
 import { Rng } from '../../../src/rng';
 import { Trainer } from '../../../src/training/trainer';
 import { tempDir } from '../../helpers';

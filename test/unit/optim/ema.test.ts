@@ -8,7 +8,7 @@ import { saveCheckpoint, loadCheckpoint } from '../../../src/io/checkpoint';
 import { loadMnist } from '../../../src/data/mnist';
 import { Trainer } from '../../../src/training/trainer';
 import { resolveNewRun } from '../../../src/config/resolve';
-import { loadPipeline } from '../../../src/pipeline';
+import { loadPipeline } from '../../../src/pipeline/load';
 import { variableFrom } from '../../../src/tensors';
 import { assertCleanFailure, runCli, tempDir, useBackend } from '../../helpers';
 
