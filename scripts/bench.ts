@@ -30,7 +30,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { defaultBackendEnv, selectBackend } from '../src/backend/select';
-import { loadNativeAddon } from '../src/backend/addon';
+import { loadNativeAddon, nativeLoadError } from '../src/backend/addon';
 import { REFERENCE, Result, UNET_REFERENCE, fullRounds, median } from './bench/common';
 import { measure, runChild } from './bench/backend';
 import { coresWorth, probeGflops } from './bench/cores';
@@ -61,6 +61,8 @@ async function main(): Promise<void> {
   const roundsOnly = args.includes('--rounds-only');
   const backends = roundsOnly ? [] : backendsArg >= 0 ? args[backendsArg + 1].split(',') : ['tensorflow', 'blas', 'wasm'];
   const results: Result[] = [];
+  // The instruction set of the blas rows' kernels (the widest this CPU runs, or DIFFUSE_ISA's).
+  console.log(`native_kernels ${loadNativeAddon()?.isa ?? `none (${nativeLoadError()})`}${process.env.DIFFUSE_ISA ? ' (DIFFUSE_ISA)' : ''}`);
   for (const b of backends) {
     const r = runChild(b, args.includes('--unet64'));
     if (!r || (b !== r.backend)) continue;
