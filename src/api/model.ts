@@ -11,7 +11,8 @@ import { SAMPLERS, SPACINGS, SamplerName, SamplingStep, Spacing, generateAsync, 
 import { OptionError, UserError } from '../errors';
 import { colourBytes, gridPixels, toByte } from '../io/grid';
 import { ClassifierFree } from '../models/classifierFree';
-import { imageSize } from '../models/denoiser';
+import { Denoiser, imageSize } from '../models/denoiser';
+import { ddimDecode, ddimInvert, repaint, sdEdit, slerp } from '../diffusion/editing';
 import { DrawPlan, Pipeline, classGuidance, drawPlan } from '../pipeline/draw';
 import type { Progress } from '../progress';
 import { Rng } from '../rng';
@@ -64,6 +65,53 @@ export interface DenoiseOptions {
   /** A conditional model: denoise as this class (name or index), with classifier-free guidance. */
   class?: string | number;
   cfg?: number;
+}
+
+/** What the image editors share: a conditional model's class (name or index) and guidance, the DDIM steps, the seed. */
+export interface EditCommon {
+  /** A conditional model: work as this class, with classifier-free guidance (default: unconditional). */
+  class?: string | number;
+  cfg?: number;
+  /** DDIM steps (50). */
+  steps?: number;
+  /** Seed of the noise drawn (0). */
+  seed?: number;
+}
+
+/** `invert`: one image (height·width·channels values in [−1, 1]) to the noise DDIM draws it from. */
+export interface InvertOptions extends EditCommon {
+  image: Float32Array;
+  /** Fixed-point refinements of each step (2; 0 is plain DDIM inversion): each a model call more, each far closer. */
+  refine?: number;
+}
+
+/** `interpolate`: n images between two noises (from `invert`, or drawn by `noise(seed)`), spherically. */
+export interface InterpolateOptions extends EditCommon {
+  from: Float32Array;
+  to: Float32Array;
+  /** Images along the way, both ends included (8). */
+  n?: number;
+}
+
+/** `edit` (SDEdit): the image noised to strength·T and sampled back, n times. */
+export interface EditOptions extends EditCommon {
+  image: Float32Array;
+  /** 0 returns the image, 1 draws afresh. */
+  strength: number;
+  n?: number;
+  /** DDIM's noise on the way back (1). */
+  eta?: number;
+}
+
+/** `inpaint` (RePaint): the masked pixels regenerated to fit the rest, n times. */
+export interface InpaintOptions extends EditCommon {
+  image: Float32Array;
+  /** One value per pixel (height·width): 1 where to regenerate, 0 to keep. */
+  mask: Float32Array;
+  n?: number;
+  /** RePaint's jump length and resampling count (DEFAULTS.editing). */
+  jump?: number;
+  resample?: number;
 }
 
 /** The sampler settings a draw used (the checkpoint's where not given). */
@@ -181,11 +229,115 @@ export class DiffusionModel<I extends Images = Images> {
     return { noisy: one(noisy), denoised: one(denoised) };
   }
 
+  /** The noise from which `steps` deterministic DDIM steps draw the image, with that reconstruction and its mean error in grey levels (0..255). */
+  async invert(options: InvertOptions): Promise<{ noise: Float32Array; reconstruction: I; error: number }> {
+    const image = this.checkedImage(options?.image);
+    const { model, labels } = this.guided(options, 1);
+    const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
+    this.checkSteps(steps);
+    const refine = checkedInteger('refine', options.refine ?? DEFAULTS.editing.refine, 0);
+    const noise = ddimInvert(model, this.pipeline.scheduler, image, 1, steps, labels, refine);
+    const back = ddimDecode(model, this.pipeline.scheduler, noise, 1, steps, labels);
+    let error = 0;
+    for (let i = 0; i < image.length; i++) error += Math.abs(toByte(back[i]) - toByte(image[i]));
+    return { noise, reconstruction: this.imagesOf(back, 1), error: error / image.length };
+  }
+
+  /** Seeded Gaussian noise of one image's size: a starting point for `decode` and `interpolate`. */
+  noise(seed = 0): Float32Array {
+    return new Rng(checkedInteger('seed', seed, 0)).fillNormal(new Float32Array(imageSize(this.pipeline.record.model)));
+  }
+
+  /** The image `steps` deterministic DDIM steps draw from a noise (`invert`'s inverse). */
+  async decode(options: EditCommon & { noise: Float32Array }): Promise<I> {
+    const noise = this.checkedImage(options?.noise, 'noise');
+    const { model, labels } = this.guided(options, 1);
+    const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
+    this.checkSteps(steps);
+    return this.imagesOf(ddimDecode(model, this.pipeline.scheduler, noise, 1, steps, labels), 1);
+  }
+
+  /** n images decoded from noises spherically between `from` and `to` (the ends are theirs exactly). */
+  async interpolate(options: InterpolateOptions): Promise<I> {
+    const from = this.checkedImage(options?.from, 'from'), to = this.checkedImage(options?.to, 'to');
+    const n = checkedInteger('n', options.n ?? 8, 2);
+    const { model, labels } = this.guided(options, n);
+    const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
+    this.checkSteps(steps);
+    const noises = new Float32Array(n * from.length);
+    for (let i = 0; i < n; i++) noises.set(slerp(from, to, i / (n - 1)), i * from.length);
+    return this.imagesOf(this.batched(n, from.length, (first, batch) => ddimDecode(model, this.pipeline.scheduler, noises.subarray(first * from.length, (first + batch) * from.length), batch, steps, labels?.subarray(first, first + batch))), n);
+  }
+
+  /** SDEdit: the image noised to timestep strength·T and sampled back (n times, one noise each). */
+  async edit(options: EditOptions): Promise<I> {
+    const image = this.checkedImage(options?.image);
+    const strength = checkedUnit('strength', options.strength);
+    const n = checkedInteger('n', options.n ?? 1, 1);
+    const { model, labels } = this.guided(options, n);
+    const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
+    const eta = checkedUnit('eta', options.eta ?? DEFAULTS.sampling.eta);
+    const rng = new Rng(checkedInteger('seed', options.seed ?? 0, 0));
+    return this.imagesOf(this.batched(n, image.length, (first, batch) => sdEdit(model, this.pipeline.scheduler, repeat(image, batch), batch, strength, { rng, steps, eta, labels: labels?.subarray(first, first + batch) })), n);
+  }
+
+  /** RePaint: the pixels where mask is 1 regenerated to fit the rest (n times); the others are the image's exactly. */
+  async inpaint(options: InpaintOptions): Promise<I> {
+    const image = this.checkedImage(options?.image);
+    const { height, imageWidth } = this.pipeline.record.model;
+    const mask = options.mask;
+    if (!(mask instanceof Float32Array) || mask.length !== height * imageWidth) throw new OptionError('mask', `expects ${height}x${imageWidth} = ${height * imageWidth} values (1 to regenerate, 0 to keep), got ${mask instanceof Float32Array ? mask.length : typeof mask}`);
+    if (!mask.some((v) => v > 0.5)) throw new OptionError('mask', 'marks no pixel to regenerate (1 where to regenerate)');
+    const n = checkedInteger('n', options.n ?? 1, 1);
+    const { model, labels } = this.guided(options, n);
+    const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
+    this.checkSteps(steps);
+    const jump = checkedInteger('jump', options.jump ?? DEFAULTS.editing.jump, 1);
+    const resample = checkedInteger('resample', options.resample ?? DEFAULTS.editing.resample, 1);
+    const rng = new Rng(checkedInteger('seed', options.seed ?? 0, 0));
+    return this.imagesOf(this.batched(n, image.length, (first, batch) => repaint(model, this.pipeline.scheduler, repeat(image, batch), mask, batch, { rng, steps, jump, resample, labels: labels?.subarray(first, first + batch) })), n);
+  }
+
   /** Frees the model's tensors and ends its threads; the model cannot be used after. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.pipeline.model.dispose();
+  }
+
+  private checkedImage(image: unknown, name = 'image'): Float32Array {
+    const { height, imageWidth, channels } = this.open().record.model;
+    const size = imageSize(this.pipeline.record.model);
+    if (!(image instanceof Float32Array) || image.length !== size)
+      throw new OptionError(name, `expects ${height}x${imageWidth}x${channels} = ${size} values in [-1, 1] (a Float32Array), got ${image instanceof Float32Array ? image.length : typeof image}`);
+    return image;
+  }
+
+  private checkSteps(steps: number): void {
+    const T = this.pipeline.scheduler.timesteps;
+    if (steps > T) throw new OptionError('steps', `${steps}: the checkpoint's process has ${T} timesteps`);
+  }
+
+  /** The model to call for `options.class` (classifier-free guided) and n labels, or the model alone. */
+  private guided(options: { class?: string | number; cfg?: number }, n: number): { model: Denoiser; labels?: Float32Array } {
+    const pipeline = this.open();
+    const guidance = classGuidance(pipeline.record, { classes: options.class === undefined ? undefined : String(options.class), cfg: options.cfg });
+    if (!guidance) return { model: pipeline.model };
+    if (guidance.classes.length !== 1) throw new OptionError('class', `${options.class}: give one class`);
+    return { model: new ClassifierFree(pipeline.model, guidance.weight), labels: new Float32Array(n).fill(guidance.classes[0]) };
+  }
+
+  /** n images of `size` values made `batchSize` (the sampler's) at a time. */
+  private batched(n: number, size: number, make: (first: number, batch: number) => Float32Array): Float32Array {
+    const out = new Float32Array(n * size);
+    const step = DEFAULTS.sampling.batchSize;
+    for (let first = 0; first < n; first += step) out.set(make(first, Math.min(step, n - first)), first * size);
+    return out;
+  }
+
+  private imagesOf(data: Float32Array, n: number): I {
+    const { height, imageWidth, channels } = this.pipeline.record.model;
+    return this.makeImages(data, n, height, imageWidth, channels);
   }
 
   private open(): Pipeline {
@@ -213,6 +365,13 @@ export class DiffusionModel<I extends Images = Images> {
       progress: o.progress && this.progressBar ? this.progressBar() : undefined,
     };
   }
+}
+
+/** `image` n times over. */
+function repeat(image: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(n * image.length);
+  for (let i = 0; i < n; i++) out.set(image, i * image.length);
+  return out;
 }
 
 function checkedInteger(name: string, value: unknown, min: number): number {

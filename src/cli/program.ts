@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { OptionError, UserError } from '../errors';
 import { flushNotices } from '../progress';
 import { denoiseCommand } from './commands/denoise';
+import { editCommand, inpaintCommand, interpolateCommand, invertCommand } from './commands/edit';
 import { evaluateCommand } from './commands/evaluate';
 import { exportCommand, importCommand, serveCommand } from './commands/export';
 import { sampleCommand } from './commands/sample';
@@ -27,7 +28,7 @@ export function buildProgram(): Command {
     .exitOverride() // main() sets the exit code: 2 for every usage error, as for other user errors
     .addHelpText('after', '\nExamples:\n  $ diffuse train --epochs 1000\n  $ diffuse sample --n 64 --out grid.png\n  $ diffuse evaluate --checkpoint checkpoints --n 1000');
   // Subcommands built apart do not inherit settings, so each gets the exit override itself.
-  for (const command of [trainCommand(log), sampleCommand(log), evaluateCommand(), denoiseCommand(log), exportCommand(log), importCommand(log), serveCommand(log)]) program.addCommand(command.exitOverride());
+  for (const command of [trainCommand(log), sampleCommand(log), evaluateCommand(), denoiseCommand(log), invertCommand(log), interpolateCommand(log), inpaintCommand(log), editCommand(log), exportCommand(log), importCommand(log), serveCommand(log)]) program.addCommand(command.exitOverride());
   return program;
 }
 

@@ -47,6 +47,15 @@ export const DEFAULTS = {
     /** Classifier-free guidance's w for a conditional model sampled by class. */
     cfg: 2,
   },
+  editing: {
+    /** DDIM steps of invert, decode, interpolate, edit and inpaint. */
+    steps: 50,
+    /** invert's fixed-point refinements per step (on the exact Gaussian denoiser at 50 steps: error 0.045 plain, 0.0026 with one, 0.00017 with two). */
+    refine: 2,
+    /** RePaint's jump length and resampling count (inpaint). */
+    jump: 5,
+    resample: 5,
+  },
 } as const;
 
 /** Adam with the table's moments at learning rate `lr`. */

@@ -1,0 +1,209 @@
+/**
+ * Editing given images with a trained model: `invert` (image → the noise DDIM draws it from),
+ * `interpolate` (a strip between two images or seeds through their noises), `inpaint` (RePaint: masked
+ * pixels regenerated to fit the rest) and `edit` (SDEdit: image-to-image at a strength). All are built
+ * on the API's calls (src/api/model.ts).
+ */
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { NodeModel, loadModel } from '../../api/node';
+import { loadMnist, padImages } from '../../data/mnist';
+import { DEFAULTS } from '../../config/defaults';
+import { OptionError, UserError } from '../../errors';
+import { checkOutputFile, imageFormatOf, sharp } from '../../files';
+import { writeImageGrid } from '../../io/images';
+import { readNpyFloat32, writeNpy } from '../../io/npy';
+import { notice } from '../../progress';
+import { backendOption, integer, nonNegativeNumber, unitInterval } from '../options';
+
+/** --image FILE or --mnist-test I, as denoise takes them: the image at the model's size, values in [−1, 1]. */
+export async function inputImage(model: NodeModel, opts: { image?: string; mnistTest?: number }): Promise<Float32Array> {
+  if ((opts.image === undefined) === (opts.mnistTest === undefined)) throw new UserError('give one of --image FILE or --mnist-test I');
+  return opts.image !== undefined ? model.readImage(opts.image) : mnistTestImage(model, opts.mnistTest!);
+}
+
+/** The i-th MNIST test digit as the model saw its training digits (padded to 32 px for MNIST-32). */
+export function mnistTestImage(model: NodeModel, i: number): Float32Array {
+  const { dataset } = model.record.data;
+  if (dataset === 'folder') throw new UserError('--mnist-test needs a model trained on MNIST; give --image');
+  const test = loadMnist('test', i + 1);
+  if (test.count <= i) throw new UserError(`--mnist-test ${i}: MNIST has ${test.count} test images`);
+  const set = dataset === 'mnist32' ? padImages(test, 2) : test;
+  const pixels = set.height * set.width;
+  return set.data.slice(i * pixels, (i + 1) * pixels);
+}
+
+/**
+ * A mask PNG at the model's size, grey (white or any level ≥ 128: regenerate; darker: keep), as one
+ * value per pixel; refused when of another size, in colour, or marking nothing.
+ */
+export async function readMask(file: string, model: NodeModel): Promise<Float32Array> {
+  const { height, imageWidth } = model.record.model;
+  let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
+  try {
+    raw = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw new OptionError('mask', `${file}: cannot read it as an image (${(e as Error).message.split('\n')[0]})`);
+  }
+  const { width, height: h, channels } = raw.info;
+  if (width !== imageWidth || h !== height) throw new OptionError('mask', `${file} is ${width}x${h}; the model's images are ${imageWidth}x${height}`);
+  const mask = new Float32Array(width * h);
+  for (let p = 0; p < mask.length; p++) {
+    const v = raw.data[p * channels];
+    for (let c = 1; c < channels; c++) if (raw.data[p * channels + c] !== v) throw new OptionError('mask', `${file} is not grey (pixel ${p % width},${Math.floor(p / width)} has colour): white marks what to regenerate, black what to keep`);
+    mask[p] = v >= 128 ? 1 : 0;
+  }
+  if (!mask.some((v) => v > 0)) throw new OptionError('mask', `${file} marks no pixel to regenerate (white marks what to regenerate)`);
+  return mask;
+}
+
+/** A noise or an image for interpolate: seed:S, mnist:I, a .npy noise from invert, or an image file (inverted). */
+async function endpoint(model: NodeModel, spec: string, flag: string, common: { steps: number; class?: string; cfg?: number }): Promise<{ noise: Float32Array; what: string }> {
+  const seed = /^seed:(\d+)$/.exec(spec);
+  if (seed) return { noise: model.noise(Number(seed[1])), what: spec };
+  if (/\.npy$/i.test(spec)) {
+    const { values } = readNpyFloat32(spec);
+    if (values.length !== model.noise().length) throw new OptionError(flag, `${spec} holds ${values.length} values; the model's noise has ${model.noise().length}`);
+    return { noise: values, what: spec };
+  }
+  const mnist = /^mnist:(\d+)$/.exec(spec);
+  const image = mnist ? mnistTestImage(model, Number(mnist[1])) : await model.readImage(spec);
+  const { noise, error } = await model.invert({ image, ...common });
+  return { noise, what: `${spec} (inverted, reconstructed to ${error.toFixed(2)} grey levels)` };
+}
+
+const stepsOption = (what: string) => [`--steps <K>`, `DDIM steps ${what}`, integer(1), DEFAULTS.editing.steps] as const;
+
+function common(command: Command, conditional = true): Command {
+  command.option('--checkpoint <dir>', 'checkpoint directory (or a .safetensors file)', 'checkpoints');
+  if (conditional) command.option('--class <name>', 'a conditional model: work as this class (name or index), with classifier-free guidance').option('--cfg <w>', `with --class: the guidance weight (default: ${DEFAULTS.sampling.cfg})`, nonNegativeNumber);
+  return command.addOption(backendOption());
+}
+
+function classOf(opts: { class?: string; cfg?: number }) {
+  return { ...(opts.class !== undefined ? { class: opts.class } : {}), ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}) };
+}
+
+async function withModel<T>(opts: { checkpoint: string; backend: string }, f: (model: NodeModel) => Promise<T>): Promise<T> {
+  const model = await loadModel(opts.checkpoint, { backend: opts.backend as 'auto', onNotice: notice });
+  try {
+    return await f(model);
+  } finally {
+    model.dispose();
+  }
+}
+
+export function invertCommand(log: (m: string) => void): Command {
+  return common(new Command('invert'))
+    .description('DDIM inversion: find the noise from which K deterministic DDIM steps draw the image; writes it as .npy and reports the reconstruction error')
+    .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
+    .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
+    .option(...stepsOption('up and back down'))
+    .option('--refine <r>', `fixed-point refinements of each step up (0: plain DDIM inversion; default ${DEFAULTS.editing.refine})`, integer(0, 'a non-negative integer'), DEFAULTS.editing.refine)
+    .option('--out <file>', 'the noise, float32 .npy [1, height, width, channels]', 'noise.npy')
+    .option('--reconstruction <file>', 'also write the image | its reconstruction from the noise')
+    .addHelpText('after', '\nExamples:\n  $ diffuse invert --checkpoint runs/unet32 --mnist-test 0 --steps 100 --out zero.npy\n  $ diffuse interpolate --checkpoint runs/unet32 --from zero.npy --to mnist:1 --out strip.png')
+    .action(async (opts) => {
+      if (!/\.npy$/i.test(opts.out)) throw new OptionError('out', `${opts.out}: the noise is written as .npy`);
+      checkOutputFile(opts.out);
+      if (opts.reconstruction) {
+        imageFormatOf(opts.reconstruction);
+        checkOutputFile(opts.reconstruction);
+      }
+      await withModel(opts, async (model) => {
+        const image = await inputImage(model, opts);
+        const { noise, reconstruction, error } = await model.invert({ image, steps: opts.steps, refine: opts.refine, ...classOf(opts) });
+        const { height, imageWidth, channels } = model.record.model;
+        writeNpy(opts.out, noise, [1, height, imageWidth, channels]);
+        if (opts.reconstruction) {
+          const both = new Float32Array(2 * image.length);
+          both.set(image);
+          both.set(reconstruction.data, image.length);
+          await writeImageGrid(opts.reconstruction, both, 2, height, imageWidth, channels, 2);
+        }
+        log(`wrote ${path.resolve(opts.out)} (the noise; ${opts.steps} DDIM steps draw the image back to a mean error of ${error.toFixed(2)} grey levels of 255)`);
+      });
+    });
+}
+
+export function interpolateCommand(log: (m: string) => void): Command {
+  return common(new Command('interpolate'))
+    .description('a strip of images between two: each end an image (inverted to its noise), a noise from invert (.npy), or a seed; the noises interpolated spherically, each decoded with DDIM')
+    .requiredOption('--from <spec>', 'an image file, mnist:I (a test digit), noise.npy, or seed:S')
+    .requiredOption('--to <spec>', 'the other end, the same kinds')
+    .option('--n <count>', 'images in the strip, both ends included', integer(2), 8)
+    .option(...stepsOption('of inversion and of decoding'))
+    .option('--out <file>', 'the strip', 'interpolation.png')
+    .addHelpText('after', '\nExamples:\n  $ diffuse interpolate --checkpoint runs/unet32 --from mnist:0 --to mnist:1 --n 8 --out strip.png\n  $ diffuse interpolate --checkpoint runs/digits --from seed:1 --to seed:2 --class 7 --out sevens.png')
+    .action(async (opts) => {
+      imageFormatOf(opts.out);
+      checkOutputFile(opts.out);
+      await withModel(opts, async (model) => {
+        const shared = { steps: opts.steps, ...classOf(opts) };
+        const from = await endpoint(model, opts.from, 'from', shared);
+        const to = await endpoint(model, opts.to, 'to', shared);
+        const images = await model.interpolate({ from: from.noise, to: to.noise, n: opts.n, ...shared });
+        const { width, height } = await writeImageGrid(opts.out, images.data, images.count, images.height, images.width, images.channels, images.count);
+        log(`wrote ${path.resolve(opts.out)} (${images.count} images from ${from.what} to ${to.what}, ${width}x${height} px)`);
+      });
+    });
+}
+
+export function inpaintCommand(log: (m: string) => void): Command {
+  return common(new Command('inpaint'))
+    .description("RePaint: regenerate an image's masked pixels (white in --mask) to fit the rest; writes original | masked | the inpaintings")
+    .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
+    .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
+    .requiredOption('--mask <file>', "a grey image of the model's size: white where to regenerate, black where to keep")
+    .option('--n <count>', 'inpaintings, each from its own noise', integer(1), 4)
+    .option(...stepsOption('down'))
+    .option('--jump <j>', `RePaint: after every j steps down, go back up j steps and down again (default ${DEFAULTS.editing.jump})`, integer(1), DEFAULTS.editing.jump)
+    .option('--resample <r>', `RePaint: go down each stretch of j steps r times (1: no resampling; default ${DEFAULTS.editing.resample})`, integer(1), DEFAULTS.editing.resample)
+    .option('--seed <s>', 'random seed', integer(0, 'a non-negative integer'), 0)
+    .option('--out <file>', 'image file to write', 'inpaint.png')
+    .addHelpText('after', '\nExamples:\n  $ diffuse inpaint --checkpoint runs/unet32 --mnist-test 0 --mask bottom-half.png --out inpaint.png')
+    .action(async (opts) => {
+      imageFormatOf(opts.out);
+      checkOutputFile(opts.out);
+      await withModel(opts, async (model) => {
+        const image = await inputImage(model, opts);
+        const mask = await readMask(opts.mask, model);
+        const images = await model.inpaint({ image, mask, n: opts.n, steps: opts.steps, jump: opts.jump, resample: opts.resample, seed: opts.seed, ...classOf(opts) });
+        const channels = images.channels;
+        const masked = image.map((v, i) => (mask[Math.floor(i / channels)] > 0.5 ? 0 : v)); // the regenerated part shown grey
+        const row = new Float32Array((2 + images.count) * image.length);
+        row.set(image);
+        row.set(masked, image.length);
+        row.set(images.data, 2 * image.length);
+        const { width, height } = await writeImageGrid(opts.out, row, 2 + images.count, images.height, images.width, channels, 2 + images.count);
+        log(`wrote ${path.resolve(opts.out)} (original | masked | ${images.count} inpaintings; ${opts.steps} steps, jump ${opts.jump}, resample ${opts.resample}; ${width}x${height} px)`);
+      });
+    });
+}
+
+export function editCommand(log: (m: string) => void): Command {
+  return common(new Command('edit'))
+    .description('SDEdit, image-to-image: noise the image to t = strength·T and sample it back; writes original | the edits')
+    .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
+    .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
+    .requiredOption('--strength <s>', '0 keeps the image, 1 draws afresh; around 0.5 keeps its layout and redraws its detail', unitInterval(true))
+    .option('--n <count>', 'edits, each from its own noise', integer(1), 4)
+    .option(...stepsOption('back (at most strength·T)'))
+    .option('--eta <eta>', `DDIM noise on the way back (default ${DEFAULTS.sampling.eta})`, unitInterval(true), DEFAULTS.sampling.eta)
+    .option('--seed <s>', 'random seed', integer(0, 'a non-negative integer'), 0)
+    .option('--out <file>', 'image file to write', 'edit.png')
+    .addHelpText('after', '\nExamples:\n  $ diffuse edit --checkpoint runs/unet32 --image sketch.png --strength 0.5 --out edits.png')
+    .action(async (opts) => {
+      imageFormatOf(opts.out);
+      checkOutputFile(opts.out);
+      await withModel(opts, async (model) => {
+        const image = await inputImage(model, opts);
+        const images = await model.edit({ image, strength: opts.strength, n: opts.n, steps: opts.steps, eta: opts.eta, seed: opts.seed, ...classOf(opts) });
+        const row = new Float32Array((1 + images.count) * image.length);
+        row.set(image);
+        row.set(images.data, image.length);
+        const { width, height } = await writeImageGrid(opts.out, row, 1 + images.count, images.height, images.width, images.channels, 1 + images.count);
+        log(`wrote ${path.resolve(opts.out)} (original | ${images.count} edits at strength ${opts.strength}; ${width}x${height} px)`);
+      });
+    });
+}
