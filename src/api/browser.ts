@@ -58,6 +58,55 @@ export class BrowserModel extends DiffusionModel<Images> {
   ) {
     super(pipeline, (...args) => new Images(...args));
   }
+
+  /**
+   * An image (a file, a bitmap, an <img> or a canvas) at the model's size, as `diffuse`'s --image reads
+   * one: scaled to cover and centre-cropped, transparency over the run's background, grey where the
+   * model is (Rec. 709 luma); values in [−1, 1]. (The browser's scaling differs from the command line's
+   * slightly; an image already at the model's size reads the same.)
+   */
+  async readImage(source: Blob | ImageBitmap | HTMLImageElement | HTMLCanvasElement): Promise<Float32Array> {
+    const { height, imageWidth, channels } = this.record.model;
+    const rgba = await drawAt(source, imageWidth, height, this.record.data.background ?? '#000000', true);
+    const out = new Float32Array(height * imageWidth * channels);
+    for (let p = 0; p < height * imageWidth; p++) {
+      const [r, g, b] = [rgba[4 * p], rgba[4 * p + 1], rgba[4 * p + 2]];
+      if (channels === 1) out[p] = Math.round(0.2126 * r + 0.7152 * g + 0.0722 * b) / 127.5 - 1;
+      else for (let c = 0; c < 3; c++) out[p * 3 + c] = rgba[4 * p + c] / 127.5 - 1;
+    }
+    return out;
+  }
+
+  /** A mask image at the model's size, grey (≥ 128 regenerates), as `diffuse inpaint --mask` takes one; refused otherwise. */
+  async readMask(source: Blob | ImageBitmap | HTMLImageElement | HTMLCanvasElement): Promise<Float32Array> {
+    const { height, imageWidth } = this.record.model;
+    const bitmap = source instanceof Blob ? await createImageBitmap(source) : source;
+    if (bitmap.width !== imageWidth || bitmap.height !== height) throw new OptionError('mask', `is ${bitmap.width}x${bitmap.height}; the model's images are ${imageWidth}x${height}`);
+    const rgba = await drawAt(bitmap, imageWidth, height, '#000000', false);
+    const mask = new Float32Array(height * imageWidth);
+    for (let p = 0; p < mask.length; p++) {
+      if (rgba[4 * p] !== rgba[4 * p + 1] || rgba[4 * p] !== rgba[4 * p + 2]) throw new OptionError('mask', `is not grey (pixel ${p % imageWidth},${Math.floor(p / imageWidth)} has colour): white marks what to regenerate, black what to keep`);
+      mask[p] = rgba[4 * p] >= 128 ? 1 : 0;
+    }
+    if (!mask.some((v) => v > 0)) throw new OptionError('mask', 'marks no pixel to regenerate (white marks what to regenerate)');
+    return mask;
+  }
+}
+
+/** RGBA bytes of `source` drawn at width × height over `background` (scaled to cover and centred where `cover`). */
+async function drawAt(source: Blob | ImageBitmap | HTMLImageElement | HTMLCanvasElement, width: number, height: number, background: string, cover: boolean): Promise<Uint8ClampedArray> {
+  const bitmap = source instanceof Blob ? await createImageBitmap(source) : source;
+  const canvas = document.createElement('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
+  ctx.fillStyle = background;
+  ctx.fillRect(0, 0, width, height);
+  const scale = cover ? Math.max(width / bitmap.width, height / bitmap.height) : 1;
+  const [w, h] = [bitmap.width * scale, bitmap.height * scale];
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(bitmap, (width - w) / 2, (height - h) / 2, w, h);
+  return ctx.getImageData(0, 0, width, height).data;
 }
 
 /** The model exported into the folder at `url` (or model.json's own URL), on the backend asked for. */

@@ -6,6 +6,9 @@
  * turns it off). A class-conditional model gets a class picker (unconditional, one class, or one row per
  * class) and classifier-free guidance's weight, sampled as `diffuse sample --class --cfg` samples (?class=
  * and ?cfg= set them). Backends: WebGL where the browser has it, else wasm, else cpu (or as ?backend= says).
+ * Editing: a sample clicked (or an image opened) becomes the source; painting over it (or a mask image)
+ * marks what `inpaint` regenerates; `image to image` redraws it at the strength chosen (SDEdit), as the
+ * commands `diffuse inpaint` and `diffuse edit` do, with the seed and count above.
  */
 import { BROWSER_BACKENDS, BrowserModel, Images, SAMPLERS, SAMPLING_DEFAULTS, SamplerName, SamplingStep, loadModel } from '../api/browser';
 
@@ -76,6 +79,7 @@ async function sample(model: BrowserModel): Promise<void> {
   };
   const images = await model.sample({ n: asked, seed, sampler, ...(stepsValue && sampler !== 'ancestral' ? { steps: Number(stepsValue) } : {}), ...classes, onStep });
   draw(images);
+  editing.shown = images;
   const settings = images.settings!;
   const names = settings.classes ? (classes.perClass ? `${classes.perClass} of each class` : `class ${settings.classes.join(',')}`) : '';
   const by = settings.classes ? `, ${names} (guidance ${settings.cfg})` : '';
@@ -119,6 +123,110 @@ function classControls(model: BrowserModel): void {
   $('cfg-label').hidden = false;
 }
 
+/** What editing works on: the source image and the mask painted or opened (1: regenerate). */
+const editing = { image: null as Float32Array | null, mask: null as Float32Array | null, shown: null as Images | null };
+
+/** The source with the mask over it (red), scaled up on the page. */
+function drawSource(model: BrowserModel): void {
+  const { height, imageWidth, channels } = model.record.model;
+  const canvas = $<HTMLCanvasElement>('source');
+  if (!editing.image) return;
+  const { data } = new Images(editing.image, 1, height, imageWidth, channels).toRGBA();
+  if (editing.mask) editing.mask.forEach((m, p) => m > 0 && data.set([255, Math.round(data[4 * p + 1] / 3), Math.round(data[4 * p + 2] / 3)], 4 * p));
+  canvas.width = imageWidth;
+  canvas.height = height;
+  canvas.getContext('2d')!.putImageData(new ImageData(data, imageWidth, height), 0, 0);
+  canvas.dataset.masked = String(editing.mask ? editing.mask.reduce((a, b) => a + b, 0) : 0); // pixels to regenerate
+}
+
+/** Editing's controls: the source from a clicked sample or a file, the mask painted or opened, the two editors. */
+function editControls(model: BrowserModel): void {
+  const { height, imageWidth, channels } = model.record.model;
+  const pixels = height * imageWidth;
+  const setSource = (image: Float32Array) => {
+    editing.image = image;
+    editing.mask = null;
+    $<HTMLDetailsElement>('editing').open = true;
+    drawSource(model);
+  };
+  // a click on a sample of the grid (tiles of the model's size with 2-px gaps)
+  $<HTMLCanvasElement>('grid').onclick = (e) => {
+    const shown = editing.shown;
+    if (!shown) return;
+    const canvas = e.currentTarget as HTMLCanvasElement;
+    const x = ((e.offsetX * canvas.width) / canvas.clientWidth) | 0, y = ((e.offsetY * canvas.height) / canvas.clientHeight) | 0;
+    const columns = shown.columns ?? Math.ceil(Math.sqrt(shown.count));
+    const k = Math.floor(y / (height + 2)) * columns + Math.floor(x / (imageWidth + 2));
+    if (k < shown.count) setSource(shown.data.slice(k * pixels * channels, (k + 1) * pixels * channels));
+  };
+  $<HTMLInputElement>('edit-image').onchange = async (e) => {
+    const file = (e.target as HTMLInputElement).files?.[0];
+    if (file) setSource(await model.readImage(file));
+  };
+  $<HTMLInputElement>('edit-mask').onchange = async (e) => {
+    const file = (e.target as HTMLInputElement).files?.[0];
+    if (!file) return;
+    try {
+      editing.mask = await model.readMask(file);
+      drawSource(model);
+    } catch (error) {
+      fail(error);
+    }
+  };
+  $<HTMLButtonElement>('clear-mask').onclick = () => {
+    editing.mask = null;
+    drawSource(model);
+  };
+  // painting: a round brush of 1/16 of the image's side
+  const source = $<HTMLCanvasElement>('source');
+  let painting = false;
+  const paint = (e: PointerEvent) => {
+    if (!painting || !editing.image) return;
+    const x = (e.offsetX * imageWidth) / source.clientWidth, y = (e.offsetY * height) / source.clientHeight;
+    const r = Math.max(1, imageWidth / 16);
+    editing.mask ??= new Float32Array(pixels);
+    for (let py = Math.max(0, Math.floor(y - r)); py < Math.min(height, Math.ceil(y + r)); py++)
+      for (let px = Math.max(0, Math.floor(x - r)); px < Math.min(imageWidth, Math.ceil(x + r)); px++) if ((px + 0.5 - x) ** 2 + (py + 0.5 - y) ** 2 <= r * r) editing.mask[py * imageWidth + px] = 1;
+    drawSource(model);
+  };
+  source.onpointerdown = (e) => {
+    painting = true;
+    source.setPointerCapture(e.pointerId);
+    paint(e);
+  };
+  source.onpointermove = paint;
+  source.onpointerup = () => (painting = false);
+  const strength = $<HTMLInputElement>('strength');
+  if (params.has('strength')) strength.value = params.get('strength')!;
+  strength.oninput = () => ($('strength-value').textContent = strength.value);
+  strength.oninput(new Event('input'));
+  $<HTMLButtonElement>('inpaint').onclick = () => void edit(model, 'inpaint').catch(fail);
+  $<HTMLButtonElement>('edit').onclick = () => void edit(model, 'edit').catch(fail);
+}
+
+/** Inpaints the source's mask or redraws the source at the strength, as `diffuse inpaint` / `diffuse edit` with the seed and count above; one row: the source (and what was masked) then the results. */
+async function edit(model: BrowserModel, kind: 'inpaint' | 'edit'): Promise<void> {
+  const { image, mask } = editing;
+  if (!image) throw new Error('click a sample, or open an image, to edit first');
+  if (kind === 'inpaint' && !mask) throw new Error('paint over what to regenerate (or open a mask) first');
+  const seed = Number($<HTMLInputElement>('seed').value) || 0;
+  const n = Math.max(1, Math.min(16, Number($<HTMLInputElement>('n').value) || 4));
+  const strength = Number($<HTMLInputElement>('strength').value);
+  document.body.dataset.state = 'sampling';
+  status(`${model.backend}: ${kind === 'inpaint' ? 'inpainting' : `image to image at strength ${strength}`}, ${n} images…`);
+  await new Promise((r) => setTimeout(r, 0));
+  const started = performance.now();
+  const results = kind === 'inpaint' ? await model.inpaint({ image, mask: mask!, n, seed }) : await model.edit({ image, strength, n, seed });
+  const { height, imageWidth, channels } = model.record.model;
+  const shown = kind === 'inpaint' ? [image, image.map((v, i) => (mask![Math.floor(i / channels)] > 0.5 ? 0 : v))] : [image];
+  const row = new Float32Array((shown.length + n) * image.length);
+  shown.forEach((x, i) => row.set(x, i * image.length));
+  row.set(results.data, shown.length * image.length);
+  draw(new Images(row, shown.length + n, height, imageWidth, channels, shown.length + n));
+  status(`${model.backend}: ${kind === 'inpaint' ? `original | masked | ${n} inpaintings` : `original | ${n} images at strength ${strength}`}, seed ${seed}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  document.body.dataset.state = 'done';
+}
+
 async function main(): Promise<void> {
   if ('serviceWorker' in navigator && location.protocol !== 'file:') navigator.serviceWorker.register('sw.js').catch(() => {});
   for (const [id, key] of [['seed', 'seed'], ['n', 'n'], ['steps', 'steps']] as const) if (params.has(key)) $<HTMLInputElement>(id).value = params.get(key)!;
@@ -133,6 +241,7 @@ async function main(): Promise<void> {
   if (!params.has('steps') && recorded.steps) $<HTMLInputElement>('steps').value = String(recorded.steps);
   $('info').textContent = describe(model);
   classControls(model);
+  editControls(model);
   document.body.dataset.backend = model.backend;
   status(`ready on ${model.backend}`);
   document.body.dataset.state = 'ready';

@@ -277,6 +277,77 @@ test("a page of one's own imports the exported module: the README's example draw
   assert.deepEqual(own.result!.missing, { name: 'CheckpointError', typed: true, message: `cannot fetch ${url}missing/model.json: HTTP 404` });
 });
 
+test('the page edits an image as the commands do: inpaint with an opened or a painted mask, image to image at the strength chosen', { skip, timeout: 400_000 }, async () => {
+  const dir = tempDir();
+  const ckpt = path.join(dir, 'ckpt');
+  assert.equal(runCli(['train', '--epochs', '1', '--limit', '256', '--width', '64', '--batch-size', '64', '--backend', 'cpu', '--out', ckpt]).status, 0);
+  const site = path.join(dir, 'site');
+  assert.equal(runCli(['export', '--checkpoint', ckpt, '--web', site]).status, 0);
+  const image = path.join(dir, 'image.png'); // one sample: a 28x28 grid of one
+  assert.equal(runCli(['sample', '--checkpoint', ckpt, '--n', '1', '--seed', '5', '--backend', 'cpu', '--out', image]).status, 0);
+  const mask = path.join(dir, 'mask.png');
+  await sharp(Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => (p >= 14 * 28 ? 255 : 0))), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(mask);
+  const url = await serve(site);
+  const editIn = async (setup: (page: import('puppeteer-core').Page) => Promise<void>, button: string) => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${url}?backend=cpu&seed=3&n=2&strength=0.5`);
+    await page.waitForFunction(`document.body.dataset.state === 'ready'`, { timeout: 180_000 });
+    await (await page.$('#edit-image'))!.uploadFile(image);
+    await page.waitForFunction(`document.getElementById('source').width === 28`, { timeout: 30_000 });
+    await setup(page);
+    if (button === '#inpaint') {
+      await page.waitForFunction(`Number(document.getElementById('source').dataset.masked) > 0 || document.body.dataset.state === 'error'`, { timeout: 30_000 }).catch(async () => {
+        assert.fail(`${String(setup).slice(0, 60)}: no mask: masked=${await page.evaluate(`document.getElementById('source').dataset.masked`)}, status ${await page.evaluate(`document.getElementById('status').textContent`)}, errors ${errors.join('; ')}`);
+      });
+      assert.notEqual(await page.evaluate(`document.body.dataset.state`), 'error', String(await page.evaluate(`document.getElementById('status').textContent`)));
+    }
+    await page.click(button);
+    await page.waitForFunction(`['done', 'error'].includes(document.body.dataset.state)`, { timeout: 180_000 });
+    const r = (await page.evaluate(`(() => {
+      const canvas = document.getElementById('grid');
+      return { state: document.body.dataset.state, status: document.getElementById('status').textContent, width: canvas.width, height: canvas.height, rgba: Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data) };
+    })()`)) as { state: string; status: string; width: number; height: number; rgba: number[] };
+    await page.close();
+    assert.equal(r.state, 'done', `${r.status} ${errors.join('; ')}`);
+    const rgb = Buffer.alloc(r.width * r.height * 3);
+    for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+    return { ...r, rgb };
+  };
+  const cliGrid = async (args: string[]) => {
+    const out = path.join(tempDir(), 'out.png');
+    const r = runCli([...args, '--checkpoint', ckpt, '--image', image, '--n', '2', '--seed', '3', '--backend', 'cpu', '--out', out]);
+    assert.equal(r.status, 0, r.stderr);
+    const { data, info } = await sharp(out).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    return { width: info.width, height: info.height, rgb: info.channels === 3 ? data : Buffer.from(Array.from({ length: info.width * info.height * 3 }, (_, i) => data[Math.floor(i / 3)])) };
+  };
+
+  // a mask opened from a file: the grid is `diffuse inpaint`'s
+  const opened = await editIn(async (page) => (await page.$('#edit-mask'))!.uploadFile(mask), '#inpaint');
+  assert.match(opened.status, /^cpu: original \| masked \| 2 inpaintings, seed 3/);
+  assertSameGrid(opened, await cliGrid(['inpaint', '--mask', mask]), 'inpaint');
+  // image to image at the strength on the slider (?strength=0.5): `diffuse edit --strength 0.5`
+  const edited = await editIn(async () => {}, '#edit');
+  assert.match(edited.status, /^cpu: original \| 2 images at strength 0.5, seed 3/);
+  assertSameGrid(edited, await cliGrid(['edit', '--strength', '0.5']), 'edit');
+  // a painted mask: a stroke across the source's middle; only pixels near it change
+  const painted = await editIn(async (page) => {
+    const source = (await page.$('#source'))!;
+    await source.scrollIntoView(); // the mouse works in the viewport
+    const box = (await source.boundingBox())!;
+    await page.mouse.move(box.x + 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2, { steps: 10 });
+    await page.mouse.up();
+  }, '#inpaint');
+  const tile = (k: number) => Array.from({ length: 28 * 28 }, (_, p) => painted.rgb[3 * (Math.floor(p / 28) * painted.width + k * 30 + (p % 28))]);
+  const [original, masked, first] = [tile(0), tile(1), tile(2)];
+  const greyRows = new Set(masked.map((v, p) => (v === 128 && original[p] !== 128 ? Math.floor(p / 28) : -1)).filter((r) => r >= 0));
+  assert.ok(greyRows.size >= 2 && [...greyRows].every((r) => r >= 10 && r <= 17), `painted rows ${[...greyRows]}`);
+  assert.ok(first.every((v, p) => Math.abs(Math.floor(p / 28) - 14) <= 4 || v === original[p]), 'a pixel far from the stroke changed');
+});
+
 test('export and serve refuse what they cannot use', () => {
   const dir = tempDir();
   assertCleanFailure(runCli(['export', '--checkpoint', path.join(dir, 'none'), '--web', path.join(dir, 'site')]), /no checkpoint in/);
