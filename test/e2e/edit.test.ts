@@ -73,6 +73,10 @@ test('inpaint keeps the unmasked pixels and refuses masks of another size, in co
     else assert.equal(masked[p], 128, 'the masked part is shown grey');
   }
   assert.ok(!a.subarray(14 * 28).equals(original.subarray(14 * 28)), 'nothing was regenerated');
+  // --mask bottom is that file
+  const named = path.join(dir, 'named.png');
+  assert.equal(runCli(['inpaint', '--checkpoint', ckpt, '--mnist-test', '3', '--mask', 'bottom', '--n', '2', '--steps', '10', '--jump', '2', '--resample', '2', '--out', named]).status, 0);
+  assert.ok(fs.readFileSync(named).equals(fs.readFileSync(out)), '--mask bottom and the bottom-half mask file differ');
   assert.ok(!a.equals(b), 'the two inpaintings are the same');
 
   const refused = [
@@ -90,9 +94,12 @@ test('inpaint keeps the unmasked pixels and refuses masks of another size, in co
   const [input, e1, e2] = await tiles(edit, 3);
   assert.ok(e1.equals(input) && e2.equals(input), 'strength 0 changed the image');
   const edited = path.join(dir, 'edit2.png');
-  assert.equal(runCli(['edit', '--checkpoint', ckpt, '--mnist-test', '3', '--strength', '0.6', '--n', '1', '--steps', '10', '--out', edited]).status, 0);
-  const [, changed] = await tiles(edited, 2);
-  assert.ok(!changed.equals(input), 'strength 0.6 changed nothing');
+  assert.equal(runCli(['edit', '--checkpoint', ckpt, '--mnist-test', '3', '--strength', '0.6,0', '--n', '1', '--steps', '10', '--out', edited]).status, 0);
+  const rows = await sharp(edited).greyscale().raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([rows.info.width, rows.info.height], [2 * 28 + 2, 2 * 28 + 2], 'a row per strength');
+  const at = (row: number, col: number) => Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => rows.data[(row * 30 + Math.floor(p / 28)) * rows.info.width + col * 30 + (p % 28)]));
+  assert.ok(!at(0, 1).equals(input), 'strength 0.6 changed nothing');
+  assert.ok(at(1, 1).equals(input) && at(1, 0).equals(input), 'strength 0 (second row) changed the image');
   assertCleanFailure(runCli(['edit', '--checkpoint', ckpt, '--mnist-test', '3', '--strength', '1.5']), /--strength/);
 });
 

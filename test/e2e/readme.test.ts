@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
+import { readNpyFloat32 } from '../../src/io/npy';
 import { GRID_GAP } from '../../src/io/grid';
 import { BIN, ROOT, tempDir } from '../helpers';
 
@@ -33,6 +34,8 @@ function shrink(args: string[]): string[] {
     return args.includes('--per-class') ? setFlag(shrunk, '--per-class', '2') : shrunk;
   }
   if (args[0] === 'evaluate') return setFlag(setFlag(args, '--n', '20'), '--steps', '2');
+  if (['inpaint', 'edit', 'interpolate'].includes(args[0])) return setFlag(setFlag(args, '--n', args[0] === 'interpolate' ? '3' : '2'), '--steps', '2');
+  if (args[0] === 'invert') return setFlag(args, '--steps', '2');
   return args;
 }
 
@@ -120,6 +123,16 @@ async function assertOutputs(words: string[], cwd: string, stdout: string): Prom
     }
   } else if (command === 'import') {
     checkpointIn(at(flagValue(args, '--out')!), what);
+  } else if (['inpaint', 'edit', 'interpolate', 'invert'].includes(command)) {
+    const { height, imageWidth, channels } = checkpointIn(at(flagValue(args, '--checkpoint')!), what).model;
+    const n = Number(flagValue(args, '--n'));
+    if (command === 'invert') {
+      assert.deepEqual(readNpyFloat32(at(flagValue(args, '--out')!)).shape, [1, height, imageWidth, channels], what);
+      return;
+    }
+    // one row: original | masked | n inpaintings; a row per strength: original | n edits; the strip of n
+    const [cols, rows] = command === 'inpaint' ? [2 + n, 1] : command === 'edit' ? [1 + n, flagValue(args, '--strength')!.split(',').length] : [n, 1];
+    await assertImage(at(flagValue(args, '--out')!), across(cols, imageWidth), across(rows, height), what, channels);
   }
 }
 

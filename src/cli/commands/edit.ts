@@ -33,12 +33,23 @@ export function mnistTestImage(model: NodeModel, i: number): Float32Array {
   return set.data.slice(i * pixels, (i + 1) * pixels);
 }
 
+/** The halves --mask names instead of a file: which pixels (x, y of width × height) to regenerate. */
+const HALVES: Record<string, (x: number, y: number, w: number, h: number) => boolean> = {
+  top: (_, y, __, h) => y < h / 2,
+  bottom: (_, y, __, h) => y >= h / 2,
+  left: (x, _, w) => x < w / 2,
+  right: (x, _, w) => x >= w / 2,
+};
+
 /**
- * A mask PNG at the model's size, grey (white or any level ≥ 128: regenerate; darker: keep), as one
- * value per pixel; refused when of another size, in colour, or marking nothing.
+ * --mask: top, bottom, left or right (that half regenerated), or a mask image at the model's size, grey
+ * (white or any level ≥ 128: regenerate; darker: keep), as one value per pixel; refused when of another
+ * size, in colour, or marking nothing.
  */
 export async function readMask(file: string, model: NodeModel): Promise<Float32Array> {
   const { height, imageWidth } = model.record.model;
+  const half = HALVES[file];
+  if (half) return Float32Array.from({ length: height * imageWidth }, (_, p) => (half(p % imageWidth, Math.floor(p / imageWidth), imageWidth, height) ? 1 : 0));
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
     raw = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
@@ -73,6 +84,13 @@ async function endpoint(model: NodeModel, spec: string, flag: string, common: { 
 }
 
 const stepsOption = (what: string) => [`--steps <K>`, `DDIM steps ${what}`, integer(1), DEFAULTS.editing.steps] as const;
+
+/** --strength: numbers in [0, 1] separated by commas. */
+function strengths(value: string): number[] {
+  const list = value.split(',').map((v) => v.trim());
+  const parse = unitInterval(true);
+  return list.map((v) => parse(v));
+}
 
 function common(command: Command, conditional = true): Command {
   command.option('--checkpoint <dir>', 'checkpoint directory (or a .safetensors file)', 'checkpoints');
@@ -154,7 +172,7 @@ export function inpaintCommand(log: (m: string) => void): Command {
     .description("RePaint: regenerate an image's masked pixels (white in --mask) to fit the rest; writes original | masked | the inpaintings")
     .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
     .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
-    .requiredOption('--mask <file>', "a grey image of the model's size: white where to regenerate, black where to keep")
+    .requiredOption('--mask <file>', "a grey image of the model's size (white where to regenerate, black where to keep), or a half: top, bottom, left, right")
     .option('--n <count>', 'inpaintings, each from its own noise', integer(1), 4)
     .option(...stepsOption('down'))
     .option('--jump <j>', `RePaint: after every j steps down, go back up j steps and down again (default ${DEFAULTS.editing.jump})`, integer(1), DEFAULTS.editing.jump)
@@ -186,7 +204,7 @@ export function editCommand(log: (m: string) => void): Command {
     .description('SDEdit, image-to-image: noise the image to t = strength·T and sample it back; writes original | the edits')
     .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
     .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
-    .requiredOption('--strength <s>', '0 keeps the image, 1 draws afresh; around 0.5 keeps its layout and redraws its detail', unitInterval(true))
+    .requiredOption('--strength <list>', '0 keeps the image, 1 draws afresh; around 0.5 keeps its layout and redraws its detail; several (0.3,0.5,0.7): a row each', strengths)
     .option('--n <count>', 'edits, each from its own noise', integer(1), 4)
     .option(...stepsOption('back (at most strength·T)'))
     .option('--eta <eta>', `DDIM noise on the way back (default ${DEFAULTS.sampling.eta})`, unitInterval(true), DEFAULTS.sampling.eta)
@@ -198,12 +216,16 @@ export function editCommand(log: (m: string) => void): Command {
       checkOutputFile(opts.out);
       await withModel(opts, async (model) => {
         const image = await inputImage(model, opts);
-        const images = await model.edit({ image, strength: opts.strength, n: opts.n, steps: opts.steps, eta: opts.eta, seed: opts.seed, ...classOf(opts) });
-        const row = new Float32Array((1 + images.count) * image.length);
-        row.set(image);
-        row.set(images.data, image.length);
-        const { width, height } = await writeImageGrid(opts.out, row, 1 + images.count, images.height, images.width, images.channels, 1 + images.count);
-        log(`wrote ${path.resolve(opts.out)} (original | ${images.count} edits at strength ${opts.strength}; ${width}x${height} px)`);
+        const rows: Float32Array[] = [];
+        for (const strength of opts.strength as number[]) {
+          const images = await model.edit({ image, strength, n: opts.n, steps: opts.steps, eta: opts.eta, seed: opts.seed, ...classOf(opts) });
+          rows.push(image, images.data);
+        }
+        const all = new Float32Array(rows.reduce((a, r) => a + r.length, 0));
+        rows.reduce((at, r) => (all.set(r, at), at + r.length), 0);
+        const { height: h, imageWidth: w, channels } = model.record.model;
+        const { width, height } = await writeImageGrid(opts.out, all, (1 + opts.n) * opts.strength.length, h, w, channels, 1 + opts.n);
+        log(`wrote ${path.resolve(opts.out)} (original | ${opts.n} edits, a row for each strength: ${opts.strength.join(', ')}; ${width}x${height} px)`);
       });
     });
 }
