@@ -4,10 +4,12 @@
  * completion against its label of the original digit (and the true label), beside the baseline of
  * unconditional samples; DDIM inversion's reconstruction error at K steps, in grey levels.
  *
- *   node dist/scripts/editing-eval.js CHECKPOINT [N=1000] [--steps K] [--jump J] [--resample R] [--invert 50,100] [--skip-inpaint]
+ *   node dist/scripts/editing-eval.js CHECKPOINT [N=1000] [--steps K] [--jump J] [--resample R] [--halves bottom,left]
+ *     [--no-baseline] [--invert 50,100 | --invert none] [--skip-inpaint]
  */
+import '@tensorflow/tfjs'; // registers the gradients (the digit classifier trains on first use)
 import { selectBackend } from '../src/backend/select';
-import { cropImages, loadMnist, padImages } from '../src/data/mnist';
+import { cropImages, loadMnist, loadMnistLabels, padImages } from '../src/data/mnist';
 import { ddimDecode, ddimInvert, repaint } from '../src/diffusion/editing';
 import { generate } from '../src/diffusion/sampler';
 import { DEFAULTS } from '../src/config/defaults';
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
   const side = record.model.height;
   const frame = record.data.dataset === 'mnist32' ? 2 : 0;
   const test = loadMnist('test', n);
+  const truth = loadMnistLabels('test', n);
   const images = frame ? padImages(test, frame).data : test.data;
   const pixels = side * side;
   const classifier = getClassifier();
@@ -42,10 +45,12 @@ async function main(): Promise<void> {
   };
   const originals = labelsOf(images, n);
   const agree = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).filter((v, i) => v === b[i]).length / a.length;
-  console.log(`checkpoint ${checkpoint} (${record.model.kind}, epoch ${record.training.epoch}); ${n} MNIST test digits; the classifier agrees with the true labels on ${(100 * agree(originals, test.labels!)).toFixed(1)}% of the originals`);
+  console.log(`checkpoint ${checkpoint} (${record.model.kind}, epoch ${record.training.epoch}); ${n} MNIST test digits; the classifier agrees with the true labels on ${(100 * agree(originals, truth)).toFixed(1)}% of the originals`);
   const batch = 250;
   if (!process.argv.includes('--skip-inpaint')) {
+    const halves = flag('--halves', 'bottom,left').split(',');
     for (const [name, masked] of [['bottom', (p: number) => Math.floor(p / side) >= side / 2], ['left', (p: number) => p % side < side / 2]] as const) {
+      if (!halves.includes(name)) continue;
       const mask = Float32Array.from({ length: pixels }, (_, p) => (masked(p) ? 1 : 0));
       const out = new Float32Array(n * pixels);
       const started = Date.now();
@@ -55,13 +60,14 @@ async function main(): Promise<void> {
         out.set(repaint(model, scheduler, images.subarray(first * pixels, (first + count) * pixels), mask, count, { rng, steps, jump, resample }), first * pixels);
       }
       const labels = labelsOf(out, n);
-      console.log(`inpaint_${name} steps ${steps} jump ${jump} resample ${resample}: agreement with the original's label ${(100 * agree(labels, originals)).toFixed(1)}%, with the true label ${(100 * agree(labels, test.labels!)).toFixed(1)}% (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      console.log(`inpaint_${name} steps ${steps} jump ${jump} resample ${resample}: agreement with the original's label ${(100 * agree(labels, originals)).toFixed(1)}%, with the true label ${(100 * agree(labels, truth)).toFixed(1)}% (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
+    if (process.argv.includes('--no-baseline')) return finish();
     const samples = generate(model, scheduler, { n, rng: new Rng(2), sampler: record.sampling.sampler, steps: record.sampling.steps ?? undefined, eta: DEFAULTS.sampling.eta, spacing: DEFAULTS.sampling.spacing, clipDenoised: record.sampling.clipDenoised });
     console.log(`baseline (unconditional samples, nothing kept): agreement ${(100 * agree(labelsOf(samples, n), originals)).toFixed(1)}%`);
   }
   const inverted = Math.min(n, 200);
-  for (const K of flag('--invert', '50,100').split(',').map(Number)) for (const refine of [0, 1, 2]) {
+  for (const K of flag('--invert', '50,100').split(',').filter((k) => k !== 'none').map(Number)) for (const refine of [0, 1, 2]) {
     const x0 = images.subarray(0, inverted * pixels);
     let error = 0;
     for (let first = 0; first < inverted; first += batch) {
@@ -72,8 +78,11 @@ async function main(): Promise<void> {
     }
     console.log(`invert K ${K} refine ${refine}: mean absolute error ${(error / x0.length).toFixed(2)} grey levels (of 255) over ${inverted} digits`);
   }
-  model.dispose();
-  classifier.dispose();
+  finish();
+  function finish() {
+    model.dispose();
+    classifier.dispose();
+  }
 }
 
 main().catch((e) => {
