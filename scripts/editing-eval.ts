@@ -57,10 +57,10 @@ async function main(): Promise<void> {
       const rng = new Rng(1);
       for (let first = 0; first < n; first += batch) {
         const count = Math.min(batch, n - first);
-        out.set(repaint(model, scheduler, images.subarray(first * pixels, (first + count) * pixels), mask, count, { rng, steps, jump, resample }), first * pixels);
+        out.set(repaint(model, scheduler, images.subarray(first * pixels, (first + count) * pixels), mask, count, { rng, steps, jump, resample, clipDenoised: process.argv.includes('--clip') }), first * pixels);
       }
       const labels = labelsOf(out, n);
-      console.log(`inpaint_${name} steps ${steps} jump ${jump} resample ${resample}: agreement with the original's label ${(100 * agree(labels, originals)).toFixed(1)}%, with the true label ${(100 * agree(labels, truth)).toFixed(1)}% (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      console.log(`inpaint_${name} steps ${steps} jump ${jump} resample ${resample}${process.argv.includes('--clip') ? ' clip' : ''}: agreement with the original's label ${(100 * agree(labels, originals)).toFixed(1)}%, with the true label ${(100 * agree(labels, truth)).toFixed(1)}% (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
     if (process.argv.includes('--no-baseline')) return finish();
     const samples = generate(model, scheduler, { n, rng: new Rng(2), sampler: record.sampling.sampler, steps: record.sampling.steps ?? undefined, eta: DEFAULTS.sampling.eta, spacing: DEFAULTS.sampling.spacing, clipDenoised: record.sampling.clipDenoised });

@@ -100,6 +100,8 @@ export interface RepaintOptions {
   /** ... this many times in all (1: no resampling). */
   resample: number;
   labels?: Float32Array;
+  /** Clamp each step's predicted clean image to [−1, 1] (as the checkpoint's recipe says for sampling). */
+  clipDenoised?: boolean;
 }
 
 /**
@@ -133,7 +135,7 @@ export function repaint(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Ar
     const eps = predictNoise(model, scheduler, x, batch, times[k], labels);
     if (k - 1 > 0) rng.fillNormal(z);
     else z.fill(0);
-    scheduler.ddimStep(eps, times[k], times[k - 1], x, z, 1, x);
+    scheduler.ddimStep(eps, times[k], times[k - 1], x, z, 1, x, options.clipDenoised);
     if (k - 1 > 0) knownAt(k - 1);
   };
   const up = (k: number, j: number) => {
