@@ -1,7 +1,7 @@
 /** Reading sample sets back: PNG grids written by `diffuse sample`, and NumPy uint8 [n, 28, 28] files. */
-import * as fs from 'node:fs';
 import { UserError } from '../errors';
 import { GRID_GAP, GRID_GAP_VALUE } from '../io/grid';
+import { readNpyFile } from '../io/npy';
 import { sharp } from '../files';
 
 export interface SampleSet {
@@ -54,25 +54,11 @@ export async function readGrid(file: string): Promise<SampleSet> {
 
 /** A .npy file holding uint8 [n, 28, 28] (what the PyTorch reference's `sample` writes). */
 export function readNpy(file: string): SampleSet {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`);
-  }
-  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new UserError(`${file} is not a .npy file`);
-  const major = buf[6];
-  const headerLength = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const headerStart = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', headerStart, headerStart + headerLength);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
-  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const { descr, fortranOrder: fortran, shape, data } = readNpyFile(file);
   if (descr !== '|u1' || fortran !== 'False' || !shape || shape.length !== 3 || shape[1] !== TILE || shape[2] !== TILE) {
     throw new UserError(`${file} must hold uint8 [n, ${TILE}, ${TILE}] in C order (found ${descr} ${shape ? `[${shape}]` : 'no shape'})`);
   }
   const n = shape[0];
-  const data = buf.subarray(headerStart + headerLength);
   if (data.length !== n * TILE * TILE) throw new UserError(`${file} is truncated: ${data.length} bytes of data for [${shape}]`);
   return { n, images: Float32Array.from(data, toUnit) };
 }

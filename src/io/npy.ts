@@ -20,8 +20,8 @@ export function writeNpy(file: string, values: Float32Array, shape: number[]): v
   writeOutputFile(file, encodeNpy(values, shape));
 }
 
-/** A float32 .npy file's values and shape. */
-export function readNpyFloat32(file: string): { values: Float32Array; shape: number[] } {
+/** A .npy file's header fields and the bytes after it (any dtype); refused where it is not a .npy file. */
+export function readNpyFile(file: string): { descr?: string; fortranOrder?: string; shape?: number[]; data: Buffer } {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -29,13 +29,22 @@ export function readNpyFloat32(file: string): { values: Float32Array; shape: num
     throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`);
   }
   if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new UserError(`${file} is not a .npy file`);
-  const length = buf[6] === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = buf[6] === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + length);
-  if (!/'descr':\s*'<f4'/.test(header) || /'fortran_order':\s*True/.test(header)) throw new UserError(`${file} does not hold little-endian float32 in C order`);
-  const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '').split(',').map((d) => d.trim()).filter(Boolean).map(Number);
+  const headerLength = buf[6] === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const headerStart = buf[6] === 1 ? 10 : 12;
+  const header = buf.toString('latin1', headerStart, headerStart + headerLength);
+  return {
+    descr: /'descr':\s*'([^']+)'/.exec(header)?.[1],
+    fortranOrder: /'fortran_order':\s*(True|False)/.exec(header)?.[1],
+    shape: /'shape':\s*\(([^)]*)\)/.exec(header)?.[1].split(',').map((d) => d.trim()).filter(Boolean).map(Number),
+    data: buf.subarray(headerStart + headerLength),
+  };
+}
+
+/** A float32 .npy file's values and shape. */
+export function readNpyFloat32(file: string): { values: Float32Array; shape: number[] } {
+  const { descr, fortranOrder, shape = [], data } = readNpyFile(file);
+  if (descr !== '<f4' || fortranOrder === 'True') throw new UserError(`${file} does not hold little-endian float32 in C order`);
   const count = shape.reduce((a, b) => a * b, 1);
-  const data = buf.subarray(start + length);
   if (data.length !== count * 4) throw new UserError(`${file}: ${data.length} bytes of data for shape (${shape.join(', ')})`);
   const values = new Float32Array(count);
   new Uint8Array(values.buffer).set(data);
