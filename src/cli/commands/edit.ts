@@ -7,31 +7,14 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { NodeModel, loadModel } from '../../api/node';
-import { loadMnist, padImages } from '../../data/mnist';
 import { DEFAULTS } from '../../config/defaults';
-import { OptionError, UserError } from '../../errors';
+import { OptionError } from '../../errors';
 import { checkOutputFile, imageFormatOf, sharp } from '../../files';
 import { writeImageGrid } from '../../io/images';
 import { readNpyFloat32, writeNpy } from '../../io/npy';
 import { notice } from '../../progress';
 import { backendOption, integer, nonNegativeNumber, unitInterval } from '../options';
-
-/** --image FILE or --mnist-test I, as denoise takes them: the image at the model's size, values in [−1, 1]. */
-export async function inputImage(model: NodeModel, opts: { image?: string; mnistTest?: number }): Promise<Float32Array> {
-  if ((opts.image === undefined) === (opts.mnistTest === undefined)) throw new UserError('give one of --image FILE or --mnist-test I');
-  return opts.image !== undefined ? model.readImage(opts.image) : mnistTestImage(model, opts.mnistTest!);
-}
-
-/** The i-th MNIST test digit as the model saw its training digits (padded to 32 px for MNIST-32). */
-export function mnistTestImage(model: NodeModel, i: number): Float32Array {
-  const { dataset } = model.record.data;
-  if (dataset === 'folder') throw new UserError('--mnist-test needs a model trained on MNIST; give --image');
-  const test = loadMnist('test', i + 1);
-  if (test.count <= i) throw new UserError(`--mnist-test ${i}: MNIST has ${test.count} test images`);
-  const set = dataset === 'mnist32' ? padImages(test, 2) : test;
-  const pixels = set.height * set.width;
-  return set.data.slice(i * pixels, (i + 1) * pixels);
-}
+import { concatImages, imageInput, inputImage, mnistTestImage, requireImage } from '../inputs';
 
 /** The halves --mask names instead of a file: which pixels (x, y of width × height) to regenerate. */
 const HALVES: Record<string, (x: number, y: number, w: number, h: number) => boolean> = {
@@ -112,16 +95,15 @@ async function withModel<T>(opts: { checkpoint: string; backend: string }, f: (m
 }
 
 export function invertCommand(log: (m: string) => void): Command {
-  return common(new Command('invert'))
+  return imageInput(common(new Command('invert')))
     .description('DDIM inversion: find the noise from which K deterministic DDIM steps draw the image; writes it as .npy and reports the reconstruction error')
-    .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
-    .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
     .option(...stepsOption('up and back down'))
     .option('--refine <r>', `fixed-point refinements of each step up (0: plain DDIM inversion; default ${DEFAULTS.editing.refine})`, integer(0, 'a non-negative integer'), DEFAULTS.editing.refine)
     .option('--out <file>', 'the noise, float32 .npy [1, height, width, channels]', 'noise.npy')
     .option('--reconstruction <file>', 'also write the image | its reconstruction from the noise')
     .addHelpText('after', '\nExamples:\n  $ diffuse invert --checkpoint runs/unet32 --mnist-test 0 --steps 100 --out zero.npy\n  $ diffuse interpolate --checkpoint runs/unet32 --from zero.npy --to mnist:1 --out strip.png')
     .action(async (opts) => {
+      requireImage('invert', opts);
       if (!/\.npy$/i.test(opts.out)) throw new OptionError('out', `${opts.out}: the noise is written as .npy`);
       checkOutputFile(opts.out);
       if (opts.reconstruction) {
@@ -134,10 +116,7 @@ export function invertCommand(log: (m: string) => void): Command {
         const { height, imageWidth, channels } = model.record.model;
         writeNpy(opts.out, noise, [1, height, imageWidth, channels]);
         if (opts.reconstruction) {
-          const both = new Float32Array(2 * image.length);
-          both.set(image);
-          both.set(reconstruction.data, image.length);
-          await writeImageGrid(opts.reconstruction, both, 2, height, imageWidth, channels, 2);
+          await writeImageGrid(opts.reconstruction, concatImages([image, reconstruction.data]), 2, height, imageWidth, channels, 2);
         }
         log(`wrote ${path.resolve(opts.out)} (the noise; ${opts.steps} DDIM steps draw the image back to a mean error of ${error.toFixed(2)} grey levels of 255)`);
       });
@@ -168,10 +147,8 @@ export function interpolateCommand(log: (m: string) => void): Command {
 }
 
 export function inpaintCommand(log: (m: string) => void): Command {
-  return common(new Command('inpaint'))
+  return imageInput(common(new Command('inpaint')))
     .description("RePaint: regenerate an image's masked pixels (white in --mask) to fit the rest; writes original | masked | the inpaintings")
-    .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
-    .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
     .requiredOption('--mask <file>', "a grey image of the model's size (white where to regenerate, black where to keep), or a half: top, bottom, left, right")
     .option('--n <count>', 'inpaintings, each from its own noise', integer(1), 4)
     .option(...stepsOption('down'))
@@ -179,8 +156,9 @@ export function inpaintCommand(log: (m: string) => void): Command {
     .option('--resample <r>', `RePaint: go down each stretch of j steps r times (1: no resampling; default ${DEFAULTS.editing.resample})`, integer(1), DEFAULTS.editing.resample)
     .option('--seed <s>', 'random seed', integer(0, 'a non-negative integer'), 0)
     .option('--out <file>', 'image file to write', 'inpaint.png')
-    .addHelpText('after', '\nExamples:\n  $ diffuse inpaint --checkpoint runs/unet32 --mnist-test 0 --mask bottom-half.png --out inpaint.png')
+    .addHelpText('after', '\nExamples:\n  $ diffuse inpaint --checkpoint runs/unet32 --mnist-test 0 --mask bottom --out inpaint.png')
     .action(async (opts) => {
+      requireImage('inpaint', opts);
       imageFormatOf(opts.out);
       checkOutputFile(opts.out);
       await withModel(opts, async (model) => {
@@ -189,21 +167,15 @@ export function inpaintCommand(log: (m: string) => void): Command {
         const images = await model.inpaint({ image, mask, n: opts.n, steps: opts.steps, jump: opts.jump, resample: opts.resample, seed: opts.seed, ...classOf(opts) });
         const channels = images.channels;
         const masked = image.map((v, i) => (mask[Math.floor(i / channels)] > 0.5 ? 0 : v)); // the regenerated part shown grey
-        const row = new Float32Array((2 + images.count) * image.length);
-        row.set(image);
-        row.set(masked, image.length);
-        row.set(images.data, 2 * image.length);
-        const { width, height } = await writeImageGrid(opts.out, row, 2 + images.count, images.height, images.width, channels, 2 + images.count);
+        const { width, height } = await writeImageGrid(opts.out, concatImages([image, masked, images.data]), 2 + images.count, images.height, images.width, channels, 2 + images.count);
         log(`wrote ${path.resolve(opts.out)} (original | masked | ${images.count} inpaintings; ${opts.steps} steps, jump ${opts.jump}, resample ${opts.resample}; ${width}x${height} px)`);
       });
     });
 }
 
 export function editCommand(log: (m: string) => void): Command {
-  return common(new Command('edit'))
+  return imageInput(common(new Command('edit')))
     .description('SDEdit, image-to-image: noise the image to t = strength·T and sample it back; writes original | the edits')
-    .option('--image <file>', "the image (resized and centre-cropped to the model's size)")
-    .option('--mnist-test <i>', 'or the i-th MNIST test digit', integer(0, 'a non-negative integer'))
     .requiredOption('--strength <list>', '0 keeps the image, 1 draws afresh; around 0.5 keeps its layout and redraws its detail; several (0.3,0.5,0.7): a row each', strengths)
     .option('--n <count>', 'edits, each from its own noise', integer(1), 4)
     .option(...stepsOption('back (at most strength·T)'))
@@ -212,6 +184,7 @@ export function editCommand(log: (m: string) => void): Command {
     .option('--out <file>', 'image file to write', 'edit.png')
     .addHelpText('after', '\nExamples:\n  $ diffuse edit --checkpoint runs/unet32 --image sketch.png --strength 0.5 --out edits.png')
     .action(async (opts) => {
+      requireImage('edit', opts);
       imageFormatOf(opts.out);
       checkOutputFile(opts.out);
       await withModel(opts, async (model) => {
@@ -221,10 +194,8 @@ export function editCommand(log: (m: string) => void): Command {
           const images = await model.edit({ image, strength, n: opts.n, steps: opts.steps, eta: opts.eta, seed: opts.seed, ...classOf(opts) });
           rows.push(image, images.data);
         }
-        const all = new Float32Array(rows.reduce((a, r) => a + r.length, 0));
-        rows.reduce((at, r) => (all.set(r, at), at + r.length), 0);
         const { height: h, imageWidth: w, channels } = model.record.model;
-        const { width, height } = await writeImageGrid(opts.out, all, (1 + opts.n) * opts.strength.length, h, w, channels, 1 + opts.n);
+        const { width, height } = await writeImageGrid(opts.out, concatImages(rows), (1 + opts.n) * opts.strength.length, h, w, channels, 1 + opts.n);
         log(`wrote ${path.resolve(opts.out)} (original | ${opts.n} edits, a row for each strength: ${opts.strength.join(', ')}; ${width}x${height} px)`);
       });
     });
