@@ -207,32 +207,24 @@ export class DiffusionModel<I extends Images = Images> {
 
   /** Noises one image to timestep t and runs the reverse process back with DDIM (`diffuse denoise`). */
   async denoise(options: DenoiseOptions): Promise<{ noisy: I; denoised: I }> {
-    const pipeline = this.open();
-    const { record, scheduler } = pipeline;
-    const { height, imageWidth, channels } = record.model;
-    const size = imageSize(record.model);
-    if (!(options?.image instanceof Float32Array) || options.image.length !== size)
-      throw new OptionError('image', `expects ${height}x${imageWidth}x${channels} = ${size} values in [-1, 1] (a Float32Array), got ${options?.image instanceof Float32Array ? options.image.length : typeof options?.image}`);
-    const T = scheduler.timesteps;
+    const image = this.checkedImage(options?.image);
+    const T = this.pipeline.scheduler.timesteps;
     const t = checkedInteger('t', options.t, 0);
     if (t > T - 1) throw new OptionError('t', `${t}: the checkpoint's process has timesteps 0..${T - 1}`);
-    const guidance = classGuidance(record, { classes: options.class === undefined ? undefined : String(options.class), cfg: options.cfg });
-    if (guidance && guidance.classes.length !== 1) throw new OptionError('class', `${options.class}: denoise takes one class`);
-    const model = guidance ? new ClassifierFree(pipeline.model, guidance.weight) : pipeline.model;
-    const { noisy, denoised } = noiseAndDenoise(model, scheduler, options.image, 1, t, {
+    const { model, labels } = this.guided(options, 1, 'denoise');
+    const { noisy, denoised } = noiseAndDenoise(model, this.pipeline.scheduler, image, 1, t, {
       rng: new Rng(checkedInteger('seed', options.seed ?? 0, 0)),
       eta: checkedUnit('eta', options.eta ?? 0),
       steps: checkedInteger('steps', options.steps ?? 50, 1),
-      labels: guidance ? Float32Array.of(guidance.classes[0]) : undefined,
+      labels,
     });
-    const one = (x: Float32Array) => this.makeImages(x, 1, height, imageWidth, channels);
-    return { noisy: one(noisy), denoised: one(denoised) };
+    return { noisy: this.imagesOf(noisy, 1), denoised: this.imagesOf(denoised, 1) };
   }
 
   /** The noise from which `steps` deterministic DDIM steps draw the image, with that reconstruction and its mean error in grey levels (0..255). */
   async invert(options: InvertOptions): Promise<{ noise: Float32Array; reconstruction: I; error: number }> {
     const image = this.checkedImage(options?.image);
-    const { model, labels } = this.guided(options, 1);
+    const { model, labels } = this.guided(options, 1, 'invert');
     const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
     this.checkSteps(steps);
     const refine = checkedInteger('refine', options.refine ?? DEFAULTS.editing.refine, 0);
@@ -251,7 +243,7 @@ export class DiffusionModel<I extends Images = Images> {
   /** The image `steps` deterministic DDIM steps draw from a noise (`invert`'s inverse). */
   async decode(options: EditCommon & { noise: Float32Array }): Promise<I> {
     const noise = this.checkedImage(options?.noise, 'noise');
-    const { model, labels } = this.guided(options, 1);
+    const { model, labels } = this.guided(options, 1, 'decode');
     const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
     this.checkSteps(steps);
     return this.imagesOf(ddimDecode(model, this.pipeline.scheduler, noise, 1, steps, labels), 1);
@@ -261,7 +253,7 @@ export class DiffusionModel<I extends Images = Images> {
   async interpolate(options: InterpolateOptions): Promise<I> {
     const from = this.checkedImage(options?.from, 'from'), to = this.checkedImage(options?.to, 'to');
     const n = checkedInteger('n', options.n ?? 8, 2);
-    const { model, labels } = this.guided(options, n);
+    const { model, labels } = this.guided(options, n, 'interpolate');
     const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
     this.checkSteps(steps);
     const noises = new Float32Array(n * from.length);
@@ -274,7 +266,7 @@ export class DiffusionModel<I extends Images = Images> {
     const image = this.checkedImage(options?.image);
     const strength = checkedUnit('strength', options.strength);
     const n = checkedInteger('n', options.n ?? 1, 1);
-    const { model, labels } = this.guided(options, n);
+    const { model, labels } = this.guided(options, n, 'edit');
     const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
     const eta = checkedUnit('eta', options.eta ?? DEFAULTS.sampling.eta);
     const rng = new Rng(checkedInteger('seed', options.seed ?? 0, 0));
@@ -289,7 +281,7 @@ export class DiffusionModel<I extends Images = Images> {
     if (!(mask instanceof Float32Array) || mask.length !== height * imageWidth) throw new OptionError('mask', `expects ${height}x${imageWidth} = ${height * imageWidth} values (1 to regenerate, 0 to keep), got ${mask instanceof Float32Array ? mask.length : typeof mask}`);
     if (!mask.some((v) => v > 0.5)) throw new OptionError('mask', 'marks no pixel to regenerate (1 where to regenerate)');
     const n = checkedInteger('n', options.n ?? 1, 1);
-    const { model, labels } = this.guided(options, n);
+    const { model, labels } = this.guided(options, n, 'inpaint');
     const steps = checkedInteger('steps', options.steps ?? DEFAULTS.editing.steps, 1);
     this.checkSteps(steps);
     const jump = checkedInteger('jump', options.jump ?? DEFAULTS.editing.jump, 1);
@@ -319,11 +311,11 @@ export class DiffusionModel<I extends Images = Images> {
   }
 
   /** The model to call for `options.class` (classifier-free guided) and n labels, or the model alone. */
-  private guided(options: { class?: string | number; cfg?: number }, n: number): { model: Denoiser; labels?: Float32Array } {
+  private guided(options: { class?: string | number; cfg?: number }, n: number, what: string): { model: Denoiser; labels?: Float32Array } {
     const pipeline = this.open();
     const guidance = classGuidance(pipeline.record, { classes: options.class === undefined ? undefined : String(options.class), cfg: options.cfg });
     if (!guidance) return { model: pipeline.model };
-    if (guidance.classes.length !== 1) throw new OptionError('class', `${options.class}: give one class`);
+    if (guidance.classes.length !== 1) throw new OptionError('class', `${options.class}: ${what} takes one class`);
     return { model: new ClassifierFree(pipeline.model, guidance.weight), labels: new Float32Array(n).fill(guidance.classes[0]) };
   }
 
