@@ -26,7 +26,7 @@ import { DDPMScheduler } from '../diffusion/schedule';
 import { Rng } from '../rng';
 import { assignCopy } from '../tensors';
 import { WEB_GUIDE_WEIGHTS_FILE, WEB_MODEL_FILE, WEB_WEIGHTS_FILE, WebModel, WebWeights } from '../io/webModel';
-import { DiffusionModel, Images } from './model';
+import { DiffusionModel, Images, maskFromPixels } from './model';
 
 export { DiffusionModel, Images } from './model';
 export type { SampleOptions, DenoiseOptions, DrawSettings, SamplingStep, SamplerName, Spacing } from './model';
@@ -81,15 +81,9 @@ export class BrowserModel extends DiffusionModel<Images> {
   async readMask(source: Blob | ImageBitmap | HTMLImageElement | HTMLCanvasElement): Promise<Float32Array> {
     const { height, imageWidth } = this.record.model;
     const bitmap = source instanceof Blob ? await createImageBitmap(source) : source;
-    if (bitmap.width !== imageWidth || bitmap.height !== height) throw new OptionError('mask', `is ${bitmap.width}x${bitmap.height}; the model's images are ${imageWidth}x${height}`);
-    const rgba = await drawAt(bitmap, imageWidth, height, '#000000', false);
-    const mask = new Float32Array(height * imageWidth);
-    for (let p = 0; p < mask.length; p++) {
-      if (rgba[4 * p] !== rgba[4 * p + 1] || rgba[4 * p] !== rgba[4 * p + 2]) throw new OptionError('mask', `is not grey (pixel ${p % imageWidth},${Math.floor(p / imageWidth)} has colour): white marks what to regenerate, black what to keep`);
-      mask[p] = rgba[4 * p] >= 128 ? 1 : 0;
-    }
-    if (!mask.some((v) => v > 0)) throw new OptionError('mask', 'marks no pixel to regenerate (white marks what to regenerate)');
-    return mask;
+    // (drawn at the bitmap's own size: a mask of another size is refused, not scaled)
+    const rgba = await drawAt(bitmap, bitmap.width, bitmap.height, '#000000', false);
+    return maskFromPixels(rgba, { width: bitmap.width, height: bitmap.height, stride: 4, colours: 3 }, { width: imageWidth, height });
   }
 }
 

@@ -359,6 +359,24 @@ export class DiffusionModel<I extends Images = Images> {
   }
 }
 
+/**
+ * A mask from an image's pixels, as `inpaint` takes one: it must be the model's size and grey (its `colours`
+ * channels equal in every pixel), and mark something; a level of 128 or more regenerates. `name` prefixes
+ * the messages (a file's name and a space, or nothing).
+ */
+export function maskFromPixels(pixels: ArrayLike<number>, image: { width: number; height: number; stride: number; colours: number }, model: { width: number; height: number }, name = ''): Float32Array {
+  const { width, height, stride, colours } = image;
+  if (width !== model.width || height !== model.height) throw new OptionError('mask', `${name}is ${width}x${height}; the model's images are ${model.width}x${model.height}`);
+  const mask = new Float32Array(width * height);
+  for (let p = 0; p < mask.length; p++) {
+    const v = pixels[p * stride];
+    for (let c = 1; c < colours; c++) if (pixels[p * stride + c] !== v) throw new OptionError('mask', `${name}is not grey (pixel ${p % width},${Math.floor(p / width)} has colour): white marks what to regenerate, black what to keep`);
+    mask[p] = v >= 128 ? 1 : 0;
+  }
+  if (!mask.some((v) => v > 0)) throw new OptionError('mask', `${name}marks no pixel to regenerate (white marks what to regenerate)`);
+  return mask;
+}
+
 /** `image` n times over. */
 function repeat(image: Float32Array, n: number): Float32Array {
   const out = new Float32Array(n * image.length);

@@ -117,7 +117,8 @@ export function repaint(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Ar
   const size = x0.length / batch;
   const channels = size / pixels;
   if (!Number.isInteger(channels)) throw new RangeError(`a mask of ${mask.length} pixels for images of ${size} values`);
-  const unknown = (i: number) => mask[Math.floor((i % size) / channels)] > 0.5;
+  // per value: regenerate it (its pixel's mask is 1)?
+  const unknown = Uint8Array.from({ length: x0.length }, (_, i) => (mask[Math.floor((i % size) / channels)] > 0.5 ? 1 : 0));
   const times = [-1, ...samplingTimesteps(scheduler.timesteps, steps).map(([t]) => t).reverse()]; // −1, then ascending
   const abar = (k: number) => (times[k] >= 0 ? scheduler.alphasCumprod[times[k]] : 1);
   const noise = new Float32Array(x0.length);
@@ -128,7 +129,7 @@ export function repaint(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Ar
     // the input noised to level k, written over the known pixels of x
     const a = Math.sqrt(abar(k)), s = Math.sqrt(1 - abar(k));
     rng.fillNormal(noise);
-    for (let i = 0; i < x.length; i++) if (!unknown(i)) x[i] = a * x0[i] + s * noise[i];
+    for (let i = 0; i < x.length; i++) if (!unknown[i]) x[i] = a * x0[i] + s * noise[i];
   };
   const down = (k: number) => {
     // one DDIM step of η = 1 from level k to k − 1 on the unknown pixels, the known ones from the input
@@ -157,6 +158,6 @@ export function repaint(model: Denoiser, scheduler: DDPMScheduler, x0: Float32Ar
     }
     k -= block;
   }
-  for (let i = 0; i < x.length; i++) if (!unknown(i)) x[i] = x0[i];
+  for (let i = 0; i < x.length; i++) if (!unknown[i]) x[i] = x0[i];
   return x;
 }

@@ -96,8 +96,7 @@ async function pageGrid(url: string, query: string, controls?: Record<string, st
   })()`)) as { state: string; backend: string; status: string; info: string; width: number; height: number; rgba: number[] };
   await page.close();
   assert.equal(r.state, 'done', `${r.status} ${errors.join('; ')}`);
-  const rgb = Buffer.alloc(r.width * r.height * 3);
-  for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+  const rgb = rgbOf(r);
   return { ...r, rgb, classControls };
 }
 
@@ -106,9 +105,21 @@ async function nodeGrid(checkpoint: string, args: string[]) {
   const file = path.join(tempDir(), 'grid.png');
   const r = runCli(['sample', '--checkpoint', checkpoint, '--backend', 'cpu', '--out', file, ...args]);
   assert.equal(r.status, 0, r.stderr);
+  return pngGrid(file);
+}
+
+/** A grid file as RGB bytes (grey repeated into each colour). */
+async function pngGrid(file: string) {
   const { data, info } = await sharp(file).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   const rgb = info.channels === 3 ? data : Buffer.from(Array.from({ length: info.width * info.height * 3 }, (_, i) => data[Math.floor(i / 3)]));
   return { width: info.width, height: info.height, rgb };
+}
+
+/** A canvas's RGBA values (as the page code returns them) as RGB bytes. */
+function rgbOf(r: { width: number; height: number; rgba: number[] }): Buffer {
+  const rgb = Buffer.alloc(r.width * r.height * 3);
+  for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+  return rgb;
 }
 
 function assertSameGrid(a: { width: number; height: number; rgb: Buffer }, b: { width: number; height: number; rgb: Buffer }, what: string): void {
@@ -264,8 +275,7 @@ test("a page of one's own imports the exported module: the README's example draw
     })()`)) as { width: number; height: number; rgba: number[]; result: Record<string, { name: string; typed: boolean; option?: string; message: string } | string> | null };
     await page.close();
     assert.deepEqual(errors, []);
-    const rgb = Buffer.alloc(r.width * r.height * 3);
-    for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+    const rgb = rgbOf(r);
     return { ...r, rgb };
   };
   const readme = await grab('readme.html', `document.getElementById('grid').width === ${node.width}`);
@@ -311,16 +321,14 @@ test('the page edits an image as the commands do: inpaint with an opened or a pa
     })()`)) as { state: string; status: string; width: number; height: number; rgba: number[] };
     await page.close();
     assert.equal(r.state, 'done', `${r.status} ${errors.join('; ')}`);
-    const rgb = Buffer.alloc(r.width * r.height * 3);
-    for (let i = 0; i < r.width * r.height; i++) for (let c = 0; c < 3; c++) rgb[i * 3 + c] = r.rgba[i * 4 + c];
+    const rgb = rgbOf(r);
     return { ...r, rgb };
   };
   const cliGrid = async (args: string[]) => {
     const out = path.join(tempDir(), 'out.png');
     const r = runCli([...args, '--checkpoint', ckpt, '--image', image, '--n', '2', '--seed', '3', '--backend', 'cpu', '--out', out]);
     assert.equal(r.status, 0, r.stderr);
-    const { data, info } = await sharp(out).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    return { width: info.width, height: info.height, rgb: info.channels === 3 ? data : Buffer.from(Array.from({ length: info.width * info.height * 3 }, (_, i) => data[Math.floor(i / 3)])) };
+    return pngGrid(out);
   };
 
   // a mask opened from a file: the grid is `diffuse inpaint`'s

@@ -7,6 +7,8 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { NodeModel, loadModel } from '../../api/node';
+import { maskFromPixels } from '../../api/model';
+import { imageSize } from '../../models/denoiser';
 import { DEFAULTS } from '../../config/defaults';
 import { OptionError } from '../../errors';
 import { checkOutputFile, imageFormatOf, sharp } from '../../files';
@@ -40,15 +42,7 @@ export async function readMask(file: string, model: NodeModel): Promise<Float32A
     throw new OptionError('mask', `${file}: cannot read it as an image (${(e as Error).message.split('\n')[0]})`);
   }
   const { width, height: h, channels } = raw.info;
-  if (width !== imageWidth || h !== height) throw new OptionError('mask', `${file} is ${width}x${h}; the model's images are ${imageWidth}x${height}`);
-  const mask = new Float32Array(width * h);
-  for (let p = 0; p < mask.length; p++) {
-    const v = raw.data[p * channels];
-    for (let c = 1; c < channels; c++) if (raw.data[p * channels + c] !== v) throw new OptionError('mask', `${file} is not grey (pixel ${p % width},${Math.floor(p / width)} has colour): white marks what to regenerate, black what to keep`);
-    mask[p] = v >= 128 ? 1 : 0;
-  }
-  if (!mask.some((v) => v > 0)) throw new OptionError('mask', `${file} marks no pixel to regenerate (white marks what to regenerate)`);
-  return mask;
+  return maskFromPixels(raw.data, { width, height: h, stride: channels, colours: channels }, { width: imageWidth, height }, `${file} `);
 }
 
 /** A noise or an image for interpolate: seed:S, mnist:I, a .npy noise from invert, or an image file (inverted). */
@@ -57,7 +51,8 @@ async function endpoint(model: NodeModel, spec: string, flag: string, common: { 
   if (seed) return { noise: model.noise(Number(seed[1])), what: spec };
   if (/\.npy$/i.test(spec)) {
     const { values } = readNpyFloat32(spec);
-    if (values.length !== model.noise().length) throw new OptionError(flag, `${spec} holds ${values.length} values; the model's noise has ${model.noise().length}`);
+    const size = imageSize(model.record.model);
+    if (values.length !== size) throw new OptionError(flag, `${spec} holds ${values.length} values; the model's noise has ${size}`);
     return { noise: values, what: spec };
   }
   const mnist = /^mnist:(\d+)$/.exec(spec);
