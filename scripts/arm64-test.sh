@@ -1,14 +1,22 @@
 #!/bin/bash
 # The native kernels on linux-arm64, from this x86-64 machine: built by node-gyp with Debian's cross
 # compiler against arm64 OpenBLAS (multiarch), and their tests (native.test.ts) run by Debian's arm64
-# Node under qemu-user. Needs, once (root):
-#   dpkg --add-architecture arm64 && apt-get update
-#   apt-get install -y gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 \
-#     libbrotli1:arm64 libc-ares2:arm64 libicu72:arm64 libnghttp2-14:arm64 libssl3:arm64 libstdc++6:arm64 \
-#     libuv1:arm64 zlib1g:arm64 libgomp1:arm64
-# and builds `npm run build` first (the tests are the compiled dist/test). Node itself is unpacked from
-# Debian's nodejs:arm64 packages into $WORK/sysroot, not installed (it would replace this machine's Node).
+# Node under qemu-user. `--install` first installs what it needs where something is missing (root,
+# Debian: the arm64 architecture, the cross compiler, qemu, arm64 libraries). The tests are the compiled
+# dist/test: `npm run build` first. Node itself is unpacked from Debian's nodejs:arm64 packages into
+# $WORK/sysroot, not installed (it would replace this machine's Node).
 set -euo pipefail
+PACKAGES="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64 libbrotli1:arm64 libc-ares2:arm64
+  libicu72:arm64 libnghttp2-14:arm64 libssl3:arm64 libstdc++6:arm64 libuv1:arm64 zlib1g:arm64"
+if [ "${1:-}" = --install ] && { ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null ||
+  [ ! -e /usr/lib/aarch64-linux-gnu/libopenblas.so ] || [ ! -e /usr/lib/aarch64-linux-gnu/libgomp.so.1 ]; }; then
+  dpkg --add-architecture arm64
+  # shellcheck disable=SC2086
+  if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null); then
+    echo "arm64-test: could not install the arm64 cross compiler, qemu and arm64 libraries ($PACKAGES)" >&2
+    exit 1
+  fi
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${DIFFUSE_ARM64_WORK:-${TMPDIR:-/tmp}/diffuse-arm64}
 SYSROOT=$WORK/sysroot
