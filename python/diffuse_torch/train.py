@@ -32,7 +32,7 @@ from . import models, safetensors_io
 from .data import MNIST_CLASSES, folder_classes, load_data
 
 # The run record version this trainer reads up to and writes (diffuse's RUN_RECORD_VERSION).
-RECORD_VERSION = 5
+RECORD_VERSION = 6
 DEFAULT_LABEL_DROPOUT = 0.1  # diffuse's DEFAULTS.labelDropout
 
 
@@ -62,7 +62,28 @@ def migrate_record(record, version, file):
         data["conditional"] = False
         data["classes"] = []
         training["labelDropout"] = 0
+    if version <= 5:  # before version 6 every run drew t uniformly and weighted every error alike
+        training["weighting"] = {"kind": "uniform"}
+        training["levels"] = {"kind": "uniform"}
     return record
+
+
+def draw_timesteps(levels, abar, count, device):
+    """diffuse's TimestepSampler: t uniform, or EDM's log-normal ln σ taken to the timestep of nearest ln σ."""
+    T = len(abar)
+    if levels["kind"] == "uniform":
+        return torch.randint(0, T, (count,), device=device)
+    log_sigma = 0.5 * torch.log((1 - abar) / abar)
+    drawn = levels["mean"] + levels["std"] * torch.randn(count, device=device)
+    return (log_sigma[None, :] - drawn[:, None]).abs().argmin(1)
+
+
+def loss_weights(weighting, a, prediction):
+    """diffuse's lossWeights: min(SNR, γ)/SNR for ε, min(SNR, γ)/(SNR + 1) for v; None for uniform."""
+    if weighting["kind"] == "uniform":
+        return None
+    snr = a / (1 - a)
+    return snr.clamp(max=weighting["gamma"]) / (snr if prediction == "epsilon" else snr + 1)
 
 
 def learning_rate_at(peak, schedule, step):
@@ -99,7 +120,7 @@ def default_record(kind, data, channels, size):
                  "flip": False, "limit": 0, "count": 0, "conditional": False, "classes": []},
         "training": {"epoch": 0, "step": 0, "optimizer": {"kind": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
                      "seed": 0, "rng": {"s": [1, 2, 3, 4]}, "loss": None, "lrSchedule": {"kind": "cosine", "warmupSteps": 1000, "totalSteps": 0},
-                     "labelDropout": 0, **training},
+                     "labelDropout": 0, "weighting": {"kind": "uniform"}, "levels": {"kind": "uniform"}, **training},
         "sampling": {"clipDenoised": False, **sampling},
     }
 
@@ -192,7 +213,7 @@ def main(argv=None):
                 m = record["model"]
                 img = x0.view(local, m["height"], m["imageWidth"], m["channels"])
                 x0 = torch.where(torch.rand(local, 1, 1, 1, device=device) < 0.5, img.flip(2), img).reshape(local, -1)
-            t = torch.randint(0, T, (local,), device=device)
+            t = draw_timesteps(tr["levels"], abar, local, device)
             eps = torch.randn_like(x0)
             a = abar[t][:, None]
             xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
@@ -200,9 +221,11 @@ def main(argv=None):
             if classes:
                 # each label dropped to "no class" (the index `classes`) with the run's label dropout
                 y = torch.where(torch.rand(local, device=device) < dropout, torch.full_like(y_all[idx.to(device)], classes), y_all[idx.to(device)])
-                loss = F.mse_loss(net(xt, t.float() / T, y), target)
+                out = net(xt, t.float() / T, y)
             else:
-                loss = F.mse_loss(net(xt, t.float() / T), target)
+                out = net(xt, t.float() / T)
+            w = loss_weights(tr["weighting"], a, sched["prediction"])
+            loss = F.mse_loss(out, target) if w is None else (w * (out - target) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             tr["step"] += 1

@@ -5,6 +5,7 @@
  */
 import { SamplerName, Spacing } from '../diffusion/sampler';
 import { Prediction } from '../diffusion/schedule';
+import { NoiseLevels, Weighting } from '../diffusion/weighting';
 import { UnetConfig } from '../models/denoiser';
 import { validateUnetConfig } from '../models/unet';
 import { AdamConfig } from '../optim/adam';
@@ -30,6 +31,8 @@ export const DEFAULTS = {
   width: 2048,
   /** Ho et al.'s process: 1000 steps, β linear from 1e-4 to 0.02. */
   schedule: { timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
+  /** The alternatives' constants as their papers give them: min-SNR's γ (Hang et al.), EDM's ln σ ~ N(−1.2, 1.2²) (Karras et al.). */
+  weighting: { minSnrGamma: 5, logNormalMean: -1.2, logNormalStd: 1.2 },
   /** Adam's moments and ε as Kingma & Ba (and torch.optim.Adam) have them. */
   adam: { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
   sampling: {
@@ -107,18 +110,31 @@ export interface Recipe {
   /** The sampler the checkpoint records as its default, and its model calls (null: all T). */
   sampler: SamplerName;
   steps: number | null;
+  /** How each timestep's error counts, and which timesteps batches draw (diffusion/weighting.ts). */
+  weighting: Weighting['kind'];
+  levels: NoiseLevels['kind'];
+}
+
+/** The weighting `kind` with the table's constant. */
+export function weightingOf(kind: Weighting['kind']): Weighting {
+  return kind === 'min-snr' ? { kind, gamma: DEFAULTS.weighting.minSnrGamma } : { kind };
+}
+
+/** The noise levels `kind` with the table's constants. */
+export function levelsOf(kind: NoiseLevels['kind']): NoiseLevels {
+  return kind === 'log-normal' ? { kind, mean: DEFAULTS.weighting.logNormalMean, std: DEFAULTS.weighting.logNormalStd } : { kind };
 }
 
 /** Training recipes: every field stays selectable on its own; a recipe fills in what the user did not give. */
 export const RECIPES = {
   /** Adam 1e-4 constant, batch 128, sampled from the raw weights: the blog post's recipe. */
-  seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false, prediction: 'epsilon', sampler: 'ancestral', steps: null },
+  seed: { lr: 1e-4, lrSchedule: 'constant', warmupSteps: 0, ema: 0, batchSize: 128, clipDenoised: false, prediction: 'epsilon', sampler: 'ancestral', steps: null, weighting: 'uniform', levels: 'uniform' },
   /**
    * 10x the rate, reached by warm-up and decayed to zero by a cosine; sampled from a moving average of
    * the weights. (Clamping x̂0 at every step, lucidrains' default, is left off: on these fully connected
    * models it lowers FD but leaves visible noise, since the high-noise steps' x̂0 is mostly clamped away.)
    */
-  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false, prediction: 'epsilon', sampler: 'ddim', steps: 100 },
+  default: { lr: 1e-3, lrSchedule: 'cosine', warmupSteps: 1000, ema: 0.9995, batchSize: 128, clipDenoised: false, prediction: 'epsilon', sampler: 'ddim', steps: 100, weighting: 'uniform', levels: 'uniform' },
 } as const satisfies Record<string, Recipe>;
 
 export type RecipeName = keyof typeof RECIPES;

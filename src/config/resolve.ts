@@ -6,13 +6,14 @@
 import * as path from 'node:path';
 import { OptionError } from '../errors';
 import { Prediction, linearSchedule } from '../diffusion/schedule';
+import { NoiseLevels, Weighting } from '../diffusion/weighting';
 import { FcUnetConfig, UnetConfig } from '../models/denoiser';
 import { fcUnetConfig, fcUnetParameters, validateFcUnetWidth } from '../models/fcUnet';
 import { LrSchedule } from '../optim/lrSchedule';
 import { Rng } from '../rng';
 import { DataRecord, dataShape } from '../data/dataset';
 import { MNIST_CLASSES } from '../data/mnist';
-import { DEFAULTS, ModelKind, RecipeName, adamConfig, recipeFor, unetConfig } from './defaults';
+import { DEFAULTS, ModelKind, RecipeName, adamConfig, levelsOf, recipeFor, unetConfig, weightingOf } from './defaults';
 import { RunRecord } from './runRecord';
 
 /** Every choice that shapes a run's record. */
@@ -52,6 +53,9 @@ export interface TrainChoices {
   warmupSteps: number;
   /** Decay of the weights' moving average (0 = none). */
   ema: number;
+  /** How each timestep's error counts in the loss, and which timesteps batches draw. */
+  weighting: Weighting['kind'];
+  levels: NoiseLevels['kind'];
 }
 
 const FC_ONLY = ['width'] as const;
@@ -168,6 +172,8 @@ export function resolveNewRun(recipe: RecipeName, given: Partial<TrainChoices>):
       ema: r.ema,
       lrSchedule: { kind: r.lrSchedule, warmupSteps: r.warmupSteps, totalSteps: 0 }, // totalSteps: withData
       labelDropout: data.conditional ? (given.labelDropout ?? DEFAULTS.labelDropout) : 0,
+      weighting: weightingOf(r.weighting),
+      levels: levelsOf(r.levels),
     },
     sampling: { clipDenoised: r.clipDenoised, sampler: r.sampler, steps: r.steps },
   };
@@ -204,7 +210,7 @@ function savedChoice(saved: RunRecord, key: (typeof FIXED)[number]): unknown {
 
 /**
  * The record of a resumed run: the checkpoint's, with the options that may change (batch size,
- * learning rate and its schedule, average, limit) replaced where given. A fixed choice given with
+ * learning rate and its schedule, average, loss weighting and noise levels, limit) replaced where given. A fixed choice given with
  * another value than the checkpoint's is refused.
  */
 export function resolveResumedRun(saved: RunRecord, given: Partial<TrainChoices>): RunRecord {
@@ -223,6 +229,8 @@ export function resolveResumedRun(saved: RunRecord, given: Partial<TrainChoices>
   if (given.ema !== undefined) training.ema = given.ema;
   if (given.lrSchedule !== undefined) training.lrSchedule.kind = given.lrSchedule;
   if (given.warmupSteps !== undefined) training.lrSchedule.warmupSteps = given.warmupSteps;
+  if (given.weighting !== undefined) training.weighting = weightingOf(given.weighting);
+  if (given.levels !== undefined) training.levels = levelsOf(given.levels);
   if (given.labelDropout !== undefined) {
     if (!saved.data.conditional) throw new OptionError('labelDropout', "applies to a conditional run, and the checkpoint's is not");
     if (given.labelDropout === 0) throw new OptionError('labelDropout', NO_DROPOUT);

@@ -8,6 +8,7 @@ import { ModelConfig } from '../models/denoiser';
 import { RngState } from '../rng';
 import { ScheduleConfig } from '../diffusion/schedule';
 import { SamplerName } from '../diffusion/sampler';
+import { NoiseLevels, UNIFORM_LEVELS, UNIFORM_WEIGHTING, Weighting } from '../diffusion/weighting';
 import { AdamConfig } from '../optim/adam';
 import { LrSchedule } from '../optim/lrSchedule';
 import { DataRecord } from '../data/dataset';
@@ -15,9 +16,10 @@ import { DataRecord } from '../data/dataset';
 /**
  * The version this diffuse writes. 2: every field required (version 1 left six of them optional).
  * 3: data.flip, and a folder's data.background. 4: the U-net's patchSize. 5: class conditioning
- * (model.classes, data.conditional and data.classes, training.labelDropout).
+ * (model.classes, data.conditional and data.classes, training.labelDropout). 6: the loss's weighting and
+ * the noise levels training draws (training.weighting, training.levels).
  */
-export const RUN_RECORD_VERSION = 5;
+export const RUN_RECORD_VERSION = 6;
 
 export interface TrainingRecord {
   /** Epochs completed. */
@@ -37,6 +39,9 @@ export interface TrainingRecord {
   lrSchedule: LrSchedule;
   /** A conditional run's chance of training an image as "no class" (classifier-free guidance); 0 otherwise. */
   labelDropout: number;
+  /** How each timestep's error counts in the loss, and which timesteps batches draw (diffusion/weighting.ts). */
+  weighting: Weighting;
+  levels: NoiseLevels;
 }
 
 export interface SamplingRecord {
@@ -91,6 +96,11 @@ export function migrateRunRecord(record: Record<string, unknown>, version: numbe
     r.data.conditional = false;
     r.data.classes = [];
     r.training.labelDropout = 0;
+  }
+  if (version <= 5) {
+    // before version 6 every run drew t uniformly and weighted every error alike
+    r.training.weighting = { ...UNIFORM_WEIGHTING };
+    r.training.levels = { ...UNIFORM_LEVELS };
   }
   return r;
 }

@@ -18,6 +18,7 @@ import { loadNativeAddon } from '../backend/addon';
 import { peekValues } from '../backend/blasBackend';
 import { Denoiser, ModelConfig, imageSize, parameterCount } from '../models/denoiser';
 import { ScheduleConfig } from '../diffusion/schedule';
+import { Weighting } from '../diffusion/weighting';
 import { RngState } from '../rng';
 
 /** Slots of a worker's control array. */
@@ -53,8 +54,9 @@ export interface WorkerSetup {
   weights: Float32Array;
   /** The share's images (clean for gradients, as sampled for predictions), then a number per image (its timestep; t/T for predictions), then, labelled, a class per image. */
   inputs: Float32Array;
-  /** The noise schedule, where the pool computes gradients (each thread noises its own share). */
+  /** The noise schedule and the loss's weighting, where the pool computes gradients (each thread noises and weighs its own share). */
   schedule?: ScheduleConfig;
+  weighting?: Weighting;
   /** The share's gradients in variable order, then its mean loss; or its predictions. */
   output: Float32Array;
   pixels: number;
@@ -124,9 +126,9 @@ export class WorkerPool {
 
   /**
    * Starts `workers` threads, each with a copy of `model`'s architecture, for batches of at most
-   * `maxBatch`; `schedule` where it computes training gradients.
+   * `maxBatch`; `schedule` and `weighting` where it computes training gradients.
    */
-  constructor(model: Denoiser, maxBatch: number, workers: number, schedule?: ScheduleConfig) {
+  constructor(model: Denoiser, maxBatch: number, workers: number, schedule?: ScheduleConfig, weighting?: Weighting) {
     const config = model.config;
     this.pixels = imageSize(config);
     this.parameters = parameterCount(model);
@@ -141,7 +143,7 @@ export class WorkerPool {
       const inputs = new Float32Array(new SharedArrayBuffer(perShare * (pixels + 2) * 4));
       const output = new Float32Array(new SharedArrayBuffer(Math.max(parameters + 1, perShare * pixels) * 4));
       const { port1, port2 } = new MessageChannel();
-      const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2, schedule };
+      const setup: WorkerSetup = { model: config, control, weights: this.weights, inputs, output, pixels, port: port2, schedule, weighting };
       const worker = new Worker(path.join(__dirname, 'dataParallelWorker.js'), { workerData: setup, transferList: [port2] });
       worker.unref(); // a pool left undisposed must not keep the process alive
       this.shares.push({ worker, control, inputs, output, port: port1 });

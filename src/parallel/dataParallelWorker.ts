@@ -14,6 +14,7 @@ import { assignCopy } from '../tensors';
 import { Slot, Task, WorkerSetup, packGradients, unpack } from './dataParallel';
 import { lossGradients, noisedShare } from '../diffusion/loss';
 import { DDPMScheduler } from '../diffusion/schedule';
+import { UNIFORM_WEIGHTING } from '../diffusion/weighting';
 
 function finish(control: Int32Array, request: number, ok: boolean): void {
   Atomics.store(control, Slot.Status, ok ? 0 : 1);
@@ -60,9 +61,9 @@ async function serve(setup: WorkerSetup): Promise<void> {
         if (!scheduler) throw new Error('this pool was started without a noise schedule');
         const t = Int32Array.from(inputs.subarray(n * pixels, n * pixels + n));
         const noiseAt = Array.from(control.subarray(Slot.NoiseState, Slot.NoiseState + 4), (word) => word >>> 0) as RngState;
-        const share = noisedShare(scheduler, images, t, noiseAt, control[Slot.NoiseOffset]);
-        const [xs, target, tFrac] = [tf.tensor2d(share.xt, [n, pixels]), tf.tensor2d(share.target, [n, pixels]), tf.tensor1d(share.tFrac)];
-        const { loss, grads } = lossGradients(model, traces, xs, tFrac, target, labels);
+        const share = noisedShare(scheduler, setup.weighting ?? UNIFORM_WEIGHTING, images, t, noiseAt, control[Slot.NoiseOffset]);
+        if (labels) share.labels = labels;
+        const { loss, grads } = lossGradients(model, traces, share);
         packGradients(grads, loss, output);
       });
       finish(control, request, true);

@@ -16,6 +16,7 @@ import { DDPMScheduler } from '../diffusion/schedule';
 import { Rng } from '../rng';
 import { TraceCache } from '../ops/kernelTrace';
 import { lossGradients, noisedShare } from '../diffusion/loss';
+import { TimestepSampler } from '../diffusion/weighting';
 import { assignCopy } from '../tensors';
 import { WeightAverage } from '../optim/ema';
 import { learningRateAt } from '../optim/lrSchedule';
@@ -44,6 +45,8 @@ export class Trainer {
   readonly model: Denoiser;
   readonly optimizer: Adam;
   readonly scheduler: DDPMScheduler;
+  /** Draws each batch's timesteps: uniformly, or at the run's noise levels. */
+  private readonly timesteps: TimestepSampler;
   readonly rng: Rng;
   /** The weights' moving average, where the run keeps one. */
   readonly ema: WeightAverage | null;
@@ -60,6 +63,7 @@ export class Trainer {
     this.meta = meta;
     this.workers = Math.max(1, Math.floor(options.workers ?? 1));
     this.scheduler = new DDPMScheduler(meta.schedule);
+    this.timesteps = new TimestepSampler(this.scheduler, meta.training.levels);
     this.rng = new Rng(meta.training.rng);
     const init = new Rng(meta.training.seed); // initial weights depend on the seed only
     this.model = buildModel(meta.model, init);
@@ -80,12 +84,10 @@ export class Trainer {
   trainStep(data: ImageSet, indices: ArrayLike<number>): number {
     const batch = indices.length;
     const pixels = data.height * data.width * data.channels;
-    const T = this.scheduler.timesteps;
     const x0 = gatherBatch(data.data, pixels, indices);
     // Drawn only where the run flips, so runs without it keep the random stream they always had.
     if (this.meta.data.flip) mirrorImages(x0, data, Array.from({ length: batch }, () => this.rng.uniform() < 0.5));
-    const t = new Int32Array(batch);
-    for (let b = 0; b < batch; b++) t[b] = this.rng.int(T);
+    const t = this.timesteps.draw(this.rng, batch);
     // The noise is the stream's next batch x pixels normals; each thread draws its share of them
     // (the transcendental functions are most of a step's serial time), this one steps past them all.
     const noiseAt = this.rng.state();
@@ -94,10 +96,9 @@ export class Trainer {
     return tf.tidy(() => {
       // The loss and gradients of images [start, end) of the batch.
       const share = (start: number, end: number) => {
-        const n = end - start;
-        const { xt, target, tFrac } = noisedShare(this.scheduler, x0.subarray(start * pixels, end * pixels), t.subarray(start, end), noiseAt, start * pixels);
-        const y = labels ? tf.tensor1d(labels.subarray(start, end)) : undefined;
-        return lossGradients(this.model, this.gradientTraces, tf.tensor2d(xt, [n, pixels]), tf.tensor1d(tFrac), tf.tensor2d(target, [n, pixels]), y);
+        const inputs = noisedShare(this.scheduler, this.meta.training.weighting, x0.subarray(start * pixels, end * pixels), t.subarray(start, end), noiseAt, start * pixels);
+        if (labels) inputs.labels = tf.tensor1d(labels.subarray(start, end));
+        return lossGradients(this.model, this.gradientTraces, inputs);
       };
       let loss: number;
       let grads: (tf.Tensor | Float32Array)[];
@@ -137,7 +138,7 @@ export class Trainer {
       this.pool.dispose();
       this.pool = null;
     }
-    this.pool ??= new WorkerPool(this.model, Math.max(batch, this.meta.training.batchSize), this.workers - 1, this.meta.schedule);
+    this.pool ??= new WorkerPool(this.model, Math.max(batch, this.meta.training.batchSize), this.workers - 1, this.meta.schedule, this.meta.training.weighting);
     return this.pool;
   }
 

@@ -8,6 +8,7 @@ import { loadCheckpointRecord } from '../../io/checkpoint';
 import { UserError } from '../../errors';
 import { parseColour } from '../../data/folder';
 import { PREDICTIONS } from '../../diffusion/schedule';
+import { NOISE_LEVELS, WEIGHTINGS } from '../../diffusion/weighting';
 import { LR_SCHEDULES } from '../../optim/lrSchedule';
 import { CheckpointExistsError, EVAL_SAMPLES, RunStart, checkScorable, runTraining } from '../../training/loop';
 import { EXIT, backendOption, fcWidth, fieldOf, integer, integerList, positiveNumber, unitInterval } from '../options';
@@ -37,6 +38,8 @@ export function trainCommand(log: (m: string) => void): Command {
     .option('--warmup <steps>', `updates of linear learning-rate warm-up ${recipeDefault('warmupSteps')}`, integer(0, 'a non-negative integer'))
     .option('--ema <decay>', `keep a moving average of the weights with this decay and sample from it; 0 = none ${recipeDefault('ema')}`, unitInterval())
     .addOption(new Option('--prediction <kind>', `what the model learns to predict: epsilon (the noise, as Ho et al.) or v (the velocity √ᾱ·ε − √(1 − ᾱ)·x0, Salimans & Ho) ${recipeDefault('prediction')}`).choices(PREDICTIONS))
+    .addOption(new Option('--weighting <kind>', `how much each timestep's error counts: uniform (Ho et al.) or min-snr (min(SNR, ${DEFAULTS.weighting.minSnrGamma}), Hang et al.) ${recipeDefault('weighting')}`).choices(WEIGHTINGS))
+    .addOption(new Option('--levels <kind>', `which timesteps training draws: uniform, or log-normal (EDM's ln σ ~ N(${DEFAULTS.weighting.logNormalMean}, ${DEFAULTS.weighting.logNormalStd}²), Karras et al.) ${recipeDefault('levels')}`).choices(NOISE_LEVELS))
     .addOption(new Option('--model <kind>', `denoiser: fc (the seed's fully connected U-net) or unet (convolutional, with attention) (default: ${DEFAULTS.model})`).choices(['fc', 'unet']))
     .option('--data <name>', `training images: mnist, mnist32 (MNIST padded to 32 px) or a folder of PNG/JPEG/WebP/SVG files (default: ${DEFAULTS.data.fc} for fc, ${DEFAULTS.data.unet} for unet)`)
     .option('--image-size <px>', `side a folder's images are resized and centre-cropped to (default: ${DEFAULTS.folder.imageSize})`, integer(8))

@@ -87,3 +87,15 @@ test('version-4 records gain the class fields of version 5 as they meant: uncond
   assert.deepEqual(r.data.classes, []);
   assert.equal(r.training.labelDropout, 0);
 });
+
+test('version-5 records gain the loss weighting and noise levels of version 6 as they meant: uniform', () => {
+  const v5 = structuredClone(resolveNewRun('default', { model: 'unet', weighting: 'min-snr', levels: 'log-normal' })) as unknown as { training: Record<string, unknown> };
+  delete v5.training.weighting;
+  delete v5.training.levels;
+  const r = migrateRunRecord(v5 as unknown as Record<string, unknown>, 5, 'v5.json');
+  assert.deepEqual(r.training.weighting, { kind: 'uniform' });
+  assert.deepEqual(r.training.levels, { kind: 'uniform' });
+  // a version-6 record keeps its own
+  const v6 = migrateRunRecord(resolveNewRun('default', { model: 'unet', weighting: 'min-snr' }) as unknown as Record<string, unknown>, 6, 'v6.json');
+  assert.deepEqual(v6.training.weighting, { kind: 'min-snr', gamma: 5 });
+});

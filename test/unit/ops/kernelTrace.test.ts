@@ -54,13 +54,14 @@ test('a U-net prediction replayed equals the prediction through tfjs, bit for bi
   model.dispose();
 });
 
-test('the loss and gradients replayed equal those through tfjs, and replays hold no memory', { skip }, () => {
+for (const weighted of [false, true]) test(`the loss and gradients${weighted ? ', weighted by image,' : ''} replayed equal those through tfjs, and replays hold no memory`, { skip }, () => {
   const model = smallUnet(4);
   const traces = new TraceCache();
   const once = (seed: number, cache: TraceCache) =>
     tf.tidy(() => {
       const [x, t, target] = inputs(4, seed);
-      const { loss, grads } = lossGradients(model, cache, x as tf.Tensor2D, t as tf.Tensor1D, target as tf.Tensor2D);
+      const weights = weighted ? tf.tensor2d([0.5 + seed, 1, 2, 0.1], [4, 1]) : undefined;
+      const { loss, grads } = lossGradients(model, cache, { xt: x as tf.Tensor2D, tFrac: t as tf.Tensor1D, target: target as tf.Tensor2D, weights });
       return valuesOf([loss, ...grads]);
     });
   once(5, traces); // records

@@ -51,8 +51,8 @@ function assertPredictsAsOwn(own: Denoiser, parallel: Denoiser, x: tf.Tensor2D, 
 }
 
 /** Losses of `steps` updates and the final weights of a small U-net trained with `workers` threads. */
-function train(workers: number, batch: number, steps: number): { losses: number[]; weights: Float32Array[] } {
-  const record = resolveNewRun('default', { ...SMALL_UNET, batchSize: batch, lr: 1e-3, seed: 4, ema: 0.9 } as never);
+function train(workers: number, batch: number, steps: number, objective: object = {}): { losses: number[]; weights: Float32Array[] } {
+  const record = resolveNewRun('default', { ...SMALL_UNET, batchSize: batch, lr: 1e-3, seed: 4, ema: 0.9, ...objective } as never);
   const trainer = new Trainer(record, undefined, { workers });
   const data = images(batch * steps, 16, 9);
   const losses: number[] = [];
@@ -62,10 +62,11 @@ function train(workers: number, batch: number, steps: number): { losses: number[
   return { losses, weights };
 }
 
-test('training on worker threads follows the one-thread run from the same seed (even and uneven shares)', { skip }, () => {
-  for (const [workers, batch] of [[2, 6], [2, 5], [3, 7]]) {
-    const alone = train(1, batch, 4);
-    const shared = train(workers, batch, 4);
+test('training on worker threads follows the one-thread run from the same seed (even and uneven shares; weighted losses, log-normal levels)', { skip }, () => {
+  const weighted = { weighting: 'min-snr', levels: 'log-normal' };
+  for (const [workers, batch, objective] of [[2, 6, {}], [2, 5, {}], [3, 7, {}], [2, 5, weighted]] as [number, number, object][]) {
+    const alone = train(1, batch, 4, objective);
+    const shared = train(workers, batch, 4, objective);
     alone.losses.forEach((l, i) => assert.ok(Math.abs(shared.losses[i] - l) <= 1e-5 * Math.max(1, l), `${workers} threads, batch ${batch}, step ${i + 1}: loss ${shared.losses[i]} vs ${l}`));
     let worst = 0;
     alone.weights.forEach((w, k) => w.forEach((x, j) => (worst = Math.max(worst, Math.abs(shared.weights[k][j] - x)))));
