@@ -178,12 +178,25 @@ export function classifyFiles(dir: string, files: readonly string[]): { classNam
 }
 
 /**
+ * Whether `dir` is laid out as classes (every image below a first-level subfolder, none empty), as
+ * `train --conditional` needs: what the folder classifier learns where a run was not conditional.
+ */
+export function hasClassLayout(dir: string): boolean {
+  try {
+    return classifyFiles(dir, listImageFiles(dir)).classNames.length > 0;
+  } catch (e) {
+    if (e instanceof OptionError) return false;
+    throw e;
+  }
+}
+
+/**
  * The images of `dir` (the first `o.limit` files in sorted path order), decoded or from the cache. A
  * conditional folder's (`o.conditional`) come with each image's label and the class names, all of its
  * classes even where the limit keeps images of only some; a class whose images in the load all fail to
- * decode is refused.
+ * decode is refused. `key` is the decoded images' cache key (the folder classifier is cached under it).
  */
-export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: string) => void = () => {}): Promise<ImageSet & { skipped: number; files: number }> {
+export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: string) => void = () => {}): Promise<ImageSet & { skipped: number; files: number; key: string }> {
   let files = listImageFiles(dir);
   if (files.length === 0) throw new OptionError('data', `${dir}: no PNG, JPEG, WebP or SVG images in this folder or below it`);
   const classes = o.conditional ? classifyFiles(dir, files) : null;
@@ -193,7 +206,8 @@ export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: st
     fileLabels = fileLabels?.subarray(0, o.limit);
   }
   const classNames = classes?.classNames ?? [];
-  const folder = await cachedFolder(folderKey(dir, files, o, classNames), () => decodeFolder(files, o, fileLabels, classNames), log, (f) => {
+  const key = folderKey(dir, files, o, classNames);
+  const folder = await cachedFolder(key, () => decodeFolder(files, o, fileLabels, classNames), log, (f) => {
     if (f.count === 0) throw new OptionError('data', `${dir}: none of its ${files.length} image files could be read`);
     if (!fileLabels) return;
     if (f.labels?.length !== f.count) throw new Error(`the decoded folder ${dir} has ${f.labels?.length ?? 'no'} labels for ${f.count} images`);
@@ -206,7 +220,7 @@ export async function loadImageFolder(dir: string, o: FolderOptions, log: (m: st
   });
   const data = new Float32Array(folder.bytes.length);
   for (let i = 0; i < data.length; i++) data[i] = folder.bytes[i] / 127.5 - 1;
-  const set = { count: folder.count, height: o.size, width: o.size, channels: o.channels, data, skipped: folder.skipped, files: folder.files };
+  const set = { count: folder.count, height: o.size, width: o.size, channels: o.channels, data, skipped: folder.skipped, files: folder.files, key };
   if (!fileLabels) return set;
   const kept = new Set(fileLabels).size;
   if (kept < classNames.length) log(`the first ${files.length} files (--limit) hold images of ${kept} of the ${classNames.length} classes in ${dir}`);

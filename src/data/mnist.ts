@@ -30,6 +30,8 @@ export interface ImageSet {
   labels?: Int32Array;
   /** The class names in label order (MNIST: '0'..'9'); present with labels. */
   classNames?: string[];
+  /** A folder's: the key of its decoded images in the cache (folderCache.ts's folderKey: every file's path, size and time, and how they were decoded). */
+  key?: string;
 }
 
 /** MNIST's class names, in label order: the ten digits. */

@@ -84,13 +84,10 @@ export function splitDescription(s: PerClassSplit): string {
   return `${s.perClass} per class of ${s.classes} class${s.classes === 1 ? '' : 'es'}${rounded}`;
 }
 
-/** The text lines of a class accuracy: overall with the worst class, then every class. */
-export function classAccuracyLines(a: ClassAccuracy): string[] {
+/** The text lines of a class accuracy: overall with the worst class, then every class; `judge` names the classifier. */
+export function classAccuracyLines(a: ClassAccuracy, judge = 'the digit classifier'): string[] {
   return [
-    `class_accuracy ${a.overall.toFixed(4)} (worst class ${a.worst.name}: ${a.worst.accuracy.toFixed(4)}; samples the digit classifier labels as the class they were drawn as)`,
+    `class_accuracy ${a.overall.toFixed(4)} (worst class ${a.worst.name}: ${a.worst.accuracy.toFixed(4)}; samples ${judge} labels as the class they were drawn as)`,
     `class_accuracy_by_class ${a.byClass.map((c) => `${c.name}:${c.accuracy.toFixed(4)}`).join(',')}`,
   ];
 }
-
-/** What a conditional folder model's evaluation says in place of a class accuracy. */
-export const FOLDER_CLASS_ACCURACY = "needs a classifier of this folder's classes (not available yet)";

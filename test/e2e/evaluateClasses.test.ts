@@ -1,6 +1,6 @@
 /**
  * `diffuse evaluate` on class-conditional checkpoints: --n divided equally among the classes, drawn with
- * classifier-free guidance, and (MNIST) the digit classifier's class accuracy; an unconditional
+ * classifier-free guidance, and their class accuracy by the digit classifier (MNIST) or the folder classifier; an unconditional
  * checkpoint's output has none of it.
  */
 import { test } from 'node:test';
@@ -85,23 +85,55 @@ test('an unconditional checkpoint: no class accuracy, n as asked, and --class re
   assertCleanFailure(runCli(['evaluate', '--samples', path.join(ckpt, 'none.png'), '--cfg', '2']), /--samples scores images already drawn/);
 });
 
-test('a conditional folder checkpoint: drawn per class, its class accuracy named as not available yet', async () => {
+test('a conditional folder checkpoint: drawn per class, judged by the folder classifier (class accuracy, FD against the folder and its floor), trained once and cached', async () => {
   const dir = tempDir();
   const images = path.join(dir, 'images');
   for (const [c, shade] of [['cat', 30], ['dog', 200]] as const) {
     fs.mkdirSync(path.join(images, c), { recursive: true });
-    for (let i = 0; i < 3; i++) await sharp(Buffer.alloc(8 * 8 * 3, shade + 10 * i), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(path.join(images, c, `${i}.png`));
+    for (let i = 0; i < 5; i++) await sharp(Buffer.alloc(8 * 8 * 3, shade + 10 * i), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(path.join(images, c, `${i}.png`));
   }
+  const cache = path.join(dir, 'cache');
+  const env = { DIFFUSE_CACHE_DIR: cache };
   const ckpt = train(['--data', images, '--image-size', '8', '--conditional']);
-  const out = evaluate(['--checkpoint', ckpt, '--n', '9']);
-  assert.match(out, /^n 8 \(4 per class of 2 classes; --n 9 rounded down to a multiple of 2; against 6 training images in /m);
+  const run = (args: string[]) => {
+    const r = runCli(['evaluate', '--steps', '2', ...args], { env });
+    assert.equal(r.status, 0, r.stderr);
+    return r;
+  };
+  const first = run(['--checkpoint', ckpt, '--n', '9']);
+  const out = first.stdout;
+  assert.match(first.stderr, /trained the folder classifier \(2 classes\)/);
+  assert.match(out, /^n 8 \(4 per class of 2 classes; --n 9 rounded down to a multiple of 2; against 10 training images in /m);
   assert.match(out, /classes cat,dog \(cfg 2\)/);
   assert.match(out, /^diversity \d/m);
-  assert.match(out, /^class accuracy: needs a classifier of this folder's classes \(not available yet\)$/m);
-  assert.doesNotMatch(out, /class_accuracy/);
-  const json = JSON.parse(evaluate(['--checkpoint', ckpt, '--n', '8', '--class', 'dog', '--json']));
+  assert.match(out, /^copies [01]\.\d{4} \(samples whose nearest training image is within 1\/3 of their mean distance to their 10 nearest, after Carlini et al\. 2023; training images among themselves: /m);
+  assert.match(out, /^classifier folder classifier of 2 classes, 8 px, trained on 8 images in \d+ s$/m);
+  assert.match(out, /^features against 5 training images; floor: 5 other real images \(2 held out of the classifier's training\)$/m);
+  for (const key of ['fd', 'floor_fd']) assert.match(out, new RegExp(`^${key} \\d+\\.\\d{3}$`, 'm'), key);
+  for (const key of ['precision', 'recall', 'floor_precision', 'floor_recall']) assert.match(out, new RegExp(`^${key} [01]\\.\\d{4}$`, 'm'), key);
+  assert.match(out, /^class_accuracy [01]\.\d{4} \(worst class (cat|dog): [01]\.\d{4}; samples the folder classifier labels as the class they were drawn as\)$/m);
+  assert.match(out, /^class_accuracy_by_class cat:[01]\.\d{4},dog:[01]\.\d{4}$/m);
+  assert.match(out, /^classifier_heldout_accuracy [01]\.\d{4} \(balanced over classes [01]\.\d{4}; on 2 real images it did not train on\)$/m);
+  const cached = fs.readdirSync(path.join(cache, 'classifiers'));
+  assert.equal(cached.length, 1);
+  // Again, as JSON: the classifier from the cache (not trained again), the same figures' fields.
+  const again = run(['--checkpoint', ckpt, '--n', '8', '--class', 'dog', '--json']);
+  assert.doesNotMatch(again.stderr, /trained the folder classifier/);
+  assert.deepEqual(fs.readdirSync(path.join(cache, 'classifiers')), cached);
+  const json = JSON.parse(again.stdout);
   assert.equal(json.n, 8);
   assert.deepEqual(json.classDraw, { classes: ['dog'], perClass: 8, n: 8, requestedN: 8 });
-  assert.equal(json.classAccuracy, null);
-  assert.match(json.classAccuracyMissing, /needs a classifier of this folder's classes/);
+  assert.equal(json.classAccuracy.byClass.length, 1);
+  assert.ok(inUnit(json.classAccuracy.overall));
+  assert.ok(!('classAccuracyMissing' in json));
+  assert.equal(json.classifier.trained, false);
+  assert.equal(json.classifier.task, 'classes');
+  assert.deepEqual(json.classifier.outputs, ['cat', 'dog']);
+  assert.equal(json.classifier.heldOut.count, 2);
+  assert.deepEqual(json.copyRule, { alpha: 1 / 3, neighbours: 10, rule: json.copyRule.rule });
+  assert.ok(inUnit(json.trainCopies));
+  for (const part of [json.features.samples, json.features.floor]) {
+    assert.ok(Number.isFinite(part.fd) && part.fd >= 0 && Number.isFinite(part.kid) && inUnit(part.precision) && inUnit(part.recall), JSON.stringify(part));
+  }
+  assert.equal(json.features.referenceN, 5);
 });

@@ -1,6 +1,8 @@
 /**
  * `diffuse evaluate`: FD, confidence and coverage of samples, judged by the project's digit classifier;
- * for a conditional checkpoint, the same number of samples of each class and their class accuracy.
+ * a folder model's against its folder: copies, diversity, colour, and FD, KID, precision and recall in
+ * the features of a classifier of the folder's own images; for a conditional checkpoint, the same
+ * number of samples of each class and their class accuracy.
  */
 import { MNIST_CLASSES } from '../../data/mnist';
 import { Command } from 'commander';
@@ -13,17 +15,20 @@ import { Guide, checkGuide, guideFrom, sampleCheckpoint } from '../../pipeline/l
 import { createProgress, samplingProgress } from '../../progress';
 import { backendOption, guidedBy, integer, samplerOptions } from '../options';
 import { SamplerChoices, parseClasses, samplerSettings } from '../../config/sampling';
-import { FOLDER_CLASS_ACCURACY, PerClassSplit, classAccuracy, classAccuracyLines, predictedLabels, splitDescription, splitPerClass } from '../../eval/classAccuracy';
+import { PerClassSplit, classAccuracy, classAccuracyLines, predictedLabels, splitDescription, splitPerClass } from '../../eval/classAccuracy';
 import { RunRecord } from '../../config/runRecord';
-import { loadTrainingData } from '../../data/dataset';
-import { scoreAgainstData, toUnit } from '../../eval/imageSet';
+import { isConditional, loadTrainingData } from '../../data/dataset';
+import { hasClassLayout } from '../../data/folder';
+import { COPY_ALPHA, COPY_NEIGHBOURS, scoreAgainstData, toUnit } from '../../eval/imageSet';
+import { FolderClassifierInfo, FolderImages, getFolderClassifier } from '../../eval/folderClassifier';
+import { FEWEST_REAL, FeatureScores, folderClassAccuracy, folderFeatureScores } from '../../eval/folderFeatures';
 import { checkOutputFile, imageFormatOf } from '../../files';
 import { writeImageGrid } from '../../io/images';
 import { loadCheckpointRecord } from '../../io/checkpoint';
 
 export function evaluateCommand(): Command {
   const command = new Command('evaluate')
-    .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, KID, precision, recall, confidence, coverage; a model trained on a folder against its images: copies of training images, diversity, colour")
+    .description("score samples (from a checkpoint, a PNG grid or a .npy file) with the project's digit classifier: FD, KID, precision, recall, confidence, coverage; a model trained on a folder against its images: copies of training images, diversity, colour, and FD, KID, precision, recall in the features of a classifier of the folder's classes (trained on first use, cached)")
     .option('--checkpoint <dir>', 'checkpoint to sample from', 'checkpoints')
     .option('--samples <file>', 'score these instead: a PNG grid from `diffuse sample` or a .npy uint8 [n, 28, 28]')
     .option('--n <count>', 'images to generate, and real test images to compare with', integer(4, 'an integer of at least 4 (KID compares subsets of two)'), 1000)
@@ -35,7 +40,7 @@ export function evaluateCommand(): Command {
   return command
     .option('--json', 'print the figures as one JSON object', false)
     .addOption(backendOption())
-    .addHelpText('after', "\nA conditional checkpoint draws --n divided equally among its classes (--class: some of them) with classifier-free guidance (--cfg), and MNIST's also report class accuracy: the share of samples of each class that the digit classifier labels as that class.\n\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --checkpoint runs/conditional --n 1000 --cfg 3\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json")
+    .addHelpText('after', "\nA conditional checkpoint draws --n divided equally among its classes (--class: some of them) with classifier-free guidance (--cfg), and reports class accuracy: the share of samples of each class that the digit classifier (MNIST) or the folder classifier labels as that class.\n\nA folder model is judged by a small convolutional classifier of the folder's first-level subfolders (a folder without them: of which of four rotations an image had), trained on 90% of the folder on first use (a minute or two) and cached beside the decoded images until a file changes; it reports its accuracy on the 10% held out. A sample counts as a copy when its nearest training image is within 1/3 of its mean distance to its " + COPY_NEIGHBOURS + " nearest (Carlini et al. 2023).\n\nExamples:\n  $ diffuse evaluate --checkpoint runs/small --n 1000\n  $ diffuse evaluate --checkpoint runs/conditional --n 1000 --cfg 3\n  $ diffuse evaluate --samples grid.png\n  $ diffuse evaluate --samples ref.npy --json")
     .action(async (opts) => {
       if (opts.nearest) {
         // The same checks as sample --out: a format diffuse writes, in a folder that takes files.
@@ -178,8 +183,10 @@ function classDrawRecord(split: PerClassSplit, classes: string[]) {
 }
 
 /**
- * The scores of a folder model's samples against its training images (src/eval/imageSet.ts). The
- * options and the images to compare with are checked before sampling, so a bad --data fails at once.
+ * The scores of a folder model's samples against its training images: in pixels (src/eval/imageSet.ts)
+ * and in the folder classifier's features (src/eval/folderFeatures.ts). The options and the images to
+ * compare with are checked, and the classifier trained (first use), before sampling, so a bad --data
+ * fails at once.
  */
 async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { checkpoint: string; data?: string; nearest?: string; json: boolean }, checkpoint: RunRecord): Promise<void> {
   samplerSettings(checkpoint, opts);
@@ -188,10 +195,19 @@ async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { check
   const guide = guideFrom(opts);
   if (guide) checkGuide(checkpoint, loadCheckpointRecord(guide.checkpoint), guide.checkpoint);
   const dir = opts.data ?? checkpoint.data.path!;
+  const log = (m: string) => process.stderr.write(`diffuse: ${m}\n`);
   const data = await comparisonImages(checkpoint, dir, opts.data !== undefined);
+  if (!data.key) throw new Error(`the images of ${dir} came without their cache key`);
+  const folderImages: FolderImages = { data: data.data, count: data.count, side: data.height, channels: data.channels, labels: data.labels, classNames: data.classNames };
+  const judge = getFolderClassifier(folderImages, {
+    key: data.key,
+    flip: checkpoint.data.flip,
+    progress: createProgress('training the folder classifier (first use for this folder) |{bar}| {value}/{total} steps | ETA {eta_formatted}'),
+    log,
+  });
   const started = Date.now();
   const { height, imageWidth, channels } = checkpoint.model;
-  const { images, settings } = sampleCheckpoint(opts.checkpoint, n, { ...opts, ...classChoices(draw, opts), progress: samplingProgress() }, (record) => {
+  const { images, settings, labels } = sampleCheckpoint(opts.checkpoint, n, { ...opts, ...classChoices(draw, opts), progress: samplingProgress() }, (record) => {
     // The checkpoint read again to sample (it may have been replaced meanwhile) must make the images the data was loaded for.
     const m = record.model;
     if (m.height !== height || m.imageWidth !== imageWidth || m.channels !== channels) throw new UserError(`${opts.checkpoint} changed while it was being evaluated: it now makes ${m.height}x${m.imageWidth}x${m.channels} images, not ${height}x${imageWidth}x${channels}`);
@@ -202,6 +218,12 @@ async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { check
   const samples = toUnit(images, n, dims);
   const train = toUnit(data.data, data.count, dims);
   const s = scoreAgainstData(samples, train, channels);
+  const { scores: features, probabilities } = folderFeatureScores(judge.classifier, images, n, folderImages);
+  const featuresMissing = features ? undefined : `needs at least ${2 * FEWEST_REAL} images in the folder (${data.count}): ${FEWEST_REAL} to compare with and ${FEWEST_REAL} for the floor`;
+  const judged = draw ? folderClassAccuracy(judge.classifier, probabilities, labels!, checkpoint.data.classes) : null;
+  const accuracy = judged && typeof judged !== 'string' ? judged : null;
+  const info = judge.classifier.info;
+  judge.classifier.dispose();
   if (opts.nearest) {
     // Pairs across: sample, its nearest training image; 8 pairs a row.
     const pairs = Math.min(32, n);
@@ -212,47 +234,81 @@ async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { check
     }
     await writeImageGrid(opts.nearest, tiles, 2 * pairs, height, imageWidth, channels, 16);
   }
+  const classifier = classifierRecord(info, judge.trained);
   const result = {
     n: s.n,
     trainingImages: data.count,
     copies: s.copies,
-    copyThreshold: s.threshold,
+    copyRule: { alpha: COPY_ALPHA, neighbours: s.neighbours, rule: copyRule(s.neighbours) },
+    trainCopies: s.trainCopies,
     sampleToNearestTrain: s.sampleToTrain,
     trainToNearestTrain: s.trainToTrain,
     diversity: s.diversity,
     samplesPairDistance: s.samplesPairDistance,
     trainPairDistance: s.trainPairDistance,
     colour: s.colour,
+    classifier,
+    features,
+    ...(featuresMissing ? { featuresMissing } : {}),
     sampling: samplingRecord(settings, seconds),
-    // No classifier of a folder's classes yet: the class accuracy is named, and missing.
-    ...(draw ? { classDraw: classDrawRecord(draw.split, draw.classes.map((k) => checkpoint.data.classes[k])), classAccuracy: null, classAccuracyMissing: FOLDER_CLASS_ACCURACY } : {}),
+    ...(draw ? { classDraw: classDrawRecord(draw.split, draw.classes.map((k) => checkpoint.data.classes[k])), classAccuracy: accuracy, ...(typeof judged === 'string' ? { classAccuracyMissing: judged } : {}) } : {}),
   };
   if (opts.json) {
     process.stdout.write(JSON.stringify(result) + '\n');
     return;
   }
   const list = (v: number[]) => v.map((x) => x.toFixed(3)).join(',');
+  const featureLines = (prefix: string, f: FeatureScores) => [
+    `${prefix}fd ${f.fd.toFixed(3)}`,
+    `${prefix}kid ${f.kid.toFixed(5)} ± ${f.kidStd.toFixed(5)}`,
+    `${prefix}precision ${f.precision.toFixed(4)}`,
+    `${prefix}recall ${f.recall.toFixed(4)}`,
+  ];
+  const task = info.task === 'classes' ? `${info.outputs.length} classes` : 'rotations (no class subfolders)';
+  const heldOut = info.heldOut.count
+    ? `${info.heldOut.accuracy.toFixed(4)} (balanced over ${info.task === 'classes' ? 'classes' : 'rotations'} ${info.heldOut.balanced.toFixed(4)}; on ${info.heldOut.count} real images it did not train on)`
+    : 'none (no image held out: too few per class)';
   process.stdout.write(
     [
       `n ${s.n} (${draw ? `${splitDescription(draw.split)}; ` : ''}against ${data.count} training images in ${dir})`,
       samplingLine(samplingRecord(settings, seconds)),
-      `copies ${s.copies.toFixed(4)} (samples within ${s.threshold.toFixed(4)} of a training image: nearer than 99% of training images are to their nearest other one)`,
+      `copies ${s.copies.toFixed(4)} (${copyRule(s.neighbours)}; training images among themselves: ${s.trainCopies.toFixed(4)})`,
       `nearest_train_distance ${s.sampleToTrain.toFixed(4)} (training images to their nearest other one: ${s.trainToTrain.toFixed(4)}; RMS per pixel, 0..1)`,
       `diversity ${s.diversity.toFixed(4)} (mean distance between samples ${s.samplesPairDistance.toFixed(4)} / between training images ${s.trainPairDistance.toFixed(4)})`,
       `colour_mean ${list(s.colour.samples.mean)} (data ${list(s.colour.data.mean)})`,
       `colour_std ${list(s.colour.samples.std)} (data ${list(s.colour.data.std)})`,
-      ...(draw ? [`class accuracy: ${FOLDER_CLASS_ACCURACY}`] : []),
+      `classifier folder classifier of ${task}, ${info.side} px, trained on ${info.trainCount} images${judge.trained ? ` in ${info.seconds.toFixed(0)} s` : ' (cached)'}`,
+      ...(features
+        ? [
+            `features against ${features.referenceN} training images; floor: ${features.floor.n} other real images (${features.floorHeldOut} held out of the classifier's training)`,
+            ...featureLines('', features.samples),
+            ...featureLines('floor_', features.floor),
+          ]
+        : [`fd, kid, precision, recall: ${featuresMissing}`]),
+      ...(accuracy ? classAccuracyLines(accuracy, 'the folder classifier') : typeof judged === 'string' ? [`class accuracy: ${judged}`] : []),
+      `classifier_heldout_accuracy ${heldOut}`,
       ...(opts.nearest ? [`wrote ${opts.nearest} (each sample, then its nearest training image)`] : []),
     ].join('\n') + '\n',
   );
+}
+
+/** What the copies line says of its rule (COPY_ALPHA, after Carlini et al. 2023), with its k nearest. */
+function copyRule(k: number): string {
+  return `samples whose nearest training image is within 1/3 of their mean distance to their ${k} nearest, after Carlini et al. 2023`;
+}
+
+/** The folder classifier as the JSON output records it. */
+function classifierRecord(info: FolderClassifierInfo, trained: boolean) {
+  return { task: info.task, outputs: info.outputs, side: info.side, trainingImages: info.trainCount, heldOut: info.heldOut, trained, seconds: info.seconds };
 }
 
 /** The images a folder model's samples are compared with: `dir` read as the run read its folder; none readable is one clear error. */
 async function comparisonImages(record: RunRecord, dir: string, given: boolean) {
   let data: Awaited<ReturnType<typeof loadTrainingData>>;
   try {
-    // A folder given for a conditional model is only images to compare with: read without classes, it need not hold class subfolders.
-    const classes = given ? { conditional: false, classes: [] } : {};
+    // A folder given for a conditional model is only images to compare with: read without the run's classes, it need not hold
+    // class subfolders. Where a folder has them (an unconditional run's too), its images come labelled: the folder classifier learns them.
+    const classes = given || !isConditional(record.data) ? { conditional: hasClassLayout(dir), classes: [] } : {};
     data = await loadTrainingData({ ...record.data, path: dir, limit: 0, ...classes }, (m) => process.stderr.write(`diffuse: ${m}\n`));
   } catch (e) {
     if (!(e instanceof OptionError && e.option === 'data')) throw e;

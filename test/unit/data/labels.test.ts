@@ -136,7 +136,7 @@ test('the unconditional path is unchanged: no labels, no class names, root image
       assert.equal(set.count, 7);
       assert.equal(set.labels, undefined);
       assert.equal(set.classNames, undefined);
-      assert.deepEqual(Object.keys(set).sort(), ['channels', 'count', 'data', 'files', 'height', 'skipped', 'width']);
+      assert.deepEqual(Object.keys(set).sort(), ['channels', 'count', 'data', 'files', 'height', 'key', 'skipped', 'width']);
     }
     assert.ok(logs.some((m) => /images decoded earlier/.test(m)));
     // the same folder loaded conditionally is another entry, not the unconditional one's bytes

@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { ImageSet01, meanPairDistance, nearest, quantile, scoreAgainstData, toUnit } from '../../../src/eval/imageSet';
+import { COPY_NEIGHBOURS, ImageSet01, copiesOf, meanPairDistance, nearest, nearestK, quantile, scoreAgainstData, toUnit } from '../../../src/eval/imageSet';
 import { Rng } from '../../../src/rng';
 import { useBackend } from '../../helpers';
 
@@ -71,4 +71,47 @@ test('memorisation on known cases: a "model" that returns training images scores
   // Colour statistics per channel.
   const two = toUnit(Float32Array.from([-1, 1, -1, 1]), 2, 2);
   assert.deepEqual(scoreAgainstData(two, two, 2).colour.samples, { mean: [0, 1], std: [0, 0] });
+});
+
+test('copies on a set with exact duplicates (where the 1% quantile of nearest-other distances is 0): a copy of a training image counts, an unrelated image does not', () => {
+  const rng = new Rng(3);
+  const distinct = shapes(150, 12, rng);
+  // 30 of the images twice more (as the Faenza icons hold duplicates, the emoji skin-tone variants).
+  const dims = distinct.dims;
+  const train: ImageSet01 = { data: new Float32Array((150 + 60) * dims), count: 210, dims };
+  train.data.set(distinct.data);
+  for (let d = 0; d < 60; d++) train.data.set(distinct.data.subarray((d % 30) * dims, ((d % 30) + 1) * dims), (150 + d) * dims);
+  assert.equal(quantile(nearest(train, train, true).distance, 0.01), 0, 'the old threshold collapses');
+  // Samples: copies of duplicated images (5), of single ones (5), and fresh shapes (40).
+  const fresh = shapes(40, 12, rng);
+  const samples: ImageSet01 = { data: new Float32Array(50 * dims), count: 50, dims };
+  for (let i = 0; i < 5; i++) samples.data.set(train.data.subarray(i * dims, (i + 1) * dims), i * dims);
+  for (let i = 0; i < 5; i++) samples.data.set(train.data.subarray((100 + i) * dims, (101 + i) * dims), (5 + i) * dims);
+  samples.data.set(fresh.data, 10 * dims);
+  const k = nearestK(samples, train, COPY_NEIGHBOURS);
+  assert.equal(k.k, 50);
+  const flags = copiesOf(k.distances, k.k);
+  assert.deepEqual(Array.from(flags.subarray(0, 10)), new Array(10).fill(1), 'exact copies, of duplicated images and of single ones');
+  assert.ok(flags.subarray(10).reduce((a, b) => a + b, 0) <= 2, `fresh shapes counted as copies: ${Array.from(flags.subarray(10))}`);
+  const s = scoreAgainstData(samples, train, 1);
+  assert.ok(s.copies >= 0.2 && s.copies <= 0.24, `copies ${s.copies}`);
+  assert.equal(s.neighbours, 50);
+  // The training set's own duplicates: the 90 images of the 30 triples, of 210.
+  assert.ok(Math.abs(s.trainCopies - 90 / 210) < 0.03, `train copies ${s.trainCopies}`);
+  // A slightly changed copy is still a copy; an unrelated image with no neighbourhood (noise) is not.
+  const nearly: ImageSet01 = { data: train.data.slice(100 * dims, 101 * dims).map((v) => Math.min(1, v + 0.02)), count: 1, dims };
+  const near = nearestK(nearly, train, COPY_NEIGHBOURS);
+  assert.equal(copiesOf(near.distances, near.k)[0], 1);
+  const noise: ImageSet01 = { data: Float32Array.from({ length: dims }, () => rng.uniform()), count: 1, dims };
+  const far = nearestK(noise, train, COPY_NEIGHBOURS);
+  assert.equal(copiesOf(far.distances, far.k)[0], 0);
+  // The k nearest, sorted, match a plain sort; a set smaller than k uses all its images (less itself).
+  const all = Array.from({ length: train.count }, (_, j) => {
+    let sum = 0;
+    for (let d = 0; d < dims; d++) sum += (samples.data[20 * dims + d] - train.data[j * dims + d]) ** 2;
+    return Math.sqrt(sum / dims);
+  }).sort((a, b) => a - b);
+  Array.from(k.distances.subarray(20 * 50, 21 * 50)).forEach((v, p) => assert.ok(Math.abs(v - all[p]) < 1e-4, `${p}: ${v} vs ${all[p]}`));
+  const small = { ...train, count: 7 };
+  assert.equal(nearestK(small, small, COPY_NEIGHBOURS, true).k, 6);
 });
