@@ -138,7 +138,7 @@ async function trainLocked(o: TrainRun, hooks: TrainHooks, lock: RunLock): Promi
     `training ${describeModel(trainer.model)} on ${data.count} ${describeData(meta.data)} images, batch ${batchSize}, ` +
       `lr ${meta.training.optimizer.lr} ${meta.training.lrSchedule.kind}` +
       `${effectiveWarmup(meta.training.lrSchedule) ? ` (warm-up ${effectiveWarmup(meta.training.lrSchedule)} steps)` : ''}` +
-      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}${meta.schedule.prediction === 'v' ? ', v-prediction' : ''}${workers > 1 ? `, ${workers} threads per batch` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
+      `${meta.training.ema ? `, ema ${meta.training.ema}` : ''}${meta.schedule.prediction === 'v' ? ', v-prediction' : ''}${describeObjective(meta.training)}${workers > 1 ? `, ${workers} threads per batch` : ''}, epochs ${trainer.epoch + 1}..${o.epochs}, checkpoints in ${o.out}`,
   );
   let interrupted = false;
   let lastLoss = meta.training.loss;
@@ -241,4 +241,9 @@ function sampleFor(trainer: Trainer, meta: RunRecord, n: number, seed: number, h
   } finally {
     averaged?.dispose();
   }
+}
+
+/** The loss weighting and noise levels as the start line names them; nothing for Ho et al.'s uniform ones. */
+function describeObjective({ weighting, levels }: RunRecord['training']): string {
+  return `${weighting.kind === 'min-snr' ? `, min-SNR-${weighting.gamma} weighting` : ''}${levels.kind === 'log-normal' ? `, log-normal levels (ln σ ~ N(${levels.mean}, ${levels.std}²))` : ''}`;
 }
