@@ -4,8 +4,9 @@
  * the folder's own images, and cached beside the decoded folder under its key (folderCache.ts), so it
  * trains once per folder state and decoding and again when a file is added, removed or changed.
  *
- * - Input: the images as decoded for the run, brought to SIDE (32) pixels a side (64-px images averaged
- *   over 2x2 blocks; smaller ones kept, at a multiple of 8), so a 64-px folder costs a quarter.
+ * - Input (folderImages.ts): the images as decoded for the run, brought to SIDE (32) pixels a side
+ *   (64-px images averaged over 2x2 blocks; smaller ones kept, at a multiple of 8), so a 64-px folder
+ *   costs a quarter.
  * - Net: three stages of a 3x3 convolution (32, 64, 128 channels) and SiLU (the U-net's convolution
  *   and nonlinearity, native kernels on blas), each followed by a 2x2 average pool; the 4x4x128 map
  *   flattened into a dense layer of FEATURES (128) units with ReLU (the penultimate features that FD,
@@ -37,13 +38,10 @@ import { Progress, silentProgress } from '../progress';
 import { Rng } from '../rng';
 import { assignCopy, variableFrom } from '../tensors';
 import { argmax } from './classifier';
+import { augment, classifierSide, heldOutSplit, resizeImages, rotateInto } from './folderImages';
 
 /** Penultimate features. */
 export const FOLDER_FEATURES = 128;
-/** The side the net sees (larger images are averaged down to it). */
-export const SIDE = 32;
-/** The share of each class held out of training, to measure the classifier on images it has not seen. */
-export const HELD_OUT = 0.1;
 /** The convolution stages' channels. */
 const WIDTHS = [32, 64, 128];
 const BATCH = 64;
@@ -54,7 +52,6 @@ const MAX_SEEN = 100000;
 /** Bump when the net, its training or the cache file's layout changes. */
 const VERSION = 1;
 const MAGIC = 'DFK1';
-const SPLIT_SEED = 0;
 
 /** What the net learns: the folder's classes, or (fewer than two classes) which rotation an image had. */
 export type FolderTask = 'classes' | 'rotation';
@@ -77,98 +74,6 @@ export interface HeldOutAccuracy {
   accuracy: number;
   /** The mean over classes of each class's share labelled right (samples are drawn equally per class). */
   balanced: number;
-}
-
-/** Which images trained the classifier and which were held out: per class, HELD_OUT of them (rounded, at least one of any class with two or more), seeded. */
-export function heldOutSplit(count: number, labels?: Int32Array, share = HELD_OUT, seed = SPLIT_SEED): { train: Int32Array; heldOut: Int32Array } {
-  const byClass = new Map<number, number[]>();
-  for (let i = 0; i < count; i++) {
-    const c = labels ? labels[i] : 0;
-    if (!byClass.has(c)) byClass.set(c, []);
-    byClass.get(c)!.push(i);
-  }
-  const rng = new Rng(seed);
-  const held = new Uint8Array(count);
-  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
-    const members = byClass.get(c)!;
-    const k = members.length < 2 ? 0 : Math.max(1, Math.round(members.length * share));
-    const order = rng.permutation(members.length);
-    for (let j = 0; j < k; j++) held[members[order[j]]] = 1;
-  }
-  const pick = (v: number) => Int32Array.from({ length: count }, (_, i) => i).filter((i) => held[i] === v);
-  return { train: pick(0), heldOut: pick(1) };
-}
-
-/** The side the net sees for images of `side` pixels: SIDE, or below it a multiple of 8 (at least 8). */
-export function classifierSide(side: number): number {
-  return side >= SIDE ? SIDE : Math.max(8, side - (side % 8));
-}
-
-/** `count` images of side × side × channels brought to `to` pixels a side: averaged over blocks where `to` divides the side, else resized bilinearly. */
-export function resizeImages(data: Float32Array, count: number, side: number, channels: number, to: number): Float32Array {
-  if (to === side) return data;
-  if (side % to === 0) {
-    const f = side / to;
-    const out = new Float32Array(count * to * to * channels);
-    const scale = 1 / (f * f);
-    for (let i = 0; i < count; i++) {
-      const src = i * side * side * channels;
-      const dst = i * to * to * channels;
-      for (let y = 0; y < to; y++) {
-        for (let x = 0; x < to; x++) {
-          for (let c = 0; c < channels; c++) {
-            let s = 0;
-            for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) s += data[src + ((y * f + dy) * side + x * f + dx) * channels + c];
-            out[dst + (y * to + x) * channels + c] = s * scale;
-          }
-        }
-      }
-    }
-    return out;
-  }
-  const out = new Float32Array(count * to * to * channels);
-  const block = 256;
-  for (let first = 0; first < count; first += block) {
-    const n = Math.min(block, count - first);
-    const resized = tf.tidy(() => tf.image.resizeBilinear(tf.tensor4d(data.subarray(first * side * side * channels, (first + n) * side * side * channels), [n, side, side, channels]), [to, to], false, true));
-    out.set(resized.dataSync(), first * to * to * channels);
-    resized.dispose();
-  }
-  return out;
-}
-
-/** Image i of `images` (s × s × c each) turned by `quarter` quarter turns clockwise, written at `out`'s offset `at`. */
-function rotateInto(images: Float32Array, i: number, s: number, c: number, quarter: number, out: Float32Array, at: number): void {
-  const src = i * s * s * c;
-  for (let y = 0; y < s; y++) {
-    for (let x = 0; x < s; x++) {
-      // The source pixel that lands at (y, x).
-      const [sy, sx] = quarter === 0 ? [y, x] : quarter === 1 ? [s - 1 - x, y] : quarter === 2 ? [s - 1 - y, s - 1 - x] : [x, s - 1 - y];
-      for (let k = 0; k < c; k++) out[at + (y * s + x) * c + k] = images[src + (sy * s + sx) * c + k];
-    }
-  }
-}
-
-/** A training batch: each image shifted by up to `shift` pixels (edges repeated), mirrored at random where `flip`, turned by `quarters[b]`. */
-function augment(images: Float32Array, indices: ArrayLike<number>, s: number, c: number, rng: Rng, o: { shift: number; flip: boolean; quarters?: Int32Array }): Float32Array {
-  const size = s * s * c;
-  const out = new Float32Array(indices.length * size);
-  const turned = new Float32Array(size);
-  for (let b = 0; b < indices.length; b++) {
-    rotateInto(images, indices[b], s, c, o.quarters ? o.quarters[b] : 0, turned, 0);
-    const dx = rng.int(2 * o.shift + 1) - o.shift;
-    const dy = rng.int(2 * o.shift + 1) - o.shift;
-    const mirror = o.flip && rng.uniform() < 0.5;
-    for (let y = 0; y < s; y++) {
-      const sy = Math.min(s - 1, Math.max(0, y - dy));
-      for (let x = 0; x < s; x++) {
-        const tx = mirror ? s - 1 - x : x;
-        const sx = Math.min(s - 1, Math.max(0, tx - dx));
-        for (let k = 0; k < c; k++) out[b * size + (y * s + x) * c + k] = turned[(sy * s + sx) * c + k];
-      }
-    }
-  }
-  return out;
 }
 
 export interface ClassifierOutputs {

@@ -13,7 +13,8 @@
 import { FeatureSet, compareFeatureSets } from './featureSets';
 import { frechetDistance, meanAndCovariance } from './frechet';
 import { ClassAccuracy, classAccuracy, predictedLabels } from './classAccuracy';
-import { FOLDER_FEATURES, FolderClassifier, FolderImages, heldOutSplit } from './folderClassifier';
+import { FOLDER_FEATURES, FolderClassifier, FolderImages } from './folderClassifier';
+import { heldOutSplit } from './folderImages';
 import { quantize } from '../io/grid';
 import { Rng } from '../rng';
 
