@@ -40,6 +40,16 @@ test('a new run takes every other default from the table', () => {
   assert.equal(unet.training.ema, recipe.ema);
   assert.deepEqual(unet.sampling, { clipDenoised: recipe.clipDenoised, sampler: recipe.sampler, steps: recipe.steps });
   assert.match(help, new RegExp(`--batch-size <n> images per optimizer step \\(default recipe: ${RECIPES.default.batchSize}, ${recipe.batchSize} for unet; seed: ${RECIPES.seed.batchSize}\\)`));
+  for (const size of [32, 64]) {
+    const run = resolveNewRun('default', { model: 'unet', data: size === 64 ? 'test-images' : 'mnist32', ...(size === 64 ? { imageSize: 64 } : {}) });
+    const r = recipeFor('default', 'unet', size);
+    assert.deepEqual([run.training.weighting.kind, run.training.levels.kind], [r.weighting, r.levels], `${size} px`);
+    if (run.training.weighting.kind === 'min-snr') assert.equal(run.training.weighting.gamma, DEFAULTS.weighting.minSnrGamma);
+  }
+  assert.equal(resolveNewRun('seed', { model: 'unet' }).training.weighting.kind, RECIPES.seed.weighting);
+  const weighting = recipeFor('default', 'unet', 64).weighting;
+  assert.ok(help.includes(`--weighting <kind>`) && help.includes(`(default recipe: ${RECIPES.default.weighting}`), 'help names the weighting default');
+  assert.ok(help.includes(weighting), `help names ${weighting}`);
 });
 
 test("the sampler settings fill DDIM's eta and DPM-Solver++'s spacing from the table, and only theirs", () => {
