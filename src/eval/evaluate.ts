@@ -9,18 +9,9 @@ import { cropImages, loadMnist } from '../data/mnist';
 import { UserError } from '../errors';
 import { quantize } from '../io/grid';
 import { DigitClassifier, FEATURES, argmax } from './classifier';
-import { frechetDistance, meanAndCovariance } from './frechet';
-import { FeatureSet, compareFeatureSets } from './featureSets';
+import { FeatureScores, Reference, referenceOf, scoreFeatures } from './featureSets';
 
-export interface Scores {
-  n: number;
-  fd: number;
-  /** KID (unbiased MMD², cubic kernel) and its spread over subsets. */
-  kid: number;
-  kidStd: number;
-  /** Share of samples on the real digits' feature manifold, and of real digits on the samples'. */
-  precision: number;
-  recall: number;
+export interface Scores extends FeatureScores {
   confidence: number;
   coverage: number;
   histogram: number[];
@@ -28,23 +19,15 @@ export interface Scores {
   maxBrightness: number;
 }
 
-export interface Reference {
-  mean: Float64Array;
-  cov: Float64Array;
-  features: FeatureSet;
-}
-
 /** The feature statistics of the first n MNIST test images: what samples are compared with. */
 export function testReference(classifier: DigitClassifier, n: number): Reference {
   const test = loadMnist('test', n);
-  const { features } = classifier.classify(test.data, test.count);
-  return { ...meanAndCovariance(features, test.count, FEATURES), features: new FeatureSet(features, test.count, FEATURES) };
+  return referenceOf(classifier.classify(test.data, test.count).features, test.count, FEATURES);
 }
 
 /** Scores n images (28x28 in [-1, 1], one after another) against the reference. */
 export function score(classifier: DigitClassifier, images: Float32Array, n: number, reference: Reference): Scores {
   const { features, probabilities } = classifier.classify(images, n);
-  const { mean, cov } = meanAndCovariance(features, n, FEATURES);
   const histogram = new Array<number>(10).fill(0);
   let confidence = 0;
   for (let i = 0; i < n; i++) {
@@ -61,14 +44,8 @@ export function score(classifier: DigitClassifier, images: Float32Array, n: numb
     for (let p = i * pixels; p < (i + 1) * pixels; p++) sum += images[p];
     maxBrightness = Math.max(maxBrightness, (sum / pixels + 1) / 2);
   }
-  const { kid, precision, recall } = compareFeatureSets(new FeatureSet(features, n, FEATURES), reference.features);
   return {
-    n,
-    fd: frechetDistance(mean, cov, reference.mean, reference.cov, FEATURES),
-    kid: kid.kid,
-    kidStd: kid.std,
-    precision,
-    recall,
+    ...scoreFeatures(features, n, reference),
     confidence: confidence / n,
     coverage: entropy / Math.log(10),
     histogram,

@@ -5,6 +5,7 @@
  * feature manifolds (Kynkäänniemi et al. 2019), which report fidelity and diversity apart.
  */
 import { Rng } from '../rng';
+import { frechetDistance, meanAndCovariance } from './frechet';
 
 /**
  * Rows of d features, with what the measures need of the set alone (its rows' inner products, each
@@ -148,4 +149,36 @@ export function precisionRecall(real: FeatureSet, generated: FeatureSet, k = 3, 
 export function compareFeatureSets(generated: FeatureSet, real: FeatureSet): { kid: Kid; precision: number; recall: number } {
   const rg = dotProducts(real, generated);
   return { kid: kernelInceptionDistance(generated, real, {}, rg), ...precisionRecall(real, generated, 3, rg) };
+}
+
+/** FD, KID, precision and recall of a set of images' features against a reference's. */
+export interface FeatureScores {
+  n: number;
+  fd: number;
+  /** KID (unbiased MMD², cubic kernel) and its spread over subsets. */
+  kid: number;
+  kidStd: number;
+  /** Share of the scored images on the reference's feature manifold, and of the reference's on theirs. */
+  precision: number;
+  recall: number;
+}
+
+/** The real images' features that sets are scored against, with their mean and covariance computed once. */
+export interface Reference {
+  mean: Float64Array;
+  cov: Float64Array;
+  features: FeatureSet;
+}
+
+/** The reference of n rows of d features. */
+export function referenceOf(features: Float32Array, n: number, d: number): Reference {
+  return { ...meanAndCovariance(features, n, d), features: new FeatureSet(features, n, d) };
+}
+
+/** FD, KID, precision and recall of n rows of features against the reference. */
+export function scoreFeatures(features: Float32Array, n: number, ref: Reference): FeatureScores {
+  const { d } = ref.features;
+  const { mean, cov } = meanAndCovariance(features, n, d);
+  const { kid, precision, recall } = compareFeatureSets(new FeatureSet(features, n, d), ref.features);
+  return { n, fd: frechetDistance(mean, cov, ref.mean, ref.cov, d), kid: kid.kid, kidStd: kid.std, precision, recall };
 }

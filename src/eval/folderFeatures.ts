@@ -10,24 +10,12 @@
  * images outside the reference. The samples' figures and the floor's are thus at the same m of real
  * images, and the floor at m images of its own.
  */
-import { FeatureSet, compareFeatureSets } from './featureSets';
-import { frechetDistance, meanAndCovariance } from './frechet';
+import { FeatureScores, referenceOf, scoreFeatures } from './featureSets';
 import { ClassAccuracy, classAccuracy, predictedLabels } from './classAccuracy';
 import { FOLDER_FEATURES, FolderClassifier, FolderImages } from './folderClassifier';
 import { heldOutSplit } from './folderImages';
 import { quantize } from '../io/grid';
 import { Rng } from '../rng';
-
-export interface FeatureScores {
-  n: number;
-  fd: number;
-  /** KID (unbiased MMD², cubic kernel) and its spread over subsets. */
-  kid: number;
-  kidStd: number;
-  /** Share of the scored images on the reference's feature manifold, and of the reference's on theirs. */
-  precision: number;
-  recall: number;
-}
 
 export interface FolderFeatureScores {
   samples: FeatureScores;
@@ -40,22 +28,6 @@ export interface FolderFeatureScores {
 
 /** The fewest images a reference or floor may have: KID compares subsets of half of them, of at least 2. */
 export const FEWEST_REAL = 4;
-
-interface Reference {
-  mean: Float64Array;
-  cov: Float64Array;
-  features: FeatureSet;
-}
-
-function reference(features: Float32Array, n: number): Reference {
-  return { ...meanAndCovariance(features, n, FOLDER_FEATURES), features: new FeatureSet(features, n, FOLDER_FEATURES) };
-}
-
-function scoreFeatures(features: Float32Array, n: number, ref: Reference): FeatureScores {
-  const { mean, cov } = meanAndCovariance(features, n, FOLDER_FEATURES);
-  const { kid, precision, recall } = compareFeatureSets(new FeatureSet(features, n, FOLDER_FEATURES), ref.features);
-  return { n, fd: frechetDistance(mean, cov, ref.mean, ref.cov, FOLDER_FEATURES), kid: kid.kid, kidStd: kid.std, precision, recall };
-}
 
 /** The images of `indices` (each `size` values of `data`) one after another. */
 function gather(data: Float32Array, size: number, indices: ArrayLike<number>): Float32Array {
@@ -88,7 +60,7 @@ export function folderFeatureScores(classifier: FolderClassifier, samples: Float
   const split = referenceAndFloor(images, classifier, n, seed);
   if (split.reference.length < FEWEST_REAL || split.floor.length < FEWEST_REAL) return { scores: null, probabilities };
   const size = images.side * images.side * images.channels;
-  const ref = reference(classifier.classify(gather(images.data, size, split.reference), split.reference.length).features, split.reference.length);
+  const ref = referenceOf(classifier.classify(gather(images.data, size, split.reference), split.reference.length).features, split.reference.length, FOLDER_FEATURES);
   const floor = classifier.classify(gather(images.data, size, split.floor), split.floor.length).features;
   return {
     scores: { samples: scoreFeatures(features, n, ref), floor: scoreFeatures(floor, split.floor.length, ref), referenceN: split.reference.length, floorHeldOut: split.floorHeldOut },

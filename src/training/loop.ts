@@ -23,7 +23,8 @@ import { EvalFigures, HISTORY_FILE, HistoryRow, TrainingHistory } from '../repor
 import { REPORT_FILE, writeReport } from '../report/html';
 import { Rng } from '../rng';
 import { DigitClassifier, getClassifier } from '../eval/classifier';
-import { Reference, asDigits, mnistFrame, score, testReference } from '../eval/evaluate';
+import { asDigits, mnistFrame, score, testReference } from '../eval/evaluate';
+import { Reference } from '../eval/featureSets';
 import { effectiveWarmup, learningRateAt } from '../optim/lrSchedule';
 import { defaultWorkers } from '../parallel/dataParallel';
 import { Trainer } from './trainer';

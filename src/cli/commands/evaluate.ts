@@ -21,7 +21,8 @@ import { isConditional, loadTrainingData } from '../../data/dataset';
 import { hasClassLayout } from '../../data/folder';
 import { COPY_ALPHA, COPY_NEIGHBOURS, scoreAgainstData, toUnit } from '../../eval/imageSet';
 import { FolderClassifierInfo, FolderImages, getFolderClassifier } from '../../eval/folderClassifier';
-import { FEWEST_REAL, FeatureScores, folderClassAccuracy, folderFeatureScores } from '../../eval/folderFeatures';
+import { FEWEST_REAL, folderClassAccuracy, folderFeatureScores } from '../../eval/folderFeatures';
+import { FeatureScores } from '../../eval/featureSets';
 import { checkOutputFile, imageFormatOf } from '../../files';
 import { writeImageGrid } from '../../io/images';
 import { loadCheckpointRecord } from '../../io/checkpoint';
@@ -99,10 +100,7 @@ export function evaluateCommand(): Command {
       }
       const lines = (prefix: string, s: typeof samples) =>
         [
-          `${prefix}fd ${s.fd.toFixed(3)}`,
-          `${prefix}kid ${s.kid.toFixed(5)} ± ${s.kidStd.toFixed(5)}`,
-          `${prefix}precision ${s.precision.toFixed(4)}`,
-          `${prefix}recall ${s.recall.toFixed(4)}`,
+          ...featureLines(prefix, s),
           `${prefix}confidence ${s.confidence.toFixed(4)}`,
           `${prefix}coverage ${s.coverage.toFixed(4)}`,
           `${prefix}histogram ${s.histogram.join(',')}`,
@@ -258,12 +256,6 @@ async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { check
     return;
   }
   const list = (v: number[]) => v.map((x) => x.toFixed(3)).join(',');
-  const featureLines = (prefix: string, f: FeatureScores) => [
-    `${prefix}fd ${f.fd.toFixed(3)}`,
-    `${prefix}kid ${f.kid.toFixed(5)} ± ${f.kidStd.toFixed(5)}`,
-    `${prefix}precision ${f.precision.toFixed(4)}`,
-    `${prefix}recall ${f.recall.toFixed(4)}`,
-  ];
   const task = info.task === 'classes' ? `${info.outputs.length} classes` : 'rotations (no class subfolders)';
   const heldOut = info.heldOut.count
     ? `${info.heldOut.accuracy.toFixed(4)} (balanced over ${info.task === 'classes' ? 'classes' : 'rotations'} ${info.heldOut.balanced.toFixed(4)}; on ${info.heldOut.count} real images it did not train on)`
@@ -290,6 +282,11 @@ async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { check
       ...(opts.nearest ? [`wrote ${opts.nearest} (each sample, then its nearest training image)`] : []),
     ].join('\n') + '\n',
   );
+}
+
+/** The text lines of FD, KID, precision and recall (MNIST's and a folder's), each name after `prefix`. */
+function featureLines(prefix: string, f: FeatureScores): string[] {
+  return [`${prefix}fd ${f.fd.toFixed(3)}`, `${prefix}kid ${f.kid.toFixed(5)} ± ${f.kidStd.toFixed(5)}`, `${prefix}precision ${f.precision.toFixed(4)}`, `${prefix}recall ${f.recall.toFixed(4)}`];
 }
 
 /** What the copies line says of its rule (COPY_ALPHA, after Carlini et al. 2023), with its k nearest. */
