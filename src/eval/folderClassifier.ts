@@ -32,6 +32,7 @@ import '@tensorflow/tfjs'; // registers the gradients, which tfjs-core's CommonJ
 import { cacheDir } from '../data/folderCache';
 import { adamConfig } from '../config/defaults';
 import { writeAtomically } from '../files';
+import { decodeSafetensors, encodeSafetensors, SafeTensor } from '../io/safetensors';
 import { conv2d, silu, spaceToDepth } from '../models/convLayers';
 import { Adam } from '../optim/adam';
 import { Progress, silentProgress } from '../progress';
@@ -50,8 +51,9 @@ const EPOCHS = 25;
 const MIN_SEEN = 3000;
 const MAX_SEEN = 100000;
 /** Bump when the net, its training or the cache file's layout changes. */
-const VERSION = 1;
-const MAGIC = 'DFK1';
+const VERSION = 2;
+/** The cache file's metadata "format", so no other safetensors file is taken for a classifier. */
+const FORMAT = 'diffuse-folder-classifier';
 
 /** What the net learns: the folder's classes, or (fewer than two classes) which rotation an image had. */
 export type FolderTask = 'classes' | 'rotation';
@@ -83,7 +85,7 @@ export interface ClassifierOutputs {
   probabilities: Float32Array;
 }
 
-/** What is known of a trained classifier beside its weights (what its cache file's header holds). */
+/** What is known of a trained classifier beside its weights (what its cache file's metadata holds). */
 export interface FolderClassifierInfo {
   task: FolderTask;
   /** Its outputs' names: the folder's classes, or the rotations. */
@@ -314,39 +316,38 @@ export function trainFolderClassifier(images: FolderImages, options: TrainOption
 
 /** Where a folder's classifier is cached: beside its decoded images (cacheDir()/folders), under the same key, and whether the run mirrors. */
 export function classifierFile(key: string, flip: boolean, dir = path.join(cacheDir(), 'classifiers')): string {
-  return path.join(dir, `${key}-${flip ? 'flip' : 'noflip'}-v${VERSION}.bin`);
+  return path.join(dir, `${key}-${flip ? 'flip' : 'noflip'}-v${VERSION}.safetensors`);
 }
 
-/** The cache file: MAGIC, the header's length (uint32 LE), the header (JSON: version, info, the weights' names and shapes), then the weights (float32 LE). */
+/** The cache file: safetensors (the project's one weight format), the info and VERSION in its metadata. */
 function save(classifier: FolderClassifier, file: string): void {
   const { shapes, values } = classifier.weights();
-  const header = Buffer.from(JSON.stringify({ version: VERSION, info: classifier.info, shapes }), 'utf8');
-  const out = Buffer.alloc(8 + header.length + values.byteLength);
-  out.write(MAGIC, 0, 'latin1');
-  out.writeUInt32LE(header.length, 4);
-  header.copy(out, 8);
-  Buffer.from(values.buffer, values.byteOffset, values.byteLength).copy(out, 8 + header.length);
+  const tensors = new Map<string, SafeTensor>();
+  let at = 0;
+  for (const [name, shape] of shapes) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    tensors.set(name, { shape, values: values.subarray(at, at + size) });
+    at += size;
+  }
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeAtomically(file, out);
+  writeAtomically(file, encodeSafetensors(tensors, { format: FORMAT, version: String(VERSION), info: JSON.stringify(classifier.info) }));
 }
 
 /** The classifier cached in `file` for these images, or null (none, unreadable, or made for other images: it is then trained anew). */
 export function loadFolderClassifier(file: string, images: FolderImages, flip: boolean): FolderClassifier | null {
-  let buf: Buffer;
+  let bytes: Buffer;
   try {
-    buf = fs.readFileSync(file);
+    bytes = fs.readFileSync(file);
   } catch {
     return null;
   }
   try {
-    if (buf.length < 8 || buf.toString('latin1', 0, 4) !== MAGIC) return null;
-    const length = buf.readUInt32LE(4);
-    const header = JSON.parse(buf.toString('utf8', 8, 8 + length)) as { version: number; info: FolderClassifierInfo; shapes: [string, number[]][] };
-    const { info } = header;
+    const { tensors, metadata } = decodeSafetensors(bytes, file);
+    if (metadata.format !== FORMAT || metadata.version !== String(VERSION)) return null;
+    const info = JSON.parse(metadata.info) as FolderClassifierInfo;
     const task = taskOf(images);
     const expected = heldOutSplit(images.count, task.task === 'classes' ? images.labels : undefined);
     const same =
-      header.version === VERSION &&
       info.task === task.task &&
       JSON.stringify(info.outputs) === JSON.stringify(task.outputs) &&
       info.imageSide === images.side &&
@@ -358,19 +359,13 @@ export function loadFolderClassifier(file: string, images: FolderImages, flip: b
     if (!same) return null;
     if (info.heldOut.count === 0) info.heldOut = { count: 0, accuracy: NaN, balanced: NaN }; // JSON keeps NaN as null
     const classifier = new FolderClassifier(info, new Rng(0));
-    const floats = new Float32Array(buf.length - 8 - length >= 0 ? (buf.length - 8 - length) / 4 : 0);
-    new Uint8Array(floats.buffer).set(buf.subarray(8 + length, 8 + length + floats.byteLength));
-    let at = 0;
     const { shapes } = classifier.weights();
-    if (JSON.stringify(shapes) !== JSON.stringify(header.shapes) || floats.length !== shapes.reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0)) {
+    const fits = tensors.size === shapes.length && shapes.every(([name, shape]) => JSON.stringify(tensors.get(name)?.shape) === JSON.stringify(shape));
+    if (!fits) {
       classifier.dispose();
       return null;
     }
-    for (const [name, shape] of shapes) {
-      const size = shape.reduce((a, b) => a * b, 1);
-      assignCopy(classifier.variables.get(name)!, floats.subarray(at, at + size));
-      at += size;
-    }
+    for (const [name] of shapes) assignCopy(classifier.variables.get(name)!, tensors.get(name)!.values);
     return classifier;
   } catch {
     return null;

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { loadImageFolder } from '../../../src/data/folder';
 import { sharp } from '../../../src/files';
 import { FolderClassifier, FolderImages, classifierFile, getFolderClassifier, trainFolderClassifier } from '../../../src/eval/folderClassifier';
+import { readSafetensors, writeSafetensors } from '../../../src/io/safetensors';
 import { heldOutSplit, resizeImages } from '../../../src/eval/folderImages';
 import { folderClassAccuracy, folderFeatureScores, referenceAndFloor } from '../../../src/eval/folderFeatures';
 import { BLAS_BACKEND, registerBlasBackend } from '../../../src/backend/blasBackend';
@@ -170,6 +171,11 @@ test('the cache: keyed by the folder cache key, reused on a second load, rebuilt
   assert.equal(a.file, classifierFile(first.key, false));
   assert.ok(a.file.startsWith(path.join(root, 'cache', 'classifiers')), a.file);
   assert.ok(fs.existsSync(path.join(root, 'cache', 'folders', `${first.key}.bin`)), 'beside the decoded folder, under its key');
+  // The project's weight format: safetensors, what the classifier is in its metadata.
+  const stored = readSafetensors(a.file);
+  assert.equal(stored.metadata.format, 'diffuse-folder-classifier');
+  assert.deepEqual(JSON.parse(stored.metadata.info).outputs, a.classifier.info.outputs);
+  assert.equal(stored.tensors.size, a.classifier.variables.size);
   const mtime = fs.statSync(a.file).mtimeMs;
   const features = a.classifier.classify(first.images.data, 4).features;
 
@@ -198,7 +204,12 @@ test('the cache: keyed by the folder cache key, reused on a second load, rebuilt
   assert.equal(c.trained, true);
   assert.notEqual(c.file, a.file);
   // A damaged cache file is trained anew, not trusted.
-  fs.writeFileSync(c.file, 'DFK1 damaged');
+  const good = fs.readFileSync(c.file);
+  fs.writeFileSync(c.file, good.subarray(0, good.length - 4));
+  assert.equal(getFolderClassifier(edited.images, { key: edited.key, flip: false, seen: 100 }).trained, true);
+  // So is another safetensors file (its tensors alike, but not a classifier's metadata).
+  const trained = readSafetensors(c.file);
+  writeSafetensors(c.file, trained.tensors, { ...trained.metadata, format: 'something-else' });
   assert.equal(getFolderClassifier(edited.images, { key: edited.key, flip: false, seen: 100 }).trained, true);
   for (const x of [a, b, c]) x.classifier.dispose();
 });
