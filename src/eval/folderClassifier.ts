@@ -104,7 +104,8 @@ export interface FolderClassifierInfo {
 
 export class FolderClassifier {
   readonly variables = new Map<string, tf.Variable>();
-  private readonly shapes: [string, number[]][];
+  /** Each weight's name and shape, in the order weights() and the cache file list them. */
+  readonly shapes: [string, number[]][];
 
   constructor(
     public info: FolderClassifierInfo,
@@ -319,7 +320,7 @@ export function classifierFile(key: string, flip: boolean, dir = path.join(cache
   return path.join(dir, `${key}-${flip ? 'flip' : 'noflip'}-v${VERSION}.safetensors`);
 }
 
-/** The cache file: safetensors (the project's one weight format), the info and VERSION in its metadata. */
+/** The cache file: safetensors (the format diffuse already exchanges weights in, not one more of its own), the info and VERSION in its metadata. */
 function save(classifier: FolderClassifier, file: string): void {
   const { shapes, values } = classifier.weights();
   const tensors = new Map<string, SafeTensor>();
@@ -359,7 +360,7 @@ export function loadFolderClassifier(file: string, images: FolderImages, flip: b
     if (!same) return null;
     if (info.heldOut.count === 0) info.heldOut = { count: 0, accuracy: NaN, balanced: NaN }; // JSON keeps NaN as null
     const classifier = new FolderClassifier(info, new Rng(0));
-    const { shapes } = classifier.weights();
+    const { shapes } = classifier;
     const fits = tensors.size === shapes.length && shapes.every(([name, shape]) => JSON.stringify(tensors.get(name)?.shape) === JSON.stringify(shape));
     if (!fits) {
       classifier.dispose();

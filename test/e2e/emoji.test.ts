@@ -1,7 +1,7 @@
 /**
  * scripts/emoji.js on a fake emoji-datasource package: images laid out by category (Component left out),
  * skin-tone variants kept or left out, an image the list names but the package lacks skipped and counted,
- * a folder that is not empty refused.
+ * a folder that is not empty refused; the package fetched with `npm pack` (a fake npm) once into the cache.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,4 +47,35 @@ test('emoji.js lays the images out by category, with or without skin tones, skip
   const again = run([plain, '--package-dir', pkg]);
   assert.equal(again.status, 2);
   assert.match(again.stderr, /^emoji: .*plain is not empty: give a new folder$/m);
+});
+
+test('emoji.js fetches the package with npm pack once, unpacks only its images and list into the cache, and reuses it', () => {
+  // A fake `npm` first on PATH: `npm pack NAME --silent --pack-destination DIR` writes the fake package's tarball
+  // (with a size the script must leave packed) into DIR and prints its name, as npm does; each call is logged.
+  const pkg = fakePackage();
+  const staging = tempDir('emoji-tar-');
+  fs.cpSync(pkg, path.join(staging, 'package'), { recursive: true });
+  fs.mkdirSync(path.join(staging, 'package', 'img', 'google', '32'));
+  fs.writeFileSync(path.join(staging, 'package', 'img', 'google', '32', '1f600.png'), 'small');
+  fs.writeFileSync(path.join(staging, 'package', 'package.json'), '{"name":"emoji-datasource-google"}');
+  const bin = tempDir('emoji-bin-');
+  const calls = path.join(bin, 'calls.log');
+  fs.writeFileSync(
+    path.join(bin, 'npm'),
+    `#!/bin/sh\necho "$@" >> ${calls}\ndest="$5"\ntar -czf "$dest/emoji-datasource-google-1.0.0.tgz" -C ${staging} package\necho emoji-datasource-google-1.0.0.tgz\n`,
+    { mode: 0o755 },
+  );
+  const cache = tempDir('emoji-cache-');
+  const env = { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH}`, DIFFUSE_CACHE_DIR: cache };
+  const fetch = (dir: string) => spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'emoji.js'), dir, '--no-skin-tones'], { encoding: 'utf8', env });
+  const first = fetch(path.join(tempDir(), 'a'));
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stdout, /^emoji: 2 images in 2 categories/m);
+  assert.equal(fs.readFileSync(calls, 'utf8').trim(), `pack emoji-datasource-google --silent --pack-destination ${path.join(cache, 'emoji', 'emoji-datasource-google')}`);
+  const unpacked = path.join(cache, 'emoji', 'emoji-datasource-google');
+  assert.deepEqual(fs.readdirSync(unpacked).sort(), ['.unpacked-64', 'package'], 'the tarball removed once unpacked');
+  assert.deepEqual(fs.readdirSync(path.join(unpacked, 'package', 'img', 'google')), ['64'], 'only the size asked for unpacked');
+  const again = fetch(path.join(tempDir(), 'b'));
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(fs.readFileSync(calls, 'utf8').trim().split('\n').length, 1, 'the second run reads the cache, without npm');
 });

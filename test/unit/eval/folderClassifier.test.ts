@@ -171,7 +171,7 @@ test('the cache: keyed by the folder cache key, reused on a second load, rebuilt
   assert.equal(a.file, classifierFile(first.key, false));
   assert.ok(a.file.startsWith(path.join(root, 'cache', 'classifiers')), a.file);
   assert.ok(fs.existsSync(path.join(root, 'cache', 'folders', `${first.key}.bin`)), 'beside the decoded folder, under its key');
-  // The project's weight format: safetensors, what the classifier is in its metadata.
+  // safetensors, what the classifier is in its metadata.
   const stored = readSafetensors(a.file);
   assert.equal(stored.metadata.format, 'diffuse-folder-classifier');
   assert.deepEqual(JSON.parse(stored.metadata.info).outputs, a.classifier.info.outputs);
@@ -206,10 +206,13 @@ test('the cache: keyed by the folder cache key, reused on a second load, rebuilt
   // A damaged cache file is trained anew, not trusted.
   const good = fs.readFileSync(c.file);
   fs.writeFileSync(c.file, good.subarray(0, good.length - 4));
-  assert.equal(getFolderClassifier(edited.images, { key: edited.key, flip: false, seen: 100 }).trained, true);
-  // So is another safetensors file (its tensors alike, but not a classifier's metadata).
+  const retrained = [getFolderClassifier(edited.images, { key: edited.key, flip: false, seen: 100 })];
+  // So is another safetensors file (its tensors alike, but not a classifier's metadata), and one of an older version.
   const trained = readSafetensors(c.file);
-  writeSafetensors(c.file, trained.tensors, { ...trained.metadata, format: 'something-else' });
-  assert.equal(getFolderClassifier(edited.images, { key: edited.key, flip: false, seen: 100 }).trained, true);
-  for (const x of [a, b, c]) x.classifier.dispose();
+  for (const change of [{ format: 'something-else' }, { version: '1' }] as Record<string, string>[]) {
+    writeSafetensors(c.file, trained.tensors, { ...trained.metadata, ...change });
+    retrained.push(getFolderClassifier(edited.images, { key: edited.key, flip: false, seen: 100 }));
+  }
+  assert.deepEqual(retrained.map((r) => r.trained), [true, true, true]);
+  for (const x of [a, b, c, ...retrained]) x.classifier.dispose();
 });
