@@ -82,6 +82,12 @@ export function nearestK(a: ImageSet01, b: ImageSet01, k: number, excludeSelf = 
   return { index, distances, k };
 }
 
+/** k of n indices spread evenly, 0 first (all n when k ≥ n): a conditional draw's classes come in runs, so the first k would show one or two. */
+export function spreadIndices(n: number, k: number): number[] {
+  const m = Math.min(n, k);
+  return Array.from({ length: m }, (_, i) => Math.floor((i * n) / m));
+}
+
 /** For each row of `a`, the nearest row of `b` and its RMS distance (nearestK with k = 1). */
 export function nearest(a: ImageSet01, b: ImageSet01, excludeSelf = false): { index: Int32Array; distance: Float32Array } {
   const { index, distances } = nearestK(a, b, 1, excludeSelf);

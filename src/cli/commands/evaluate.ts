@@ -19,7 +19,7 @@ import { PerClassSplit, classAccuracy, classAccuracyLines, predictedLabels, spli
 import { RunRecord } from '../../config/runRecord';
 import { isConditional, loadTrainingData } from '../../data/dataset';
 import { hasClassLayout } from '../../data/folder';
-import { COPY_ALPHA, COPY_NEIGHBOURS, scoreAgainstData, toUnit } from '../../eval/imageSet';
+import { COPY_ALPHA, COPY_NEIGHBOURS, scoreAgainstData, spreadIndices, toUnit } from '../../eval/imageSet';
 import { FolderClassifierInfo, FolderImages, getFolderClassifier } from '../../eval/folderClassifier';
 import { FEWEST_REAL, folderClassAccuracy, folderFeatureScores } from '../../eval/folderFeatures';
 import { FeatureScores } from '../../eval/featureSets';
@@ -36,7 +36,7 @@ export function evaluateCommand(): Command {
     .option('--seed <s>', 'random seed of the starting noise', integer(0, 'a non-negative integer'), 0)
     .option('--batch-size <n>', 'images denoised together', integer(1), 250)
     .option('--data <dir>', "a folder model's training images to compare with (default: the folder it trained on, read as it was)")
-    .option('--nearest <file>', 'folder models: also write the first 32 samples, each beside its nearest training image (.png, .jpg, .webp)');
+    .option('--nearest <file>', 'folder models: also write 32 of the samples (spread over the draw: every class of a conditional one), each beside its nearest training image (.png, .jpg, .webp)');
   for (const o of samplerOptions()) command.addOption(o);
   return command
     .option('--json', 'print the figures as one JSON object', false)
@@ -223,14 +223,14 @@ async function evaluateFolderModel(opts: SamplerChoices & ClassOptions & { check
   const info = judge.classifier.info;
   judge.classifier.dispose();
   if (opts.nearest) {
-    // Pairs across: sample, its nearest training image; 8 pairs a row.
-    const pairs = Math.min(32, n);
-    const tiles = new Float32Array(2 * pairs * dims);
-    for (let i = 0; i < pairs; i++) {
-      tiles.set(images.subarray(i * dims, (i + 1) * dims), 2 * i * dims);
-      tiles.set(data.data.subarray(s.nearestIndex[i] * dims, (s.nearestIndex[i] + 1) * dims), (2 * i + 1) * dims);
-    }
-    await writeImageGrid(opts.nearest, tiles, 2 * pairs, height, imageWidth, channels, 16);
+    // Pairs across: sample, its nearest training image; 8 pairs a row; 32 samples spread over the draw (and so over its classes).
+    const shown = spreadIndices(n, 32);
+    const tiles = new Float32Array(2 * shown.length * dims);
+    shown.forEach((j, i) => {
+      tiles.set(images.subarray(j * dims, (j + 1) * dims), 2 * i * dims);
+      tiles.set(data.data.subarray(s.nearestIndex[j] * dims, (s.nearestIndex[j] + 1) * dims), (2 * i + 1) * dims);
+    });
+    await writeImageGrid(opts.nearest, tiles, 2 * shown.length, height, imageWidth, channels, 16);
   }
   const classifier = classifierRecord(info, judge.trained);
   const result = {

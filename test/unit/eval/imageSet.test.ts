@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { COPY_NEIGHBOURS, ImageSet01, copiesOf, meanPairDistance, nearest, nearestK, quantile, scoreAgainstData, toUnit } from '../../../src/eval/imageSet';
+import { COPY_NEIGHBOURS, ImageSet01, copiesOf, meanPairDistance, nearest, nearestK, quantile, spreadIndices, scoreAgainstData, toUnit } from '../../../src/eval/imageSet';
 import { Rng } from '../../../src/rng';
 import { useBackend } from '../../helpers';
 
@@ -114,4 +114,15 @@ test('copies on a set with exact duplicates (where the 1% quantile of nearest-ot
   Array.from(k.distances.subarray(20 * 50, 21 * 50)).forEach((v, p) => assert.ok(Math.abs(v - all[p]) < 1e-4, `${p}: ${v} vs ${all[p]}`));
   const small = { ...train, count: 7 };
   assert.equal(nearestK(small, small, COPY_NEIGHBOURS, true).k, 6);
+});
+
+test('spreadIndices: k of n spread evenly from the first, one from each run of a draw by class; all when k >= n', () => {
+  assert.deepEqual(spreadIndices(450, 32).length, 32);
+  // 9 classes of 50 in order: every class shown, 3 or 4 each
+  const perClass = new Map<number, number>();
+  for (const i of spreadIndices(450, 32)) perClass.set(Math.floor(i / 50), (perClass.get(Math.floor(i / 50)) ?? 0) + 1);
+  assert.deepEqual([...perClass.keys()], [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.ok([...perClass.values()].every((c) => c === 3 || c === 4), `${[...perClass.values()]}`);
+  assert.deepEqual(spreadIndices(8, 4), [0, 2, 4, 6]);
+  assert.deepEqual(spreadIndices(10, 32), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 });
