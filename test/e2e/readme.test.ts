@@ -88,8 +88,9 @@ async function assertOutputs(words: string[], cwd: string, stdout: string): Prom
     const record = checkpointIn(at(flagValue(args, '--checkpoint')!), what) as ReturnType<typeof checkpointIn> & { model: { classes: number } };
     const { height, imageWidth, channels } = record.model;
     assert.equal(flagValue(args, '--n'), '4');
-    // --class all --per-class 2: a row of two per class; else the four images in a 2x2 grid
-    const [cols, rows] = flagValue(args, '--per-class') === '2' && flagValue(args, '--class') === 'all' ? [2, record.model.classes] : [2, 2];
+    // --class all|LIST --per-class 2: a row of two per class; else the four images in a 2x2 grid
+    const classes = flagValue(args, '--class');
+    const [cols, rows] = flagValue(args, '--per-class') === '2' && classes ? [2, classes === 'all' ? record.model.classes : classes.split(',').length] : [2, 2];
     await assertImage(at(flagValue(args, '--out')!), across(cols, imageWidth), across(rows, height), what, channels);
     const animation = flagValue(args, '--animate');
     if (animation) {
@@ -107,8 +108,8 @@ async function assertOutputs(words: string[], cwd: string, stdout: string): Prom
       assert.match(stdout, new RegExp(`^n ${flagValue(args, '--n')}$`, 'm'), what);
       for (const key of ['fd', 'confidence', 'coverage']) assert.match(stdout, new RegExp(`^${key} \\d+\\.\\d+$`, 'm'), `${what}: ${key}`);
     } else {
-      assert.match(stdout, /copies/, what);
-      assert.match(stdout, /diversity/, what);
+      for (const key of ['copies', 'diversity', 'fd', 'kid', 'precision', 'recall']) assert.match(stdout, new RegExp(`^${key} \\d`, 'm'), `${what}: ${key}`);
+      if ((record as { model: { classes?: number } }).model.classes) assert.match(stdout, /^class_accuracy [01]\.\d+/m, `${what}: class_accuracy`);
     }
     const nearest = flagValue(args, '--nearest');
     if (nearest) assert.equal((await sharp(at(nearest)).metadata()).format, 'png', `${what}: ${nearest}`);
@@ -136,12 +137,42 @@ async function assertOutputs(words: string[], cwd: string, stdout: string): Prom
   }
 }
 
-const ICONS = '/usr/share/icons/oxygen/base/64x64';
+/** The emoji package's categories (folder name, emoji.json name) and a colour for each one's fake images. */
+const EMOJI_CATEGORIES: [string, string, string][] = [
+  ['smileys-emotion', 'Smileys & Emotion', '#f8c020'], ['people-body', 'People & Body', '#e0a070'], ['animals-nature', 'Animals & Nature', '#60a040'],
+  ['food-drink', 'Food & Drink', '#d04030'], ['travel-places', 'Travel & Places', '#3070d0'], ['activities', 'Activities', '#a040c0'],
+  ['objects', 'Objects', '#808080'], ['symbols', 'Symbols', '#20a0a0'], ['flags', 'Flags', '#202020'],
+];
+
+/**
+ * A cache folder (DIFFUSE_CACHE_DIR) in which scripts/emoji.js finds emoji-datasource-google already unpacked: 8
+ * 64-px PNGs per category (a disc of the category's colour on transparency, a skin-tone variant for each), so
+ * the README's command runs as written without fetching the 30 MB package.
+ */
+async function fakeEmojiCache(): Promise<string> {
+  const cache = tempDir('emoji-cache-');
+  const pkg = path.join(cache, 'emoji', 'emoji-datasource-google');
+  const images = path.join(pkg, 'package', 'img', 'google', '64');
+  fs.mkdirSync(images, { recursive: true });
+  const entries = [];
+  for (const [, category, colour] of EMOJI_CATEGORIES) {
+    for (let i = 0; i < 8; i++) {
+      const code = `${category.slice(0, 3).toLowerCase()}${i}`;
+      const disc = `<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><circle cx="32" cy="32" r="${12 + 2 * i}" fill="${colour}"/></svg>`;
+      await sharp(Buffer.from(disc)).png().toFile(path.join(images, `${code}.png`));
+      fs.copyFileSync(path.join(images, `${code}.png`), path.join(images, `${code}-tone.png`));
+      entries.push({ category, short_name: code, image: `${code}.png`, skin_variations: { '1F3FB': { image: `${code}-tone.png` } } });
+    }
+  }
+  fs.writeFileSync(path.join(pkg, 'package', 'emoji.json'), JSON.stringify(entries));
+  fs.writeFileSync(path.join(pkg, '.unpacked-64'), '');
+  return cache;
+}
+
 const hasTorchrun = spawnSync('torchrun', ['--help'], { stdio: 'ignore' }).status === 0;
 
-/** Why a README line cannot run on this machine (.ci/run installs both), or null. */
+/** Why a README line cannot run on this machine (.ci/run installs what they need), or null. */
 function missing(line: string): string | null {
-  if (/oxygen|runs\/icons/.test(line) && !fs.existsSync(ICONS)) return `no ${ICONS} (apt-get install oxygen-icon-theme)`;
   if (/torchrun|trained\.safetensors/.test(line) && !hasTorchrun) return 'no torchrun (apt-get install python3-torch)';
   return null;
 }
@@ -169,12 +200,19 @@ test("the README's shell commands run (at test size)", { timeout: 300_000 }, asy
       command = [...words.slice(2), '--max-steps', '2', '--limit', '256'];
       r = spawnSync(words[1], command, { cwd, encoding: 'utf8', timeout: 300_000, env: { ...process.env, PYTHONPATH: path.join(ROOT, 'python'), OMP_NUM_THREADS: '1' } });
     } else {
-      command = words[0] === 'diffuse' ? [BIN, ...shrink(words.slice(1))] : [path.join(ROOT, words[1]), ...words.slice(2).map((w, i) => (i === 1 ? '40' : w))]; // scripts/shapes.js DIR COUNT SIZE
-      r = spawnSync(process.execPath, command, { cwd, encoding: 'utf8', timeout: 120_000 });
+      const script = words[0] === 'node' ? path.basename(words[1]) : null;
+      // scripts/shapes.js DIR COUNT SIZE: 40 shapes; scripts/emoji.js as written, on a fake package in its cache
+      command = words[0] === 'diffuse' ? [BIN, ...shrink(words.slice(1))] : [path.join(ROOT, words[1]), ...words.slice(2).map((w, i) => (script === 'shapes.js' && i === 1 ? '40' : w))];
+      const env = script === 'emoji.js' ? { ...process.env, DIFFUSE_CACHE_DIR: await fakeEmojiCache() } : process.env;
+      r = spawnSync(process.execPath, command, { cwd, encoding: 'utf8', timeout: 120_000, env });
     }
     assert.equal(r.status, 0, `${line}\n(run as: ${command.slice(1).join(' ')})\n${r.stdout}\n${r.stderr}`);
     if (words[0] === 'diffuse') await assertOutputs(command.slice(1), cwd, r.stdout);
-    else if (words[0] === 'node') {
+    else if (words[1] === 'scripts/emoji.js') {
+      const categories = fs.readdirSync(path.join(cwd, words[2])).sort();
+      assert.deepEqual(categories, EMOJI_CATEGORIES.map(([c]) => c).sort(), `${line}: a folder per category`);
+      assert.match(r.stdout, new RegExp(`^emoji: ${EMOJI_CATEGORIES.length * 8} images in ${EMOJI_CATEGORIES.length} categories`, 'm'), line);
+    } else if (words[0] === 'node') {
       const shapes = fs.readdirSync(path.join(cwd, words[2]));
       assert.equal(shapes.length, 40, `${line}: ${shapes.length} files`);
       await assertImage(path.join(cwd, words[2], shapes[0]), 32, 32, line, 3);
