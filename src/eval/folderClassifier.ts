@@ -104,7 +104,7 @@ export interface FolderClassifierInfo {
 
 export class FolderClassifier {
   readonly variables = new Map<string, tf.Variable>();
-  /** Each weight's name and shape, in the order weights() and the cache file list them. */
+  /** Each weight's name and shape, in the order the cache file lists them. */
   readonly shapes: [string, number[]][];
 
   constructor(
@@ -174,19 +174,6 @@ export class FolderClassifier {
   /** Features and probabilities of n of the folder's images (or samples like them): imageSide × imageSide × channels each, in [-1, 1]. */
   classify(images: Float32Array, n: number): ClassifierOutputs {
     return this.classifyPrepared(this.prepare(images, n), n);
-  }
-
-  /** Its weights, in the order of its variables. */
-  weights(): { shapes: [string, number[]][]; values: Float32Array } {
-    const total = this.shapes.reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
-    const values = new Float32Array(total);
-    let at = 0;
-    for (const [name] of this.shapes) {
-      const v = this.variables.get(name)!.dataSync() as Float32Array;
-      values.set(v, at);
-      at += v.length;
-    }
-    return { shapes: this.shapes, values };
   }
 
   dispose(): void {
@@ -322,14 +309,7 @@ export function classifierFile(key: string, flip: boolean, dir = path.join(cache
 
 /** The cache file: safetensors (the format diffuse already exchanges weights in, not one more of its own), the info and VERSION in its metadata. */
 function save(classifier: FolderClassifier, file: string): void {
-  const { shapes, values } = classifier.weights();
-  const tensors = new Map<string, SafeTensor>();
-  let at = 0;
-  for (const [name, shape] of shapes) {
-    const size = shape.reduce((a, b) => a * b, 1);
-    tensors.set(name, { shape, values: values.subarray(at, at + size) });
-    at += size;
-  }
+  const tensors = new Map<string, SafeTensor>(classifier.shapes.map(([name, shape]) => [name, { shape, values: classifier.variables.get(name)!.dataSync() as Float32Array }]));
   fs.mkdirSync(path.dirname(file), { recursive: true });
   writeAtomically(file, encodeSafetensors(tensors, { format: FORMAT, version: String(VERSION), info: JSON.stringify(classifier.info) }));
 }
