@@ -57,7 +57,10 @@ test('invert writes the noise (.npy) and its reconstruction; interpolate goes be
   assert.equal(i.status, 0, i.stderr);
   const [first] = await tiles(strip, 5);
   const [, back] = await tiles(rec, 2);
-  assert.ok(first.equals(back), 'the strip starts at the noise the reconstruction came from');
+  // the same noise, decoded in a batch of 5 rather than 1: OpenBLAS may sum in another order, so a pixel may
+  // round the other way (1 grey level on Zen 3); another noise differs by up to 255 in hundreds of pixels
+  const off = first.reduce((worst, v, p) => Math.max(worst, Math.abs(v - back[p])), 0);
+  assert.ok(off <= 2, `the strip starts at the noise the reconstruction came from (a pixel is ${off} grey levels off)`);
   assertCleanFailure(runCli(['interpolate', '--checkpoint', ckpt, '--from', 'seed:1', '--to', path.join(dir, 'none.png'), '--out', strip]), /cannot read image .*none\.png/);
   assertCleanFailure(runCli(['invert', '--checkpoint', ckpt, '--mnist-test', '0', '--out', path.join(dir, 'noise.bin')]), /--out .*noise\.bin: the noise is written as \.npy/);
 });
